@@ -1,0 +1,24 @@
+/**
+ * The `google.rpc.ErrorInfo` reasons connect-idempotency sends, for programs
+ * to match on. The domain of every one is `ERROR_DOMAIN`.
+ */
+export const ErrorReason = {
+  /** The method requires a request ID and the call had none. INVALID_ARGUMENT. */
+  REQUEST_ID_REQUIRED: "REQUEST_ID_REQUIRED",
+  /** The request ID does not have the method's format. INVALID_ARGUMENT. */
+  REQUEST_ID_INVALID: "REQUEST_ID_INVALID",
+  /** The request ID was used before with a different payload. FAILED_PRECONDITION. */
+  REQUEST_ID_REUSED: "REQUEST_ID_REUSED",
+  /** The first call with this request ID is still running. ABORTED, with RetryInfo. */
+  REQUEST_IN_PROGRESS: "REQUEST_IN_PROGRESS",
+  /** The store could not claim the key; the handler did not run. UNAVAILABLE. */
+  STORE_UNAVAILABLE: "STORE_UNAVAILABLE",
+  /** The response is larger than the store keeps. */
+  RESPONSE_TOO_LARGE: "RESPONSE_TOO_LARGE",
+} as const;
+
+/** One of the reasons in `ErrorReason`. */
+export type ErrorReason = (typeof ErrorReason)[keyof typeof ErrorReason];
+
+/** The `google.rpc.ErrorInfo` domain of every error connect-idempotency sends. */
+export const ERROR_DOMAIN = "connect-idempotency";

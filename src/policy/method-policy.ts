@@ -1,0 +1,69 @@
+import { type DescField, type DescMethod, getOption, hasOption } from "@bufbuild/protobuf";
+import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
+import { KeyFormat } from "../../gen/idempotency/v1/idempotency_pb.js";
+import type { IdempotencyExtensions } from "./idempotency-extensions.js";
+import { findRequestIdField } from "./request-id-field.js";
+
+/** The accepted form of request IDs for a method. */
+export type RequestIdFormat = "uuid" | "opaque";
+
+/** What the proto says about one method's idempotency. */
+export interface MethodIdempotencyPolicy {
+  /** The method. */
+  readonly method: DescMethod;
+  /**
+   * The request ID field when the method is deduplicated: a unary method
+   * whose input has a usable request ID field. Undefined otherwise; such calls
+   * pass through untouched.
+   */
+  readonly requestIdField: DescField | undefined;
+  /** False when AIP-4235 forbids clients to fill in the request ID. */
+  readonly autoFill: boolean;
+  /** A call with an empty request ID is refused. */
+  readonly keyRequired: boolean;
+  /** The accepted form of request IDs. */
+  readonly keyFormat: RequestIdFormat;
+  /** The method's own retention of completed keys, in milliseconds. */
+  readonly retentionMs: number | undefined;
+  /** The method is marked NO_SIDE_EFFECTS or IDEMPOTENT. */
+  readonly safeToRetry: boolean;
+}
+
+/**
+ * Reads the idempotency policy of a method from its descriptor.
+ */
+export function resolveMethodPolicy(method: DescMethod, ext: IdempotencyExtensions): MethodIdempotencyPolicy {
+  const lookup = findRequestIdField(method.input, ext);
+  const requestIdField = method.methodKind === "unary" && lookup.kind === "found" ? lookup.field : undefined;
+  const options = ext.policy && hasOption(method, ext.policy) ? getOption(method, ext.policy) : undefined;
+  const retention = options?.retention;
+  return {
+    method,
+    requestIdField,
+    autoFill: lookup.kind === "found" && lookup.autoFill,
+    keyRequired: options?.keyRequired ?? false,
+    keyFormat: options?.keyFormat === KeyFormat.OPAQUE ? "opaque" : "uuid",
+    retentionMs: retention ? Number(retention.seconds) * 1000 + Math.floor(retention.nanos / 1e6) : undefined,
+    safeToRetry:
+      method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS ||
+      method.idempotency === MethodOptions_IdempotencyLevel.IDEMPOTENT,
+  };
+}
+
+/**
+ * Returns a `resolveMethodPolicy` that remembers its answer per method, for the
+ * call path of interceptors.
+ */
+export function createMethodPolicyCache(
+  ext: IdempotencyExtensions,
+): (method: DescMethod) => MethodIdempotencyPolicy {
+  const cache = new WeakMap<DescMethod, MethodIdempotencyPolicy>();
+  return (method) => {
+    let found = cache.get(method);
+    if (found === undefined) {
+      found = resolveMethodPolicy(method, ext);
+      cache.set(method, found);
+    }
+    return found;
+  };
+}
