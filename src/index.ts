@@ -30,5 +30,70 @@ export type {
 export type {
   IdempotencyEvent,
   IdempotencyEventType,
+  StoreCall,
   StoreOperation,
 } from "./server/idempotency-event.js";
+export { createIdempotencyInterceptor } from "./server/idempotency-interceptor.js";
+export type { IdempotencyClock, IdempotencyInterceptorOptions } from "./server/interceptor-options.js";
+export {
+  idempotencyContext,
+  type IdempotencyContextValue,
+} from "./server/idempotency-context.js";
+export {
+  defaultReleasedCodes,
+  defaultStoredCodes,
+  releaseOnError,
+  storeOnError,
+  type ErrorDisposition,
+} from "./server/error-disposition.js";
+export { decodeStoredOutcome, encodeStoredOutcome, type StoredOutcomeValue } from "./server/stored-outcome.js";
+export { fingerprintRequest } from "./server/request-fingerprint.js";
+export { hashRecordKey } from "./server/key-hash.js";
+export { replayedHeader } from "./server/protocol-headers.js";
+export type { SweepReport } from "./store/record-sweeper.js";
+export {
+  createSqliteStore,
+  type SqliteDurability,
+  type SqliteStore,
+  type SqliteStoreOptions,
+} from "./store/sqlite/sqlite-store.js";
+export type { SqliteBatchExecutor, SqliteJobOptions } from "./store/sqlite/sqlite-batch-executor.js";
+// `pg` stays optional: the PostgreSQL store loads it only when it creates its own pool.
+export {
+  createPostgresStore,
+  type PostgresStore,
+  type PostgresStoreOptions,
+} from "./store/postgres/postgres-store.js";
+export type { PostgresStatements } from "./store/postgres/postgres-statements.js";
+export { runCluster, type ClusterWorkerExit, type RunClusterOptions } from "./server/run-cluster.js";
+export {
+  createIdempotentClient,
+  createRequestIdInterceptor,
+  createRetryInterceptor,
+  isRetryableError,
+  retryOptionsKey,
+  withRetryOptions,
+  type ClientMethodPlan,
+  type ClientServicePlan,
+  type IdempotentClientOptions,
+  type RequestIdInterceptorOptions,
+  type RetryEvent,
+  type RetryInterceptorOptions,
+  type RetryOptions,
+} from "./client/index.js";
+export {
+  createIdempotencyTelemetry,
+  type IdempotencyTelemetry,
+  type IdempotencyTelemetryOptions,
+} from "./otel/idempotency-telemetry.js";
+export { TelemetryAttribute, TelemetryMetric, type TelemetryOutcome } from "./otel/telemetry-names.js";
+export type {
+  IdempotencyStoreAdmin,
+  MethodStats,
+  RecordFilter,
+  RecordSummary,
+  RecordWhere,
+  StoreStats,
+} from "./store/idempotency-store-admin.js";
+export { openSqliteStoreAdmin, type SqliteStoreAdminOptions } from "./store/sqlite/sqlite-store-admin.js";
+export { openPostgresStoreAdmin, type PostgresStoreAdminOptions } from "./store/postgres/postgres-store-admin.js";

@@ -1,8 +1,12 @@
 import { type DescField, type DescMethod, getOption, hasOption } from "@bufbuild/protobuf";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
-import { KeyFormat } from "../../gen/idempotency/v1/idempotency_pb.js";
+import type { KeyFormat } from "../../gen/idempotency/v1/idempotency_pb.js";
 import type { IdempotencyExtensions } from "./idempotency-extensions.js";
 import { findRequestIdField } from "./request-id-field.js";
+
+// A number instead of a value import: the protoc plugin loads this file while
+// buf has deleted gen/ for a clean generate (see request-id-field.ts).
+const keyFormatOpaque: KeyFormat.OPAQUE = 2;
 
 /** The accepted form of request IDs for a method. */
 export type RequestIdFormat = "uuid" | "opaque";
@@ -42,7 +46,7 @@ export function resolveMethodPolicy(method: DescMethod, ext: IdempotencyExtensio
     requestIdField,
     autoFill: lookup.kind === "found" && lookup.autoFill,
     keyRequired: options?.keyRequired ?? false,
-    keyFormat: options?.keyFormat === KeyFormat.OPAQUE ? "opaque" : "uuid",
+    keyFormat: options?.keyFormat === keyFormatOpaque ? "opaque" : "uuid",
     retentionMs: retention ? Number(retention.seconds) * 1000 + Math.floor(retention.nanos / 1e6) : undefined,
     safeToRetry:
       method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS ||

@@ -1,8 +1,14 @@
 import { type DescField, type DescMessage, ScalarType, getOption, hasOption } from "@bufbuild/protobuf";
 import { FieldDescriptorProto_Label } from "@bufbuild/protobuf/wkt";
-import { FieldBehavior } from "../../gen/google/api/field_behavior_pb.js";
-import { FieldInfo_Format } from "../../gen/google/api/field_info_pb.js";
+import type { FieldBehavior } from "../../gen/google/api/field_behavior_pb.js";
+import type { FieldInfo_Format } from "../../gen/google/api/field_info_pb.js";
 import type { IdempotencyExtensions } from "./idempotency-extensions.js";
+
+// Enum numbers instead of value imports: the protoc plugin loads this file
+// while buf has deleted gen/ for a clean generate, so only type imports from
+// gen/ may appear here.
+const fieldBehaviorRequired: FieldBehavior.REQUIRED = 2;
+const fieldInfoFormatUuid4: FieldInfo_Format.UUID4 = 1;
 
 /** How a field was marked as the request ID. */
 export type RequestIdMark = "idempotency.v1.request_id" | "google.api.field_info";
@@ -34,7 +40,7 @@ export function requestIdMarkOf(field: DescField, ext: IdempotencyExtensions): R
   if (ext.requestId && hasOption(field, ext.requestId) && getOption(field, ext.requestId)) {
     return "idempotency.v1.request_id";
   }
-  if (ext.fieldInfo && hasOption(field, ext.fieldInfo) && getOption(field, ext.fieldInfo).format === FieldInfo_Format.UUID4) {
+  if (ext.fieldInfo && hasOption(field, ext.fieldInfo) && getOption(field, ext.fieldInfo).format === fieldInfoFormatUuid4) {
     return "google.api.field_info";
   }
   return undefined;
@@ -92,6 +98,6 @@ function isRequired(field: DescField, ext: IdempotencyExtensions): boolean {
   return (
     ext.fieldBehavior !== undefined &&
     hasOption(field, ext.fieldBehavior) &&
-    getOption(field, ext.fieldBehavior).includes(FieldBehavior.REQUIRED)
+    getOption(field, ext.fieldBehavior).includes(fieldBehaviorRequired)
   );
 }

@@ -1,6 +1,9 @@
 import type { Code } from "@connectrpc/connect";
 
-/** What the interceptor decided for one call. */
+/**
+ * What the interceptor decided for one call. A call that claims a key
+ * reports exactly one of `claimed`, `takeover` and `expired`.
+ */
 export type IdempotencyEventType =
   /** The key was free; this call claimed it and runs the handler. */
   | "claimed"
@@ -16,15 +19,36 @@ export type IdempotencyEventType =
   | "mismatch"
   /** The handler failed with a released code; the key was freed for a retry. */
   | "released"
-  /** This call took over a claim whose lease had expired (its process died). */
+  /** This call took over a claim whose lease had expired (its process died), and runs the handler. */
   | "takeover"
-  /** This call claimed a key whose completed record had expired. */
+  /** This call claimed a key whose completed record had expired, and runs the handler. */
   | "expired"
-  /** The store failed (see `operation`, `error`). */
+  /**
+   * The outcome was larger than `maxStoredBytes` (see `responseBytes`): the
+   * caller got it, but the store keeps a RESPONSE_TOO_LARGE error instead.
+   */
+  | "too_large"
+  /**
+   * This execution lost its claim before its outcome was stored: its lease
+   * ran out (the process stalled or the store was unreachable for longer
+   * than the lease) and another call took the key over. See `operation`.
+   */
+  | "claim_lost"
+  /** The store failed (see `operation`, `error`, `willRetry`). */
   | "store_error";
 
 /** A store operation, as named in `store_error` events. */
 export type StoreOperation = "claim" | "complete" | "release" | "renew" | "get";
+
+/** One store operation of a call, for latency metrics. */
+export interface StoreCall {
+  /** The operation. */
+  readonly operation: StoreOperation;
+  /** How long it took, in milliseconds (wall time). */
+  readonly ms: number;
+  /** True when the store rejected. */
+  readonly failed: boolean;
+}
 
 /**
  * One decision of the interceptor, for logs and metrics. Keys never appear
@@ -41,13 +65,20 @@ export interface IdempotencyEvent {
   readonly at: number;
   /** Milliseconds this call spent in store operations so far. */
   readonly storeMs: number;
+  /**
+   * The store operations of this call since its previous event, so that
+   * each operation is reported exactly once.
+   */
+  readonly storeCalls?: readonly StoreCall[];
   /** For `waited`: milliseconds spent waiting for the in-flight execution. */
   readonly waitedMs?: number;
   /** For `waited`: what the wait ended with. */
   readonly waitResult?: "outcome" | "released" | "timeout";
   /** For `replayed`, `completed` and `released`: the error code, undefined for success. */
   readonly code?: Code;
-  /** For `store_error`: the operation that failed. */
+  /** For `too_large`: the size of the encoded outcome in bytes. */
+  readonly responseBytes?: number;
+  /** For `store_error` and `claim_lost`: the operation that failed or found the claim gone. */
   readonly operation?: StoreOperation;
   /** For `store_error`: the error the store raised. */
   readonly error?: unknown;

@@ -7,6 +7,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
 import { file_idempotency_v1_idempotency } from "../../idempotency/v1/idempotency_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file demo/v1/bank.proto.
  */
 export const file_demo_v1_bank: GenFile = /*@__PURE__*/
-  fileDesc("ChJkZW1vL3YxL2JhbmsucHJvdG8SB2RlbW8udjEiZQoNQ2hhcmdlUmVxdWVzdBIYCgpyZXF1ZXN0X2lkGAEgASgJQgTw9yIBEhIKCmFjY291bnRfaWQYAiABKAkSFAoMYW1vdW50X21pbm9yGAMgASgDEhAKCGN1cnJlbmN5GAQgASgJIiMKDkNoYXJnZVJlc3BvbnNlEhEKCWNoYXJnZV9pZBgBIAEoCTJQCgtCYW5rU2VydmljZRJBCgZDaGFyZ2USFi5kZW1vLnYxLkNoYXJnZVJlcXVlc3QaFy5kZW1vLnYxLkNoYXJnZVJlc3BvbnNlIgb69yICCAFiBnByb3RvMw", [file_idempotency_v1_idempotency]);
+  fileDesc("ChJkZW1vL3YxL2JhbmsucHJvdG8SB2RlbW8udjEiaAoNQ2hhcmdlUmVxdWVzdBIbCgpyZXF1ZXN0X2lkGAEgASgJQgfgQQLw9yIBEhIKCmFjY291bnRfaWQYAiABKAkSFAoMYW1vdW50X21pbm9yGAMgASgDEhAKCGN1cnJlbmN5GAQgASgJIiMKDkNoYXJnZVJlc3BvbnNlEhEKCWNoYXJnZV9pZBgBIAEoCTJQCgtCYW5rU2VydmljZRJBCgZDaGFyZ2USFi5kZW1vLnYxLkNoYXJnZVJlcXVlc3QaFy5kZW1vLnYxLkNoYXJnZVJlc3BvbnNlIgb69yICCAFiBnByb3RvMw", [file_google_api_field_behavior, file_idempotency_v1_idempotency]);
 
 /**
  * Asks for a charge.
@@ -23,7 +24,8 @@ export const file_demo_v1_bank: GenFile = /*@__PURE__*/
  */
 export type ChargeRequest = Message<"demo.v1.ChargeRequest"> & {
   /**
-   * Required: a charge must never run twice.
+   * Required: a charge must never run twice. Marked REQUIRED, so that clients
+   * never fill it in (AIP-4235): the caller derives it from its own.
    *
    * @generated from field: string request_id = 1;
    */

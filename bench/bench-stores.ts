@@ -1,0 +1,41 @@
+import type { IdempotencyStore } from "../src/store/idempotency-store.js";
+import { createPostgresStore } from "../src/store/postgres/postgres-store.js";
+import { createSqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import type { BenchStoreKind } from "./scenarios.js";
+
+/** Where a scenario's store keeps its records. */
+export interface BenchStoreOptions {
+  readonly kind: BenchStoreKind;
+  /** For SQLite: the database file. */
+  readonly sqlitePath?: string;
+  /** For PostgreSQL: the server, and a schema of this run that bench/main.ts drops afterwards. */
+  readonly postgresUrl?: string;
+  readonly postgresSchema?: string;
+  /** For PostgreSQL: names the store's connections, so that the bench finds their backends. */
+  readonly postgresApplicationName?: string;
+}
+
+/** Opens a store with the settings the scenario names, and nothing else changed from the defaults. */
+export async function openBenchStore(options: BenchStoreOptions): Promise<IdempotencyStore> {
+  switch (options.kind) {
+    case "sqlite-normal":
+    case "sqlite-full":
+      return createSqliteStore({
+        path: required(options.sqlitePath, "sqlitePath"),
+        durability: options.kind === "sqlite-full" ? "full" : "normal",
+      });
+    case "postgres":
+      return createPostgresStore({
+        connectionString: required(options.postgresUrl, "postgresUrl"),
+        schema: required(options.postgresSchema, "postgresSchema"),
+        ...(options.postgresApplicationName === undefined ? {} : { applicationName: options.postgresApplicationName }),
+      });
+  }
+}
+
+function required<T>(value: T | undefined, name: string): T {
+  if (value === undefined) {
+    throw new Error(`bench store option ${name} is missing`);
+  }
+  return value;
+}

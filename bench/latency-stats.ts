@@ -1,0 +1,77 @@
+/** Latency and throughput of one measured interval. */
+export interface IntervalStats {
+  /** Operations that completed inside the interval. */
+  readonly calls: number;
+  /** Operations that failed inside the interval. */
+  readonly errors: number;
+  /** Length of the interval in milliseconds. */
+  readonly elapsedMs: number;
+  /** Completed operations per second. */
+  readonly callsPerSecond: number;
+  /** Median latency in milliseconds. */
+  readonly p50Ms: number;
+  /** 99th percentile latency in milliseconds. */
+  readonly p99Ms: number;
+  /** The first error's message, to tell what went wrong without a log. */
+  readonly firstError?: string;
+}
+
+/** The value below which `fraction` of the sorted samples lie (nearest rank). */
+export function percentile(sorted: Float64Array | readonly number[], fraction: number): number {
+  if (sorted.length === 0) {
+    return Number.NaN;
+  }
+  const rank = Math.ceil(fraction * sorted.length) - 1;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank))] as number;
+}
+
+/** The median of some numbers; the mean of the middle two for an even count. */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  if (sorted.length === 0) {
+    return Number.NaN;
+  }
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/**
+ * Runs `operation` from `concurrency` workers, back to back, until
+ * `durationMs` have passed, and measures each call. Nothing is recorded when
+ * `durationMs` is a warm-up, but the work is the same.
+ */
+export async function measureClosedLoop(
+  concurrency: number,
+  durationMs: number,
+  operation: () => Promise<unknown>,
+): Promise<IntervalStats> {
+  const latencies: number[] = [];
+  let errors = 0;
+  let firstError: string | undefined;
+  const start = performance.now();
+  const end = start + durationMs;
+  const worker = async () => {
+    while (performance.now() < end) {
+      const t0 = performance.now();
+      try {
+        await operation();
+        latencies.push(performance.now() - t0);
+      } catch (error) {
+        errors++;
+        firstError ??= error instanceof Error ? error.message : String(error);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const elapsedMs = performance.now() - start;
+  const sorted = Float64Array.from(latencies).sort();
+  return {
+    calls: latencies.length,
+    errors,
+    elapsedMs,
+    callsPerSecond: (latencies.length / elapsedMs) * 1000,
+    p50Ms: percentile(sorted, 0.5),
+    p99Ms: percentile(sorted, 0.99),
+    ...(firstError === undefined ? {} : { firstError }),
+  };
+}

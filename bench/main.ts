@@ -1,0 +1,133 @@
+// `npm run bench`: the cost of idempotency against a plain server and against
+// the libraries users would pick instead. See docs/benchmark.md.
+import { mkdir, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { summarizeBusiestCpuProfile } from "./cpu-profile-summary.js";
+import type { BenchProtocol } from "./load-main.js";
+import { benchPostgresUrl } from "./postgres-schemas.js";
+import { renderResultsChart } from "./results-chart.js";
+import { formatResultsTable } from "./results-table.js";
+import { runBench } from "./run-bench.js";
+import { scenarios, selectScenarios } from "./scenarios.js";
+
+const repoRoot = resolve(import.meta.dirname, "..");
+
+const program = new Command("bench")
+  .description("Measures connect-idempotency against a plain Connect server and against peer libraries.")
+  .option("--duration <seconds>", "measured seconds per scenario and round (default 3, quick 0.3)", positiveNumber)
+  .option("--rounds <n>", "rounds; each scenario's result is the median round (default 3, quick 1)", positiveInteger)
+  .option("--warmup <seconds>", "unmeasured seconds before each round (default 0.5, quick 0.1)", positiveNumber)
+  .option("--quick", "runs everything briefly, as a smoke test; the numbers are noisy", false)
+  .option("--scenarios <names>", "comma-separated scenarios (baseline is always added)", list)
+  .option("--concurrency <levels>", "comma-separated concurrency levels", integerList, [1, 64])
+  .addOption(new Option("--protocol <protocol>", "wire protocol (binary codec)").choices(["grpc", "connect"]).default("grpc"))
+  .option("--out <dir>", "where latest.json and latest.svg go", join(repoRoot, "bench/results"))
+  .option("--cache-dir <dir>", "where prefilled SQLite files are kept between runs", join(repoRoot, ".data/bench"))
+  .option("--cpu-prof", "profiles the server processes and prints their top self-time functions; writes profiled.json instead of latest.json", false)
+  .option("--list", "lists the scenarios and exits", false);
+
+interface CliOptions {
+  readonly duration?: number;
+  readonly rounds?: number;
+  readonly warmup?: number;
+  readonly quick: boolean;
+  readonly scenarios?: string[];
+  readonly concurrency: number[];
+  readonly protocol: BenchProtocol;
+  readonly out: string;
+  readonly cacheDir: string;
+  readonly cpuProf: boolean;
+  readonly list: boolean;
+}
+
+async function main(): Promise<number> {
+  const options = program.parse().opts<CliOptions>();
+  if (options.list) {
+    for (const s of scenarios) {
+      console.log(`${s.name.padEnd(24)} ${s.description}`);
+    }
+    return 0;
+  }
+  const out = resolve(options.out);
+  const cpuProfileDir = options.cpuProf ? join(out, "profiles") : undefined;
+  await mkdir(cpuProfileDir ?? out, { recursive: true });
+  const results = await runBench({
+    scenarios: selectScenarios(options.scenarios),
+    concurrency: options.concurrency,
+    rounds: options.rounds ?? (options.quick ? 1 : 3),
+    roundMs: 1000 * (options.duration ?? (options.quick ? 0.3 : 3)),
+    warmupMs: 1000 * (options.warmup ?? (options.quick ? 0.1 : 0.5)),
+    initialWarmupMs: options.quick ? 300 : 2000,
+    protocol: options.protocol,
+    quick: options.quick,
+    cacheDir: resolve(options.cacheDir),
+    postgresUrl: benchPostgresUrl,
+    ...(cpuProfileDir === undefined ? {} : { cpuProfileDir }),
+    log: (line) => console.error(`[bench] ${line}`),
+  });
+  const base = options.cpuProf ? "profiled" : "latest";
+  await writeFile(join(out, `${base}.json`), `${JSON.stringify(results, null, 2)}\n`);
+  await writeFile(join(out, `${base}.svg`), renderResultsChart(results));
+  console.log(formatResultsTable(results));
+  for (const note of results.notes) {
+    console.log(`note: ${note}`);
+  }
+  console.log(
+    `\n${results.machine.cpus} x ${results.machine.cpuModel}, Node ${results.machine.node}; ` +
+      `load average ${results.machine.loadAverageBefore.toFixed(2)} before, ${results.machine.loadAverageAfter.toFixed(2)} after; ` +
+      `${results.durationSeconds} s. Wrote ${join(out, `${base}.json`)} and ${base}.svg.`,
+  );
+  if (cpuProfileDir !== undefined) {
+    for (const scenario of results.results.filter((r) => r.kind === "rpc" && r.concurrency === Math.max(...options.concurrency))) {
+      const summary = await summarizeBusiestCpuProfile(join(cpuProfileDir, scenario.scenario), 15);
+      console.log(`\n${scenario.scenario}: ${Math.round(summary.busyMs)} ms busy in the server process`);
+      for (const area of summary.areas) {
+        console.log(`  ${area.selfPercent.toFixed(1).padStart(5)}%  ${area.name}`);
+      }
+      console.log("  top functions by self time:");
+      for (const fn of summary.functions) {
+        console.log(`  ${fn.selfPercent.toFixed(1).padStart(5)}%  ${fn.name}`);
+      }
+    }
+  }
+  const errors = results.results.reduce((sum, r) => sum + r.errors, 0);
+  if (errors > 0) {
+    console.error(`[bench] ${errors} calls failed; the numbers above are not trustworthy`);
+    return 1;
+  }
+  // Missed targets are findings, not failures: the table reports them.
+  return 0;
+}
+
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) {
+    throw new InvalidArgumentError("expected a positive number");
+  }
+  return n;
+}
+
+function positiveInteger(value: string): number {
+  const n = positiveNumber(value);
+  if (!Number.isInteger(n)) {
+    throw new InvalidArgumentError("expected a positive integer");
+  }
+  return n;
+}
+
+function list(value: string): string[] {
+  return value.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+function integerList(value: string): number[] {
+  return list(value).map(positiveInteger);
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,163 @@
+import { join } from "node:path";
+import type { RoundResult } from "./bench-results.js";
+import type { BenchServiceOptions } from "./bench-services.js";
+import type { BenchStoreOptions } from "./bench-stores.js";
+import { type BenchChild, forkChild } from "./child-ipc.js";
+import type { BenchProtocol, LoadApi } from "./load-main.js";
+import { dropPostgresSchemas } from "./postgres-schemas.js";
+import { benchRedisUrl } from "./redis-keys.js";
+import type { Scenario } from "./scenarios.js";
+import type { ServerApi } from "./server-main.js";
+import { createPostgresCpuMeter, createRedisCpuMeter, type ServiceCpuMeter } from "./service-cpu.js";
+import { copyPrefilledSqlite } from "./sqlite-prefill.js";
+import type { StoreApi } from "./store-main.js";
+
+/** Runs one scenario at a concurrency for a while and measures it. */
+export type ScenarioRunner = (concurrency: number, durationMs: number) => Promise<Omit<RoundResult, "round">>;
+
+/** What the scenarios need from the run. */
+export interface ScenarioEnvironment {
+  /** A directory of this run for SQLite files; removed by the caller. */
+  readonly tmp: string;
+  /** Where prefilled SQLite files are cached between runs. */
+  readonly cacheDir: string;
+  readonly postgresUrl: string;
+  readonly protocol: BenchProtocol;
+  /** When set, server processes write CPU profiles to a folder per scenario here. */
+  readonly cpuProfileDir?: string;
+  /** Progress lines. */
+  readonly log: (line: string) => void;
+  /** Facts for the results' notes. */
+  readonly note: (line: string) => void;
+}
+
+/** The started scenarios, and how to stop them all. */
+export interface StartedScenarios {
+  readonly runners: ReadonlyMap<string, ScenarioRunner>;
+  /** Stops every child process, closes the meters and drops the PostgreSQL schemas. Never throws. */
+  stop(): Promise<void>;
+}
+
+/** Keys the replay scenario completes before its first round and then cycles through. */
+const replayKeyCount = 1000;
+
+/**
+ * Starts a load generator child process, a server child process per RPC
+ * scenario and a store child process per store scenario, and returns a
+ * runner for each scenario. On failure everything started so far is stopped.
+ */
+export async function startScenarios(scenarios: readonly Scenario[], env: ScenarioEnvironment): Promise<StartedScenarios> {
+  const children: BenchChild<LoadApi | ServerApi | StoreApi>[] = [];
+  const meters: ServiceCpuMeter[] = [];
+  const postgresSchemas: string[] = [];
+  let redisMeter: ServiceCpuMeter | undefined;
+  const stop = async () => {
+    await Promise.allSettled(
+      children.map((child) =>
+        Promise.race([child.stop("stop"), new Promise((resolve) => setTimeout(resolve, 10_000))]).finally(() =>
+          child.kill(),
+        ),
+      ),
+    );
+    await Promise.allSettled(meters.map((meter) => meter.close()));
+    if (postgresSchemas.length > 0) {
+      await dropPostgresSchemas(env.postgresUrl, postgresSchemas).catch((error: unknown) =>
+        env.log(`could not drop PostgreSQL schemas ${postgresSchemas.join(", ")}: ${String(error)}`),
+      );
+    }
+  };
+
+  const storeOptions = async (scenario: Scenario, kind: BenchStoreOptions["kind"], prefillRows: number) => {
+    if (kind === "postgres") {
+      const suffix = `${process.pid}_${scenario.name.replace(/-/g, "_")}`;
+      const postgresSchema = `connect_idempotency_bench_${suffix}`;
+      postgresSchemas.push(postgresSchema);
+      const postgresApplicationName = `connect-idempotency-bench-${suffix}`;
+      const meter = await createPostgresCpuMeter(env.postgresUrl, postgresApplicationName);
+      meters.push(meter);
+      return { options: { kind, postgresUrl: env.postgresUrl, postgresSchema, postgresApplicationName }, meter };
+    }
+    const sqlitePath = join(env.tmp, `${scenario.name}.db`);
+    if (prefillRows > 0) {
+      const report = await copyPrefilledSqlite(prefillRows, env.cacheDir, sqlitePath);
+      env.note(
+        `${scenario.name}: ${prefillRows.toLocaleString("en-US")} records copied from ${report.cachedPath}` +
+          (report.built ? ` (built by this run in ${(report.buildMs / 1000).toFixed(1)} s)` : " (cached by an earlier run)"),
+      );
+    }
+    return { options: { kind, sqlitePath }, meter: undefined };
+  };
+
+  const withServiceCpu = async <T extends { readonly calls: number }>(
+    meter: ServiceCpuMeter | undefined,
+    run: () => Promise<T>,
+  ): Promise<T & { serviceCpuMicrosPerCall?: number }> => {
+    if (meter === undefined) {
+      return run();
+    }
+    const end = await meter.begin();
+    const stats = await run();
+    return { ...stats, serviceCpuMicrosPerCall: (await end()) / Math.max(1, stats.calls) };
+  };
+
+  try {
+    const load = forkChild<LoadApi>(new URL("./load-main.ts", import.meta.url));
+    children.push(load);
+    env.log(`load generator process ${load.pid}`);
+    const runners = new Map<string, ScenarioRunner>();
+    for (const scenario of scenarios) {
+      if (scenario.kind === "store") {
+        if (scenario.store === undefined) {
+          throw new Error(`scenario ${scenario.name} has no store`);
+        }
+        const child = forkChild<StoreApi>(new URL("./store-main.ts", import.meta.url));
+        children.push(child);
+        const { options, meter } = await storeOptions(scenario, scenario.store, 0);
+        await child.call("start", options);
+        env.log(`${scenario.name}: store process ${child.pid}`);
+        runners.set(scenario.name, (concurrency, durationMs) =>
+          withServiceCpu(meter, () => child.call("run", { concurrency, durationMs })),
+        );
+        continue;
+      }
+      const setup = scenario.server;
+      if (setup === undefined) {
+        throw new Error(`scenario ${scenario.name} has no server setup`);
+      }
+      let options: BenchServiceOptions = { setup };
+      let meter: ServiceCpuMeter | undefined;
+      if (setup.kind === "interceptor") {
+        const store = await storeOptions(scenario, setup.store, setup.prefillRows);
+        options = { setup, store: store.options };
+        meter = store.meter;
+      } else if (setup.kind !== "plain") {
+        if (redisMeter === undefined) {
+          redisMeter = await createRedisCpuMeter(benchRedisUrl);
+          meters.push(redisMeter);
+        }
+        meter = redisMeter;
+      }
+      const server = forkChild<ServerApi>(new URL("./server-main.ts", import.meta.url), {
+        execArgv:
+          env.cpuProfileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${join(env.cpuProfileDir, scenario.name)}`],
+      });
+      children.push(server);
+      const target = { baseUrl: await server.call("start", options), protocol: env.protocol };
+      env.log(`${scenario.name}: server process ${server.pid}`);
+      const keys = scenario.keys ?? "new";
+      if (keys === "replay") {
+        await load.call("prepareReplay", { ...target, count: replayKeyCount });
+      }
+      runners.set(scenario.name, async (concurrency, durationMs) => {
+        const cpuBefore = await server.call("cpuMicros");
+        const stats = await withServiceCpu(meter, () => load.call("run", { ...target, concurrency, durationMs, keys }));
+        const cpuAfter = await server.call("cpuMicros");
+        return { ...stats, serverCpuMicrosPerCall: (cpuAfter - cpuBefore) / Math.max(1, stats.calls) };
+      });
+    }
+    return { runners, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}

@@ -1,0 +1,129 @@
+/** Where a scenario keeps its idempotency records. */
+export type BenchStoreKind = "sqlite-normal" | "sqlite-full" | "postgres";
+
+/** What wraps the handler in the server process. */
+export type ServerSetup =
+  | { readonly kind: "plain" }
+  | { readonly kind: "interceptor"; readonly store: BenchStoreKind; readonly prefillRows: number }
+  | { readonly kind: "powertools" }
+  | { readonly kind: "node-idempotency" };
+
+/** One line of the results table. */
+export interface Scenario {
+  /** The name `--scenarios` takes. */
+  readonly name: string;
+  /** What the scenario measures, for the docs and `--help`. */
+  readonly description: string;
+  /**
+   * `rpc`: a server child process answers CreatePayment calls from the load
+   * generator child process. `store`: one process calls the store directly.
+   */
+  readonly kind: "rpc" | "store";
+  /** For `rpc`: how the server handles calls. */
+  readonly server?: ServerSetup;
+  /** For `rpc`: every call a new request ID, or duplicates of completed ones. */
+  readonly keys?: "new" | "replay";
+  /** For `store`: the store that is measured. */
+  readonly store?: BenchStoreKind;
+}
+
+/** Every scenario, in the order of the table. */
+export const scenarios: readonly Scenario[] = [
+  {
+    name: "baseline",
+    description: "connect-node server, no interceptor",
+    kind: "rpc",
+    server: { kind: "plain" },
+    keys: "new",
+  },
+  {
+    name: "sqlite-normal",
+    description: "interceptor + SQLite store, durability normal, every call a new key",
+    kind: "rpc",
+    server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0 },
+    keys: "new",
+  },
+  {
+    name: "sqlite-full",
+    description: "interceptor + SQLite store, durability full (fsync per group commit), every call a new key",
+    kind: "rpc",
+    server: { kind: "interceptor", store: "sqlite-full", prefillRows: 0 },
+    keys: "new",
+  },
+  {
+    name: "replay",
+    description: "interceptor + SQLite store (normal), every call a duplicate of a completed key",
+    kind: "rpc",
+    server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0 },
+    keys: "replay",
+  },
+  {
+    name: "postgres",
+    description: "interceptor + PostgreSQL store, every call a new key",
+    kind: "rpc",
+    server: { kind: "interceptor", store: "postgres", prefillRows: 0 },
+    keys: "new",
+  },
+  {
+    name: "powertools-redis",
+    description: "@aws-lambda-powertools/idempotency makeIdempotent + CachePersistenceLayer on Redis, new keys",
+    kind: "rpc",
+    server: { kind: "powertools" },
+    keys: "new",
+  },
+  {
+    name: "node-idempotency-redis",
+    description: "@node-idempotency/core + storage-adapter-redis, new keys",
+    kind: "rpc",
+    server: { kind: "node-idempotency" },
+    keys: "new",
+  },
+  {
+    name: "sqlite-10k",
+    description: "as sqlite-normal, with 10 thousand records in the store before the first call",
+    kind: "rpc",
+    server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 10_000 },
+    keys: "new",
+  },
+  {
+    name: "sqlite-1m",
+    description: "as sqlite-normal, with 1 million records in the store before the first call",
+    kind: "rpc",
+    server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 1_000_000 },
+    keys: "new",
+  },
+  {
+    name: "store-sqlite-normal",
+    description: "SQLite store alone (durability normal), no RPC: claim + complete pairs per second",
+    kind: "store",
+    store: "sqlite-normal",
+  },
+  {
+    name: "store-sqlite-full",
+    description: "SQLite store alone (durability full), no RPC: claim + complete pairs per second",
+    kind: "store",
+    store: "sqlite-full",
+  },
+  {
+    name: "store-postgres",
+    description: "PostgreSQL store alone, no RPC: claim + complete pairs per second",
+    kind: "store",
+    store: "postgres",
+  },
+];
+
+/** Finds scenarios by name; throws on an unknown name so that a typo is not a silent skip. */
+export function selectScenarios(names: readonly string[] | undefined): Scenario[] {
+  if (names === undefined) {
+    return [...scenarios];
+  }
+  const wanted = new Set(names);
+  for (const name of wanted) {
+    if (!scenarios.some((s) => s.name === name)) {
+      throw new Error(`unknown scenario "${name}"; known: ${scenarios.map((s) => s.name).join(", ")}`);
+    }
+  }
+  // Ratios need the baseline of the same run.
+  wanted.add("baseline");
+  return scenarios.filter((s) => wanted.has(s.name));
+}

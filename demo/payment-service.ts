@@ -1,0 +1,201 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { EventEmitter, on } from "node:events";
+import { create } from "@bufbuild/protobuf";
+import { type Client, Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { Database } from "better-sqlite3";
+import type { BankService } from "../gen/demo/v1/bank_pb.js";
+import { type Payment, PaymentSchema, PaymentService } from "../gen/demo/v1/payments_pb.js";
+import { deriveRequestId } from "../src/server/derived-key.js";
+import { idempotencyContext } from "../src/server/idempotency-context.js";
+import type { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
+
+/** One row of the `payments` table. */
+export interface PaymentRow {
+  readonly payment_id: string;
+  readonly request_id: string;
+  readonly account_id: string;
+  readonly amount_minor: number;
+  readonly currency: string;
+  readonly charge_id: string;
+  /** The request's metadata map as JSON. */
+  readonly metadata: string;
+  readonly refunded_minor: number;
+  readonly created_at: number;
+}
+
+/** What the payment service needs. */
+export interface PaymentServiceDeps {
+  /**
+   * The SQLite file of the `payments` table: the payment service's
+   * idempotency store, whose executor the writes go through.
+   */
+  readonly ledger: Pick<SqliteStore, "database" | "executor">;
+  /** A Connect client of the bank the service charges. */
+  readonly bank: Client<typeof BankService>;
+}
+
+/**
+ * Creates the `payments` table if it is missing. `request_id` is indexed but
+ * not unique on purpose: the handler is as naive as most handlers are, and
+ * the demo counts what the interceptor saves it from.
+ */
+export function createPaymentsTable(db: Database): void {
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS payments (
+      payment_id TEXT PRIMARY KEY,
+      request_id TEXT NOT NULL,
+      account_id TEXT NOT NULL,
+      amount_minor INTEGER NOT NULL,
+      currency TEXT NOT NULL,
+      charge_id TEXT NOT NULL,
+      metadata TEXT NOT NULL,
+      refunded_minor INTEGER NOT NULL DEFAULT 0,
+      created_at INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS payments_request_id ON payments (request_id);
+    CREATE INDEX IF NOT EXISTS payments_account_id ON payments (account_id, created_at)`);
+}
+
+/**
+ * The example `demo.v1.PaymentService`. CreatePayment charges the bank and
+ * records the payment; it has no deduplication of its own, which is the
+ * interceptor's job.
+ */
+export function createPaymentServiceImpl(deps: PaymentServiceDeps): ServiceImpl<typeof PaymentService> {
+  const { ledger, bank } = deps;
+  const db = ledger.database;
+  createPaymentsTable(db);
+  const insert = db.prepare<[string, string, string, bigint, string, string, string, number]>(
+    `INSERT INTO payments (payment_id, request_id, account_id, amount_minor, currency, charge_id, metadata, created_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+  );
+  const byId = db.prepare<[string], PaymentRow>("SELECT * FROM payments WHERE payment_id = ?");
+  const byRequestId = db.prepare<[string], PaymentRow>(
+    "SELECT * FROM payments WHERE request_id = ? ORDER BY created_at, payment_id LIMIT 1",
+  );
+  const byAccount = db.prepare<[string], PaymentRow>(
+    "SELECT * FROM payments WHERE account_id = ? ORDER BY created_at, payment_id",
+  );
+  const addRefund = db.prepare<[bigint, string]>(
+    "UPDATE payments SET refunded_minor = refunded_minor + ? WHERE payment_id = ?",
+  );
+  // New payments for WatchPayments subscribers.
+  const created = new EventEmitter<{ payment: [Payment] }>();
+  created.setMaxListeners(0);
+
+  const findPayment = (paymentId: string): PaymentRow => {
+    const row = byId.get(paymentId);
+    if (row === undefined) {
+      throw new ConnectError(`payment ${paymentId} not found`, Code.NotFound);
+    }
+    return row;
+  };
+
+  return {
+    async createPayment(req, ctx) {
+      if (req.accountId === "") {
+        throw new ConnectError("account_id is required", Code.InvalidArgument);
+      }
+      if (req.amountMinor <= 0n) {
+        throw new ConnectError("amount_minor must be positive", Code.InvalidArgument);
+      }
+      if (!/^[A-Z]{3}$/.test(req.currency)) {
+        throw new ConnectError("currency must be an ISO 4217 code such as EUR", Code.InvalidArgument);
+      }
+      const idempotency = ctx.values.get(idempotencyContext);
+      if (idempotency?.takeover) {
+        // An execution of this request died midway: if it got as far as
+        // recording the payment, that payment is the answer.
+        const recorded = byRequestId.get(idempotency.key);
+        if (recorded !== undefined) {
+          return { payment: toPayment(recorded) };
+        }
+      }
+      const paymentId = `pay_${randomBytes(8).toString("hex")}`;
+      // A deduplicated call asks the bank under a key derived from its own, so
+      // that running it again asks for the same charge. No signal from the
+      // call: once the bank is asked, the charge must be recorded even if our
+      // caller hung up.
+      const charge = await bank.charge({
+        requestId: idempotency ? deriveRequestId({ ...idempotency, name: "charge" }) : randomUUID(),
+        accountId: req.accountId,
+        amountMinor: req.amountMinor,
+        currency: req.currency,
+      });
+      await ledger.executor.run(() =>
+        insert.run(
+          paymentId,
+          idempotency?.key ?? req.requestId,
+          req.accountId,
+          req.amountMinor,
+          req.currency,
+          charge.chargeId,
+          JSON.stringify(req.metadata),
+          Date.now(),
+        ),
+      );
+      const payment = toPayment(findPayment(paymentId));
+      created.emit("payment", payment);
+      return { payment };
+    },
+
+    async refundPayment(req) {
+      if (req.amountMinor <= 0n) {
+        throw new ConnectError("amount_minor must be positive", Code.InvalidArgument);
+      }
+      // The executor runs the job in its transaction: check and update are one step.
+      const refunded = await ledger.executor.run(() => {
+        const row = findPayment(req.paymentId);
+        if (BigInt(row.refunded_minor) + req.amountMinor > BigInt(row.amount_minor)) {
+          throw new ConnectError(
+            `refund of ${req.amountMinor} exceeds what is left of payment ${req.paymentId} (${row.amount_minor - row.refunded_minor})`,
+            Code.FailedPrecondition,
+          );
+        }
+        addRefund.run(req.amountMinor, req.paymentId);
+        return findPayment(req.paymentId);
+      });
+      return { payment: toPayment(refunded) };
+    },
+
+    getPayment(req) {
+      return { payment: toPayment(findPayment(req.paymentId)) };
+    },
+
+    async *watchPayments(req, ctx) {
+      if (req.accountId === "") {
+        throw new ConnectError("account_id is required", Code.InvalidArgument);
+      }
+      // Subscribing and reading the backlog in the same tick: no payment can
+      // fall in between, and none comes twice.
+      const live = on(created, "payment", { signal: ctx.signal });
+      for (const row of byAccount.all(req.accountId)) {
+        yield { payment: toPayment(row) };
+      }
+      try {
+        for await (const [payment] of live as AsyncIterableIterator<[Payment]>) {
+          if (payment.accountId === req.accountId) {
+            yield { payment };
+          }
+        }
+      } catch (err) {
+        // The client hung up: the stream simply ends.
+        if (!ctx.signal.aborted) {
+          throw err;
+        }
+      }
+    },
+  };
+}
+
+function toPayment(row: PaymentRow): Payment {
+  return create(PaymentSchema, {
+    paymentId: row.payment_id,
+    accountId: row.account_id,
+    amountMinor: BigInt(row.amount_minor),
+    currency: row.currency,
+    chargeId: row.charge_id,
+    metadata: JSON.parse(row.metadata) as Record<string, string>,
+    refundedMinor: BigInt(row.refunded_minor),
+  });
+}

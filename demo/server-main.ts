@@ -1,0 +1,27 @@
+// The demo server as a child process of `npm start`, so that the demo can
+// kill it with SIGKILL. Started by server-process.ts; not meant to be run by hand.
+import type { IdempotencyEventType } from "../src/server/idempotency-event.js";
+import { startDemoServer } from "./demo-server.js";
+import type { ServerProcessConfig, ServerProcessMessage } from "./server-process.js";
+
+// Only what the demo reports crosses the process boundary.
+const reported = new Set<IdempotencyEventType>(["replayed", "waited", "conflict", "takeover", "mismatch", "store_error"]);
+
+const send = (message: ServerProcessMessage) => process.send?.(message);
+const config = JSON.parse(process.argv[2] ?? "{}") as ServerProcessConfig;
+const server = await startDemoServer({
+  ...config,
+  onEvent(service, event) {
+    if (reported.has(event.type)) {
+      send({ kind: "event", service, type: event.type });
+    }
+  },
+});
+send({ kind: "ready", port: server.port });
+
+const stop = () => {
+  void server.close().then(() => process.exit(0));
+};
+process.once("SIGTERM", stop);
+// The parent is gone (it crashed, or a test ended): do not linger.
+process.once("disconnect", stop);

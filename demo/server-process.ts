@@ -1,0 +1,95 @@
+import { type ChildProcess, fork } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import type { IdempotencyEventType } from "../src/server/idempotency-event.js";
+import type { DemoService } from "./demo-server.js";
+
+/** What the parent passes to `server-main.ts`, as JSON in its first argument. */
+export interface ServerProcessConfig {
+  readonly dataDir: string;
+  readonly port: number;
+  readonly idempotency: boolean;
+  readonly leaseMs: number;
+}
+
+/** What `server-main.ts` tells its parent over the IPC channel. */
+export type ServerProcessMessage =
+  | { readonly kind: "ready"; readonly port: number }
+  | { readonly kind: "event"; readonly service: DemoService; readonly type: IdempotencyEventType };
+
+/** Options of `startServerProcess`. */
+export interface ServerProcessOptions extends Omit<ServerProcessConfig, "port"> {
+  /** Receives the interceptors' decisions, from every incarnation of the server. */
+  readonly onEvent: (service: DemoService, type: IdempotencyEventType) => void;
+  /** How long to wait for a (re)started server to listen. Defaults to 30 s. */
+  readonly startTimeoutMs?: number;
+}
+
+/** The demo server in a child process, so that it can be killed for real. */
+export interface ServerProcess {
+  /** The port every incarnation listens on. */
+  readonly port: number;
+  /** Kills the server with SIGKILL, then starts a new one on the same port and data. */
+  crashAndRestart(): Promise<void>;
+  /** Stops the server gently (SIGTERM), so that it closes its databases. */
+  stop(): Promise<void>;
+}
+
+const serverMain = fileURLToPath(new URL("./server-main.ts", import.meta.url));
+
+/** Starts the demo server in a child process on a free port. */
+export async function startServerProcess(options: ServerProcessOptions): Promise<ServerProcess> {
+  const config = { dataDir: options.dataDir, idempotency: options.idempotency, leaseMs: options.leaseMs };
+  let current = await spawnServer({ ...config, port: 0 }, options);
+  const port = current.port;
+  return {
+    port,
+    async crashAndRestart() {
+      await signalAndWait(current.child, "SIGKILL");
+      current = await spawnServer({ ...config, port }, options);
+    },
+    stop: () => signalAndWait(current.child, "SIGTERM"),
+  };
+}
+
+interface SpawnedServer {
+  readonly child: ChildProcess;
+  readonly port: number;
+}
+
+function spawnServer(config: ServerProcessConfig, options: ServerProcessOptions): Promise<SpawnedServer> {
+  const child = fork(serverMain, [JSON.stringify(config)], {
+    // Resolved here, so that the child finds tsx whatever its working directory.
+    execArgv: ["--import", import.meta.resolve("tsx")],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  return new Promise<SpawnedServer>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`the demo server did not start within ${options.startTimeoutMs ?? 30_000} ms`));
+    }, options.startTimeoutMs ?? 30_000);
+    const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
+      clearTimeout(timer);
+      reject(new Error(`the demo server exited before listening (${signal ?? `exit status ${code}`})`));
+    };
+    child.once("exit", onExit);
+    child.on("message", (message: ServerProcessMessage) => {
+      if (message.kind === "event") {
+        options.onEvent(message.service, message.type);
+      } else {
+        clearTimeout(timer);
+        child.off("exit", onExit);
+        resolve({ child, port: message.port });
+      }
+    });
+  });
+}
+
+function signalAndWait(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return Promise.resolve();
+  }
+  return new Promise<void>((resolve) => {
+    child.once("exit", () => resolve());
+    child.kill(signal);
+  });
+}

@@ -1,0 +1,355 @@
+import { createInterface } from "node:readline/promises";
+import { type Command, InvalidArgumentError } from "commander";
+import type { IdempotencyRecord, RecordStatus } from "../store/idempotency-store.js";
+import type { IdempotencyStoreAdmin, RecordSummary, RecordWhere, StoreStats } from "../store/idempotency-store-admin.js";
+import { createCliError, runCliAction } from "./cli-error.js";
+import { describeOutcome, type OutcomeView } from "./describe-outcome.js";
+import { formatDuration, parseDuration } from "./duration-text.js";
+import { formatTable } from "./format-table.js";
+import { loadDescriptors } from "./load-descriptors.js";
+import { openStoreAdmin, type StoreFlags } from "./open-store-admin.js";
+
+interface OutputFlags {
+  readonly json?: boolean;
+}
+
+interface ListFlags extends StoreFlags, OutputFlags {
+  readonly method?: string;
+  readonly scope?: string;
+  readonly status?: RecordStatus;
+  readonly olderThan?: number;
+  readonly limit: number;
+}
+
+interface ShowFlags extends StoreFlags, OutputFlags, RecordWhere {
+  readonly image?: string;
+  readonly protoDir?: string;
+}
+
+interface EvictFlags extends StoreFlags, OutputFlags, RecordWhere {
+  readonly yes?: boolean;
+}
+
+/**
+ * Adds the operator commands to the `connect-idempotency` program: `stats`,
+ * `keys list`, `keys show`, `keys evict` and `sweep`, on a SQLite file
+ * (`--db`) or a PostgreSQL table (`--postgres`). Only `keys evict` and
+ * `sweep` change records; the others open the store read-only. Output is a
+ * table for people or JSON with `--json`; errors are one line on stderr, with
+ * exit status 2 for what the operator can correct.
+ */
+export function addAdminCommands(program: Command): void {
+  adminCommand(program, "stats")
+    .description("count records by status and method, and show the oldest running claim")
+    .action(runCliAction(async (flags: StoreFlags & OutputFlags) => {
+      await withAdmin(flags, "read", async (admin) => {
+        const now = Date.now();
+        const stats = await admin.stats(now);
+        write(flags.json === true ? json({ ...stats, oldestInProgress: stats.oldestInProgress ?? null }) : formatStats(stats, now));
+      });
+    }));
+
+  const keys = program.command("keys").description("inspect and evict idempotency records");
+  adminCommand(keys, "list")
+    .description("list records, newest first")
+    .option("--method <method>", "only this method, such as demo.v1.PaymentService/CreatePayment")
+    .option("--scope <scope>", "only this scope (tenant)")
+    .option("--status <status>", "only in_progress or completed records", parseStatus)
+    .option("--older-than <duration>", "only records created longer ago than this, such as 10m, 2h or 7d", parseAge)
+    .option("--limit <n>", "at most this many records", parseLimit, 50)
+    .action(runCliAction(async (flags: ListFlags) => {
+      await withAdmin(flags, "read", async (admin) => {
+        const now = Date.now();
+        const records = await admin.list({
+          method: flags.method,
+          scope: flags.scope,
+          status: flags.status,
+          createdBefore: flags.olderThan === undefined ? undefined : now - flags.olderThan,
+          limit: flags.limit,
+        });
+        write(flags.json === true ? json(records) : formatList(records, now));
+      });
+    }));
+
+  adminCommand(keys, "show")
+    .description("show one record with its stored outcome")
+    .argument("<key>", "the request ID")
+    .option("--method <method>", "the method, when the request ID exists under several")
+    .option("--scope <scope>", "the scope, when the request ID exists under several")
+    .option("--image <file>", "decode responses with this image (buf build -o FILE)")
+    .option("--proto-dir <dir>", "decode responses with the descriptors buf builds in this directory")
+    .action(runCliAction(async (key: string, flags: ShowFlags) => {
+      await withAdmin(flags, "read", async (admin) => {
+        const record = await findOne(admin, key, flags);
+        let outcome: OutcomeView | undefined;
+        let descriptorNote: string | undefined;
+        if (record.outcome !== undefined) {
+          const loaded = await loadDescriptors({ image: flags.image, protoDir: flags.protoDir, cwd: process.cwd() });
+          descriptorNote = loaded.kind === "none" ? loaded.reason : undefined;
+          outcome = describeOutcome(record.method, record.outcome, loaded.kind === "found" ? loaded.registry : undefined);
+        }
+        const { outcome: _, ...fields } = record;
+        write(flags.json === true ? json({ ...fields, outcome: outcome ?? null }) : formatRecord(record, outcome, descriptorNote, Date.now()));
+      });
+    }));
+
+  adminCommand(keys, "evict")
+    .description("delete one record, so that the next call with its request ID runs the handler again")
+    .argument("<key>", "the request ID")
+    .option("--method <method>", "the method, when the request ID exists under several")
+    .option("--scope <scope>", "the scope, when the request ID exists under several")
+    .option("-y, --yes", "do not ask for confirmation")
+    .action(runCliAction(async (key: string, flags: EvictFlags) => {
+      await withAdmin(flags, "write", async (admin) => {
+        const record = await findOne(admin, key, flags);
+        const what = `${record.status} record ${describeKey(record)}`;
+        if (flags.yes !== true) {
+          if (process.stdin.isTTY !== true) {
+            throw createCliError(`refusing to evict the ${what} without confirmation: pass --yes`);
+          }
+          if (!(await confirm(`Evict the ${what}? The next call with this request ID runs the handler again. [y/N] `))) {
+            // The operator said no: a failure, but not a usage error.
+            throw new Error("not evicted");
+          }
+        }
+        if (!(await admin.evict(record))) {
+          throw createCliError(`the ${what} was deleted meanwhile`);
+        }
+        write(flags.json === true ? json({ evicted: true, scope: record.scope, method: record.method, key: record.key }) : `Evicted the ${what}.`);
+      });
+    }));
+
+  adminCommand(program, "sweep")
+    .description("delete expired records now")
+    .action(runCliAction(async (flags: StoreFlags & OutputFlags) => {
+      await withAdmin(flags, "write", async (admin) => {
+        const deleted = await admin.sweep(Date.now());
+        write(flags.json === true ? json({ deleted }) : `Deleted ${deleted} expired record${deleted === 1 ? "" : "s"}.`);
+      });
+    }));
+}
+
+/** A subcommand with the store and output options every admin command takes. */
+function adminCommand(parent: Command, name: string): Command {
+  return parent
+    .command(name)
+    .option("--db <file>", "the SQLite file of the store")
+    .option("--postgres <url>", "the PostgreSQL connection string of the store, such as postgres://app@db:5432/app")
+    .option("--schema <schema>", "the PostgreSQL schema of the table (default public)")
+    .option("--table <table>", "the records table (default connect_idempotency_records)")
+    .option("--json", "print JSON for scripts instead of tables");
+}
+
+async function withAdmin(
+  flags: StoreFlags,
+  access: "read" | "write",
+  use: (admin: IdempotencyStoreAdmin) => Promise<void>,
+): Promise<void> {
+  const admin = await openStoreAdmin(flags, access);
+  try {
+    await use(admin);
+  } finally {
+    await admin.close();
+  }
+}
+
+/** The one record a request ID names, narrowed by --method and --scope. */
+async function findOne(admin: IdempotencyStoreAdmin, key: string, where: RecordWhere): Promise<IdempotencyRecord> {
+  const found = await admin.find(key, { method: where.method, scope: where.scope });
+  const only = found[0];
+  if (only === undefined) {
+    throw createCliError(`no record with request ID ${JSON.stringify(key)}${describeWhere(where)}`);
+  }
+  if (found.length > 1) {
+    const candidates = found.map((record) => `--method ${record.method} --scope ${JSON.stringify(record.scope)}`);
+    throw createCliError(
+      `request ID ${JSON.stringify(key)} has ${found.length} records; pick one with ${candidates.join(" or ")}`,
+    );
+  }
+  return only;
+}
+
+async function confirm(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+function formatStats(stats: StoreStats, now: number): string {
+  const lines = [
+    `store      ${stats.location} (${formatBytes(stats.sizeBytes)})`,
+    `records    ${stats.inProgress + stats.completed} (${stats.inProgress} in progress, ${stats.completed} completed)`,
+    `expired    ${stats.expired} not yet swept`,
+  ];
+  const oldest = stats.oldestInProgress;
+  if (oldest === undefined) {
+    lines.push("oldest in progress: none");
+  } else {
+    const lease = oldest.leaseUntil > now
+      ? `lease held for ${formatDuration(oldest.leaseUntil - now)} more`
+      : `lease ended ${formatDuration(now - oldest.leaseUntil)} ago; the next retry takes it over`;
+    lines.push(
+      `oldest in progress: ${describeKey(oldest)}, claimed ${formatDuration(now - oldest.createdAt)} ago, ${lease}`,
+    );
+  }
+  if (stats.byMethod.length > 0) {
+    lines.push(
+      "",
+      formatTable(
+        ["METHOD", "IN PROGRESS", "COMPLETED"],
+        stats.byMethod.map((m) => [m.method, String(m.inProgress), String(m.completed)]),
+      ),
+    );
+  }
+  return lines.join("\n");
+}
+
+function formatList(records: readonly RecordSummary[], now: number): string {
+  if (records.length === 0) {
+    return "No records.";
+  }
+  return formatTable(
+    ["CREATED", "STATUS", "METHOD", "SCOPE", "KEY", "EXPIRES", "OUTCOME"],
+    records.map((r) => [
+      `${formatDuration(now - r.createdAt)} ago`,
+      r.status,
+      r.method,
+      r.scope === "" ? "-" : r.scope,
+      r.key,
+      r.expiresAt <= now ? "expired" : `in ${formatDuration(r.expiresAt - now)}`,
+      r.status === "completed" ? formatBytes(r.outcomeBytes) : "-",
+    ]),
+  );
+}
+
+function formatRecord(
+  record: IdempotencyRecord,
+  outcome: OutcomeView | undefined,
+  descriptorNote: string | undefined,
+  now: number,
+): string {
+  const time = (ms: number) =>
+    `${new Date(ms).toISOString()} (${ms <= now ? `${formatDuration(now - ms)} ago` : `in ${formatDuration(ms - now)}`})`;
+  const lines = [
+    `key          ${record.key}`,
+    `method       ${record.method}`,
+    `scope        ${record.scope === "" ? '"" (the default scope)' : record.scope}`,
+    `status       ${record.status}`,
+    `fingerprint  ${record.fingerprint}`,
+    `owner        ${record.owner}`,
+    `created      ${time(record.createdAt)}`,
+    `updated      ${time(record.updatedAt)}`,
+    `lease until  ${time(record.leaseUntil)}`,
+    `expires      ${time(record.expiresAt)}`,
+    `takeovers    ${record.takeovers}`,
+  ];
+  if (outcome === undefined) {
+    lines.push("outcome      none yet: the call is running, or its process died before it finished");
+    return lines.join("\n");
+  }
+  switch (outcome.kind) {
+    case "invalid":
+      lines.push(`outcome      ${formatBytes(outcome.bytes)}, not a StoredOutcome: ${outcome.problem}`, hexDump(outcome.base64));
+      break;
+    case "error":
+      lines.push(`outcome      error ${outcome.code}: ${outcome.message}`);
+      for (const detail of outcome.details) {
+        lines.push(`detail       ${detail.type} ${detail.json !== undefined ? JSON.stringify(detail.json) : `(base64) ${detail.base64}`}`);
+      }
+      lines.push(...headerLines("metadata", outcome.metadata));
+      break;
+    case "response":
+      lines.push(...headerLines("header", outcome.header), ...headerLines("trailer", outcome.trailer));
+      if (outcome.json !== undefined) {
+        lines.push(`outcome      response ${outcome.type}`, indent(JSON.stringify(outcome.json, null, 2)));
+      } else {
+        const why = outcome.note === "no descriptors" && descriptorNote !== undefined ? descriptorNote : outcome.note;
+        lines.push(
+          `outcome      response, ${formatBytes(Buffer.from(outcome.base64, "base64").byteLength)} in protobuf binary (not decoded: ${why})`,
+          hexDump(outcome.base64),
+          `base64       ${outcome.base64}`,
+        );
+      }
+      break;
+  }
+  return lines.join("\n");
+}
+
+function headerLines(label: string, headers: Record<string, string>): string[] {
+  return Object.entries(headers).map(([name, value]) => `${label.padEnd(12)} ${name}: ${value}`);
+}
+
+// The first 256 bytes, 16 per line, as `xxd` prints them.
+function hexDump(base64: string): string {
+  const bytes = Buffer.from(base64, "base64");
+  const shown = bytes.subarray(0, 256);
+  const lines: string[] = [];
+  for (let offset = 0; offset < shown.length; offset += 16) {
+    const row = shown.subarray(offset, offset + 16);
+    const hex = [...row].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+    const text = [...row].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : ".")).join("");
+    lines.push(`  ${offset.toString(16).padStart(8, "0")}  ${hex.padEnd(47)}  ${text}`);
+  }
+  if (bytes.length > shown.length) {
+    lines.push(`  ... ${bytes.length - shown.length} more bytes`);
+  }
+  return lines.join("\n");
+}
+
+function indent(text: string): string {
+  return text
+    .split("\n")
+    .map((line) => `  ${line}`)
+    .join("\n");
+}
+
+function describeKey(record: Pick<IdempotencyRecord, "key" | "method" | "scope">): string {
+  return `${JSON.stringify(record.key)} of ${record.method}${record.scope === "" ? "" : ` in scope ${JSON.stringify(record.scope)}`}`;
+}
+
+function describeWhere(where: RecordWhere): string {
+  return (
+    (where.method === undefined ? "" : ` of ${where.method}`) +
+    (where.scope === undefined ? "" : ` in scope ${JSON.stringify(where.scope)}`)
+  );
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+function json(value: unknown): string {
+  return JSON.stringify(value, null, 2);
+}
+
+function write(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+function parseStatus(value: string): RecordStatus {
+  if (value !== "in_progress" && value !== "completed") {
+    throw new InvalidArgumentError("expected in_progress or completed");
+  }
+  return value;
+}
+
+function parseAge(value: string): number {
+  const ms = parseDuration(value);
+  if (ms === undefined) {
+    throw new InvalidArgumentError("expected a duration such as 90s, 10m, 2h or 7d");
+  }
+  return ms;
+}
+
+function parseLimit(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new InvalidArgumentError("expected a positive integer");
+  }
+  return n;
+}

@@ -1,0 +1,84 @@
+import type { DescService } from "@bufbuild/protobuf";
+import { type Client, type Transport, createClient } from "@connectrpc/connect";
+import { callWithRetry } from "./call-with-retry.js";
+import type { ClientMethodPlan, ClientServicePlan } from "./client-method-plan.js";
+import { fillRequestId, readRequestId } from "./fill-request-id.js";
+import { markRetriedCall } from "./retried-call-marker.js";
+import { retryOptionsKey } from "./retry-call-options.js";
+import { type RetryOptions, resolveRetryPolicy } from "./retry-policy.js";
+
+/** Options of a generated client (`create<Service>Client`). */
+export interface IdempotentClientOptions extends RetryOptions {
+  /** Makes a new request ID. Default `crypto.randomUUID`. */
+  readonly generateRequestId?: () => string;
+}
+
+/**
+ * Creates a Connect client for `service` whose unary calls follow `plan`:
+ * an empty request ID is filled with a fresh UUIDv4 where the plan allows it,
+ * and calls that carry a request ID, or whose method is safe to retry, are
+ * retried with the same ID under the retry policy. Streaming calls and
+ * methods without a plan are called as they are.
+ *
+ * Generated `create<Service>Client` functions call this with a static plan,
+ * so the call path needs no descriptor lookups.
+ */
+export function createIdempotentClient<S extends DescService>(
+  service: S,
+  transport: Transport,
+  plan: ClientServicePlan<S>,
+  options: IdempotentClientOptions = {},
+): Client<S> {
+  return createClient(service, createIdempotentTransport(transport, plan as Record<string, ClientMethodPlan | undefined>, options));
+}
+
+/**
+ * Wraps a transport so that unary calls follow the plan of their method,
+ * looked up by the method's local name. See `createIdempotentClient`.
+ *
+ * Each attempt is a complete call of `transport`, including its
+ * interceptors. The call's `timeoutMs` limits all attempts together: each
+ * attempt gets what remains of it.
+ */
+export function createIdempotentTransport(
+  transport: Transport,
+  plan: Readonly<Record<string, ClientMethodPlan | undefined>>,
+  options: IdempotentClientOptions = {},
+): Transport {
+  const clientPolicy = resolveRetryPolicy(options);
+  const generate = options.generateRequestId ?? (() => crypto.randomUUID());
+  return {
+    unary(method, signal, timeoutMs, header, input, contextValues) {
+      const methodPlan = Object.hasOwn(plan, method.localName) ? plan[method.localName] : undefined;
+      if (methodPlan === undefined) {
+        return transport.unary(method, signal, timeoutMs, header, input, contextValues);
+      }
+      const field = methodPlan.requestIdField;
+      let request = input;
+      let requestId: string | undefined;
+      if (field !== undefined) {
+        if (methodPlan.autoFill === true) {
+          ({ request, requestId } = fillRequestId(method.input, input, field, generate));
+        } else {
+          requestId = readRequestId(input, field);
+        }
+      }
+      if (requestId === undefined && methodPlan.safeToRetry !== true) {
+        return transport.unary(method, signal, timeoutMs, header, request, contextValues);
+      }
+      const callOptions = contextValues?.get(retryOptionsKey);
+      const values = markRetriedCall(contextValues);
+      return callWithRetry({
+        method,
+        requestId,
+        policy: callOptions === undefined ? clientPolicy : resolveRetryPolicy(options, callOptions),
+        signal,
+        timeoutMs,
+        attempt: (remainingMs) => transport.unary(method, signal, remainingMs ?? timeoutMs, header, request, values),
+      });
+    },
+    stream(method, signal, timeoutMs, header, input, contextValues) {
+      return transport.stream(method, signal, timeoutMs, header, input, contextValues);
+    },
+  };
+}

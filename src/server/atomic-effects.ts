@@ -1,0 +1,301 @@
+import { randomUUID } from "node:crypto";
+import { type DescMessage, type Message, type MessageShape, isMessage, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ContextValues, type HandlerContext, createContextKey } from "@connectrpc/connect";
+import { ErrorReason } from "../errors/error-reason.js";
+import { createIdempotencyError } from "../errors/idempotency-error.js";
+import type {
+  AtomicCompletion,
+  AtomicIdempotencyStore,
+  TransactionMode,
+  TransactionWork,
+} from "../store/atomic-idempotency-store.js";
+import type { IdempotencyStore, RecordKey } from "../store/idempotency-store.js";
+import { deriveRequestId } from "./derived-key.js";
+import { releaseOnError } from "./error-disposition.js";
+import { type PhaseCodec, type PhaseJsonResult, createJsonPhaseCodec, createMessagePhaseCodec } from "./phase-codec.js";
+import { encodeStoredOutcome } from "./stored-outcome.js";
+
+/**
+ * Effects of a handler that survive crashes and retries, for one call. Get
+ * them with `atomicEffects(ctx, store)`.
+ */
+export interface AtomicEffects<Tx, Mode extends TransactionMode> {
+  /**
+   * Runs `fn` in one transaction of the store's database and completes the
+   * request ID in the same transaction with the response `fn` returns: the
+   * handler's writes and the stored response commit together, or neither
+   * does. `fn` receives the transaction handle (for the SQLite store, its
+   * better-sqlite3 `Database`; for PostgreSQL, a `pg` client inside the
+   * transaction); it is synchronous when the store's transactions are.
+   *
+   * Resolves to the response, which the handler returns; the client receives
+   * exactly what was committed, even if the handler later returns something
+   * else or throws. When `fn` throws, everything rolls back, the request ID is
+   * released, and the promise rejects with that error. Call it at most once,
+   * as the last step. Without a request ID, `fn` runs in a plain transaction.
+   */
+  commit<R extends Message>(fn: TransactionWork<Tx, R, Mode>): Promise<R>;
+  /**
+   * Runs one step of the handler and records its JSON result (or nothing)
+   * under the request ID. When a retry takes over after a crash, a step
+   * already recorded returns its recorded result without running again, so
+   * the handler resumes at the first unfinished step. Each step needs its own
+   * name within the request. A step that calls another service should pass
+   * it `derivedKey(name)`: the step may run twice if the crash came between
+   * the call and its recording.
+   */
+  phase<T extends PhaseJsonResult>(name: string, fn: () => T | Promise<T>): Promise<T>;
+  /** Like `phase(name, fn)`, for a step whose result is a protobuf message of `schema`. */
+  phase<Desc extends DescMessage>(
+    name: string,
+    schema: Desc,
+    fn: () => MessageShape<Desc> | Promise<MessageShape<Desc>>,
+  ): Promise<MessageShape<Desc>>;
+  /**
+   * A request ID for a downstream call made by step `name`: a UUID v5 from
+   * scope, method, request ID and `name` (see `deriveRequestId`), the same in
+   * every retry, so the downstream service deduplicates the call. Without a
+   * request ID the call itself is not deduplicated, and neither is the
+   * downstream call: the key is then a random UUID v4, the same for `name`
+   * within this call.
+   */
+  derivedKey(name: string): string;
+}
+
+/** What the interceptor tells `atomicEffects` about one claimed execution. */
+export interface AtomicClaim {
+  /** The interceptor's store. */
+  readonly store: IdempotencyStore;
+  /** The claimed record. */
+  readonly key: RecordKey;
+  /** The owner token of the claim. */
+  readonly owner: string;
+  /** The interceptor's clock. */
+  readonly now: () => number;
+  /** How long the completed record is kept, as for the interceptor's own completion. */
+  readonly retentionMs: number;
+  /**
+   * The outcome `commit` stored, once it did. The interceptor then answers
+   * with it and does not complete the key again.
+   */
+  committed: Uint8Array | undefined;
+}
+
+/**
+ * Where the interceptor puts the `AtomicClaim` of a deduplicated call. Not
+ * for handlers: they use `atomicEffects`.
+ */
+export const atomicClaimKey = createContextKey<AtomicClaim | undefined>(undefined, {
+  description: "connect-idempotency: the claim behind atomic effects",
+});
+
+interface MemoizedEffects {
+  readonly store: AtomicIdempotencyStore<unknown, TransactionMode>;
+  readonly effects: AtomicEffects<unknown, TransactionMode>;
+}
+
+// Per call: a handler may ask more than once, and must get the same state.
+const effectsOfCall = new WeakMap<ContextValues, MemoizedEffects>();
+
+/**
+ * The atomic effects of the call a handler runs, typed for `store`, which
+ * must be the store of the idempotency interceptor: `commit` hands its
+ * transaction handle to the handler.
+ */
+export function atomicEffects<Tx, Mode extends TransactionMode>(
+  ctx: HandlerContext,
+  store: AtomicIdempotencyStore<Tx, Mode>,
+): AtomicEffects<Tx, Mode> {
+  const memo = effectsOfCall.get(ctx.values);
+  if (memo !== undefined && memo.store !== store) {
+    throw new Error("atomicEffects: called with two different stores in one call");
+  }
+  if (memo !== undefined) {
+    return memo.effects as AtomicEffects<Tx, Mode>;
+  }
+  const claim = ctx.values.get(atomicClaimKey);
+  if (claim !== undefined && claim.store !== store) {
+    throw new Error(
+      "atomicEffects: the store is not the idempotency interceptor's store; commit would complete the request ID in another database",
+    );
+  }
+  const effects = createAtomicEffects(ctx, store, claim);
+  effectsOfCall.set(ctx.values, {
+    store: store as AtomicIdempotencyStore<unknown, TransactionMode>,
+    effects: effects as AtomicEffects<unknown, TransactionMode>,
+  });
+  return effects;
+}
+
+function createAtomicEffects<Tx, Mode extends TransactionMode>(
+  ctx: HandlerContext,
+  store: AtomicIdempotencyStore<Tx, Mode>,
+  claim: AtomicClaim | undefined,
+): AtomicEffects<Tx, Mode> {
+  const phasesRun = new Set<string>();
+  const randomKeys = new Map<string, string>();
+  let commitCalled = false;
+
+  async function commit<R extends Message>(fn: TransactionWork<Tx, R, Mode>): Promise<R> {
+    if (commitCalled) {
+      throw new Error("atomicEffects: commit was already called in this call");
+    }
+    commitCalled = true;
+    const output = ctx.method.output;
+    const checked = (value: unknown): R => {
+      if (!isMessage(value, output)) {
+        throw new TypeError(`atomicEffects: commit's function must return a ${output.typeName} message`);
+      }
+      return value as R;
+    };
+    // Errors of fn (and of checking its response) roll back and release the
+    // key; anything else the store raised.
+    let fnFailed = false;
+    const run = (tx: Tx, then: (value: R) => unknown): unknown => {
+      const failed = (error: unknown): never => {
+        fnFailed = true;
+        throw error;
+      };
+      try {
+        const result = (fn as (tx: Tx) => unknown)(tx);
+        if (!isThenable(result)) {
+          return then(checked(result));
+        }
+        if (store.transactionMode === "sync") {
+          result.then(undefined, () => {});
+          throw new TypeError(
+            "atomicEffects: this store's transactions cannot span an await; commit's function must be synchronous",
+          );
+        }
+        return Promise.resolve(result)
+          .then((value) => then(checked(value)))
+          .then(undefined, failed);
+      } catch (error) {
+        return failed(error);
+      }
+    };
+    try {
+      if (claim === undefined) {
+        return await store.transact(((tx: Tx) => run(tx, (value) => value)) as TransactionWork<Tx, R, Mode>);
+      }
+      const completion = (value: R): AtomicCompletion<R> => ({
+        value,
+        outcome: encodeStoredOutcome({
+          kind: "response",
+          response: toBinary(output, value),
+          header: ctx.responseHeader,
+          trailer: ctx.responseTrailer,
+        }),
+      });
+      let outcome: Uint8Array | undefined;
+      const now = claim.now();
+      const result = await store.completeWithin(
+        { key: claim.key, owner: claim.owner, now, expiresAt: now + claim.retentionMs },
+        ((tx: Tx) =>
+          run(tx, (value) => {
+            const done = completion(value);
+            outcome = done.outcome;
+            return done;
+          })) as TransactionWork<Tx, AtomicCompletion<R>, Mode>,
+      );
+      if (result.kind === "not_owner") {
+        throw claimLost();
+      }
+      claim.committed = outcome;
+      return result.value;
+    } catch (error) {
+      if (fnFailed) {
+        // Nothing of fn is in the database: a retry must run the handler again.
+        throw releaseOnError(error instanceof Object ? error : ConnectError.from(error));
+      }
+      throw error instanceof ConnectError ? error : storeFailed("commit", error);
+    }
+  }
+
+  async function phase<T>(name: string, codec: PhaseCodec<T>, fn: () => T | Promise<T>): Promise<T> {
+    if (name === "") {
+      throw new TypeError("atomicEffects: a phase needs a name");
+    }
+    if (phasesRun.has(name)) {
+      throw new Error(`atomicEffects: phase "${name}" already ran in this call; give each step its own name`);
+    }
+    if (commitCalled) {
+      throw new Error(`atomicEffects: phase "${name}" started after commit; commit must be the last step`);
+    }
+    phasesRun.add(name);
+    if (claim === undefined) {
+      // Nothing to resume from, but the same result as a recorded step would give.
+      return codec.decode(codec.encode(await fn()), name);
+    }
+    const recorded = await storeCall("phase", () => store.getPhase({ key: claim.key, name }));
+    if (recorded !== undefined) {
+      return codec.decode(recorded, name);
+    }
+    const result = codec.encode(await fn());
+    const held = await storeCall("phase", () =>
+      store.recordPhase({ key: claim.key, owner: claim.owner, name, result, now: claim.now() }),
+    );
+    if (!held) {
+      throw claimLost();
+    }
+    // The decoded form, so that this run sees exactly what a resumed one would.
+    return codec.decode(result, name);
+  }
+
+  return {
+    commit,
+    phase(
+      name: string,
+      schemaOrFn: DescMessage | (() => unknown),
+      fn?: () => unknown,
+    ): Promise<never> {
+      const run =
+        typeof schemaOrFn === "function"
+          ? phase(name, createJsonPhaseCodec(), schemaOrFn as () => PhaseJsonResult)
+          : phase(name, createMessagePhaseCodec(schemaOrFn), fn as () => Message);
+      return run as Promise<never>;
+    },
+    derivedKey(name) {
+      if (claim !== undefined) {
+        return deriveRequestId({ scope: claim.key.scope, method: claim.key.method, key: claim.key.key, name });
+      }
+      let key = randomKeys.get(name);
+      if (key === undefined) {
+        key = randomUUID();
+        randomKeys.set(name, key);
+      }
+      return key;
+    },
+  };
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === "object" && value !== null && typeof (value as PromiseLike<unknown>).then === "function";
+}
+
+async function storeCall<T>(what: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw storeFailed(what, error);
+  }
+}
+
+function storeFailed(what: string, cause: unknown): ConnectError {
+  const error = createIdempotencyError(
+    Code.Unavailable,
+    ErrorReason.STORE_UNAVAILABLE,
+    `the idempotency store failed during ${what}; nothing of it was committed, retry with the same request ID`,
+  );
+  error.cause = cause;
+  return error;
+}
+
+function claimLost(): ConnectError {
+  // Our lease ran out and a retry took the request over: it answers now.
+  return createIdempotencyError(
+    Code.Aborted,
+    ErrorReason.REQUEST_IN_PROGRESS,
+    "another execution took over this request ID; retry with the same request ID for its answer",
+  );
+}

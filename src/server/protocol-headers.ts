@@ -1,0 +1,35 @@
+/**
+ * The response header that marks a replayed outcome, `true` when the handler
+ * did not run for this call.
+ */
+export const replayedHeader = "idempotency-replayed";
+
+const protocolHeaders = new Set([
+  "content-type",
+  "content-length",
+  "content-encoding",
+  "accept-encoding",
+  "grpc-status",
+  "grpc-message",
+  "grpc-status-details-bin",
+  "grpc-encoding",
+  "grpc-accept-encoding",
+  "grpc-timeout",
+  "date",
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "te",
+  replayedHeader,
+]);
+
+/**
+ * Whether a header or trailer belongs to the wire protocol rather than the
+ * handler. Such headers are never stored: a replay gets the ones its own
+ * protocol, codec and compression need, which may differ from the first
+ * call's.
+ */
+export function isProtocolHeader(name: string): boolean {
+  const lower = name.toLowerCase();
+  return protocolHeaders.has(lower) || lower.startsWith("connect-") || lower.startsWith("trailer-");
+}

@@ -1,0 +1,112 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { anyPack } from "@bufbuild/protobuf/wkt";
+import { type Code, ConnectError } from "@connectrpc/connect";
+import {
+  type StoredHeader,
+  StoredHeaderSchema,
+  StoredOutcomeSchema,
+} from "../../gen/idempotency/v1/stored_outcome_pb.js";
+import { isProtocolHeader } from "./protocol-headers.js";
+
+/**
+ * The outcome of one execution, as the interceptor stores and replays it.
+ *
+ * - `response`: the response message in the protobuf binary encoding, with
+ *   the headers and trailers the handler set.
+ * - `error`: the error the handler raised, with its code, message, details
+ *   and metadata.
+ *
+ * Headers of the wire protocol (content-type, grpc-status, compression...)
+ * are never part of an outcome; see `isProtocolHeader`.
+ */
+export type StoredOutcomeValue =
+  | {
+      readonly kind: "response";
+      readonly response: Uint8Array;
+      readonly header: Headers;
+      readonly trailer: Headers;
+    }
+  | { readonly kind: "error"; readonly error: ConnectError };
+
+/**
+ * Encodes an outcome as an `idempotency.v1.StoredOutcome` in binary, the
+ * form stores keep. An error's metadata goes to the `trailer` field.
+ */
+export function encodeStoredOutcome(outcome: StoredOutcomeValue): Uint8Array {
+  if (outcome.kind === "response") {
+    return toBinary(
+      StoredOutcomeSchema,
+      create(StoredOutcomeSchema, {
+        result: { case: "response", value: outcome.response },
+        header: handlerHeaders(outcome.header),
+        trailer: handlerHeaders(outcome.trailer),
+      }),
+    );
+  }
+  const { error } = outcome;
+  return toBinary(
+    StoredOutcomeSchema,
+    create(StoredOutcomeSchema, {
+      result: {
+        case: "error",
+        value: {
+          code: error.code,
+          message: error.rawMessage,
+          details: error.details.map((detail) =>
+            "desc" in detail
+              ? anyPack(detail.desc, create(detail.desc, detail.value))
+              : { typeUrl: `type.googleapis.com/${detail.type}`, value: detail.value },
+          ),
+        },
+      },
+      trailer: handlerHeaders(error.metadata),
+    }),
+  );
+}
+
+/**
+ * Decodes a binary `idempotency.v1.StoredOutcome`. A stored error comes back
+ * as a ConnectError with the same code, message, details and metadata;
+ * a stored response as its binary message, which the caller parses with the
+ * method's output type. Throws when the bytes are not a StoredOutcome with a
+ * result.
+ */
+export function decodeStoredOutcome(bytes: Uint8Array): StoredOutcomeValue {
+  const stored = fromBinary(StoredOutcomeSchema, bytes);
+  const header = toHeaders(stored.header);
+  const trailer = toHeaders(stored.trailer);
+  switch (stored.result.case) {
+    case "response":
+      return { kind: "response", response: stored.result.value, header, trailer };
+    case "error": {
+      const { code, message, details } = stored.result.value;
+      trailer.forEach((value, name) => header.append(name, value));
+      const error = new ConnectError(message, code as Code, header);
+      error.details = details.map((any) => ({
+        type: any.typeUrl.substring(any.typeUrl.lastIndexOf("/") + 1),
+        value: any.value,
+      }));
+      return { kind: "error", error };
+    }
+    default:
+      throw new Error("stored outcome has neither a response nor an error");
+  }
+}
+
+function handlerHeaders(headers: Headers): StoredHeader[] {
+  const kept: StoredHeader[] = [];
+  headers.forEach((value, name) => {
+    if (!isProtocolHeader(name)) {
+      kept.push(create(StoredHeaderSchema, { name, value }));
+    }
+  });
+  return kept;
+}
+
+function toHeaders(stored: readonly StoredHeader[]): Headers {
+  const headers = new Headers();
+  for (const { name, value } of stored) {
+    headers.append(name, value);
+  }
+  return headers;
+}

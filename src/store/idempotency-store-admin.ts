@@ -1,0 +1,82 @@
+import type { IdempotencyRecord, RecordKey, RecordStatus } from "./idempotency-store.js";
+
+/** A record without its stored outcome, for listings. */
+export interface RecordSummary extends Omit<IdempotencyRecord, "outcome"> {
+  /** The size of the stored outcome in bytes; 0 while in progress. */
+  readonly outcomeBytes: number;
+}
+
+/** Which records `list` returns, newest first. */
+export interface RecordFilter {
+  /** Only this fully qualified method. */
+  readonly method?: string;
+  /** Only this scope. */
+  readonly scope?: string;
+  /** Only records in this status. */
+  readonly status?: RecordStatus;
+  /** Only records created before this time (ms since the epoch). */
+  readonly createdBefore?: number;
+  /** At most this many records. */
+  readonly limit: number;
+}
+
+/** Narrows `find` when one request ID exists under several methods or scopes. */
+export interface RecordWhere {
+  /** Only this fully qualified method. */
+  readonly method?: string;
+  /** Only this scope. */
+  readonly scope?: string;
+}
+
+/** Record counts of one method. */
+export interface MethodStats {
+  /** The fully qualified method. */
+  readonly method: string;
+  /** Claims still running (or whose process died before its lease ended). */
+  readonly inProgress: number;
+  /** Records with a stored outcome. */
+  readonly completed: number;
+}
+
+/** What a store holds, for `connect-idempotency stats`. */
+export interface StoreStats {
+  /** Where the records live: a file path, or a qualified PostgreSQL table. */
+  readonly location: string;
+  /** All in-progress records. */
+  readonly inProgress: number;
+  /** All completed records. */
+  readonly completed: number;
+  /** Counts per method, by method name. */
+  readonly byMethod: readonly MethodStats[];
+  /** The in-progress claim created first, if any; its `leaseUntil` tells whether it is still held. */
+  readonly oldestInProgress: RecordSummary | undefined;
+  /** Records the sweeper may delete now: expired, with no live lease. */
+  readonly expired: number;
+  /** Bytes on disk: the database file with its WAL (SQLite), or the table with its indexes and TOAST (PostgreSQL). */
+  readonly sizeBytes: number;
+}
+
+/**
+ * Inspection and repair of the records of a store, for operators. It works
+ * on the same tables as the store, next to running servers: reads never
+ * change a record, and only `evict` and `sweep` delete.
+ */
+export interface IdempotencyStoreAdmin {
+  /** Counts records as of `now` (ms since the epoch). */
+  stats(now: number): Promise<StoreStats>;
+  /** Lists records, newest first. */
+  list(filter: RecordFilter): Promise<RecordSummary[]>;
+  /** Every record with this request ID, narrowed by `where`. */
+  find(key: string, where?: RecordWhere): Promise<IdempotencyRecord[]>;
+  /**
+   * Deletes one record whatever its status, so that the next call with its
+   * request ID runs the handler again. False when there was no such record.
+   * An execution still running on an evicted claim can no longer store its
+   * outcome: its owner token no longer matches.
+   */
+  evict(key: RecordKey): Promise<boolean>;
+  /** Deletes every record the sweeper may delete as of `now`; returns how many. */
+  sweep(now: number): Promise<number>;
+  /** Closes the connection. Idempotent. */
+  close(): Promise<void>;
+}

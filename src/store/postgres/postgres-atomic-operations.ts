@@ -1,0 +1,111 @@
+import type { Pool, PoolClient } from "pg";
+import type {
+  AtomicCompletion,
+  AtomicIdempotencyStore,
+  CompleteWithinInput,
+  CompleteWithinResult,
+  TransactionWork,
+} from "../atomic-idempotency-store.js";
+import type { PostgresStatements } from "./postgres-statements.js";
+
+/** What the atomic operations of the PostgreSQL store build on. */
+export interface PostgresAtomicOperationsInit {
+  /** The store's pool; throws once the store is closed. */
+  readonly pool: () => Pool;
+  /** The records table, quoted and qualified. */
+  readonly records: string;
+  /** The phases table, quoted and qualified. */
+  readonly phases: string;
+  /** The store's statements, for the completion inside the transaction. */
+  readonly statements: PostgresStatements;
+}
+
+/** The part of `AtomicIdempotencyStore` the PostgreSQL store adds to its plain operations. */
+export type PostgresAtomicOperations = Pick<
+  AtomicIdempotencyStore<PoolClient, "async">,
+  "transactionMode" | "transact" | "completeWithin" | "getPhase" | "recordPhase"
+>;
+
+/**
+ * The atomic operations of the PostgreSQL store. The application's work gets
+ * a client of the store's pool inside `BEGIN ... COMMIT` and may await. For
+ * `completeWithin`, the claim's row is locked (`FOR UPDATE`) before the work
+ * runs, so that no takeover can slip in between the owner check and the
+ * completion: a claim of the same key waits for the transaction.
+ */
+export function createPostgresAtomicOperations(init: PostgresAtomicOperationsInit): PostgresAtomicOperations {
+  const { records, phases, statements } = init;
+  const keyMatch = "scope = $1 AND method = $2 AND key = $3";
+  const lockClaim = `SELECT 1 FROM ${records} WHERE ${keyMatch} AND owner = $4 AND status = 'in_progress' FOR UPDATE`;
+  const getPhase = `SELECT result FROM ${phases} WHERE ${keyMatch} AND name = $4`;
+  // Owner check and write in one statement; FOR SHARE waits for a takeover
+  // in flight and then sees its new owner, so a lost claim records nothing.
+  const recordPhase = `INSERT INTO ${phases} (scope, method, key, name, result, recorded_at)
+SELECT $1::text, $2::text, $3::text, $5::text, $6::bytea, $7::bigint
+WHERE EXISTS (SELECT 1 FROM ${records} WHERE ${keyMatch} AND owner = $4 AND status = 'in_progress' FOR SHARE)
+ON CONFLICT (scope, method, key, name) DO UPDATE SET result = EXCLUDED.result, recorded_at = EXCLUDED.recorded_at`;
+
+  /** Runs `body` in one transaction on one client; rolls back when it throws. */
+  async function inTransaction<T>(body: (client: PoolClient) => Promise<T>): Promise<T> {
+    const client = await init.pool().connect();
+    try {
+      await client.query("BEGIN");
+      const result = await body(client);
+      const commit = await client.query("COMMIT");
+      // COMMIT of a transaction that failed inside the work answers ROLLBACK.
+      if (commit.command !== "COMMIT") {
+        throw new Error("the transaction was rolled back: a statement of the work failed");
+      }
+      client.release();
+      return result;
+    } catch (error) {
+      // ROLLBACK outside a transaction only warns. When it fails, the
+      // connection is gone: drop it from the pool.
+      await client.query("ROLLBACK").then(
+        () => client.release(),
+        (rollbackError: unknown) => client.release(rollbackError instanceof Error ? rollbackError : true),
+      );
+      throw error;
+    }
+  }
+
+  return {
+    transactionMode: "async",
+    transact<T>(work: TransactionWork<PoolClient, T, "async">): Promise<T> {
+      return inTransaction(async (client) => work(client));
+    },
+    completeWithin<T>(
+      input: CompleteWithinInput,
+      work: TransactionWork<PoolClient, AtomicCompletion<T>, "async">,
+    ): Promise<CompleteWithinResult<T>> {
+      const { scope, method, key } = input.key;
+      return inTransaction(async (client): Promise<CompleteWithinResult<T>> => {
+        const held = await client.query(lockClaim, [scope, method, key, input.owner]);
+        if (held.rowCount !== 1) {
+          return { kind: "not_owner" };
+        }
+        const { value, outcome } = await work(client);
+        const completed = await client.query(
+          statements.complete({ key: input.key, owner: input.owner, outcome, now: input.now, expiresAt: input.expiresAt }),
+        );
+        if (completed.rowCount !== 1) {
+          // The work itself deleted or changed the locked record: undo its writes.
+          throw new Error("the claim changed inside its own completion transaction");
+        }
+        return { kind: "completed", value };
+      });
+    },
+    async getPhase(input) {
+      const { scope, method, key } = input.key;
+      const row = (await init.pool().query<{ result: Buffer }>(getPhase, [scope, method, key, input.name])).rows[0];
+      return row === undefined ? undefined : new Uint8Array(row.result.buffer, row.result.byteOffset, row.result.byteLength);
+    },
+    async recordPhase(input) {
+      const { scope, method, key } = input.key;
+      const result = await init
+        .pool()
+        .query(recordPhase, [scope, method, key, input.owner, input.name, input.result, input.now]);
+      return result.rowCount === 1;
+    },
+  };
+}

@@ -1,0 +1,227 @@
+import type { Pool } from "pg";
+import type { IdempotencyRecord, RecordStatus } from "../idempotency-store.js";
+import type { IdempotencyStoreAdmin, RecordSummary, StoreStats } from "../idempotency-store-admin.js";
+import { createRecordSweeper } from "../record-sweeper.js";
+import { quoteIdentifier } from "./postgres-identifier.js";
+import { postgresMetaTable, postgresSchemaVersion } from "./postgres-migrations.js";
+import {
+  createPostgresStatements,
+  fromPostgresText,
+  type RecordRow,
+  toIdempotencyRecord,
+  toPostgresText,
+} from "./postgres-statements.js";
+
+/** Options of `openPostgresStoreAdmin`. */
+export interface PostgresStoreAdminOptions {
+  /** A connection string such as `postgres://app@db/app`. */
+  readonly connectionString: string;
+  /** The schema of the table. Default `public`, as for the store. */
+  readonly schema?: string;
+  /** The records table. Default `connect_idempotency_records`, as for the store. */
+  readonly table?: string;
+  /**
+   * Runs every statement in read-only transactions
+   * (`default_transaction_read_only`), so that nothing can change a record;
+   * `evict` and `sweep` then reject. Default false.
+   */
+  readonly readonly?: boolean;
+}
+
+// The defaults of createPostgresStore.
+const defaultSchema = "public";
+const defaultTable = "connect_idempotency_records";
+// Records deleted per sweep statement, as the store's own sweeper does.
+const sweepBatchSize = 1000;
+
+/**
+ * Opens the records table of a PostgreSQL store for inspection and repair,
+ * over one connection of its own. Rejects with a one-line message when the
+ * database cannot be reached or holds no records table of the layout this
+ * version knows; it never creates or migrates anything.
+ */
+export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions): Promise<IdempotencyStoreAdmin> {
+  const schema = options.schema ?? defaultSchema;
+  const table = options.table ?? defaultTable;
+  const qualified = `${quoteIdentifier(schema)}.${quoteIdentifier(table)}`;
+  const readonly = options.readonly ?? false;
+  const pg = await import("pg").catch((cause: unknown) => {
+    throw new Error("the PostgreSQL admin needs the optional dependency pg (npm install pg)", { cause });
+  });
+  const pool: Pool = new pg.default.Pool({
+    connectionString: options.connectionString,
+    max: 1,
+    application_name: "connect-idempotency-admin",
+    connectionTimeoutMillis: 5000,
+    statement_timeout: 30_000,
+    options: readonly ? "-c default_transaction_read_only=on" : undefined,
+  });
+  pool.on("error", () => {});
+  try {
+    await checkLayout(pool, schema, table);
+  } catch (error) {
+    await pool.end();
+    throw error;
+  }
+
+  const statements = createPostgresStatements(qualified);
+  const sweeper = createRecordSweeper({
+    deleteBatch: async (now, limit) => (await pool.query(statements.sweep({ now, limit }))).rowCount ?? 0,
+    intervalMs: 0,
+    batchSize: sweepBatchSize,
+    clock: Date.now,
+  });
+  const summaryColumns =
+    "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, " +
+    "NULL::bytea AS outcome, coalesce(octet_length(outcome), 0)::int AS outcome_bytes";
+  const recordColumns =
+    "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, outcome";
+  const writable = () => {
+    if (readonly) {
+      throw new Error(`${qualified} was opened read-only`);
+    }
+  };
+  let closed: Promise<void> | undefined;
+
+  return {
+    async stats(now): Promise<StoreStats> {
+      const counts = await pool.query<{ method: string; status: RecordStatus; n: number }>(
+        `SELECT method, status, count(*)::int AS n FROM ${qualified} GROUP BY method, status ORDER BY method`,
+      );
+      const byMethod = new Map<string, { method: string; inProgress: number; completed: number }>();
+      let inProgress = 0;
+      let completed = 0;
+      for (const row of counts.rows) {
+        const method = fromPostgresText(row.method);
+        const entry = byMethod.get(method) ?? { method, inProgress: 0, completed: 0 };
+        if (row.status === "in_progress") {
+          entry.inProgress += row.n;
+          inProgress += row.n;
+        } else {
+          entry.completed += row.n;
+          completed += row.n;
+        }
+        byMethod.set(method, entry);
+      }
+      const oldest = await pool.query<SummaryRow>(
+        `SELECT ${summaryColumns} FROM ${qualified} WHERE status = 'in_progress' ORDER BY created_at LIMIT 1`,
+      );
+      // The sweeper's condition: expired, and no live lease.
+      const expired = await pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM ${qualified} WHERE expires_at <= $1 AND lease_until <= $1`,
+        [now],
+      );
+      const size = await pool.query<{ bytes: string }>("SELECT pg_total_relation_size($1::regclass) AS bytes", [
+        qualified,
+      ]);
+      const oldestRow = oldest.rows[0];
+      return {
+        location: qualified,
+        inProgress,
+        completed,
+        byMethod: [...byMethod.values()],
+        oldestInProgress: oldestRow === undefined ? undefined : summaryFromRow(oldestRow),
+        expired: expired.rows[0]?.n ?? 0,
+        sizeBytes: Number(size.rows[0]?.bytes ?? 0),
+      };
+    },
+    async list(filter) {
+      const conditions: string[] = [];
+      const values: (string | number)[] = [];
+      const add = (condition: (param: string) => string, value: string | number) => {
+        values.push(value);
+        conditions.push(condition(`$${values.length}`));
+      };
+      if (filter.method !== undefined) add((p) => `method = ${p}`, toPostgresText(filter.method));
+      if (filter.scope !== undefined) add((p) => `scope = ${p}`, toPostgresText(filter.scope));
+      if (filter.status !== undefined) add((p) => `status = ${p}`, filter.status);
+      if (filter.createdBefore !== undefined) add((p) => `created_at < ${p}`, filter.createdBefore);
+      values.push(filter.limit);
+      const where = conditions.length > 0 ? `WHERE ${conditions.join(" AND ")}` : "";
+      const result = await pool.query<SummaryRow>(
+        `SELECT ${summaryColumns} FROM ${qualified} ${where}
+ORDER BY created_at DESC, method, scope, key LIMIT $${values.length}`,
+        values,
+      );
+      return result.rows.map(summaryFromRow);
+    },
+    async find(key, where = {}): Promise<IdempotencyRecord[]> {
+      const result = await pool.query<RecordRow>(
+        `SELECT ${recordColumns} FROM ${qualified}
+WHERE key = $1 AND ($2::text IS NULL OR method = $2) AND ($3::text IS NULL OR scope = $3)
+ORDER BY method, scope`,
+        [
+          toPostgresText(key),
+          where.method === undefined ? null : toPostgresText(where.method),
+          where.scope === undefined ? null : toPostgresText(where.scope),
+        ],
+      );
+      return result.rows.map(toIdempotencyRecord);
+    },
+    async evict(key) {
+      writable();
+      const result = await pool.query(`DELETE FROM ${qualified} WHERE scope = $1 AND method = $2 AND key = $3`, [
+        toPostgresText(key.scope),
+        toPostgresText(key.method),
+        toPostgresText(key.key),
+      ]);
+      return result.rowCount === 1;
+    },
+    async sweep(now) {
+      writable();
+      return sweeper.sweep({ now, limit: Number.POSITIVE_INFINITY });
+    },
+    close() {
+      closed ??= pool.end();
+      return closed;
+    },
+  };
+}
+
+interface SummaryRow extends RecordRow {
+  readonly outcome_bytes: number;
+}
+
+function summaryFromRow(row: SummaryRow): RecordSummary {
+  const { outcome: _, ...record } = toIdempotencyRecord(row);
+  return { ...record, outcomeBytes: row.outcome_bytes };
+}
+
+/** Refuses a database without a records table of the layout this code reads. */
+async function checkLayout(pool: Pool, schema: string, table: string): Promise<void> {
+  const qualified = `${quoteIdentifier(schema)}.${quoteIdentifier(table)}`;
+  const qualifiedMeta = `${quoteIdentifier(schema)}.${quoteIdentifier(postgresMetaTable)}`;
+  let version: number | undefined;
+  try {
+    const found = await pool.query<{ meta: boolean; records: boolean }>(
+      "SELECT to_regclass($1) IS NOT NULL AS meta, to_regclass($2) IS NOT NULL AS records",
+      [qualifiedMeta, qualified],
+    );
+    if (found.rows[0]?.meta === true && found.rows[0].records) {
+      const result = await pool.query<{ schema_version: number }>(
+        `SELECT schema_version FROM ${qualifiedMeta} WHERE table_name = $1`,
+        [table],
+      );
+      version = result.rows[0]?.schema_version;
+    }
+  } catch (error) {
+    throw new Error(`cannot read the records table: ${messageOf(error)}`);
+  }
+  if (version === undefined) {
+    throw new Error(`PostgreSQL has no connect-idempotency records table ${qualified}`);
+  }
+  if (version !== postgresSchemaVersion) {
+    throw new Error(
+      `${qualified} has schema version ${version}, this version of connect-idempotency reads ${postgresSchemaVersion}` +
+        (version < postgresSchemaVersion ? "; start a server of this version once to migrate it" : "; upgrade connect-idempotency"),
+    );
+  }
+}
+
+function messageOf(error: unknown): string {
+  if (error instanceof AggregateError && error.errors.length > 0) {
+    // Connecting to "localhost" tries every address and reports them all.
+    return messageOf(error.errors[0]);
+  }
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,197 @@
+import type { Pool } from "pg";
+import type { IdempotencyStore } from "../idempotency-store.js";
+import { createRecordSweeper, type RecordSweeper, type SweepReport } from "../record-sweeper.js";
+import { quoteIdentifier } from "./postgres-identifier.js";
+import { migratePostgresSchema } from "./postgres-migrations.js";
+import {
+  type ClaimRow,
+  createPostgresStatements,
+  type PostgresStatements,
+  type RecordRow,
+  toClaimResult,
+  toIdempotencyRecord,
+} from "./postgres-statements.js";
+
+/** Settings of `createPostgresStore`. Pass either `pool` or `connectionString`. */
+export interface PostgresStoreOptions {
+  /**
+   * A `pg` pool the application owns. The store never ends it, and leaves its
+   * settings and its `error` listener to the application: add one, or an idle
+   * connection that the server drops crashes the process.
+   */
+  readonly pool?: Pool;
+  /**
+   * A connection string such as `postgres://app@db/app`. The store creates
+   * and ends its own pool, with the settings below.
+   */
+  readonly connectionString?: string;
+  /** The schema of the table, created if missing. Default `public`. */
+  readonly schema?: string;
+  /** The table of the records, created or migrated on start. Default `connect_idempotency_records`. */
+  readonly table?: string;
+  /** Connections in the store's own pool. Default 10. */
+  readonly maxConnections?: number;
+  /**
+   * The `application_name` of the store's own connections, to find them in
+   * `pg_stat_activity`. Default: the connection string's `application_name`,
+   * else `PGAPPNAME`, else `connect-idempotency`.
+   */
+  readonly applicationName?: string;
+  /** The server-side `statement_timeout` of the store's own connections; 0 sets none. Default 5,000 ms. */
+  readonly statementTimeoutMs?: number;
+  /** How long to wait for a connection of the store's own pool. Default 5,000 ms. */
+  readonly connectionTimeoutMs?: number;
+  /** Time between sweeps of expired records; 0 turns the sweeper off. Default 60,000 ms. */
+  readonly sweepIntervalMs?: number;
+  /** Records deleted per sweep statement. Default 1,000. */
+  readonly sweepBatchSize?: number;
+  /** The time background sweeps use, in ms since the epoch. Default `Date.now`. */
+  readonly clock?: () => number;
+  /**
+   * Called after every background sweep, with what it deleted or why it
+   * failed. Without it, a failed sweep is reported with `process.emitWarning`.
+   */
+  readonly onSweep?: (report: SweepReport) => void;
+}
+
+/**
+ * The PostgreSQL store: an `IdempotencyStore` plus what code in the same
+ * folder (atomic effects, the admin CLI) needs to work on the same table.
+ */
+export interface PostgresStore extends IdempotencyStore {
+  /** The pool every operation runs on: the one passed in, or the store's own. */
+  readonly pool: Pool;
+  /** The schema of the table, unquoted. */
+  readonly schema: string;
+  /** The records table, unquoted. */
+  readonly table: string;
+  /** The SQL of every operation, to run inside another transaction on `pool`. */
+  readonly statements: PostgresStatements;
+}
+
+// A claim loops only when the record that blocked it is deleted before it
+// could be read; more than a few rounds means something deletes in a loop.
+const maxClaimAttempts = 10;
+
+/**
+ * Creates an `IdempotencyStore` on PostgreSQL, for several server processes
+ * or machines sharing one database. It creates or migrates its table first,
+ * so the promise rejects when the database cannot be reached.
+ *
+ * A claim is one `INSERT ... ON CONFLICT DO UPDATE ... WHERE` against the
+ * primary key: insert, take over an expired claim, or leave the record that
+ * holds the key, atomically. Every change of a claimed record checks the
+ * owner token. A lost connection rejects the operation; the pool opens new
+ * connections when the database is back.
+ *
+ * `pg` is an optional dependency, loaded here only when the store creates its
+ * own pool, so that the package works without it when PostgreSQL is not used.
+ */
+export async function createPostgresStore(options: PostgresStoreOptions): Promise<PostgresStore> {
+  if (options.pool !== undefined && options.connectionString !== undefined) {
+    throw new Error("connect-idempotency: pass createPostgresStore a pool or a connectionString, not both");
+  }
+  const schema = options.schema ?? "public";
+  const table = options.table ?? "connect_idempotency_records";
+  const statements = createPostgresStatements(`${quoteIdentifier(schema)}.${quoteIdentifier(table)}`);
+  const ownPool = options.pool === undefined;
+  const pool = options.pool ?? (await createPool(options));
+  let closed = false;
+  const open = (): Pool => {
+    if (closed) {
+      throw new Error("connect-idempotency: the PostgreSQL store is closed");
+    }
+    return pool;
+  };
+  let sweeper: RecordSweeper;
+  let closing: Promise<void> | undefined;
+  try {
+    await migratePostgresSchema(pool, schema, table);
+    sweeper = createRecordSweeper({
+      deleteBatch: async (now, limit) => (await open().query(statements.sweep({ now, limit }))).rowCount ?? 0,
+      intervalMs: options.sweepIntervalMs ?? 60_000,
+      batchSize: options.sweepBatchSize ?? 1000,
+      clock: options.clock ?? Date.now,
+      onSweep: options.onSweep,
+    });
+  } catch (error) {
+    if (ownPool) {
+      await pool.end();
+    }
+    throw error;
+  }
+  return {
+    pool,
+    schema,
+    table,
+    statements,
+    async claim(input) {
+      for (let attempt = 0; attempt < maxClaimAttempts; attempt++) {
+        const claimed = await open().query<ClaimRow>(statements.claim(input));
+        const claimedRow = claimed.rows[0];
+        if (claimedRow !== undefined) {
+          return toClaimResult(claimedRow);
+        }
+        const existing = await open().query<RecordRow>(statements.get(input.key));
+        const existingRow = existing.rows[0];
+        if (existingRow !== undefined) {
+          return { kind: "existing", record: toIdempotencyRecord(existingRow) };
+        }
+        // Released or swept between the two statements: claim again.
+      }
+      throw new Error(
+        `connect-idempotency: could not claim a key in ${maxClaimAttempts} attempts: its record keeps being deleted`,
+      );
+    },
+    async complete(input) {
+      return (await open().query(statements.complete(input))).rowCount === 1;
+    },
+    async release(input) {
+      return (await open().query(statements.release(input))).rowCount === 1;
+    },
+    async renew(input) {
+      return (await open().query(statements.renew(input))).rowCount === 1;
+    },
+    async get(key) {
+      const row = (await open().query<RecordRow>(statements.get(key))).rows[0];
+      return row === undefined ? undefined : toIdempotencyRecord(row);
+    },
+    sweep: (input) => sweeper.sweep(input),
+    close() {
+      // Operations called from now on reject; a running sweep pass ends
+      // after its current batch, and the pool once that batch returned.
+      closed = true;
+      closing ??= sweeper.stop().then(() => (ownPool ? pool.end() : undefined));
+      return closing;
+    },
+  };
+}
+
+async function createPool(options: PostgresStoreOptions): Promise<Pool> {
+  if (options.connectionString === undefined) {
+    throw new Error("connect-idempotency: createPostgresStore needs a pool or a connectionString");
+  }
+  let pg: typeof import("pg");
+  try {
+    pg = await import("pg");
+  } catch (cause) {
+    throw new Error("connect-idempotency: createPostgresStore needs the optional dependency pg (npm install pg)", {
+      cause,
+    });
+  }
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.maxConnections ?? 10,
+    application_name: options.applicationName,
+    fallback_application_name: "connect-idempotency",
+    statement_timeout: options.statementTimeoutMs ?? 5000,
+    connectionTimeoutMillis: options.connectionTimeoutMs ?? 5000,
+    // Notices a peer that vanished without closing the connection.
+    keepAlive: true,
+  });
+  // An idle connection that the server ends (restart, pg_terminate_backend)
+  // is dropped from the pool; without a listener it would crash the process.
+  // Operations in flight reject on their own, and later ones get a new connection.
+  pool.on("error", () => {});
+  return pool;
+}

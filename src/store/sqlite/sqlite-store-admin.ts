@@ -1,0 +1,219 @@
+import { statSync } from "node:fs";
+import Database from "better-sqlite3";
+import type { IdempotencyRecord, RecordStatus } from "../idempotency-store.js";
+import type { IdempotencyStoreAdmin, RecordSummary, StoreStats } from "../idempotency-store-admin.js";
+import { createRecordSweeper } from "../record-sweeper.js";
+import {
+  quoteSqliteIdentifier,
+  recordFromSqliteRow,
+  sqliteDefaultTable,
+  sqliteMetaTable,
+  sqliteRecordColumns,
+  type SqliteRecordRow,
+  sqliteSchemaVersion,
+} from "./sqlite-schema.js";
+import { createSqliteStatements } from "./sqlite-statements.js";
+
+/** Options of `openSqliteStoreAdmin`. */
+export interface SqliteStoreAdminOptions {
+  /** The database file of a SQLite store. It must exist. */
+  readonly path: string;
+  /** The records table. Defaults to the store's default, `connect_idempotency_records`. */
+  readonly table?: string;
+  /**
+   * Opens the file read-only, so that nothing can change it; `evict` and
+   * `sweep` then reject. Defaults to false.
+   */
+  readonly readonly?: boolean;
+  /** How long `evict` and `sweep` wait for a server holding the write lock. Defaults to 5000 ms. */
+  readonly busyTimeoutMs?: number;
+}
+
+// Records deleted per sweep statement, as the store's own sweeper does.
+const sweepBatchSize = 500;
+
+/**
+ * Opens the records of a SQLite store for inspection and repair, next to
+ * running servers (WAL mode lets it read while they write). Throws with a
+ * one-line message when the file is missing, is not a SQLite database, or
+ * has no records table of the layout this version knows.
+ */
+export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): IdempotencyStoreAdmin {
+  const table = options.table ?? sqliteDefaultTable;
+  const quoted = quoteSqliteIdentifier(table);
+  const readonly = options.readonly ?? false;
+  let db: Database.Database;
+  try {
+    db = new Database(options.path, { readonly, fileMustExist: true, timeout: options.busyTimeoutMs ?? 5000 });
+  } catch (error) {
+    throw new Error(`cannot open SQLite file ${options.path}: ${messageOf(error)}`);
+  }
+  try {
+    checkLayout(db, options.path, table);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+
+  const summaryColumns =
+    "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, " +
+    "replaced, NULL AS outcome, coalesce(length(outcome), 0) AS outcome_bytes";
+  const countByMethod = db.prepare<[], { method: string; status: RecordStatus; n: number }>(
+    `SELECT method, status, count(*) AS n FROM ${quoted} GROUP BY method, status ORDER BY method`,
+  );
+  const oldestInProgress = db.prepare<[], SummaryRow>(
+    `SELECT ${summaryColumns} FROM ${quoted} WHERE status = 'in_progress' ORDER BY created_at LIMIT 1`,
+  );
+  // The sweeper's condition: expired, and no live lease.
+  const countExpired = db.prepare<{ now: number }, { n: number }>(
+    `SELECT count(*) AS n FROM ${quoted} WHERE expires_at <= @now AND lease_until <= @now`,
+  );
+  const deleteRecord = readonly
+    ? undefined
+    : db.prepare<{ scope: string; method: string; key: string }>(
+        `DELETE FROM ${quoted} WHERE scope = @scope AND method = @method AND key = @key`,
+      );
+  const statements = readonly ? undefined : createSqliteStatements(db, table);
+  const sweeper =
+    statements &&
+    createRecordSweeper({
+      deleteBatch: async (now, limit) => statements.sweep({ now, limit }),
+      intervalMs: 0,
+      batchSize: sweepBatchSize,
+      clock: Date.now,
+    });
+  const writable = () => {
+    if (deleteRecord === undefined || sweeper === undefined) {
+      throw new Error(`${options.path} was opened read-only`);
+    }
+    return { deleteRecord, sweeper };
+  };
+
+  return {
+    async stats(now): Promise<StoreStats> {
+      const byMethod = new Map<string, { method: string; inProgress: number; completed: number }>();
+      let inProgress = 0;
+      let completed = 0;
+      for (const { method, status, n } of countByMethod.all()) {
+        const entry = byMethod.get(method) ?? { method, inProgress: 0, completed: 0 };
+        if (status === "in_progress") {
+          entry.inProgress += n;
+          inProgress += n;
+        } else {
+          entry.completed += n;
+          completed += n;
+        }
+        byMethod.set(method, entry);
+      }
+      const oldest = oldestInProgress.get();
+      return {
+        location: options.path,
+        inProgress,
+        completed,
+        byMethod: [...byMethod.values()],
+        oldestInProgress: oldest === undefined ? undefined : summaryFromRow(oldest),
+        expired: countExpired.get({ now })?.n ?? 0,
+        sizeBytes: fileSize(options.path) + fileSize(`${options.path}-wal`),
+      };
+    },
+    async list(filter) {
+      const conditions: string[] = [];
+      const params: Record<string, string | number> = { limit: filter.limit };
+      if (filter.method !== undefined) {
+        conditions.push("method = @method");
+        params.method = filter.method;
+      }
+      if (filter.scope !== undefined) {
+        conditions.push("scope = @scope");
+        params.scope = filter.scope;
+      }
+      if (filter.status !== undefined) {
+        conditions.push("status = @status");
+        params.status = filter.status;
+      }
+      if (filter.createdBefore !== undefined) {
+        conditions.push("created_at < @createdBefore");
+        params.createdBefore = filter.createdBefore;
+      }
+      const where = conditions.length > 0 ? `WHERE ${conditions.join(" AND ")}` : "";
+      return db
+        .prepare<Record<string, string | number>, SummaryRow>(
+          `SELECT ${summaryColumns} FROM ${quoted} ${where} ORDER BY created_at DESC, method, scope, key LIMIT @limit`,
+        )
+        .all(params)
+        .map(summaryFromRow);
+    },
+    async find(key, where = {}): Promise<IdempotencyRecord[]> {
+      return db
+        .prepare<{ key: string; method: string | null; scope: string | null }, SqliteRecordRow>(
+          `SELECT ${sqliteRecordColumns} FROM ${quoted}
+WHERE key = @key AND (@method IS NULL OR method = @method) AND (@scope IS NULL OR scope = @scope)
+ORDER BY method, scope`,
+        )
+        .all({ key, method: where.method ?? null, scope: where.scope ?? null })
+        .map(recordFromSqliteRow);
+    },
+    async evict(key) {
+      return writable().deleteRecord.run({ scope: key.scope, method: key.method, key: key.key }).changes === 1;
+    },
+    async sweep(now) {
+      return writable().sweeper.sweep({ now, limit: Number.POSITIVE_INFINITY });
+    },
+    async close() {
+      if (db.open) {
+        db.close();
+      }
+    },
+  };
+}
+
+interface SummaryRow extends SqliteRecordRow {
+  readonly outcome_bytes: number;
+}
+
+function summaryFromRow(row: SummaryRow): RecordSummary {
+  const { outcome: _, ...record } = recordFromSqliteRow(row);
+  return { ...record, outcomeBytes: row.outcome_bytes };
+}
+
+/** Refuses a file that is not a store of the layout this code reads. */
+function checkLayout(db: Database.Database, path: string, table: string): void {
+  let version: number | undefined;
+  try {
+    const hasMeta =
+      db
+        .prepare<[string], { n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = ?")
+        .get(sqliteMetaTable)?.n === 1;
+    version = hasMeta
+      ? db
+          .prepare<[string], { schema_version: number }>(
+            `SELECT schema_version FROM ${sqliteMetaTable} WHERE table_name = ?`,
+          )
+          .get(table)?.schema_version
+      : undefined;
+  } catch (error) {
+    throw new Error(`cannot read ${path}: ${messageOf(error)}`);
+  }
+  if (version === undefined) {
+    throw new Error(`${path} has no connect-idempotency records table ${table}`);
+  }
+  if (version !== sqliteSchemaVersion) {
+    throw new Error(
+      `${path}: table ${table} has schema version ${version}, this version of connect-idempotency reads ${sqliteSchemaVersion}` +
+        (version < sqliteSchemaVersion ? "; start a server of this version once to migrate it" : "; upgrade connect-idempotency"),
+    );
+  }
+}
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    // No WAL file: the last connection checkpointed and removed it.
+    return 0;
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,148 @@
+import Database from "better-sqlite3";
+import type { AtomicIdempotencyStore } from "../atomic-idempotency-store.js";
+import { createRecordSweeper, type RecordSweeper, type SweepReport } from "../record-sweeper.js";
+import { createSqliteAtomicOperations } from "./sqlite-atomic-operations.js";
+import { createSqliteBatchExecutor, type SqliteBatchExecutor } from "./sqlite-batch-executor.js";
+import { migrateSqliteSchema, quoteSqliteIdentifier, sqliteDefaultTable } from "./sqlite-schema.js";
+import { createSqliteStatements, type SqliteStatements } from "./sqlite-statements.js";
+
+/**
+ * How hard a commit tries to survive a crash.
+ *
+ * - `normal` (`PRAGMA synchronous = NORMAL`): a commit survives the process
+ *   crashing; a power loss or kernel crash may lose the last commits before
+ *   the next WAL checkpoint. Lost records mean a retry runs the handler again.
+ * - `full` (`PRAGMA synchronous = FULL`): every commit waits for fsync, so a
+ *   committed record survives power loss. Group commit shares one fsync among
+ *   all operations of an event loop turn.
+ */
+export type SqliteDurability = "normal" | "full";
+
+/** Options of `createSqliteStore`. */
+export interface SqliteStoreOptions {
+  /** The database file, created when missing, or `":memory:"` for a private in-memory database. */
+  readonly path: string;
+  /** See `SqliteDurability`. Defaults to `"normal"`. */
+  readonly durability?: SqliteDurability;
+  /**
+   * How long an operation waits for another process holding the write lock
+   * before it rejects with `SQLITE_BUSY`. Defaults to 5000 ms.
+   */
+  readonly busyTimeoutMs?: number;
+  /** Milliseconds between background sweeps; 0 disables them. Defaults to 60 000. */
+  readonly sweepIntervalMs?: number;
+  /** At most this many records per delete statement when sweeping. Defaults to 500. */
+  readonly sweepBatchSize?: number;
+  /** The time background sweeps use, in ms since the epoch. Defaults to `Date.now`. */
+  readonly clock?: () => number;
+  /** Called after each background sweep; see `RecordSweeperOptions.onSweep`. */
+  readonly onSweep?: (report: SweepReport) => void;
+  /** The records table, a plain identifier. Defaults to `connect_idempotency_records`. */
+  readonly table?: string;
+  /**
+   * Whether operations submitted in one event loop turn share a transaction.
+   * Defaults to true; turning it off is meant for measuring what it saves.
+   */
+  readonly groupCommit?: boolean;
+}
+
+/**
+ * The SQLite store: an `IdempotencyStore` whose atomic effects hand the
+ * application this file's connection (`AtomicIdempotencyStore`), plus what
+ * code in the same folder (the admin CLI) needs to work on the same database.
+ */
+export interface SqliteStore extends AtomicIdempotencyStore<Database.Database, "sync"> {
+  /** The database file, or `":memory:"`. */
+  readonly path: string;
+  /** The records table, unquoted. */
+  readonly table: string;
+  /**
+   * The connection. Run anything that writes through `executor`, so that it
+   * joins the store's transactions instead of interleaving with them.
+   */
+  readonly database: Database.Database;
+  /** The group-commit executor every operation goes through; also counts transactions. */
+  readonly executor: SqliteBatchExecutor;
+  /** The store's operations as synchronous functions, to call inside `executor` jobs. */
+  readonly statements: SqliteStatements;
+}
+
+// Each operation writes with one statement (a claim's read comes after its
+// only write, and only when that wrote nothing), so it needs no savepoint.
+const singleWrite = { write: true, savepoint: false } as const;
+
+/**
+ * Creates the default store: records in one SQLite table, in WAL mode so that
+ * readers never block the writer and several processes can share one file
+ * (each waits up to `busyTimeoutMs` for the write lock).
+ *
+ * A claim is a single `INSERT ... ON CONFLICT DO UPDATE ... WHERE ...
+ * RETURNING` against the primary key `(scope, method, key)`: it inserts, or
+ * replaces a record that counts as absent (expired, with no live lease) or a
+ * dead claim with the same fingerprint (a takeover), or returns nothing, in
+ * which case the record that holds the key is read in the same transaction.
+ * Expiry and lease ends are inclusive: a record whose `expiresAt` equals
+ * `now` is expired, a lease whose `leaseUntil` equals `now` has ended.
+ * Completion, release and renewal only touch an in-progress record whose
+ * owner token matches.
+ *
+ * Operations submitted during one event loop turn share one transaction and
+ * one commit (group commit, see `SqliteBatchExecutor`), which is what makes
+ * `durability: "full"` affordable; each promise resolves once its
+ * transaction committed.
+ *
+ * Opening runs the schema migrations, so it throws when the file cannot be
+ * opened or migrated; operations reject with the SQLite error (`SQLITE_BUSY`,
+ * `SQLITE_FULL`, `SQLITE_READONLY`, ...) when the database cannot answer.
+ */
+export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
+  const table = options.table ?? sqliteDefaultTable;
+  // Checked before the file is created.
+  quoteSqliteIdentifier(table);
+  const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+  const durability = options.durability ?? "normal";
+  if (durability !== "normal" && durability !== "full") {
+    throw new Error(`durability must be "normal" or "full", got ${JSON.stringify(durability)}`);
+  }
+  const db = new Database(options.path, { timeout: busyTimeoutMs });
+  let statements: SqliteStatements;
+  let executor: SqliteBatchExecutor;
+  let sweeper: RecordSweeper;
+  try {
+    db.pragma("journal_mode = WAL");
+    db.pragma(`synchronous = ${durability === "full" ? "FULL" : "NORMAL"}`);
+    migrateSqliteSchema(db, table);
+    statements = createSqliteStatements(db, table);
+    executor = createSqliteBatchExecutor(db, options.groupCommit === false ? { maxBatchSize: 1 } : {});
+    sweeper = createRecordSweeper({
+      deleteBatch: (now, limit) => executor.run(() => statements.sweep({ now, limit }), singleWrite),
+      intervalMs: options.sweepIntervalMs ?? 60_000,
+      batchSize: options.sweepBatchSize ?? 500,
+      clock: options.clock ?? Date.now,
+      onSweep: options.onSweep,
+    });
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  let closing: Promise<void> | undefined;
+
+  return {
+    path: options.path,
+    table,
+    database: db,
+    executor,
+    statements,
+    claim: (input) => executor.run(() => statements.claim(input), singleWrite),
+    complete: (input) => executor.run(() => statements.complete(input), singleWrite),
+    release: (input) => executor.run(() => statements.release(input), singleWrite),
+    renew: (input) => executor.run(() => statements.renew(input), singleWrite),
+    get: (key) => executor.run(() => statements.get(key), { write: false, savepoint: false }),
+    sweep: (input) => sweeper.sweep(input),
+    ...createSqliteAtomicOperations({ db, executor, table, statements }),
+    close() {
+      closing ??= sweeper.stop().then(() => executor.close());
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,324 @@
+import { create, fromBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, type HandlerContext, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import type { Database } from "better-sqlite3";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  type CreatePaymentRequest,
+  type CreatePaymentResponse,
+  CreatePaymentResponseSchema,
+  PaymentService,
+} from "../../gen/demo/v1/payments_pb.js";
+import { StoredOutcomeSchema } from "../../gen/idempotency/v1/stored_outcome_pb.js";
+import {
+  ErrorReason,
+  type IdempotencyInterceptorOptions,
+  findErrorReason,
+  replayedHeader,
+} from "../../src/index.js";
+import { atomicEffects } from "../../src/server/atomic-effects.js";
+import { createSqliteStore, type SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import { type IdempotencyTestServer, startIdempotencyTestServer } from "../support/idempotency-test-server.js";
+import { createTestTransport, transportVariants } from "../support/test-transports.js";
+
+const method = "demo.v1.PaymentService/CreatePayment";
+const requestId = "3f0c8d4e-5b7a-4c1e-9d2f-6a8b0c1d2e3f";
+
+type Handler = (req: CreatePaymentRequest, ctx: HandlerContext) => Promise<CreatePaymentResponse>;
+
+let store: SqliteStore;
+let server: IdempotencyTestServer;
+let handler: Handler;
+let runs: number;
+
+function paymentResponse(paymentId: string): CreatePaymentResponse {
+  return create(CreatePaymentResponseSchema, { payment: { paymentId, amountMinor: 100n, currency: "EUR" } });
+}
+
+function insertPayment(db: Database, paymentId: string): void {
+  db.prepare("INSERT INTO payments (payment_id, request_id) VALUES (?, ?)").run(paymentId, requestId);
+}
+
+function countPayments(): number {
+  return (store.database.prepare("SELECT count(*) AS n FROM payments").get() as { n: number }).n;
+}
+
+async function start(interceptor: Partial<IdempotencyInterceptorOptions> = {}) {
+  server = await startIdempotencyTestServer({
+    store,
+    interceptor,
+    payments: {
+      createPayment: (req, ctx) => {
+        runs++;
+        return handler(req, ctx);
+      },
+    },
+  });
+}
+
+function client() {
+  return createClient(PaymentService, createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }));
+}
+
+const request = { requestId, accountId: "acct-1", amountMinor: 100n, currency: "EUR" };
+
+beforeEach(() => {
+  store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0 });
+  store.database.exec("CREATE TABLE payments (payment_id TEXT PRIMARY KEY, request_id TEXT NOT NULL)");
+  runs = 0;
+});
+
+afterEach(async () => {
+  await server?.close();
+});
+
+describe("commit", () => {
+  beforeEach(() => start());
+
+  it("rolls back the handler's writes and releases the key when fn throws, so a retry runs again", async () => {
+    handler = async (_req, ctx) =>
+      atomicEffects(ctx, store).commit((db) => {
+        insertPayment(db, `pay_${runs}`);
+        if (runs === 1) {
+          // A stored code: without commit, this error would be replayed.
+          throw new ConnectError("ledger rejected the payment", Code.Internal);
+        }
+        return paymentResponse(`pay_${runs}`);
+      });
+    const failed = await client().createPayment(request).then(
+      () => undefined,
+      (error: unknown) => ConnectError.from(error),
+    );
+    expect(failed?.code).toBe(Code.Internal);
+    expect(failed?.rawMessage).toBe("ledger rejected the payment");
+    expect(countPayments()).toBe(0);
+    expect(await store.get({ scope: "", method, key: requestId })).toBeUndefined();
+    expect(server.events.map((event) => event.type)).toEqual(["claimed", "released"]);
+
+    const retried = await client().createPayment(request);
+    expect(runs).toBe(2);
+    expect(retried).toEqual(paymentResponse("pay_2"));
+    expect(countPayments()).toBe(1);
+    expect((await store.get({ scope: "", method, key: requestId }))?.status).toBe("completed");
+  });
+
+  it("releases the key when fn throws something that is not an Error", async () => {
+    handler = async (_req, ctx) =>
+      atomicEffects(ctx, store).commit((db) => {
+        insertPayment(db, "pay_1");
+        throw "a string";
+      });
+    await expect(client().createPayment(request)).rejects.toThrow();
+    expect(countPayments()).toBe(0);
+    expect(await store.get({ scope: "", method, key: requestId })).toBeUndefined();
+  });
+
+  it("completes the key once, in the commit, and answers exactly what was committed", async () => {
+    handler = async (_req, ctx) => {
+      ctx.responseHeader.set("x-before-commit", "kept");
+      ctx.responseTrailer.set("x-trailer", "kept too");
+      const committed = await atomicEffects(ctx, store).commit((db) => {
+        insertPayment(db, "pay_committed");
+        return paymentResponse("pay_committed");
+      });
+      expect(committed).toEqual(paymentResponse("pay_committed"));
+      // Neither changes what the client receives: the key already holds the committed answer.
+      ctx.responseHeader.set("x-after-commit", "dropped");
+      return paymentResponse("pay_other");
+    };
+    const first = await client().createPayment(request, {
+      onHeader: (header) => {
+        expect(header.get("x-before-commit")).toBe("kept");
+        expect(header.get("x-after-commit")).toBeNull();
+        expect(header.get(replayedHeader)).toBeNull();
+      },
+      onTrailer: (trailer) => expect(trailer.get("x-trailer")).toBe("kept too"),
+    });
+    expect(first).toEqual(paymentResponse("pay_committed"));
+    expect(server.events.filter((event) => event.type === "completed")).toHaveLength(1);
+
+    const record = await store.get({ scope: "", method, key: requestId });
+    const outcome = fromBinary(StoredOutcomeSchema, record!.outcome!);
+    expect(outcome.result.case).toBe("response");
+    expect(fromBinary(CreatePaymentResponseSchema, outcome.result.value as Uint8Array)).toEqual(
+      paymentResponse("pay_committed"),
+    );
+    expect(outcome.header.map((h) => h.name)).toEqual(["x-before-commit"]);
+
+    let replayHeader: Headers | undefined;
+    const replay = await client().createPayment(request, { onHeader: (header) => (replayHeader = header) });
+    expect(replay).toEqual(first);
+    expect(replayHeader?.get("x-before-commit")).toBe("kept");
+    expect(replayHeader?.get(replayedHeader)).toBe("true");
+    expect(runs).toBe(1);
+    expect(countPayments()).toBe(1);
+  });
+
+  it("answers the committed response even when the handler throws after commit", async () => {
+    handler = async (_req, ctx) => {
+      await atomicEffects(ctx, store).commit((db) => {
+        insertPayment(db, "pay_1");
+        return paymentResponse("pay_1");
+      });
+      throw new ConnectError("too late to fail", Code.Unavailable);
+    };
+    expect(await client().createPayment(request)).toEqual(paymentResponse("pay_1"));
+    expect((await store.get({ scope: "", method, key: requestId }))?.status).toBe("completed");
+    expect(await client().createPayment(request)).toEqual(paymentResponse("pay_1"));
+    expect(runs).toBe(1);
+  });
+
+  it("writes nothing when another execution took the key over, and answers ABORTED", async () => {
+    let proceed: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (proceed = resolve));
+    let started: () => void = () => {};
+    const running = new Promise<void>((resolve) => (started = resolve));
+    handler = async (_req, ctx) => {
+      started();
+      await gate;
+      return atomicEffects(ctx, store).commit((db) => {
+        insertPayment(db, "pay_late");
+        return paymentResponse("pay_late");
+      });
+    };
+    const call = client().createPayment(request).then(
+      () => undefined,
+      (error: unknown) => ConnectError.from(error),
+    );
+    await running;
+    // The lease ran out (the process stalled) and a retry elsewhere took over.
+    const record = await store.get({ scope: "", method, key: requestId });
+    const takeover = await store.claim({
+      key: { scope: "", method, key: requestId },
+      fingerprint: record!.fingerprint,
+      owner: "successor",
+      now: record!.leaseUntil,
+      leaseUntil: record!.leaseUntil + 30_000,
+      expiresAt: record!.expiresAt,
+    });
+    expect(takeover.kind === "claimed" && takeover.replaced).toBe("takeover");
+    proceed();
+    const error = await call;
+    expect(error?.code).toBe(Code.Aborted);
+    expect(findErrorReason(error!)).toBe(ErrorReason.REQUEST_IN_PROGRESS);
+    expect(countPayments()).toBe(0);
+    const after = await store.get({ scope: "", method, key: requestId });
+    expect(after?.owner).toBe("successor");
+    expect(after?.status).toBe("in_progress");
+  });
+
+  it("refuses an async fn on the SQLite store at run time too, writing nothing", async () => {
+    handler = async (_req, ctx) =>
+      atomicEffects(ctx, store).commit((async (db: Database) => {
+        insertPayment(db, "pay_1");
+        return paymentResponse("pay_1");
+      }) as never);
+    await expect(client().createPayment(request)).rejects.toThrow();
+    expect(countPayments()).toBe(0);
+    expect(await store.get({ scope: "", method, key: requestId })).toBeUndefined();
+  });
+
+  it("refuses a response of another type, writing nothing", async () => {
+    handler = async (_req, ctx) =>
+      atomicEffects(ctx, store).commit(((db: Database) => {
+        insertPayment(db, "pay_1");
+        return { payment: { paymentId: "pay_1" } };
+      }) as never);
+    await expect(client().createPayment(request)).rejects.toThrow();
+    expect(countPayments()).toBe(0);
+  });
+
+  it("allows one commit per call", async () => {
+    let second: unknown;
+    handler = async (_req, ctx) => {
+      const effects = atomicEffects(ctx, store);
+      const response = await effects.commit(() => paymentResponse("pay_1"));
+      second = await effects.commit(() => paymentResponse("pay_2")).catch((error: unknown) => error);
+      return response;
+    };
+    expect(await client().createPayment(request)).toEqual(paymentResponse("pay_1"));
+    expect(String(second)).toMatch(/commit was already called/);
+  });
+
+  it("refuses a store that is not the interceptor's", async () => {
+    const other = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0 });
+    let refused: unknown;
+    handler = async (_req, ctx) => {
+      try {
+        atomicEffects(ctx, other);
+      } catch (error) {
+        refused = error;
+      }
+      return paymentResponse("pay_1");
+    };
+    await client().createPayment(request);
+    await other.close();
+    expect(String(refused)).toMatch(/not the idempotency interceptor's store/);
+  });
+
+  it("runs fn in a plain transaction for a call without a request ID", async () => {
+    const keys: string[] = [];
+    handler = async (_req, ctx) => {
+      const effects = atomicEffects(ctx, store);
+      keys.push(effects.derivedKey("charge"), effects.derivedKey("charge"), effects.derivedKey("refund"));
+      return effects.commit((db) => {
+        insertPayment(db, `pay_${runs}`);
+        return paymentResponse(`pay_${runs}`);
+      });
+    };
+    expect(await client().createPayment({ ...request, requestId: "" })).toEqual(paymentResponse("pay_1"));
+    expect(await client().createPayment({ ...request, requestId: "" })).toEqual(paymentResponse("pay_2"));
+    expect(countPayments()).toBe(2);
+    expect(await store.get({ scope: "", method, key: "" })).toBeUndefined();
+    // Random v4 keys, stable per name within a call only: the call itself is not deduplicated.
+    expect(keys[0]).toBe(keys[1]);
+    expect(new Set(keys).size).toBe(4);
+    for (const key of keys) {
+      expect(key).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    }
+  });
+
+  it("answers the committed response on every protocol, codec and compression", async () => {
+    handler = async (req, ctx) => {
+      ctx.responseHeader.set("x-handler", req.accountId);
+      return atomicEffects(ctx, store).commit((db) => {
+        insertPayment(db, req.accountId);
+        return paymentResponse(req.accountId);
+      });
+    };
+    for (const [i, variant] of transportVariants.entries()) {
+      const variantClient = createClient(PaymentService, createTestTransport(server.baseUrl, variant));
+      const id = `3f0c8d4e-5b7a-4c1e-9d2f-${String(i).padStart(12, "0")}`;
+      let header: Headers | undefined;
+      const response = await variantClient.createPayment(
+        { ...request, requestId: id, accountId: `acct-${i}` },
+        { onHeader: (h) => (header = h) },
+      );
+      expect(response, variant.name).toEqual(paymentResponse(`acct-${i}`));
+      expect(header?.get("x-handler"), variant.name).toBe(`acct-${i}`);
+    }
+    expect(countPayments()).toBe(transportVariants.length);
+  });
+});
+
+describe("commit with a response larger than the store keeps", () => {
+  beforeEach(() => start({ maxStoredBytes: 64 }));
+
+  it("answers the response, commits the writes and stores RESPONSE_TOO_LARGE for retries", async () => {
+    const big = create(CreatePaymentResponseSchema, { payment: { paymentId: "pay_1", metadata: { note: "x".repeat(200) } } });
+    handler = async (_req, ctx) =>
+      atomicEffects(ctx, store).commit((db) => {
+        insertPayment(db, "pay_1");
+        return big;
+      });
+    expect(await client().createPayment(request)).toEqual(big);
+    expect(countPayments()).toBe(1);
+    const retry = await client().createPayment(request).then(
+      () => undefined,
+      (error: unknown) => ConnectError.from(error),
+    );
+    expect(retry?.code).toBe(Code.FailedPrecondition);
+    expect(findErrorReason(retry!)).toBe(ErrorReason.RESPONSE_TOO_LARGE);
+    expect(runs).toBe(1);
+  });
+});

@@ -1,0 +1,83 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { BenchResults } from "../../bench/bench-results.js";
+
+const repoRoot = resolve(import.meta.dirname, "../..");
+
+// Runs `npm run bench` the way a user does, briefly, and checks that what it
+// writes is sane. Speed is not judged here: the bench reports it.
+describe("npm run bench --quick", () => {
+  let out: string;
+  let stdout: string;
+  let results: BenchResults;
+
+  beforeAll(async () => {
+    out = await mkdtemp(join(tmpdir(), "bench-smoke-"));
+    const run = await promisify(execFile)(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "bench/main.ts",
+        "--quick",
+        "--duration",
+        "0.2",
+        "--scenarios",
+        "sqlite-normal,store-sqlite-normal",
+        "--out",
+        out,
+      ],
+      { cwd: repoRoot, timeout: 100_000 },
+    ).catch((error: { code?: number; stderr?: string }) => {
+      // A missed target must not fail the bench; only errors do.
+      throw new Error(`the bench exited with ${error.code}: ${error.stderr}`);
+    });
+    stdout = run.stdout;
+    results = JSON.parse(await readFile(join(out, "latest.json"), "utf8")) as BenchResults;
+  }, 120_000);
+
+  afterAll(async () => {
+    await rm(out, { recursive: true, force: true });
+  });
+
+  it("prints the table, with every target judged or marked not measured", () => {
+    expect(stdout).toMatch(/^scenario\s+conc\s+calls\/s/m);
+    expect(results.targets.map((t) => t.status)).toEqual([
+      expect.stringMatching(/^(met|missed)$/),
+      "not measured",
+      "not measured",
+      "not measured",
+      "not measured",
+      "not measured",
+    ]);
+  });
+
+  it("measures baseline, the SQLite scenario and the store alone with sane numbers", () => {
+    const rows = results.results.map((r) => `${r.scenario}@${r.concurrency}`);
+    expect(rows).toEqual(["baseline@1", "sqlite-normal@1", "baseline@64", "sqlite-normal@64", "store-sqlite-normal@64"]);
+    for (const r of results.results) {
+      expect(r.errors, r.scenario).toBe(0);
+      expect(r.rounds.length, r.scenario).toBe(1);
+      expect(r.rounds[0]?.calls, r.scenario).toBeGreaterThan(0);
+      expect(r.callsPerSecond, r.scenario).toBeGreaterThan(0);
+      expect(r.p50Ms, r.scenario).toBeGreaterThan(0);
+      expect(r.p50Ms, r.scenario).toBeLessThanOrEqual(r.p99Ms);
+      expect(r.ratioToBaseline, r.scenario).toBeGreaterThan(0);
+    }
+    const baseline = results.results.find((r) => r.scenario === "baseline" && r.concurrency === 64);
+    expect(baseline?.ratioToBaseline).toBe(1);
+    expect(baseline?.serverCpuMicrosPerCall).toBeGreaterThan(0);
+  });
+
+  it("draws the chart with a bar per RPC scenario at concurrency 64", async () => {
+    const svg = await readFile(join(out, "latest.svg"), "utf8");
+    expect(svg.startsWith("<svg")).toBe(true);
+    expect(svg.match(/<rect /g)?.length).toBe(3); // background + baseline + sqlite-normal
+    expect(svg).toContain(">sqlite-normal</text>");
+    expect(svg).not.toContain(">store-sqlite-normal</text>");
+  });
+});

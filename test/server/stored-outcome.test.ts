@@ -1,0 +1,59 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { StoredOutcomeSchema } from "../../gen/idempotency/v1/stored_outcome_pb.js";
+import { decodeStoredOutcome, encodeStoredOutcome } from "../../src/index.js";
+
+describe("stored outcome", () => {
+  it("round-trips a response with the handler's headers and trailers, dropping protocol headers", () => {
+    const bytes = encodeStoredOutcome({
+      kind: "response",
+      response: new Uint8Array([10, 3, 97, 98, 99]),
+      header: new Headers({
+        "content-type": "application/grpc+proto",
+        "grpc-encoding": "gzip",
+        "connect-content-encoding": "gzip",
+        "x-region": "eu",
+        "idempotency-replayed": "true",
+      }),
+      trailer: new Headers({ "grpc-status": "0", "grpc-message": "", "x-ledger": "7", "trailer-x": "y" }),
+    });
+    const stored = fromBinary(StoredOutcomeSchema, bytes);
+    expect(stored.header.map((h) => [h.name, h.value])).toEqual([["x-region", "eu"]]);
+    expect(stored.trailer.map((h) => [h.name, h.value])).toEqual([["x-ledger", "7"]]);
+    const decoded = decodeStoredOutcome(bytes);
+    expect(decoded.kind).toBe("response");
+    if (decoded.kind === "response") {
+      expect(decoded.response).toEqual(new Uint8Array([10, 3, 97, 98, 99]));
+      expect([...decoded.header]).toEqual([["x-region", "eu"]]);
+      expect([...decoded.trailer]).toEqual([["x-ledger", "7"]]);
+    }
+  });
+
+  it("round-trips an error with code, raw message, outgoing and incoming details, and metadata", () => {
+    const metadata = { "x-decline": "51", "content-type": "application/json" };
+    const error = new ConnectError("card declined", Code.FailedPrecondition, metadata, [
+      { desc: ErrorInfoSchema, value: { reason: "CARD_DECLINED", domain: "bank.example" } },
+    ]);
+    // As a ConnectError that came over the wire carries its details.
+    error.details.push({
+      type: RetryInfoSchema.typeName,
+      value: toBinary(RetryInfoSchema, create(RetryInfoSchema, { retryDelay: { seconds: 3n } })),
+    });
+    const decoded = decodeStoredOutcome(encodeStoredOutcome({ kind: "error", error }));
+    if (decoded.kind !== "error") {
+      throw new Error("expected an error");
+    }
+    expect(decoded.error.code).toBe(Code.FailedPrecondition);
+    expect(decoded.error.rawMessage).toBe("card declined");
+    expect(decoded.error.findDetails(ErrorInfoSchema)[0]).toMatchObject({ reason: "CARD_DECLINED", domain: "bank.example" });
+    expect(decoded.error.findDetails(RetryInfoSchema)[0]?.retryDelay?.seconds).toBe(3n);
+    expect([...decoded.error.metadata]).toEqual([["x-decline", "51"]]);
+  });
+
+  it("refuses bytes that are not a stored outcome with a result", () => {
+    expect(() => decodeStoredOutcome(new Uint8Array(0))).toThrow("stored outcome has neither a response nor an error");
+    expect(() => decodeStoredOutcome(new Uint8Array([0xff, 0xff, 0xff]))).toThrow();
+  });
+});

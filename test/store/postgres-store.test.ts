@@ -1,0 +1,436 @@
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { promisify } from "node:util";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import type { SweepReport } from "../../src/store/record-sweeper.js";
+import { createPostgresStore } from "../../src/store/postgres/postgres-store.js";
+import {
+  migratePostgresSchema,
+  postgresMetaTable,
+  postgresSchemaVersion,
+} from "../../src/store/postgres/postgres-migrations.js";
+import { describeStoreConformance } from "../store-conformance.js";
+import { createTestSchema, terminateBackends, testConnectionString, type TestSchema } from "../support/postgres-database.js";
+
+let schema: TestSchema;
+beforeAll(async () => {
+  schema = await createTestSchema("pgstore");
+});
+afterAll(async () => {
+  await schema?.drop();
+});
+
+let tables = 0;
+/** A table of its own for one test, in this file's schema. */
+function nextTable(): string {
+  return `records_${++tables}`;
+}
+
+function claimInput(key: string, now: number, owner = randomBytes(8).toString("hex")) {
+  return {
+    key: { scope: "tenant", method: "demo.v1.PaymentService/CreatePayment", key },
+    fingerprint: "f".repeat(64),
+    owner,
+    now,
+    leaseUntil: now + 1000,
+    expiresAt: now + 60_000,
+  };
+}
+
+async function countBackends(applicationName: string): Promise<number> {
+  const result = await schema.admin.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1",
+    [applicationName],
+  );
+  return result.rows[0]?.n ?? -1;
+}
+
+describeStoreConformance("PostgreSQL", async () => {
+  const table = nextTable();
+  const store = await createPostgresStore({
+    connectionString: testConnectionString,
+    schema: schema.name,
+    table,
+    sweepIntervalMs: 0,
+  });
+  return {
+    store,
+    async cleanup() {
+      await schema.admin.query(`DROP TABLE ${schema.name}.${table}`);
+    },
+  };
+});
+
+describe("PostgreSQL migrations", () => {
+  it("creates the schema and the table, and records the layout version", async () => {
+    const table = nextTable();
+    const store = await createPostgresStore({ connectionString: testConnectionString, schema: schema.name, table });
+    try {
+      const meta = await schema.admin.query(`SELECT table_name, schema_version FROM ${schema.name}.${postgresMetaTable}`);
+      expect(meta.rows).toContainEqual({ table_name: table, schema_version: postgresSchemaVersion });
+      const columns = await schema.admin.query<{ column_name: string; data_type: string }>(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+        [schema.name, table],
+      );
+      expect(Object.fromEntries(columns.rows.map((row) => [row.column_name, row.data_type]))).toEqual({
+        scope: "text",
+        method: "text",
+        key: "text",
+        status: "text",
+        fingerprint: "text",
+        owner: "text",
+        created_at: "bigint",
+        updated_at: "bigint",
+        lease_until: "bigint",
+        expires_at: "bigint",
+        takeovers: "integer",
+        outcome: "bytea",
+      });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("re-opens an existing table without migrating again, keeping its records", async () => {
+    const table = nextTable();
+    const first = await createPostgresStore({ connectionString: testConnectionString, schema: schema.name, table });
+    const input = claimInput("kept", 1_000);
+    expect((await first.claim(input)).kind).toBe("claimed");
+    await first.close();
+
+    const pool = new pg.Pool({ connectionString: testConnectionString, max: 1 });
+    try {
+      // The version found before migrating: the table is already current.
+      expect(await migratePostgresSchema(pool, schema.name, table)).toBe(postgresSchemaVersion);
+    } finally {
+      await pool.end();
+    }
+    const second = await createPostgresStore({ connectionString: testConnectionString, schema: schema.name, table });
+    try {
+      expect((await second.get(input.key))?.owner).toBe(input.owner);
+      const meta = await schema.admin.query(
+        `SELECT schema_version FROM ${schema.name}.${postgresMetaTable} WHERE table_name = $1`,
+        [table],
+      );
+      expect(meta.rows).toEqual([{ schema_version: postgresSchemaVersion }]);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it("lets several stores migrate a new schema at once", async () => {
+    // A schema that does not exist yet, so that every store races to create it.
+    const fresh = await createTestSchema("pgrace");
+    try {
+      // Settled, not raced: a failed store must not leave the others
+      // migrating while the schema is dropped.
+      const opened = await Promise.allSettled(
+        Array.from({ length: 6 }, () =>
+          createPostgresStore({ connectionString: testConnectionString, schema: fresh.name, maxConnections: 1 }),
+        ),
+      );
+      const stores = opened.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
+      try {
+        expect(opened.filter((result) => result.status === "rejected")).toEqual([]);
+        const meta = await fresh.admin.query(`SELECT table_name, schema_version FROM ${fresh.name}.${postgresMetaTable}`);
+        expect(meta.rows).toEqual([{ table_name: "connect_idempotency_records", schema_version: postgresSchemaVersion }]);
+        // Every store works on the one table.
+        expect((await stores[0]!.claim(claimInput("shared", 1_000))).kind).toBe("claimed");
+        expect((await stores[5]!.claim(claimInput("shared", 1_000))).kind).toBe("existing");
+      } finally {
+        await Promise.all(stores.map((store) => store.close()));
+      }
+    } finally {
+      await fresh.drop();
+    }
+  });
+
+  it("refuses a table migrated by a newer version, and ends the pool it opened", async () => {
+    const table = nextTable();
+    await (await createPostgresStore({ connectionString: testConnectionString, schema: schema.name, table })).close();
+    await schema.admin.query(`UPDATE ${schema.name}.${postgresMetaTable} SET schema_version = 99 WHERE table_name = $1`, [
+      table,
+    ]);
+    const applicationName = `pg-newer-${table}`;
+    await expect(
+      createPostgresStore({ connectionString: testConnectionString, schema: schema.name, table, applicationName }),
+    ).rejects.toThrow(/schema version 99, newer than/);
+    await vi.waitFor(async () => expect(await countBackends(applicationName)).toBe(0));
+  });
+});
+
+describe("PostgreSQL sweeper", () => {
+  async function insertRows(table: string, count: number, values: string): Promise<void> {
+    await schema.admin.query(
+      `INSERT INTO ${schema.name}.${table} (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, outcome)
+SELECT 's', 'm', $1 || i, ${values} FROM generate_series(1, $2::int) AS i`,
+      [`${table}-`, count],
+    );
+  }
+
+  it("removes 5,000 expired rows in batches of the configured size, sparing live ones", async () => {
+    const table = nextTable();
+    const reports: SweepReport[] = [];
+    const store = await createPostgresStore({
+      connectionString: testConnectionString,
+      schema: schema.name,
+      table,
+      sweepIntervalMs: 0,
+      clock: () => 10_000,
+    });
+    // Expired and completed, expired with an ended lease, expired but with a
+    // live lease (kept), and completed but unexpired (kept).
+    await insertRows(table, 4_000, "'completed', 'f', 'o', 1, 1, 1, 5000, '\\x01'::bytea");
+    await schema.admin.query(
+      `INSERT INTO ${schema.name}.${table} (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at)
+SELECT 's2', 'm', 'k' || i, 'in_progress', 'f', 'o', 1, 1, 9000, 10000 FROM generate_series(1, 1000) AS i
+UNION ALL SELECT 'live', 'm', 'leased', 'in_progress', 'f', 'o', 1, 1, 20000, 5000
+UNION ALL SELECT 'live', 'm', 'retained', 'completed', 'f', 'o', 1, 1, 1, 20000`,
+    );
+    await store.close();
+
+    const sweeping = await createPostgresStore({
+      connectionString: testConnectionString,
+      schema: schema.name,
+      table,
+      sweepIntervalMs: 10,
+      sweepBatchSize: 500,
+      clock: () => 10_000,
+      onSweep: (report) => reports.push(report),
+    });
+    try {
+      await vi.waitFor(() => expect(reports.length).toBeGreaterThan(0), { timeout: 10_000 });
+      // Ten full batches, then one that comes back short and ends the pass.
+      expect(reports[0]).toEqual({ deleted: 5_000, batches: 11 });
+      const left = await schema.admin.query(`SELECT key FROM ${schema.name}.${table} ORDER BY key`);
+      expect(left.rows).toEqual([{ key: "leased" }, { key: "retained" }]);
+    } finally {
+      await sweeping.close();
+    }
+    const afterClose = reports.length;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(reports.length).toBe(afterClose);
+  });
+
+  it("sweep({ limit }) deletes at most limit rows", async () => {
+    const table = nextTable();
+    const store = await createPostgresStore({
+      connectionString: testConnectionString,
+      schema: schema.name,
+      table,
+      sweepIntervalMs: 0,
+      sweepBatchSize: 4,
+    });
+    try {
+      await insertRows(table, 10, "'completed', 'f', 'o', 1, 1, 1, 5000, NULL");
+      expect(await store.sweep({ now: 10_000, limit: 7 })).toBe(7);
+      expect(await store.sweep({ now: 10_000, limit: 7 })).toBe(3);
+      expect(await store.sweep({ now: 10_000, limit: 7 })).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("reports a failed background pass instead of crashing", async () => {
+    const table = nextTable();
+    const reports: SweepReport[] = [];
+    const store = await createPostgresStore({
+      connectionString: testConnectionString,
+      schema: schema.name,
+      table,
+      sweepIntervalMs: 10,
+      onSweep: (report) => reports.push(report),
+    });
+    try {
+      await schema.admin.query(`DROP TABLE ${schema.name}.${table}`);
+      await vi.waitFor(() => expect(reports.some((report) => report.error !== undefined)).toBe(true), {
+        timeout: 10_000,
+      });
+      expect(String(reports.find((report) => report.error !== undefined)?.error)).toMatch(/does not exist/);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("PostgreSQL identifiers", () => {
+  it("quotes schema and table names with quotes, spaces, capitals and non-ASCII", async () => {
+    const oddSchema = `${schema.name} Odd "Schema"; DROP`;
+    const oddTable = `Tab"le -- 名; DROP TABLE x`;
+    const store = await createPostgresStore({ connectionString: testConnectionString, schema: oddSchema, table: oddTable });
+    try {
+      const input = claimInput("odd", 1_000);
+      expect((await store.claim(input)).kind).toBe("claimed");
+      expect(await store.complete({ ...input, outcome: new Uint8Array([7]), expiresAt: 2_000 })).toBe(true);
+      expect((await store.get(input.key))?.outcome).toEqual(new Uint8Array([7]));
+      expect(await store.sweep({ now: 3_000, limit: 10 })).toBe(1);
+      const found = await schema.admin.query("SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1", [
+        oddSchema,
+      ]);
+      expect(found.rows).toEqual([{ tablename: oddTable }, { tablename: postgresMetaTable }]);
+    } finally {
+      await store.close();
+      await schema.admin.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(oddSchema)} CASCADE`);
+    }
+  });
+
+  it("stores scopes, methods and keys as they are, escaping only U+0000 and U+0001", async () => {
+    const table = nextTable();
+    const store = await createPostgresStore({ connectionString: testConnectionString, schema: schema.name, table });
+    try {
+      const plain = claimInput("Req-1 \\ 'quoted'", 1_000);
+      const controlInput = claimInput("a\u0000b\u0001c", 1_000);
+      const control = { ...controlInput, key: { ...controlInput.key, scope: "t\u0000" } };
+      await store.claim(plain);
+      await store.claim(control);
+      const rows = await schema.admin.query(`SELECT scope, key FROM ${schema.name}.${table}`);
+      expect(rows.rows).toHaveLength(2);
+      expect(rows.rows).toEqual(expect.arrayContaining([
+        { scope: "tenant", key: "Req-1 \\ 'quoted'" },
+        { scope: "t\u0001\u0002", key: "a\u0001\u0002b\u0001\u0001c" },
+      ]));
+      expect((await store.get(control.key))?.key).toBe("a\u0000b\u0001c");
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("rejects names PostgreSQL would truncate, before connecting", async () => {
+    await expect(
+      createPostgresStore({ connectionString: "postgres://nobody@127.0.0.1:1/none", table: "t".repeat(64) }),
+    ).rejects.toThrow(/longer than 63 bytes/);
+    await expect(
+      createPostgresStore({ connectionString: "postgres://nobody@127.0.0.1:1/none", schema: "" }),
+    ).rejects.toThrow(/must not be empty/);
+  });
+});
+
+describe("PostgreSQL connections", () => {
+  it("close() ends the pool it created and leaves a pool passed in open", async () => {
+    const applicationName = `pg-own-${randomBytes(4).toString("hex")}`;
+    const own = await createPostgresStore({
+      connectionString: testConnectionString,
+      schema: schema.name,
+      table: nextTable(),
+      applicationName,
+    });
+    await own.get(claimInput("any", 1).key);
+    expect(await countBackends(applicationName)).toBeGreaterThan(0);
+    await own.close();
+    await own.close();
+    // The server notices the closed connections a moment later.
+    await vi.waitFor(async () => expect(await countBackends(applicationName)).toBe(0));
+    await expect(own.get(claimInput("any", 1).key)).rejects.toThrow(/closed/);
+
+    const pool = new pg.Pool({ connectionString: testConnectionString, max: 2 });
+    try {
+      const passed = await createPostgresStore({ pool, schema: schema.name, table: nextTable() });
+      expect(passed.pool).toBe(pool);
+      await passed.close();
+      expect((await pool.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it("rejects an operation whose connection is killed, and recovers with new connections", async () => {
+    const applicationName = `pg-kill-${randomBytes(4).toString("hex")}`;
+    const table = nextTable();
+    const store = await createPostgresStore({
+      connectionString: testConnectionString,
+      schema: schema.name,
+      table,
+      applicationName,
+      maxConnections: 2,
+    });
+    const blocker = await schema.admin.connect();
+    try {
+      // An uncommitted row with the same key makes the claim wait on the
+      // primary key, so that it is in flight when its connection dies.
+      const input = claimInput("killed", 1_000);
+      await blocker.query("BEGIN");
+      await blocker.query(
+        `INSERT INTO ${schema.name}.${table} (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at)
+VALUES ($1, $2, $3, 'in_progress', 'other', 'blocker', 1, 1, 1, 1)`,
+        [input.key.scope, input.key.method, input.key.key],
+      );
+      const claimFailure = store.claim(input).then(
+        (result) => result,
+        (error: unknown) => error,
+      );
+      await vi.waitFor(async () => {
+        const waiting = await schema.admin.query(
+          "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+          [applicationName],
+        );
+        expect(waiting.rowCount).toBe(1);
+      });
+      expect(await terminateBackends(schema.admin, applicationName)).toBeGreaterThan(0);
+      expect(String(await claimFailure)).toMatch(/terminating connection due to administrator command/);
+      await blocker.query("ROLLBACK");
+
+      // Idle connections die too; the pool drops them without crashing the process.
+      await store.get(input.key);
+      await terminateBackends(schema.admin, applicationName);
+      await vi.waitFor(async () => expect((await store.claim(input)).kind).toBe("claimed"));
+      expect((await store.get(input.key))?.owner).toBe(input.owner);
+    } finally {
+      blocker.release();
+      await store.close();
+    }
+  });
+
+  it("turns a claim blocked past statementTimeoutMs into a rejection", async () => {
+    const table = nextTable();
+    const store = await createPostgresStore({
+      connectionString: testConnectionString,
+      schema: schema.name,
+      table,
+      statementTimeoutMs: 200,
+    });
+    const blocker = await schema.admin.connect();
+    try {
+      const input = claimInput("slow", 1_000);
+      await blocker.query("BEGIN");
+      await blocker.query(
+        `INSERT INTO ${schema.name}.${table} (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at)
+VALUES ($1, $2, $3, 'in_progress', 'other', 'blocker', 1, 1, 1, 1)`,
+        [input.key.scope, input.key.method, input.key.key],
+      );
+      await expect(store.claim(input)).rejects.toThrow(/statement timeout/);
+      await blocker.query("ROLLBACK");
+      expect((await store.claim(input)).kind).toBe("claimed");
+    } finally {
+      blocker.release();
+      await store.close();
+    }
+  });
+});
+
+describe("the optional pg dependency", () => {
+  it("the package root loads without pg, and createPostgresStore says what is missing", async () => {
+    // Runs in a child whose module resolution cannot find pg.
+    const hideModule = `export async function resolve(specifier, context, next) {
+  if (specifier === "pg" || specifier.startsWith("pg/")) {
+    throw Object.assign(new Error("Cannot find package 'pg'"), { code: "ERR_MODULE_NOT_FOUND" });
+  }
+  return next(specifier, context);
+}`;
+    const register = `import { register } from "node:module";
+register("data:text/javascript,${encodeURIComponent(hideModule)}");`;
+    const script = `const root = await import(${JSON.stringify(new URL("../../src/index.ts", import.meta.url).href)});
+try {
+  await root.createPostgresStore({ connectionString: ${JSON.stringify(testConnectionString)} });
+  console.log("created");
+} catch (error) {
+  console.log(error.message);
+}`;
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", "--import", `data:text/javascript,${encodeURIComponent(register)}`, "--input-type=module", "-e", script],
+      { cwd: new URL("../..", import.meta.url).pathname },
+    );
+    expect(stdout.trim()).toBe("connect-idempotency: createPostgresStore needs the optional dependency pg (npm install pg)");
+  });
+});

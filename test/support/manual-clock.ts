@@ -1,0 +1,18 @@
+import type { IdempotencyClock } from "../../src/server/interceptor-options.js";
+
+/** A clock that only moves when a test moves it. */
+export interface ManualClock extends IdempotencyClock {
+  /** Moves the clock forward by `ms`. */
+  advance(ms: number): void;
+}
+
+/** Creates a manual clock starting at `start` (ms since the epoch). */
+export function createManualClock(start = Date.UTC(2030, 0, 1)): ManualClock {
+  let current = start;
+  return {
+    now: () => current,
+    advance(ms) {
+      current += ms;
+    },
+  };
+}
