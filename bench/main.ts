@@ -6,10 +6,11 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { summarizeBusiestCpuProfile } from "./cpu-profile-summary.js";
 import type { BenchProtocol } from "./load-main.js";
 import { benchPostgresUrl } from "./postgres-schemas.js";
+import { benchRedisUrl } from "./redis-keys.js";
 import { renderResultsChart } from "./results-chart.js";
 import { formatResultsTable } from "./results-table.js";
 import { runBench } from "./run-bench.js";
-import { scenarios, selectScenarios } from "./scenarios.js";
+import { type Scenario, scenarios, selectScenarios } from "./scenarios.js";
 
 const repoRoot = resolve(import.meta.dirname, "..");
 
@@ -49,11 +50,17 @@ async function main(): Promise<number> {
     }
     return 0;
   }
+  let selected: Scenario[] = [];
+  try {
+    selected = selectScenarios(options.scenarios);
+  } catch (error) {
+    program.error(error instanceof Error ? error.message : String(error));
+  }
   const out = resolve(options.out);
   const cpuProfileDir = options.cpuProf ? join(out, "profiles") : undefined;
   await mkdir(cpuProfileDir ?? out, { recursive: true });
   const results = await runBench({
-    scenarios: selectScenarios(options.scenarios),
+    scenarios: selected,
     concurrency: options.concurrency,
     rounds: options.rounds ?? (options.quick ? 1 : 3),
     roundMs: 1000 * (options.duration ?? (options.quick ? 0.3 : 3)),
@@ -128,6 +135,11 @@ main().then(
   (code) => process.exit(code),
   (error: unknown) => {
     console.error(error);
+    if (String(error).includes("ECONNREFUSED")) {
+      console.error(
+        `[bench] a service is down: PostgreSQL (${benchPostgresUrl}) and Redis (${benchRedisUrl}) must run for the scenarios that use them; --scenarios picks others`,
+      );
+    }
     process.exit(1);
   },
 );

@@ -1,11 +1,15 @@
-import { randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter, on } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Database } from "better-sqlite3";
-import type { BankService } from "../gen/demo/v1/bank_pb.js";
-import { type Payment, PaymentSchema, PaymentService } from "../gen/demo/v1/payments_pb.js";
-import { deriveRequestId } from "../src/server/derived-key.js";
+import { type BankService, ChargeResponseSchema } from "../gen/demo/v1/bank_pb.js";
+import {
+  CreatePaymentResponseSchema,
+  type Payment,
+  PaymentSchema,
+  PaymentService,
+} from "../gen/demo/v1/payments_pb.js";
+import { atomicEffects } from "../src/server/atomic-effects.js";
 import { idempotencyContext } from "../src/server/idempotency-context.js";
 import type { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
 
@@ -27,9 +31,10 @@ export interface PaymentRow {
 export interface PaymentServiceDeps {
   /**
    * The SQLite file of the `payments` table: the payment service's
-   * idempotency store, whose executor the writes go through.
+   * idempotency store, whose executor the writes go through and whose
+   * transactions commit a payment together with its request ID.
    */
-  readonly ledger: Pick<SqliteStore, "database" | "executor">;
+  readonly ledger: SqliteStore;
   /** A Connect client of the bank the service charges. */
   readonly bank: Client<typeof BankService>;
 }
@@ -70,9 +75,6 @@ export function createPaymentServiceImpl(deps: PaymentServiceDeps): ServiceImpl<
      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const byId = db.prepare<[string], PaymentRow>("SELECT * FROM payments WHERE payment_id = ?");
-  const byRequestId = db.prepare<[string], PaymentRow>(
-    "SELECT * FROM payments WHERE request_id = ? ORDER BY created_at, payment_id LIMIT 1",
-  );
   const byAccount = db.prepare<[string], PaymentRow>(
     "SELECT * FROM payments WHERE account_id = ? ORDER BY created_at, payment_id",
   );
@@ -102,41 +104,43 @@ export function createPaymentServiceImpl(deps: PaymentServiceDeps): ServiceImpl<
       if (!/^[A-Z]{3}$/.test(req.currency)) {
         throw new ConnectError("currency must be an ISO 4217 code such as EUR", Code.InvalidArgument);
       }
-      const idempotency = ctx.values.get(idempotencyContext);
-      if (idempotency?.takeover) {
-        // An execution of this request died midway: if it got as far as
-        // recording the payment, that payment is the answer.
-        const recorded = byRequestId.get(idempotency.key);
-        if (recorded !== undefined) {
-          return { payment: toPayment(recorded) };
-        }
-      }
-      const paymentId = `pay_${randomBytes(8).toString("hex")}`;
-      // A deduplicated call asks the bank under a key derived from its own, so
-      // that running it again asks for the same charge. No signal from the
-      // call: once the bank is asked, the charge must be recorded even if our
-      // caller hung up.
-      const charge = await bank.charge({
-        requestId: idempotency ? deriveRequestId({ ...idempotency, name: "charge" }) : randomUUID(),
-        accountId: req.accountId,
-        amountMinor: req.amountMinor,
-        currency: req.currency,
-      });
-      await ledger.executor.run(() =>
+      const effects = atomicEffects(ctx, ledger);
+      // A recorded phase: a retry that resumes after a crash gets the charge
+      // without asking the bank again. The bank is asked under a key derived
+      // from the payment's own, so that a crash between its answer and the
+      // recording asks for the same charge. No signal from the call: once the
+      // bank is asked, the charge must be recorded even if our caller hung up.
+      const charge = await effects.phase("charge", ChargeResponseSchema, () =>
+        bank.charge({
+          requestId: effects.derivedKey("charge"),
+          accountId: req.accountId,
+          amountMinor: req.amountMinor,
+          currency: req.currency,
+        }),
+      );
+      // The payment row and the stored response commit in one transaction:
+      // a crash leaves both or neither, never a payment whose retry pays
+      // again. `insert` and `findPayment` run on `ledger.database`, the
+      // connection of that transaction.
+      const response = await effects.commit(() => {
+        // Derived from the request ID: a retry after a crash gets the same one.
+        const paymentId = `pay_${effects.derivedKey("payment").replaceAll("-", "").slice(0, 16)}`;
         insert.run(
           paymentId,
-          idempotency?.key ?? req.requestId,
+          ctx.values.get(idempotencyContext)?.key ?? req.requestId,
           req.accountId,
           req.amountMinor,
           req.currency,
           charge.chargeId,
           JSON.stringify(req.metadata),
           Date.now(),
-        ),
-      );
-      const payment = toPayment(findPayment(paymentId));
-      created.emit("payment", payment);
-      return { payment };
+        );
+        return create(CreatePaymentResponseSchema, { payment: toPayment(findPayment(paymentId)) });
+      });
+      if (response.payment !== undefined) {
+        created.emit("payment", response.payment);
+      }
+      return response;
     },
 
     async refundPayment(req) {

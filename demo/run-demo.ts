@@ -30,7 +30,7 @@ export interface DemoIo {
 
 // Short, so that the calls cut off by the SIGKILL are taken over within
 // seconds; a running handler renews its lease every third of it.
-const demoLeaseMs = 2_000;
+const demoLeaseMs = 3_000;
 
 // Patient enough to ride out the restart after the SIGKILL (a few seconds on
 // a busy machine) plus the lease of the calls it cut off, and a run of bad

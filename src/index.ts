@@ -97,3 +97,16 @@ export type {
 } from "./store/idempotency-store-admin.js";
 export { openSqliteStoreAdmin, type SqliteStoreAdminOptions } from "./store/sqlite/sqlite-store-admin.js";
 export { openPostgresStoreAdmin, type PostgresStoreAdminOptions } from "./store/postgres/postgres-store-admin.js";
+export { atomicEffects, type AtomicEffects } from "./server/atomic-effects.js";
+export { DERIVED_KEY_NAMESPACE, deriveRequestId, type DerivedKeyInput } from "./server/derived-key.js";
+export type { PhaseJsonResult } from "./server/phase-codec.js";
+export type {
+  AtomicCompletion,
+  AtomicIdempotencyStore,
+  CompleteWithinInput,
+  CompleteWithinResult,
+  PhaseKey,
+  RecordPhaseInput,
+  TransactionMode,
+  TransactionWork,
+} from "./store/atomic-idempotency-store.js";

@@ -45,7 +45,7 @@ export function addAdminCommands(program: Command): void {
       await withAdmin(flags, "read", async (admin) => {
         const now = Date.now();
         const stats = await admin.stats(now);
-        write(flags.json === true ? json({ ...stats, oldestInProgress: stats.oldestInProgress ?? null }) : formatStats(stats, now));
+        report(flags, { ...stats, oldestInProgress: stats.oldestInProgress ?? null }, () => formatStats(stats, now));
       });
     }));
 
@@ -67,7 +67,7 @@ export function addAdminCommands(program: Command): void {
           createdBefore: flags.olderThan === undefined ? undefined : now - flags.olderThan,
           limit: flags.limit,
         });
-        write(flags.json === true ? json(records) : formatList(records, now));
+        report(flags, records, () => formatList(records, now));
       });
     }));
 
@@ -82,14 +82,12 @@ export function addAdminCommands(program: Command): void {
       await withAdmin(flags, "read", async (admin) => {
         const record = await findOne(admin, key, flags);
         let outcome: OutcomeView | undefined;
-        let descriptorNote: string | undefined;
         if (record.outcome !== undefined) {
-          const loaded = await loadDescriptors({ image: flags.image, protoDir: flags.protoDir, cwd: process.cwd() });
-          descriptorNote = loaded.kind === "none" ? loaded.reason : undefined;
-          outcome = describeOutcome(record.method, record.outcome, loaded.kind === "found" ? loaded.registry : undefined);
+          const source = { image: flags.image, protoDir: flags.protoDir, cwd: process.cwd() };
+          outcome = describeOutcome(record.method, record.outcome, await loadDescriptors(source));
         }
         const { outcome: _, ...fields } = record;
-        write(flags.json === true ? json({ ...fields, outcome: outcome ?? null }) : formatRecord(record, outcome, descriptorNote, Date.now()));
+        report(flags, { ...fields, outcome: outcome ?? null }, () => formatRecord(record, outcome, Date.now()));
       });
     }));
 
@@ -105,9 +103,12 @@ export function addAdminCommands(program: Command): void {
         const what = `${record.status} record ${describeKey(record)}`;
         if (flags.yes !== true) {
           if (process.stdin.isTTY !== true) {
-            throw createCliError(`refusing to evict the ${what} without confirmation: pass --yes`);
+            throw createCliError(
+              `refusing to evict the ${what} without confirmation (stdin is not a terminal): pass --yes`,
+            );
           }
-          if (!(await confirm(`Evict the ${what}? The next call with this request ID runs the handler again. [y/N] `))) {
+          const question = `Evict the ${what}? The next call with this request ID runs the handler again. [y/N] `;
+          if (!(await confirm(question))) {
             // The operator said no: a failure, but not a usage error.
             throw new Error("not evicted");
           }
@@ -115,7 +116,8 @@ export function addAdminCommands(program: Command): void {
         if (!(await admin.evict(record))) {
           throw createCliError(`the ${what} was deleted meanwhile`);
         }
-        write(flags.json === true ? json({ evicted: true, scope: record.scope, method: record.method, key: record.key }) : `Evicted the ${what}.`);
+        const evicted = { evicted: true, scope: record.scope, method: record.method, key: record.key };
+        report(flags, evicted, () => `Evicted the ${what}.`);
       });
     }));
 
@@ -124,7 +126,7 @@ export function addAdminCommands(program: Command): void {
     .action(runCliAction(async (flags: StoreFlags & OutputFlags) => {
       await withAdmin(flags, "write", async (admin) => {
         const deleted = await admin.sweep(Date.now());
-        write(flags.json === true ? json({ deleted }) : `Deleted ${deleted} expired record${deleted === 1 ? "" : "s"}.`);
+        report(flags, { deleted }, () => `Deleted ${deleted} expired record${deleted === 1 ? "" : "s"}.`);
       });
     }));
 }
@@ -225,12 +227,7 @@ function formatList(records: readonly RecordSummary[], now: number): string {
   );
 }
 
-function formatRecord(
-  record: IdempotencyRecord,
-  outcome: OutcomeView | undefined,
-  descriptorNote: string | undefined,
-  now: number,
-): string {
+function formatRecord(record: IdempotencyRecord, outcome: OutcomeView | undefined, now: number): string {
   const time = (ms: number) =>
     `${new Date(ms).toISOString()} (${ms <= now ? `${formatDuration(now - ms)} ago` : `in ${formatDuration(ms - now)}`})`;
   const lines = [
@@ -257,7 +254,8 @@ function formatRecord(
     case "error":
       lines.push(`outcome      error ${outcome.code}: ${outcome.message}`);
       for (const detail of outcome.details) {
-        lines.push(`detail       ${detail.type} ${detail.json !== undefined ? JSON.stringify(detail.json) : `(base64) ${detail.base64}`}`);
+        const value = detail.json !== undefined ? JSON.stringify(detail.json) : `(base64) ${detail.base64}`;
+        lines.push(`detail       ${detail.type} ${value}`);
       }
       lines.push(...headerLines("metadata", outcome.metadata));
       break;
@@ -266,9 +264,9 @@ function formatRecord(
       if (outcome.json !== undefined) {
         lines.push(`outcome      response ${outcome.type}`, indent(JSON.stringify(outcome.json, null, 2)));
       } else {
-        const why = outcome.note === "no descriptors" && descriptorNote !== undefined ? descriptorNote : outcome.note;
+        const size = formatBytes(Buffer.from(outcome.base64, "base64").byteLength);
         lines.push(
-          `outcome      response, ${formatBytes(Buffer.from(outcome.base64, "base64").byteLength)} in protobuf binary (not decoded: ${why})`,
+          `outcome      response, ${size} in protobuf binary (not decoded: ${outcome.note})`,
           hexDump(outcome.base64),
           `base64       ${outcome.base64}`,
         );
@@ -323,12 +321,9 @@ function formatBytes(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-function json(value: unknown): string {
-  return JSON.stringify(value, null, 2);
-}
-
-function write(text: string): void {
-  process.stdout.write(`${text}\n`);
+/** Prints `data` as JSON with --json, else the text for people. */
+function report(flags: OutputFlags, data: unknown, text: () => string): void {
+  process.stdout.write(`${flags.json === true ? JSON.stringify(data, null, 2) : text()}\n`);
 }
 
 function parseStatus(value: string): RecordStatus {

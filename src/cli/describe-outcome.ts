@@ -1,7 +1,8 @@
-import { createRegistry, fromBinary, type JsonValue, type Registry, toJson } from "@bufbuild/protobuf";
+import { createRegistry, fromBinary, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
 import { decodeStoredOutcome } from "../server/stored-outcome.js";
+import type { LoadedDescriptors } from "./load-descriptors.js";
 
 /** A stored outcome as `keys show` presents it. */
 export type OutcomeView =
@@ -55,7 +56,7 @@ export interface DetailView {
  * error code, message and details), and a response message too when the
  * descriptors hold the method. `google.rpc` error details are always known.
  */
-export function describeOutcome(method: string, bytes: Uint8Array, descriptors: Registry | undefined): OutcomeView {
+export function describeOutcome(method: string, bytes: Uint8Array, descriptors: LoadedDescriptors): OutcomeView {
   let outcome;
   try {
     outcome = decodeStoredOutcome(bytes);
@@ -67,9 +68,10 @@ export function describeOutcome(method: string, bytes: Uint8Array, descriptors: 
       base64: Buffer.from(bytes).toString("base64"),
     };
   }
-  const registry = descriptors === undefined
-    ? createRegistry(file_google_rpc_error_details)
-    : createRegistry(file_google_rpc_error_details, descriptors);
+  const registry =
+    descriptors.kind === "found"
+      ? createRegistry(file_google_rpc_error_details, descriptors.registry)
+      : createRegistry(file_google_rpc_error_details);
   if (outcome.kind === "error") {
     const { error } = outcome;
     return {
@@ -95,8 +97,8 @@ export function describeOutcome(method: string, bytes: Uint8Array, descriptors: 
     header: Object.fromEntries(outcome.header),
     trailer: Object.fromEntries(outcome.trailer),
   };
-  if (descriptors === undefined) {
-    return { ...base, type: undefined, json: undefined, note: "no descriptors" };
+  if (descriptors.kind === "none") {
+    return { ...base, type: undefined, json: undefined, note: descriptors.reason };
   }
   const [serviceName, methodName] = method.split("/");
   const output = registry.getService(serviceName ?? "")?.methods.find((m) => m.name === methodName)?.output;
@@ -104,7 +106,8 @@ export function describeOutcome(method: string, bytes: Uint8Array, descriptors: 
     return { ...base, type: undefined, json: undefined, note: `the descriptors have no method ${method}` };
   }
   try {
-    return { ...base, type: output.typeName, json: toJson(output, fromBinary(output, outcome.response), { registry }), note: undefined };
+    const json = toJson(output, fromBinary(output, outcome.response), { registry });
+    return { ...base, type: output.typeName, json, note: undefined };
   } catch (error) {
     return {
       ...base,

@@ -12,6 +12,7 @@ import type {
 import type { IdempotencyStore, RecordKey } from "../store/idempotency-store.js";
 import { deriveRequestId } from "./derived-key.js";
 import { releaseOnError } from "./error-disposition.js";
+import type { StoreOperation } from "./idempotency-event.js";
 import { type PhaseCodec, type PhaseJsonResult, createJsonPhaseCodec, createMessagePhaseCodec } from "./phase-codec.js";
 import { encodeStoredOutcome } from "./stored-outcome.js";
 
@@ -62,6 +63,15 @@ export interface AtomicEffects<Tx, Mode extends TransactionMode> {
   derivedKey(name: string): string;
 }
 
+/** The store operations of `commit` and `phase`, as named in events. */
+export type AtomicStoreOperation = Extract<StoreOperation, "commit" | "get_phase" | "record_phase">;
+
+/** What the store keeps for an outcome: its bytes, and the code of a stored error. */
+export interface StoredForm {
+  readonly bytes: Uint8Array;
+  readonly code: Code | undefined;
+}
+
 /** What the interceptor tells `atomicEffects` about one claimed execution. */
 export interface AtomicClaim {
   /** The interceptor's store. */
@@ -74,11 +84,33 @@ export interface AtomicClaim {
   readonly now: () => number;
   /** How long the completed record is kept, as for the interceptor's own completion. */
   readonly retentionMs: number;
+  /** Runs a store operation, timed and, when it rejects, reported as a store error. */
+  readonly storeCall: <T>(operation: AtomicStoreOperation, run: () => Promise<T>) => Promise<T>;
+  /** Reports that another execution took the claim over. */
+  readonly claimLost: (operation: AtomicStoreOperation) => void;
   /**
-   * The outcome `commit` stored, once it did. The interceptor then answers
-   * with it and does not complete the key again.
+   * What the store keeps for a response outcome: the outcome itself, or the
+   * RESPONSE_TOO_LARGE error when it is larger than the store keeps.
    */
-  committed: Uint8Array | undefined;
+  readonly storedForm: (outcome: Uint8Array) => StoredForm;
+  /**
+   * Set by `commit` once the key completed together with the handler's
+   * writes. The interceptor then answers with `outcome` and does not
+   * complete the key again.
+   */
+  committed: CommittedOutcome | undefined;
+}
+
+/** What `commit` stored, for the interceptor's answer. */
+export interface CommittedOutcome {
+  /** The response outcome the client gets. */
+  readonly outcome: Uint8Array;
+  /** What the store keeps: `outcome`, or RESPONSE_TOO_LARGE. */
+  readonly stored: StoredForm;
+  /** The call's own response headers, which the handler may change after the commit. */
+  readonly responseHeader: Headers;
+  /** The call's own response trailers. */
+  readonly responseTrailer: Headers;
 }
 
 /**
@@ -88,6 +120,13 @@ export interface AtomicClaim {
 export const atomicClaimKey = createContextKey<AtomicClaim | undefined>(undefined, {
   description: "connect-idempotency: the claim behind atomic effects",
 });
+
+/** What `commit` knows once the key completed. */
+interface Committed<R> {
+  readonly response: R;
+  readonly outcome: Uint8Array;
+  readonly stored: StoredForm;
+}
 
 interface MemoizedEffects {
   readonly store: AtomicIdempotencyStore<unknown, TransactionMode>;
@@ -178,37 +217,44 @@ function createAtomicEffects<Tx, Mode extends TransactionMode>(
       if (claim === undefined) {
         return await store.transact(((tx: Tx) => run(tx, (value) => value)) as TransactionWork<Tx, R, Mode>);
       }
-      const completion = (value: R): AtomicCompletion<R> => ({
-        value,
-        outcome: encodeStoredOutcome({
+      const completion = (response: R): AtomicCompletion<Committed<R>> => {
+        const outcome = encodeStoredOutcome({
           kind: "response",
-          response: toBinary(output, value),
+          response: toBinary(output, response),
           header: ctx.responseHeader,
           trailer: ctx.responseTrailer,
-        }),
-      });
-      let outcome: Uint8Array | undefined;
+        });
+        const stored = claim.storedForm(outcome);
+        return { value: { response, outcome, stored }, outcome: stored.bytes };
+      };
       const now = claim.now();
-      const result = await store.completeWithin(
-        { key: claim.key, owner: claim.owner, now, expiresAt: now + claim.retentionMs },
-        ((tx: Tx) =>
-          run(tx, (value) => {
-            const done = completion(value);
-            outcome = done.outcome;
-            return done;
-          })) as TransactionWork<Tx, AtomicCompletion<R>, Mode>,
+      const result = await claim.storeCall("commit", () =>
+        store
+          .completeWithin(
+            { key: claim.key, owner: claim.owner, now, expiresAt: now + claim.retentionMs },
+            ((tx: Tx) => run(tx, completion)) as TransactionWork<Tx, AtomicCompletion<Committed<R>>, Mode>,
+          )
+          // A failure of fn is the handler's, not the store's.
+          .catch((error: unknown) => (fnFailed ? { kind: "fn_failed" as const, error } : Promise.reject(error))),
       );
+      if (result.kind === "fn_failed") {
+        throw result.error;
+      }
       if (result.kind === "not_owner") {
+        claim.claimLost("commit");
         throw claimLost();
       }
-      claim.committed = outcome;
-      return result.value;
+      const { response, outcome, stored } = result.value;
+      claim.committed = { outcome, stored, responseHeader: ctx.responseHeader, responseTrailer: ctx.responseTrailer };
+      return response;
     } catch (error) {
       if (fnFailed) {
         // Nothing of fn is in the database: a retry must run the handler again.
         throw releaseOnError(error instanceof Object ? error : ConnectError.from(error));
       }
-      throw error instanceof ConnectError ? error : storeFailed("commit", error);
+      throw error instanceof ConnectError
+        ? error
+        : storeFailed(error, "the idempotency store failed, so the handler's writes were not committed");
     }
   }
 
@@ -227,15 +273,16 @@ function createAtomicEffects<Tx, Mode extends TransactionMode>(
       // Nothing to resume from, but the same result as a recorded step would give.
       return codec.decode(codec.encode(await fn()), name);
     }
-    const recorded = await storeCall("phase", () => store.getPhase({ key: claim.key, name }));
+    const recorded = await storeCall(claim, "get_phase", () => store.getPhase({ key: claim.key, name }));
     if (recorded !== undefined) {
       return codec.decode(recorded, name);
     }
     const result = codec.encode(await fn());
-    const held = await storeCall("phase", () =>
+    const held = await storeCall(claim, "record_phase", () =>
       store.recordPhase({ key: claim.key, owner: claim.owner, name, result, now: claim.now() }),
     );
     if (!held) {
+      claim.claimLost("record_phase");
       throw claimLost();
     }
     // The decoded form, so that this run sees exactly what a resumed one would.
@@ -273,19 +320,20 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof value === "object" && value !== null && typeof (value as PromiseLike<unknown>).then === "function";
 }
 
-async function storeCall<T>(what: string, call: () => Promise<T>): Promise<T> {
+async function storeCall<T>(claim: AtomicClaim, operation: AtomicStoreOperation, run: () => Promise<T>): Promise<T> {
   try {
-    return await call();
+    return await claim.storeCall(operation, run);
   } catch (error) {
-    throw storeFailed(what, error);
+    throw storeFailed(error, "the idempotency store failed, so this step of the request was not recorded");
   }
 }
 
-function storeFailed(what: string, cause: unknown): ConnectError {
+function storeFailed(cause: unknown, message: string): ConnectError {
+  // UNAVAILABLE releases the key by default: a retry runs the handler again.
   const error = createIdempotencyError(
     Code.Unavailable,
     ErrorReason.STORE_UNAVAILABLE,
-    `the idempotency store failed during ${what}; nothing of it was committed, retry with the same request ID`,
+    `${message}; retry with the same request ID`,
   );
   error.cause = cause;
   return error;

@@ -22,6 +22,8 @@ export interface IdempotencyContextValue {
  * The context key through which a handler sees its idempotency state:
  * `ctx.values.get(idempotencyContext)`. Undefined for calls that are not
  * deduplicated (no request ID field, an empty request ID, streaming calls).
+ * For writes that commit together with the request ID, recovery points and
+ * derived keys for downstream calls, see `atomicEffects(ctx, store)`.
  */
 export const idempotencyContext = createContextKey<IdempotencyContextValue | undefined>(undefined, {
   description: "connect-idempotency: the deduplicated call",

@@ -38,7 +38,18 @@ export type IdempotencyEventType =
   | "store_error";
 
 /** A store operation, as named in `store_error` events. */
-export type StoreOperation = "claim" | "complete" | "release" | "renew" | "get";
+export type StoreOperation =
+  | "claim"
+  | "complete"
+  | "release"
+  | "renew"
+  | "get"
+  /** A handler's `commit`: its writes and the completion in one transaction. */
+  | "commit"
+  /** A handler's `phase` reading a recorded step. */
+  | "get_phase"
+  /** A handler's `phase` recording a step. */
+  | "record_phase";
 
 /** One store operation of a call, for latency metrics. */
 export interface StoreCall {

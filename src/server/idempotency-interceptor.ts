@@ -6,6 +6,7 @@ import { createIdempotencyError } from "../errors/idempotency-error.js";
 import { createMethodPolicyCache, type MethodIdempotencyPolicy } from "../policy/method-policy.js";
 import { canonicalizeRequestId } from "../policy/request-id-format.js";
 import type { ClaimResult, RecordKey } from "../store/idempotency-store.js";
+import { type AtomicClaim, type CommittedOutcome, type StoredForm, atomicClaimKey } from "./atomic-effects.js";
 import { sleep } from "./bounded-wait.js";
 import { errorAsClientSees, errorDisposition } from "./error-disposition.js";
 import { createIdempotencyContextValue, idempotencyContext } from "./idempotency-context.js";
@@ -149,10 +150,25 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
         takeover: claim.replaced === "takeover",
       }),
     );
+    const atomic: AtomicClaim = {
+      store,
+      key: call.record,
+      owner,
+      now: () => clock.now(),
+      retentionMs: call.retentionMs,
+      storeCall: (operation, run) => storeCall(call, operation, run),
+      claimLost: (operation) => claimLost(call, execution, operation),
+      storedForm: (outcome) => storedForm(call, { bytes: outcome, code: undefined }),
+      committed: undefined,
+    };
+    call.req.contextValues.set(atomicClaimKey, atomic);
     let response: UnaryResponse;
     try {
       response = await next(call.req);
     } catch (thrown) {
+      if (atomic.committed !== undefined) {
+        return answerCommitted(call, execution, atomic.committed);
+      }
       const error = errorAsClientSees(thrown, call.req.signal);
       if (errorDisposition(thrown, error, settings.releasedCodes) === "release") {
         await releaseKey(call, execution);
@@ -161,6 +177,9 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
         await storeOutcome(call, execution, () => ({ kind: "error", error }));
       }
       throw thrown;
+    }
+    if (atomic.committed !== undefined) {
+      return answerCommitted(call, execution, atomic.committed);
     }
     await storeOutcome(call, execution, () => ({
       kind: "response",
@@ -182,20 +201,7 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
     execution: Execution,
     outcome: () => StoredOutcomeValue,
   ): Promise<void> {
-    let { bytes, code } = encodeOutcome(outcome);
-    if (bytes.byteLength > settings.maxStoredBytes) {
-      emit(call, "too_large", { responseBytes: bytes.byteLength });
-      const tooLarge = createIdempotencyError(
-        Code.FailedPrecondition,
-        ErrorReason.RESPONSE_TOO_LARGE,
-        `the request with this request ID already ran, but its outcome (${bytes.byteLength} bytes) is larger ` +
-          `than the idempotency store keeps (${settings.maxStoredBytes} bytes) and cannot be replayed; ` +
-          "it was not run again",
-        { metadata: { outcome_bytes: String(bytes.byteLength), max_stored_bytes: String(settings.maxStoredBytes) } },
-      );
-      bytes = encodeStoredOutcome({ kind: "error", error: tooLarge });
-      code = tooLarge.code;
-    }
+    const { bytes, code } = storedForm(call, encodeOutcome(outcome));
     const retryLater = await completeOnce(call, execution, bytes, code);
     // After a lost claim the store holds the successor's outcome: waiters
     // go back to the store for it rather than take this one.
@@ -212,6 +218,82 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
     };
     if (retryLater) {
       retry(0);
+    }
+  }
+
+  /**
+   * What the store keeps for an encoded outcome: the outcome itself, or when
+   * it is larger than `maxStoredBytes` a RESPONSE_TOO_LARGE error, so that a
+   * retry learns that the call already ran instead of running it again.
+   */
+  function storedForm(call: DedupeCall, encoded: StoredForm): StoredForm {
+    if (encoded.bytes.byteLength <= settings.maxStoredBytes) {
+      return encoded;
+    }
+    emit(call, "too_large", { responseBytes: encoded.bytes.byteLength });
+    const tooLarge = createIdempotencyError(
+      Code.FailedPrecondition,
+      ErrorReason.RESPONSE_TOO_LARGE,
+      `the request with this request ID already ran, but its outcome (${encoded.bytes.byteLength} bytes) is larger ` +
+        `than the idempotency store keeps (${settings.maxStoredBytes} bytes) and cannot be replayed; ` +
+        "it was not run again",
+      {
+        metadata: {
+          outcome_bytes: String(encoded.bytes.byteLength),
+          max_stored_bytes: String(settings.maxStoredBytes),
+        },
+      },
+    );
+    return { bytes: encodeStoredOutcome({ kind: "error", error: tooLarge }), code: tooLarge.code };
+  }
+
+  /**
+   * Answers with what the handler's `commit` stored together with its own
+   * writes. The key is complete already, so it is not completed again, and
+   * the client gets exactly the committed response, whatever the handler did
+   * after the commit; the protocol's headers are built as for a replay.
+   */
+  function answerCommitted(
+    call: DedupeCall,
+    execution: Execution,
+    committed: CommittedOutcome,
+  ): UnaryResponse {
+    execution.keeper.stop();
+    execution.running.settle({ kind: "outcome", outcome: committed.stored.bytes });
+    emit(call, "completed", { code: committed.stored.code });
+    const outcome = decodeStoredOutcome(committed.outcome);
+    if (outcome.kind === "error") {
+      throw outcome.error;
+    }
+    const response = createReplayResponse(
+      call.req,
+      fromBinary(call.req.method.output, outcome.response),
+      outcome.header,
+      outcome.trailer,
+      settings.compressions,
+    );
+    response.header.delete(replayedHeader);
+    // connect copies returned headers into the call's own with a loop that
+    // deletes while it iterates, and so keeps every other name the handler
+    // set after the commit. Answering with the call's own objects, refilled,
+    // sends exactly the committed ones.
+    return {
+      ...response,
+      header: refill(committed.responseHeader, response.header),
+      trailer: refill(committed.responseTrailer, response.trailer),
+    };
+  }
+
+  /**
+   * Runs a store operation of the handler's atomic effects: timed, and
+   * reported when it fails (the handler's call then fails).
+   */
+  async function storeCall<T>(call: DedupeCall, operation: StoreOperation, run: () => Promise<T>): Promise<T> {
+    try {
+      return await timed(call, operation, run);
+    } catch (error) {
+      emit(call, "store_error", { operation, error, willRetry: false });
+      throw error;
     }
   }
 
@@ -453,6 +535,15 @@ function encodeOutcome(outcome: () => StoredOutcomeValue): { bytes: Uint8Array; 
     const error = new ConnectError("internal error", Code.Internal, undefined, undefined, cause);
     return { bytes: encodeStoredOutcome({ kind: "error", error }), code: error.code };
   }
+}
+
+/** Replaces every entry of `target` with those of `source`; returns `target`. */
+function refill(target: Headers, source: Headers): Headers {
+  for (const name of [...target.keys()]) {
+    target.delete(name);
+  }
+  source.forEach((value, name) => target.append(name, value));
+  return target;
 }
 
 /** One deduplicated call as the interceptor handles it. */

@@ -80,3 +80,27 @@ export interface IdempotencyStoreAdmin {
   /** Closes the connection. Idempotent. */
   close(): Promise<void>;
 }
+
+/**
+ * Adds up per-method, per-status record counts (one row per pair, as a
+ * `GROUP BY method, status` returns them) into the totals of `StoreStats`.
+ */
+export function tallyRecordCounts(
+  rows: Iterable<{ readonly method: string; readonly status: RecordStatus; readonly n: number }>,
+): Pick<StoreStats, "inProgress" | "completed" | "byMethod"> {
+  const byMethod = new Map<string, { method: string; inProgress: number; completed: number }>();
+  let inProgress = 0;
+  let completed = 0;
+  for (const { method, status, n } of rows) {
+    const entry = byMethod.get(method) ?? { method, inProgress: 0, completed: 0 };
+    if (status === "in_progress") {
+      entry.inProgress += n;
+      inProgress += n;
+    } else {
+      entry.completed += n;
+      completed += n;
+    }
+    byMethod.set(method, entry);
+  }
+  return { inProgress, completed, byMethod: [...byMethod.values()] };
+}

@@ -160,9 +160,12 @@ describe("commit", () => {
         insertPayment(db, "pay_1");
         return paymentResponse("pay_1");
       });
+      ctx.responseHeader.set("x-after-commit", "dropped");
       throw new ConnectError("too late to fail", Code.Unavailable);
     };
-    expect(await client().createPayment(request)).toEqual(paymentResponse("pay_1"));
+    let header: Headers | undefined;
+    expect(await client().createPayment(request, { onHeader: (h) => (header = h) })).toEqual(paymentResponse("pay_1"));
+    expect(header?.get("x-after-commit")).toBeNull();
     expect((await store.get({ scope: "", method, key: requestId }))?.status).toBe("completed");
     expect(await client().createPayment(request)).toEqual(paymentResponse("pay_1"));
     expect(runs).toBe(1);

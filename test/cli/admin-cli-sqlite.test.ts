@@ -4,11 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { toBinary } from "@bufbuild/protobuf";
+import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CreatePaymentResponseSchema } from "../../gen/demo/v1/payments_pb.js";
 import type { RecordSummary, StoreStats } from "../../src/store/idempotency-store-admin.js";
 import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
-import { type FilledStoreServer, startFilledStoreServer } from "../support/filled-store-server.js";
+import { type FilledStoreServer, ledgerHeader, startFilledStoreServer } from "../support/filled-store-server.js";
 import { type CliRun, runCli, runCliInTerminal, runCommand } from "../support/run-cli.js";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
@@ -131,10 +132,14 @@ describe("keys show", () => {
     ]);
     expect(shown).toMatchObject({ key: filled.keys.fresh, status: "completed", method: createPayment, scope: "" });
     expect(shown.fingerprint).toMatch(/^[0-9a-f]{64}$/);
+    const paymentId = filled.freshResponse.payment?.paymentId ?? "";
     expect(shown.outcome).toMatchObject({
       kind: "response",
       type: "demo.v1.CreatePaymentResponse",
-      json: { payment: { paymentId: filled.freshResponse.payment?.paymentId, accountId: "acc_fresh", amountMinor: "1250" } },
+      json: { payment: { paymentId, accountId: "acc_fresh", amountMinor: "1250" } },
+      // The handler's own header, never the protocol's.
+      header: { [ledgerHeader]: paymentId.replace("pay_", "entry_") },
+      trailer: {},
     });
   });
 
@@ -142,6 +147,7 @@ describe("keys show", () => {
     const { stdout } = await cli(["keys", "show", filled.keys.fresh, "--proto-dir", repoRoot], 0, { cwd: dir });
     expect(stdout).toContain(`key          ${filled.keys.fresh}`);
     expect(stdout).toContain("outcome      response demo.v1.CreatePaymentResponse");
+    expect(stdout).toContain(`header       ${ledgerHeader}: entry_`);
     expect(stdout).toContain(`"paymentId": "${filled.freshResponse.payment?.paymentId}"`);
   });
 
@@ -194,7 +200,7 @@ describe("keys evict", () => {
       cli(["keys", "evict", key], 2),
       runCliInTerminal(["keys", "evict", key, "--db", db], { input: "n\n" }),
     ]);
-    expect(oneLine(refused)).toContain("without confirmation: pass --yes");
+    expect(oneLine(refused)).toContain("without confirmation (stdin is not a terminal): pass --yes");
     expect(no.code).toBe(1);
     expect(no.stdout).toContain(`Evict the completed record "${key}" of ${createPayment}? The next call with this request ID runs the handler again. [y/N]`);
     expect(no.stdout).toContain("connect-idempotency: not evicted");
@@ -241,7 +247,7 @@ describe("sweep", () => {
   });
 });
 
-describe("errors", () => {
+describe("errors and read-only access", () => {
   it("exits with 2 and one line for a missing file, a bad or unreachable URL, or a file without records", async () => {
     const missing = join(dir, "missing.db");
     const noFile = await runCli(["stats", "--db", missing]);
@@ -255,7 +261,9 @@ describe("errors", () => {
 
     const unreachable = await runCli(["stats", "--postgres", "postgres://admin:hunter2@127.0.0.1:1/test"]);
     expect(unreachable.code).toBe(2);
-    expect(oneLine(unreachable)).toContain("postgres://admin:***@127.0.0.1:1/test");
+    expect(oneLine(unreachable)).toBe(
+      "connect-idempotency: postgres://admin:***@127.0.0.1:1/test: cannot connect: connect ECONNREFUSED 127.0.0.1:1\n",
+    );
     expect(unreachable.stderr).not.toContain("hunter2");
 
     const notAStore = join(dir, "not-a-store.db");
@@ -264,6 +272,17 @@ describe("errors", () => {
     const noTable = await runCli(["stats", "--db", notAStore]);
     expect(noTable.code).toBe(2);
     expect(oneLine(noTable)).toContain("has no connect-idempotency records table connect_idempotency_records");
+  });
+
+  it("shows bytes that are not a StoredOutcome raw, with the reason", async () => {
+    const corrupt = new Database(db);
+    corrupt
+      .prepare("UPDATE connect_idempotency_records SET outcome = x'ff01' WHERE key = ?")
+      .run(filled.keys.old[1]);
+    corrupt.close();
+    const shown = await cliJson<{ outcome: Record<string, unknown> }>(["keys", "show", filled.keys.old[1]]);
+    expect(shown.outcome).toMatchObject({ kind: "invalid", bytes: 2, base64: "/wE=" });
+    expect(shown.outcome.problem).toEqual(expect.any(String));
   });
 
   it("reads without changing the file", async () => {

@@ -297,6 +297,23 @@ describe("createIdempotencyTelemetry with its own meter provider", () => {
   });
 });
 
+describe("the interceptor's telemetry option", () => {
+  it("keeps calls and onEvent working when telemetry throws", async () => {
+    const { client, server } = await startServer({
+      interceptor: {
+        telemetry: () => {
+          throw new Error("broken exporter");
+        },
+      },
+    });
+    const requestId = crypto.randomUUID();
+    const first = await client.createPayment({ requestId, accountId: "acc_1", amountMinor: 500n });
+    const second = await client.createPayment({ requestId, accountId: "acc_1", amountMinor: 500n });
+    expect(second.payment?.paymentId).toBe(first.payment?.paymentId);
+    expect(server.events.map((event) => event.type)).toEqual(["claimed", "completed", "replayed"]);
+  });
+});
+
 /** JSON of exported data, cycles and bigints included, to search it as text. */
 function serialize(value: unknown): string {
   const seen = new WeakSet<object>();

@@ -8,6 +8,7 @@ import { createPostgresStore } from "../../src/store/postgres/postgres-store.js"
 import {
   migratePostgresSchema,
   postgresMetaTable,
+  postgresPhasesTable,
   postgresSchemaVersion,
 } from "../../src/store/postgres/postgres-migrations.js";
 import { describeStoreConformance } from "../store-conformance.js";
@@ -57,7 +58,7 @@ describeStoreConformance("PostgreSQL", async () => {
   return {
     store,
     async cleanup() {
-      await schema.admin.query(`DROP TABLE ${schema.name}.${table}`);
+      await schema.admin.query(`DROP TABLE ${schema.name}.${table}_phases, ${schema.name}.${table}`);
     },
   };
 });
@@ -243,7 +244,8 @@ UNION ALL SELECT 'live', 'm', 'retained', 'completed', 'f', 'o', 1, 1, 1, 20000`
       onSweep: (report) => reports.push(report),
     });
     try {
-      await schema.admin.query(`DROP TABLE ${schema.name}.${table}`);
+      // CASCADE drops the foreign key of the phases table, which stays.
+      await schema.admin.query(`DROP TABLE ${schema.name}.${table} CASCADE`);
       await vi.waitFor(() => expect(reports.some((report) => report.error !== undefined)).toBe(true), {
         timeout: 10_000,
       });
@@ -268,7 +270,11 @@ describe("PostgreSQL identifiers", () => {
       const found = await schema.admin.query("SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1", [
         oddSchema,
       ]);
-      expect(found.rows).toEqual([{ tablename: oddTable }, { tablename: postgresMetaTable }]);
+      expect(found.rows).toEqual([
+        { tablename: oddTable },
+        { tablename: postgresPhasesTable(oddTable) },
+        { tablename: postgresMetaTable },
+      ]);
     } finally {
       await store.close();
       await schema.admin.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(oddSchema)} CASCADE`);

@@ -13,6 +13,9 @@ import { createTestTransport } from "./test-transports.js";
 /** The scope of a call, from this request header; absent means the default scope `""`. */
 export const tenantHeader = "x-tenant";
 
+/** A response header CreatePayment sets, `entry_<run>`, so that stored outcomes carry one. */
+export const ledgerHeader = "x-ledger-entry";
+
 const hour = 3_600_000;
 
 /** The request IDs `startFilledStoreServer` used, by what their records hold. */
@@ -59,11 +62,12 @@ export async function startFilledStoreServer(store: IdempotencyStore): Promise<F
       scope: (req) => req.header.get(tenantHeader) ?? "",
     },
     payments: {
-      async createPayment(req) {
+      async createPayment(req, ctx) {
         if (req.accountId === "slow") {
           await slow.opened;
         }
         const n = server.record("createPayment", req.requestId, undefined);
+        ctx.responseHeader.set(ledgerHeader, `entry_${n}`);
         return { payment: { paymentId: `pay_${n}`, accountId: req.accountId, amountMinor: req.amountMinor } };
       },
       refundPayment(req) {

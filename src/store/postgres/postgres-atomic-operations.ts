@@ -6,7 +6,8 @@ import type {
   CompleteWithinResult,
   TransactionWork,
 } from "../atomic-idempotency-store.js";
-import type { PostgresStatements } from "./postgres-statements.js";
+import type { RecordKey } from "../idempotency-store.js";
+import { type PostgresStatements, toPostgresText } from "./postgres-statements.js";
 
 /** What the atomic operations of the PostgreSQL store build on. */
 export interface PostgresAtomicOperationsInit {
@@ -25,6 +26,11 @@ export type PostgresAtomicOperations = Pick<
   AtomicIdempotencyStore<PoolClient, "async">,
   "transactionMode" | "transact" | "completeWithin" | "getPhase" | "recordPhase"
 >;
+
+// Stored as the store's own statements store them.
+function keyValues(key: RecordKey): string[] {
+  return [toPostgresText(key.scope), toPostgresText(key.method), toPostgresText(key.key)];
+}
 
 /**
  * The atomic operations of the PostgreSQL store. The application's work gets
@@ -78,9 +84,8 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = EXCLUDED.result, r
       input: CompleteWithinInput,
       work: TransactionWork<PoolClient, AtomicCompletion<T>, "async">,
     ): Promise<CompleteWithinResult<T>> {
-      const { scope, method, key } = input.key;
       return inTransaction(async (client): Promise<CompleteWithinResult<T>> => {
-        const held = await client.query(lockClaim, [scope, method, key, input.owner]);
+        const held = await client.query(lockClaim, [...keyValues(input.key), input.owner]);
         if (held.rowCount !== 1) {
           return { kind: "not_owner" };
         }
@@ -96,16 +101,13 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = EXCLUDED.result, r
       });
     },
     async getPhase(input) {
-      const { scope, method, key } = input.key;
-      const row = (await init.pool().query<{ result: Buffer }>(getPhase, [scope, method, key, input.name])).rows[0];
+      const values = [...keyValues(input.key), toPostgresText(input.name)];
+      const row = (await init.pool().query<{ result: Buffer }>(getPhase, values)).rows[0];
       return row === undefined ? undefined : new Uint8Array(row.result.buffer, row.result.byteOffset, row.result.byteLength);
     },
     async recordPhase(input) {
-      const { scope, method, key } = input.key;
-      const result = await init
-        .pool()
-        .query(recordPhase, [scope, method, key, input.owner, input.name, input.result, input.now]);
-      return result.rowCount === 1;
+      const values = [...keyValues(input.key), input.owner, toPostgresText(input.name), input.result, input.now];
+      return (await init.pool().query(recordPhase, values)).rowCount === 1;
     },
   };
 }

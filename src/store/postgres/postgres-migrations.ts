@@ -4,8 +4,8 @@ import { quoteIdentifier } from "./postgres-identifier.js";
 /** One step of the table layout. Versions count up from 1 without gaps. */
 interface PostgresMigration {
   readonly version: number;
-  /** The DDL, for the quoted and qualified table name. */
-  readonly statements: (qualifiedTable: string) => readonly string[];
+  /** The DDL, for the quoted and qualified table name, and the bare schema and table names. */
+  readonly statements: (qualifiedTable: string, schema: string, table: string) => readonly string[];
 }
 
 // Append new steps; never edit a released one: databases out there ran it.
@@ -33,7 +33,47 @@ const migrations: readonly PostgresMigration[] = [
       `CREATE INDEX ON ${table} (expires_at, lease_until)`,
     ],
   },
+  {
+    version: 2,
+    statements: (records, schema, table) => {
+      const phases = `${quoteIdentifier(schema)}.${quoteIdentifier(postgresPhasesTable(table))}`;
+      const resetPhases = `${quoteIdentifier(schema)}.connect_idempotency_reset_phases`;
+      return [
+        // Phases go with their record: the cascade deletes them on release,
+        // sweep and evict.
+        `CREATE TABLE ${phases} (
+  scope text NOT NULL,
+  method text NOT NULL,
+  key text NOT NULL,
+  name text NOT NULL,
+  result bytea NOT NULL,
+  recorded_at bigint NOT NULL,
+  PRIMARY KEY (scope, method, key, name),
+  FOREIGN KEY (scope, method, key) REFERENCES ${records} (scope, method, key) ON DELETE CASCADE
+)`,
+        // A claim that replaces an expired record updates it in place and
+        // leaves `takeovers` at 0 (a takeover, which keeps the phases of the
+        // request it resumes, counts up): such a claim starts without phases.
+        // One function per schema, for every records table in it; it names
+        // the phases table as postgresPhasesTable does.
+        `CREATE OR REPLACE FUNCTION ${resetPhases}() RETURNS trigger LANGUAGE plpgsql AS $connect_idempotency$
+BEGIN
+  EXECUTE format('DELETE FROM %I.%I WHERE scope = $1 AND method = $2 AND key = $3', TG_TABLE_SCHEMA, TG_TABLE_NAME || '_phases')
+    USING NEW.scope, NEW.method, NEW.key;
+  RETURN NULL;
+END
+$connect_idempotency$`,
+        `CREATE TRIGGER connect_idempotency_reset_phases AFTER UPDATE OF owner ON ${records}
+FOR EACH ROW WHEN (NEW.takeovers = 0) EXECUTE FUNCTION ${resetPhases}()`,
+      ];
+    },
+  },
 ];
+
+/** The table of the recovery points (phases) that goes with a records table. */
+export function postgresPhasesTable(table: string): string {
+  return `${table}_phases`;
+}
 
 /** The table layout version this code writes and reads. */
 export const postgresSchemaVersion = migrations.length;
@@ -59,6 +99,13 @@ export const postgresMetaTable = "connect_idempotency_meta";
  * U+0001 as it is. There is no `replaced` column: a claim tells an insert
  * from an update by `xmax`, and a takeover from an expired record by
  * `takeovers`.
+ *
+ * Version 2 adds `<table>_phases`, the recovery points of running requests
+ * (`AtomicIdempotencyStore.recordPhase`): `scope`, `method`, `key`, `name`
+ * (primary key), `result` (`bytea`, a binary `google.protobuf.Any`) and
+ * `recorded_at`, with a foreign key to the record that deletes them with it,
+ * and a trigger (function `connect_idempotency_reset_phases` in the schema)
+ * that deletes them when a claim replaces an expired record.
  *
  * An up-to-date table costs two reads and no lock, so that processes running
  * with a role without DDL rights start once the table exists. Otherwise
@@ -105,7 +152,7 @@ export async function migratePostgresSchema(pool: Pool, schema: string, table: s
 )`);
     const before = await readVersion();
     for (const migration of migrations.slice(before)) {
-      for (const statement of migration.statements(qualifiedTable)) {
+      for (const statement of migration.statements(qualifiedTable, schema, table)) {
         await client.query(statement);
       }
     }

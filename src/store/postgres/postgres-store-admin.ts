@@ -1,6 +1,11 @@
 import type { Pool } from "pg";
 import type { IdempotencyRecord, RecordStatus } from "../idempotency-store.js";
-import type { IdempotencyStoreAdmin, RecordSummary, StoreStats } from "../idempotency-store-admin.js";
+import {
+  type IdempotencyStoreAdmin,
+  type RecordSummary,
+  type StoreStats,
+  tallyRecordCounts,
+} from "../idempotency-store-admin.js";
 import { createRecordSweeper } from "../record-sweeper.js";
 import { quoteIdentifier } from "./postgres-identifier.js";
 import { postgresMetaTable, postgresSchemaVersion } from "./postgres-migrations.js";
@@ -88,21 +93,6 @@ export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions)
       const counts = await pool.query<{ method: string; status: RecordStatus; n: number }>(
         `SELECT method, status, count(*)::int AS n FROM ${qualified} GROUP BY method, status ORDER BY method`,
       );
-      const byMethod = new Map<string, { method: string; inProgress: number; completed: number }>();
-      let inProgress = 0;
-      let completed = 0;
-      for (const row of counts.rows) {
-        const method = fromPostgresText(row.method);
-        const entry = byMethod.get(method) ?? { method, inProgress: 0, completed: 0 };
-        if (row.status === "in_progress") {
-          entry.inProgress += row.n;
-          inProgress += row.n;
-        } else {
-          entry.completed += row.n;
-          completed += row.n;
-        }
-        byMethod.set(method, entry);
-      }
       const oldest = await pool.query<SummaryRow>(
         `SELECT ${summaryColumns} FROM ${qualified} WHERE status = 'in_progress' ORDER BY created_at LIMIT 1`,
       );
@@ -117,9 +107,7 @@ export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions)
       const oldestRow = oldest.rows[0];
       return {
         location: qualified,
-        inProgress,
-        completed,
-        byMethod: [...byMethod.values()],
+        ...tallyRecordCounts(counts.rows.map((row) => ({ ...row, method: fromPostgresText(row.method) }))),
         oldestInProgress: oldestRow === undefined ? undefined : summaryFromRow(oldestRow),
         expired: expired.rows[0]?.n ?? 0,
         sizeBytes: Number(size.rows[0]?.bytes ?? 0),
@@ -191,6 +179,11 @@ function summaryFromRow(row: SummaryRow): RecordSummary {
 async function checkLayout(pool: Pool, schema: string, table: string): Promise<void> {
   const qualified = `${quoteIdentifier(schema)}.${quoteIdentifier(table)}`;
   const qualifiedMeta = `${quoteIdentifier(schema)}.${quoteIdentifier(postgresMetaTable)}`;
+  try {
+    await pool.query("SELECT 1");
+  } catch (error) {
+    throw new Error(`cannot connect: ${messageOf(error)}`);
+  }
   let version: number | undefined;
   try {
     const found = await pool.query<{ meta: boolean; records: boolean }>(

@@ -1,8 +1,9 @@
-import type { Pool } from "pg";
-import type { IdempotencyStore } from "../idempotency-store.js";
+import type { Pool, PoolClient } from "pg";
+import type { AtomicIdempotencyStore } from "../atomic-idempotency-store.js";
 import { createRecordSweeper, type RecordSweeper, type SweepReport } from "../record-sweeper.js";
 import { quoteIdentifier } from "./postgres-identifier.js";
-import { migratePostgresSchema } from "./postgres-migrations.js";
+import { createPostgresAtomicOperations } from "./postgres-atomic-operations.js";
+import { migratePostgresSchema, postgresPhasesTable } from "./postgres-migrations.js";
 import {
   type ClaimRow,
   createPostgresStatements,
@@ -55,10 +56,12 @@ export interface PostgresStoreOptions {
 }
 
 /**
- * The PostgreSQL store: an `IdempotencyStore` plus what code in the same
- * folder (atomic effects, the admin CLI) needs to work on the same table.
+ * The PostgreSQL store: an `IdempotencyStore` whose atomic effects hand the
+ * application a client inside the completing transaction
+ * (`AtomicIdempotencyStore`), plus what code in the same folder (the admin
+ * CLI) needs to work on the same table.
  */
-export interface PostgresStore extends IdempotencyStore {
+export interface PostgresStore extends AtomicIdempotencyStore<PoolClient, "async"> {
   /** The pool every operation runs on: the one passed in, or the store's own. */
   readonly pool: Pool;
   /** The schema of the table, unquoted. */
@@ -93,7 +96,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   }
   const schema = options.schema ?? "public";
   const table = options.table ?? "connect_idempotency_records";
-  const statements = createPostgresStatements(`${quoteIdentifier(schema)}.${quoteIdentifier(table)}`);
+  const records = `${quoteIdentifier(schema)}.${quoteIdentifier(table)}`;
+  const statements = createPostgresStatements(records);
   const ownPool = options.pool === undefined;
   const pool = options.pool ?? (await createPool(options));
   let closed = false;
@@ -157,6 +161,12 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       return row === undefined ? undefined : toIdempotencyRecord(row);
     },
     sweep: (input) => sweeper.sweep(input),
+    ...createPostgresAtomicOperations({
+      pool: open,
+      records,
+      phases: `${quoteIdentifier(schema)}.${quoteIdentifier(postgresPhasesTable(table))}`,
+      statements,
+    }),
     close() {
       // Operations called from now on reject; a running sweep pass ends
       // after its current batch, and the pool once that batch returned.

@@ -1,7 +1,12 @@
 import { statSync } from "node:fs";
 import Database from "better-sqlite3";
 import type { IdempotencyRecord, RecordStatus } from "../idempotency-store.js";
-import type { IdempotencyStoreAdmin, RecordSummary, StoreStats } from "../idempotency-store-admin.js";
+import {
+  type IdempotencyStoreAdmin,
+  type RecordSummary,
+  type StoreStats,
+  tallyRecordCounts,
+} from "../idempotency-store-admin.js";
 import { createRecordSweeper } from "../record-sweeper.js";
 import {
   quoteSqliteIdentifier,
@@ -91,26 +96,10 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
 
   return {
     async stats(now): Promise<StoreStats> {
-      const byMethod = new Map<string, { method: string; inProgress: number; completed: number }>();
-      let inProgress = 0;
-      let completed = 0;
-      for (const { method, status, n } of countByMethod.all()) {
-        const entry = byMethod.get(method) ?? { method, inProgress: 0, completed: 0 };
-        if (status === "in_progress") {
-          entry.inProgress += n;
-          inProgress += n;
-        } else {
-          entry.completed += n;
-          completed += n;
-        }
-        byMethod.set(method, entry);
-      }
       const oldest = oldestInProgress.get();
       return {
         location: options.path,
-        inProgress,
-        completed,
-        byMethod: [...byMethod.values()],
+        ...tallyRecordCounts(countByMethod.all()),
         oldestInProgress: oldest === undefined ? undefined : summaryFromRow(oldest),
         expired: countExpired.get({ now })?.n ?? 0,
         sizeBytes: fileSize(options.path) + fileSize(`${options.path}-wal`),

@@ -21,7 +21,7 @@ import { type Interceptor, type ServiceImpl, createClient } from "@connectrpc/co
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { BankService } from "../../../gen/demo/v1/bank_pb.js";
 import { PaymentService } from "../../../gen/demo/v1/payments_pb.js";
-import { createPaymentServiceImpl, createPaymentsTable } from "../../../demo/payment-service.js";
+import { createPaymentServiceImpl } from "../../../demo/payment-service.js";
 import { createIdempotencyInterceptor, idempotencyContext } from "../../../src/index.js";
 import { createSqliteStore } from "../../../src/store/sqlite/sqlite-store.js";
 import { startHttp2Server } from "../../support/http2-server.js";
@@ -80,17 +80,14 @@ process.stdout.write(`listening ${server.port}\n`);
  * interceptor completes the key afterwards, in another transaction.
  */
 function plainPaymentService(): Partial<ServiceImpl<typeof PaymentService>> {
-  createPaymentsTable(store.database);
-  const insert = store.database.prepare<[string, string, string, bigint, string, number]>(
-    `INSERT INTO payments (payment_id, request_id, account_id, amount_minor, currency, charge_id, metadata, created_at)
-     VALUES (?, ?, ?, ?, ?, '', '{}', ?)`,
-  );
+  store.database.exec("CREATE TABLE IF NOT EXISTS payments (payment_id TEXT PRIMARY KEY, request_id TEXT NOT NULL)");
+  const insert = store.database.prepare<[string, string]>("INSERT INTO payments (payment_id, request_id) VALUES (?, ?)");
   let n = 0;
   return {
     async createPayment(req, ctx) {
       const key = ctx.values.get(idempotencyContext)?.key ?? req.requestId;
       const paymentId = `pay_${process.pid}_${++n}`;
-      await store.executor.run(() => insert.run(paymentId, key, req.accountId, req.amountMinor, req.currency, Date.now()));
+      await store.executor.run(() => insert.run(paymentId, key));
       if (crashAt === "after-write") {
         crash();
       }
