@@ -37,13 +37,15 @@ export interface AtomicEffects<Tx, Mode extends TransactionMode> {
    */
   commit<R extends Message>(fn: TransactionWork<Tx, R, Mode>): Promise<R>;
   /**
-   * Runs one step of the handler and records its JSON result (or nothing)
-   * under the request ID. When a retry takes over after a crash, a step
-   * already recorded returns its recorded result without running again, so
-   * the handler resumes at the first unfinished step. Each step needs its own
-   * name within the request. A step that calls another service should pass
-   * it `derivedKey(name)`: the step may run twice if the crash came between
-   * the call and its recording.
+   * Runs one step of the handler and records its result under the request
+   * ID: JSON as `JSON.stringify` writes it, or nothing. When a retry takes
+   * over after a crash, a step already recorded returns its recorded result
+   * without running again, so the handler resumes at the first unfinished
+   * step; every run, the first included, gets the decoded result. Each step
+   * needs its own name within the request. A step that calls another service
+   * should pass it `derivedKey(name)`: the step runs again if the crash came
+   * between the call and its recording. Without a request ID, the step just
+   * runs.
    */
   phase<T extends PhaseJsonResult>(name: string, fn: () => T | Promise<T>): Promise<T>;
   /** Like `phase(name, fn)`, for a step whose result is a protobuf message of `schema`. */
@@ -122,10 +124,8 @@ export const atomicClaimKey = createContextKey<AtomicClaim | undefined>(undefine
 });
 
 /** What `commit` knows once the key completed. */
-interface Committed<R> {
+interface Committed<R> extends Pick<CommittedOutcome, "outcome" | "stored"> {
   readonly response: R;
-  readonly outcome: Uint8Array;
-  readonly stored: StoredForm;
 }
 
 interface MemoizedEffects {
@@ -269,15 +269,24 @@ function createAtomicEffects<Tx, Mode extends TransactionMode>(
       throw new Error(`atomicEffects: phase "${name}" started after commit; commit must be the last step`);
     }
     phasesRun.add(name);
+    const runStep = async (): Promise<Uint8Array> => {
+      try {
+        return codec.encode(await fn());
+      } catch (error) {
+        // A step that failed did not run: the handler may try it again.
+        phasesRun.delete(name);
+        throw error;
+      }
+    };
     if (claim === undefined) {
       // Nothing to resume from, but the same result as a recorded step would give.
-      return codec.decode(codec.encode(await fn()), name);
+      return codec.decode(await runStep(), name);
     }
     const recorded = await storeCall(claim, "get_phase", () => store.getPhase({ key: claim.key, name }));
     if (recorded !== undefined) {
       return codec.decode(recorded, name);
     }
-    const result = codec.encode(await fn());
+    const result = await runStep();
     const held = await storeCall(claim, "record_phase", () =>
       store.recordPhase({ key: claim.key, owner: claim.owner, name, result, now: claim.now() }),
     );

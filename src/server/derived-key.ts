@@ -18,7 +18,8 @@ export interface DerivedKeyInput extends RecordKey {
 /**
  * The request ID for a downstream call made by one step of a request: a UUID
  * v5 in `DERIVED_KEY_NAMESPACE` over the UTF-8 of the JSON array
- * `[scope, method, key, name]` (the request ID in canonical form). A retry of
+ * `[scope, method, key, name]` as `JSON.stringify` writes it (no whitespace;
+ * the request ID in canonical form). A retry of
  * the request derives the same ID in any process, so the downstream service
  * deduplicates the call; another step or another request ID derives another.
  */

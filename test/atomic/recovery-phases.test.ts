@@ -178,6 +178,25 @@ describe("phase", () => {
     expect(String(refused)).toMatch(/phase "charge" already ran in this call/);
   });
 
+  it("lets the handler try a failed step again in the same call, and records only its success", async () => {
+    let attempts = 0;
+    handler = async (_req, ctx) => {
+      const effects = atomicEffects(ctx, store);
+      const step = () =>
+        effects.phase("charge", () => {
+          if (++attempts === 1) {
+            throw new Error("bank busy");
+          }
+          return attempts;
+        });
+      const charged = await step().catch(step);
+      return create(CreatePaymentResponseSchema, { payment: { paymentId: `pay_${charged}` } });
+    };
+    const response = await clientOf(await startServer()).createPayment(request);
+    expect(response.payment?.paymentId).toBe("pay_2");
+    expect(attempts).toBe(2);
+  });
+
   it("just runs steps for a call without a request ID", async () => {
     let runs = 0;
     handler = async (_req, ctx) => {
