@@ -1,6 +1,6 @@
 // `npm run bench`: the cost of idempotency against a plain server and against
 // the libraries users would pick instead. See docs/benchmark.md.
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { summarizeBusiestCpuProfile } from "./cpu-profile-summary.js";
@@ -16,16 +16,16 @@ const repoRoot = resolve(import.meta.dirname, "..");
 
 const program = new Command("bench")
   .description("Measures connect-idempotency against a plain Connect server and against peer libraries.")
-  .option("--duration <seconds>", "measured seconds per scenario and round (default 3, quick 0.3)", positiveNumber)
-  .option("--rounds <n>", "rounds; each scenario's result is the median round (default 3, quick 1)", positiveInteger)
-  .option("--warmup <seconds>", "unmeasured seconds before each round (default 0.5, quick 0.1)", positiveNumber)
+  .option("--duration <seconds>", "measured seconds per scenario and round (default 2, quick 0.3)", positiveNumber)
+  .option("--rounds <n>", "rounds; each scenario's result is the median round (default 5, quick 1)", positiveInteger)
+  .option("--warmup <seconds>", "unmeasured seconds before each round (default 0.3, quick 0.1)", positiveNumber)
   .option("--quick", "runs everything briefly, as a smoke test; the numbers are noisy", false)
   .option("--scenarios <names>", "comma-separated scenarios (baseline is always added)", list)
   .option("--concurrency <levels>", "comma-separated concurrency levels", integerList, [1, 64])
   .addOption(new Option("--protocol <protocol>", "wire protocol (binary codec)").choices(["grpc", "connect"]).default("grpc"))
-  .option("--out <dir>", "where latest.json and latest.svg go", join(repoRoot, "bench/results"))
+  .option("--out <dir>", "where latest.json and latest.svg go (default bench/results; .data/bench/profiled with --cpu-prof)")
   .option("--cache-dir <dir>", "where prefilled SQLite files are kept between runs", join(repoRoot, ".data/bench"))
-  .option("--cpu-prof", "profiles the server processes and prints their top self-time functions; writes profiled.json instead of latest.json", false)
+  .option("--cpu-prof", "profiles the server processes and prints where their CPU time went", false)
   .option("--list", "lists the scenarios and exits", false);
 
 interface CliOptions {
@@ -36,7 +36,7 @@ interface CliOptions {
   readonly scenarios?: string[];
   readonly concurrency: number[];
   readonly protocol: BenchProtocol;
-  readonly out: string;
+  readonly out?: string;
   readonly cacheDir: string;
   readonly cpuProf: boolean;
   readonly list: boolean;
@@ -56,15 +56,20 @@ async function main(): Promise<number> {
   } catch (error) {
     program.error(error instanceof Error ? error.message : String(error));
   }
-  const out = resolve(options.out);
+  // Profiling slows everything down, so its numbers stay out of bench/results unless asked.
+  const out = resolve(options.out ?? join(repoRoot, options.cpuProf ? ".data/bench/profiled" : "bench/results"));
   const cpuProfileDir = options.cpuProf ? join(out, "profiles") : undefined;
+  if (cpuProfileDir !== undefined) {
+    // The summary reads every profile in a scenario's folder: none may be left from an earlier run.
+    await rm(cpuProfileDir, { recursive: true, force: true });
+  }
   await mkdir(cpuProfileDir ?? out, { recursive: true });
   const results = await runBench({
     scenarios: selected,
     concurrency: options.concurrency,
-    rounds: options.rounds ?? (options.quick ? 1 : 3),
-    roundMs: 1000 * (options.duration ?? (options.quick ? 0.3 : 3)),
-    warmupMs: 1000 * (options.warmup ?? (options.quick ? 0.1 : 0.5)),
+    rounds: options.rounds ?? (options.quick ? 1 : 5),
+    roundMs: 1000 * (options.duration ?? (options.quick ? 0.3 : 2)),
+    warmupMs: 1000 * (options.warmup ?? (options.quick ? 0.1 : 0.3)),
     initialWarmupMs: options.quick ? 300 : 2000,
     protocol: options.protocol,
     quick: options.quick,
@@ -73,9 +78,8 @@ async function main(): Promise<number> {
     ...(cpuProfileDir === undefined ? {} : { cpuProfileDir }),
     log: (line) => console.error(`[bench] ${line}`),
   });
-  const base = options.cpuProf ? "profiled" : "latest";
-  await writeFile(join(out, `${base}.json`), `${JSON.stringify(results, null, 2)}\n`);
-  await writeFile(join(out, `${base}.svg`), renderResultsChart(results));
+  await writeFile(join(out, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
+  await writeFile(join(out, "latest.svg"), renderResultsChart(results));
   console.log(formatResultsTable(results));
   for (const note of results.notes) {
     console.log(`note: ${note}`);
@@ -83,7 +87,7 @@ async function main(): Promise<number> {
   console.log(
     `\n${results.machine.cpus} x ${results.machine.cpuModel}, Node ${results.machine.node}; ` +
       `load average ${results.machine.loadAverageBefore.toFixed(2)} before, ${results.machine.loadAverageAfter.toFixed(2)} after; ` +
-      `${results.durationSeconds} s. Wrote ${join(out, `${base}.json`)} and ${base}.svg.`,
+      `${results.durationSeconds} s. Wrote ${join(out, "latest.json")} and latest.svg.`,
   );
   if (cpuProfileDir !== undefined) {
     for (const scenario of results.results.filter((r) => r.kind === "rpc" && r.concurrency === Math.max(...options.concurrency))) {

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
+import { copyFile, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import {
@@ -33,7 +33,8 @@ const farFuture = Date.UTC(2100, 0, 1);
  * insert, a copy a fraction of that.
  */
 export async function copyPrefilledSqlite(rows: number, cacheDir: string, dest: string): Promise<PrefillReport> {
-  const cachedPath = join(cacheDir, `sqlite-${rows}-rows-schema-v${sqliteSchemaVersion}.db`);
+  const prefix = `sqlite-${rows}-rows-schema-v`;
+  const cachedPath = join(cacheDir, `${prefix}${sqliteSchemaVersion}.db`);
   let built = false;
   let buildMs = 0;
   if (!(await exists(cachedPath))) {
@@ -49,6 +50,12 @@ export async function copyPrefilledSqlite(rows: number, cacheDir: string, dest: 
     }
     built = true;
     buildMs = performance.now() - started;
+    // Files of older schema versions are never read again; at a million rows each is hundreds of MB.
+    for (const name of await readdir(cacheDir)) {
+      if (name.startsWith(prefix) && join(cacheDir, name) !== cachedPath) {
+        await rm(join(cacheDir, name), { force: true });
+      }
+    }
   }
   const copyStarted = performance.now();
   await copyFile(cachedPath, dest);
@@ -69,16 +76,31 @@ async function buildPrefilledSqlite(path: string, rows: number): Promise<void> {
     db.pragma("journal_mode = DELETE");
     db.pragma("synchronous = OFF");
     migrateSqliteSchema(db, sqliteDefaultTable);
+    // Named after the store's own column list, so that a column this code does not fill fails loudly.
+    const columns = sqliteRecordColumns.split(",").map((column) => column.trim());
     const insert = db.prepare(
-      `INSERT INTO ${quoteSqliteIdentifier(sqliteDefaultTable)} (${sqliteRecordColumns}) VALUES (?, ?, ?, 'completed', ?, ?, ?, ?, ?, ?, 0, 'none', ?)`,
+      `INSERT INTO ${quoteSqliteIdentifier(sqliteDefaultTable)} (${columns.join(", ")}) VALUES (${columns.map((c) => `@${c}`).join(", ")})`,
     );
     const keys = Array.from({ length: rows }, () => randomUUID()).sort();
     const outcome = storedPaymentOutcome(randomUUID());
     const now = Date.now();
     db.transaction(() => {
       for (const key of keys) {
-        const fingerprint = randomBytes(32).toString("hex");
-        insert.run(paymentRecordScope, paymentRecordMethod, key, fingerprint, randomUUID(), now, now, now, farFuture, outcome);
+        insert.run({
+          scope: paymentRecordScope,
+          method: paymentRecordMethod,
+          key,
+          status: "completed",
+          fingerprint: randomBytes(32).toString("hex"),
+          owner: randomUUID(),
+          created_at: now,
+          updated_at: now,
+          lease_until: now,
+          expires_at: farFuture,
+          takeovers: 0,
+          replaced: "none",
+          outcome,
+        });
       }
     })();
     db.pragma("journal_mode = WAL");

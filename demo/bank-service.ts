@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Database } from "better-sqlite3";
 import { BankService, ChargeResponseSchema } from "../gen/demo/v1/bank_pb.js";
+import { atomicEffects } from "../src/server/atomic-effects.js";
 import { idempotencyContext } from "../src/server/idempotency-context.js";
 import type { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
 
@@ -35,21 +36,15 @@ function createChargesTable(db: Database): void {
 
 /**
  * The fake bank: `demo.v1.BankService/Charge` writes one row per call, in
- * the SQLite file of the bank's own idempotency store (through its executor,
- * so that the write joins the store's group commit). It is deliberately
- * naive, like most downstream systems: a second call charges again, and the
- * idempotency interceptor in front of it, keyed by the request ID, is what
- * makes a retried charge safe. The one check of its own covers a takeover:
- * its write and its stored answer are two transactions, so an execution that
- * died in between may have charged already.
+ * the SQLite file of the bank's own idempotency store. It is as naive as most
+ * downstream systems: it has no deduplication of its own. The interceptor in
+ * front of it, keyed by the request ID, makes a retried charge safe, and
+ * `commit` writes the charge row in the same transaction as the stored
+ * answer, so a crash leaves both or neither, never a charge whose retry
+ * charges again.
  */
-export function createBankServiceImpl(
-  ledger: Pick<SqliteStore, "database" | "executor">,
-): ServiceImpl<typeof BankService> {
+export function createBankServiceImpl(ledger: SqliteStore): ServiceImpl<typeof BankService> {
   createChargesTable(ledger.database);
-  const byRequestId = ledger.database.prepare<[string], ChargeRow>(
-    "SELECT * FROM charges WHERE request_id = ? ORDER BY created_at, charge_id LIMIT 1",
-  );
   const insert = ledger.database.prepare<[string, string, string, bigint, string, number]>(
     "INSERT INTO charges (charge_id, request_id, account_id, amount_minor, currency, created_at) VALUES (?, ?, ?, ?, ?, ?)",
   );
@@ -64,20 +59,12 @@ export function createBankServiceImpl(
       if (!/^[A-Z]{3}$/.test(req.currency)) {
         throw new ConnectError("currency must be an ISO 4217 code such as EUR", Code.InvalidArgument);
       }
-      const idempotency = ctx.values.get(idempotencyContext);
-      if (idempotency?.takeover) {
-        // An execution of this request died between charging and storing
-        // its answer: the charge it made is the answer.
-        const charged = byRequestId.get(idempotency.key);
-        if (charged !== undefined) {
-          return create(ChargeResponseSchema, { chargeId: charged.charge_id });
-        }
-      }
-      const chargeId = `ch_${randomBytes(8).toString("hex")}`;
-      await ledger.executor.run(() =>
-        insert.run(chargeId, idempotency?.key ?? req.requestId, req.accountId, req.amountMinor, req.currency, Date.now()),
-      );
-      return create(ChargeResponseSchema, { chargeId });
+      const requestId = ctx.values.get(idempotencyContext)?.key ?? req.requestId;
+      return atomicEffects(ctx, ledger).commit(() => {
+        const chargeId = `ch_${randomBytes(8).toString("hex")}`;
+        insert.run(chargeId, requestId, req.accountId, req.amountMinor, req.currency, Date.now());
+        return create(ChargeResponseSchema, { chargeId });
+      });
     },
   };
 }
