@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import type { Database } from "better-sqlite3";
 import { BankService, ChargeResponseSchema } from "../gen/demo/v1/bank_pb.js";
 import { atomicEffects } from "../src/server/atomic-effects.js";
 import { idempotencyContext } from "../src/server/idempotency-context.js";
 import type { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import { validateMoney } from "./validate-money.js";
 
 /** One row of the bank's `charges` table. */
 export interface ChargeRow {
@@ -50,15 +51,7 @@ export function createBankServiceImpl(ledger: SqliteStore): ServiceImpl<typeof B
   );
   return {
     async charge(req, ctx) {
-      if (req.accountId === "") {
-        throw new ConnectError("account_id is required", Code.InvalidArgument);
-      }
-      if (req.amountMinor <= 0n) {
-        throw new ConnectError("amount_minor must be positive", Code.InvalidArgument);
-      }
-      if (!/^[A-Z]{3}$/.test(req.currency)) {
-        throw new ConnectError("currency must be an ISO 4217 code such as EUR", Code.InvalidArgument);
-      }
+      validateMoney(req);
       const requestId = ctx.values.get(idempotencyContext)?.key ?? req.requestId;
       return atomicEffects(ctx, ledger).commit(() => {
         const chargeId = `ch_${randomBytes(8).toString("hex")}`;

@@ -1,6 +1,5 @@
 import { mkdirSync } from "node:fs";
 import * as http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { connectNodeAdapter, createConnectTransport } from "@connectrpc/connect-node";
@@ -9,6 +8,7 @@ import { PaymentService } from "../gen/demo/v1/payments_pb.js";
 import type { IdempotencyEvent } from "../src/server/idempotency-event.js";
 import { createIdempotencyInterceptor } from "../src/server/idempotency-interceptor.js";
 import { createSqliteStore, type SqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import { listenOnLoopback } from "../src/testing/listen-on-loopback.js";
 import { createBankServiceImpl } from "./bank-service.js";
 import { createPaymentServiceImpl } from "./payment-service.js";
 
@@ -61,19 +61,8 @@ export interface DemoServer {
  */
 export async function startDemoServer(options: DemoServerOptions): Promise<DemoServer> {
   const server = http2.createServer();
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (session) => {
-    sessions.add(session);
-    session.once("close", () => sessions.delete(session));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, "127.0.0.1", () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const listener = await listenOnLoopback(server, options.port);
+  const { port } = listener;
   // From here to attaching the routes nothing awaits: no request can arrive
   // before they are in place.
   const opened: SqliteStore[] = [];
@@ -84,7 +73,7 @@ export async function startDemoServer(options: DemoServerOptions): Promise<DemoS
     opened.push(createSqliteStore({ path: files.bank }));
   } catch (err) {
     await Promise.all(opened.map((store) => store.close()));
-    server.close();
+    await listener.close();
     throw err;
   }
   const [paymentsStore, bankStore] = opened as [SqliteStore, SqliteStore];
@@ -120,12 +109,7 @@ export async function startDemoServer(options: DemoServerOptions): Promise<DemoS
     port,
     close() {
       closed ??= (async () => {
-        await new Promise<void>((resolve) => {
-          for (const session of sessions) {
-            session.destroy();
-          }
-          server.close(() => resolve());
-        });
+        await listener.close();
         await Promise.all([paymentsStore.close(), bankStore.close()]);
       })();
       return closed;

@@ -12,6 +12,7 @@ import {
 import { atomicEffects } from "../src/server/atomic-effects.js";
 import { idempotencyContext } from "../src/server/idempotency-context.js";
 import type { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import { validateMoney } from "./validate-money.js";
 
 /** One row of the `payments` table. */
 export interface PaymentRow {
@@ -95,15 +96,7 @@ export function createPaymentServiceImpl(deps: PaymentServiceDeps): ServiceImpl<
 
   return {
     async createPayment(req, ctx) {
-      if (req.accountId === "") {
-        throw new ConnectError("account_id is required", Code.InvalidArgument);
-      }
-      if (req.amountMinor <= 0n) {
-        throw new ConnectError("amount_minor must be positive", Code.InvalidArgument);
-      }
-      if (!/^[A-Z]{3}$/.test(req.currency)) {
-        throw new ConnectError("currency must be an ISO 4217 code such as EUR", Code.InvalidArgument);
-      }
+      validateMoney(req);
       const effects = atomicEffects(ctx, ledger);
       // A recorded phase: a retry that resumes after a crash gets the charge
       // without asking the bank again. The bank is asked under a key derived

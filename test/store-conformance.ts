@@ -6,6 +6,7 @@ import type {
   IdempotencyStore,
   RecordKey,
 } from "../src/store/idempotency-store.js";
+import { claimInput, conformanceKey, t0 } from "./support/conformance-claim.js";
 
 /** What a conformance factory hands the suite: a fresh, empty store. */
 export interface ConformanceStore {
@@ -40,21 +41,7 @@ export function describeStoreConformance(name: string, factory: () => Promise<Co
       await cleanup();
     });
 
-    const key: RecordKey = { scope: "tenant-a", method: "demo.v1.PaymentService/CreatePayment", key: "3f0c9b1e" };
-    // Well before any wall clock a store might consult by mistake.
-    const t0 = 1_000_000;
-
-    function claimInput(overrides: Partial<ClaimInput> = {}): ClaimInput {
-      return {
-        key,
-        fingerprint: "fp-1",
-        owner: "owner-1",
-        now: t0,
-        leaseUntil: t0 + 30_000,
-        expiresAt: t0 + 86_400_000,
-        ...overrides,
-      };
-    }
+    const key = conformanceKey;
 
     async function claimed(input: ClaimInput): Promise<IdempotencyRecord> {
       const result = await store.claim(input);

@@ -5,6 +5,7 @@ import type {
   TransactionMode,
 } from "../../src/store/atomic-idempotency-store.js";
 import type { ClaimInput, RecordKey } from "../../src/store/idempotency-store.js";
+import { claimInput, conformanceKey, t0 } from "../support/conformance-claim.js";
 
 /** What an atomic conformance factory hands the suite: a fresh store and its application table. */
 export interface AtomicConformanceStore<Tx> {
@@ -42,21 +43,8 @@ export function describeAtomicStoreConformance<Tx>(
       await subject.cleanup();
     });
 
-    const key: RecordKey = { scope: "tenant-a", method: "demo.v1.PaymentService/CreatePayment", key: "k-1" };
-    const t0 = 1_000_000;
+    const key = conformanceKey;
     const outcome = new Uint8Array([10, 2, 8, 1]);
-
-    function claimInput(overrides: Partial<ClaimInput> = {}): ClaimInput {
-      return {
-        key,
-        fingerprint: "fp-1",
-        owner: "owner-1",
-        now: t0,
-        leaseUntil: t0 + 30_000,
-        expiresAt: t0 + 86_400_000,
-        ...overrides,
-      };
-    }
 
     async function claim(overrides: Partial<ClaimInput> = {}): Promise<void> {
       expect((await store.claim(claimInput(overrides))).kind).toBe("claimed");

@@ -2,35 +2,23 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { CreatePaymentResponseSchema, PaymentService } from "../../gen/demo/v1/payments_pb.js";
 import { atomicEffects } from "../../src/server/atomic-effects.js";
-import { createPostgresStore, type PostgresStore } from "../../src/store/postgres/postgres-store.js";
+import type { PostgresStore } from "../../src/store/postgres/postgres-store.js";
 import { startIdempotencyTestServer } from "../support/idempotency-test-server.js";
-import { createTestSchema, testConnectionString, type TestSchema } from "../support/postgres-database.js";
+import { useTestSchema } from "../support/postgres-database.js";
 import { describeAtomicStoreConformance } from "./atomic-store-conformance.js";
 
-let schema: TestSchema;
+const schema = useTestSchema("pgatomic", { create: true });
 beforeAll(async () => {
-  schema = await createTestSchema("pgatomic", { create: true });
   await schema.admin.query(`CREATE TABLE ${schema.name}.app_rows (id text NOT NULL)`);
 });
-afterAll(async () => {
-  await schema?.drop();
-});
-
-let tables = 0;
 
 describeAtomicStoreConformance("PostgreSQL", async () => {
-  const table = `records_${++tables}`;
+  const store = await schema.openStore({ sweepIntervalMs: 0 });
   // Rows of earlier tests would be counted again: every test writes its own ids.
-  const prefix = `${table}:`;
-  const store = await createPostgresStore({
-    connectionString: testConnectionString,
-    schema: schema.name,
-    table,
-    sweepIntervalMs: 0,
-  });
+  const prefix = `${store.table}:`;
   return {
     store,
     async insertRow(client: pg.PoolClient, id: string) {
@@ -54,12 +42,7 @@ describe("PostgreSQL atomic operations", () => {
     options: { schema?: string; table?: string },
     body: (store: PostgresStore) => Promise<void>,
   ): Promise<void> {
-    const store = await createPostgresStore({
-      connectionString: testConnectionString,
-      schema: options.schema ?? schema.name,
-      table: options.table ?? `records_${++tables}`,
-      sweepIntervalMs: 0,
-    });
+    const store = await schema.openStore({ ...options, sweepIntervalMs: 0 });
     try {
       await store.claim({ key, fingerprint: "fp", owner: "o", now: 1, leaseUntil: 1_000, expiresAt: 2_000 });
       await body(store);
@@ -127,12 +110,7 @@ describe("PostgreSQL atomic operations", () => {
 
 describe("atomicEffects on PostgreSQL", () => {
   it("commits an async handler's writes with the key, or rolls both back and releases the key", async () => {
-    const store = await createPostgresStore({
-      connectionString: testConnectionString,
-      schema: schema.name,
-      table: `records_${++tables}`,
-      sweepIntervalMs: 0,
-    });
+    const store = await schema.openStore({ sweepIntervalMs: 0 });
     let runs = 0;
     const server = await startIdempotencyTestServer({
       store,

@@ -1,60 +1,26 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { RecordSummary, StoreStats } from "../../src/store/idempotency-store-admin.js";
-import { createPostgresStore } from "../../src/store/postgres/postgres-store.js";
 import { openPostgresStoreAdmin } from "../../src/store/postgres/postgres-store-admin.js";
-import { type FilledStoreServer, startFilledStoreServer } from "../support/filled-store-server.js";
-import { createTestSchema, type TestSchema, testConnectionString } from "../support/postgres-database.js";
-import { type CliRun, runCli } from "../support/run-cli.js";
+import { useFilledStoreCli } from "../support/filled-store-cli.js";
+import { filledStoreCounts } from "../support/filled-store-server.js";
+import { testConnectionString, useTestSchema } from "../support/postgres-database.js";
+import { runCli } from "../support/run-cli.js";
 
 const createPayment = "demo.v1.PaymentService/CreatePayment";
 const table = "payment_keys";
 
-let schema: TestSchema;
-let filled: FilledStoreServer;
-
-beforeAll(async () => {
-  schema = await createTestSchema("admincli");
-  const store = await createPostgresStore({
-    connectionString: testConnectionString,
-    schema: schema.name,
-    table,
-    sweepIntervalMs: 0,
-  });
-  filled = await startFilledStoreServer(store);
-});
-
-afterAll(async () => {
-  await filled?.finishSlowCall();
-  await filled?.server.close();
-  await schema?.drop();
-});
-
-/** Runs the CLI on the test table; expects exit status `code`. */
-async function cli(args: readonly string[], code = 0): Promise<CliRun> {
-  const result = await runCli([...args, "--postgres", testConnectionString, "--schema", schema.name, "--table", table]);
-  expect(result.code, `${args.join(" ")}\n${result.stderr}`).toBe(code);
-  return result;
-}
-
-async function cliJson<T>(args: readonly string[]): Promise<T> {
-  return JSON.parse((await cli([...args, "--json"])).stdout) as T;
-}
+const schema = useTestSchema("admincli");
+const filled = useFilledStoreCli(async () => ({
+  store: await schema.openStore({ table, sweepIntervalMs: 0 }),
+  storeArgs: ["--postgres", testConnectionString, "--schema", schema.name, "--table", table],
+}));
+const { cli, cliJson } = filled;
 
 describe("on PostgreSQL", () => {
   it("stats counts the records of the table and sizes it", async () => {
     const before = Date.now();
     const stats = await cliJson<StoreStats>(["stats"]);
-    expect(stats).toMatchObject({
-      location: `"${schema.name}"."${table}"`,
-      inProgress: 1,
-      completed: 7,
-      expired: 1,
-      byMethod: [
-        { method: createPayment, inProgress: 1, completed: 5 },
-        { method: "demo.v1.PaymentService/RefundPayment", inProgress: 0, completed: 1 },
-        { method: "fixture.v1.FixtureService/Opaque", inProgress: 0, completed: 1 },
-      ],
-    });
+    expect(stats).toMatchObject({ location: `"${schema.name}"."${table}"`, ...filledStoreCounts });
     expect(stats.oldestInProgress).toMatchObject({ key: filled.keys.running, status: "in_progress" });
     expect(stats.oldestInProgress?.leaseUntil).toBeGreaterThan(before);
     expect(stats.sizeBytes).toBeGreaterThan(8192);

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CreatePaymentResponseSchema } from "../../gen/demo/v1/payments_pb.js";
 import type { RecordSummary, StoreStats } from "../../src/store/idempotency-store-admin.js";
 import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
-import { type FilledStoreServer, ledgerHeader, startFilledStoreServer } from "../support/filled-store-server.js";
+import { useFilledStoreCli } from "../support/filled-store-cli.js";
+import { filledStoreCounts, ledgerHeader } from "../support/filled-store-server.js";
 import { type CliRun, runCli, runCliInTerminal, runCommand } from "../support/run-cli.js";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
@@ -18,7 +19,6 @@ const createPayment = "demo.v1.PaymentService/CreatePayment";
 let dir: string;
 let db: string;
 let image: string;
-let filled: FilledStoreServer;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "admin-cli-sqlite-"));
@@ -26,25 +26,20 @@ beforeAll(async () => {
   image = join(dir, "image.binpb");
   const built = await runCommand(join(repoRoot, "node_modules/@bufbuild/buf/bin/buf"), ["build", "-o", image]);
   expect(built.code, built.stderr).toBe(0);
-  filled = await startFilledStoreServer(createSqliteStore({ path: db, sweepIntervalMs: 0 }));
 });
 
-afterAll(async () => {
-  await filled?.finishSlowCall();
-  await filled?.server.close();
+afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Runs the CLI on the test store; expects exit status `code`. */
-async function cli(args: readonly string[], code = 0, options: { cwd?: string } = {}): Promise<CliRun> {
-  const result = await runCli([...args, "--db", db], options);
-  expect(result.code, `${args.join(" ")}\n${result.stderr}`).toBe(code);
-  return result;
-}
-
-async function cliJson<T>(args: readonly string[]): Promise<T> {
-  return JSON.parse((await cli([...args, "--json"])).stdout) as T;
-}
+// Registered after the hooks above: the store opens once the folder exists,
+// and, as after-hooks run last-registered first, the server closes before
+// the folder is removed.
+const filled = useFilledStoreCli(async () => ({
+  store: createSqliteStore({ path: db, sweepIntervalMs: 0 }),
+  storeArgs: ["--db", db],
+}));
+const { cli, cliJson } = filled;
 
 /** A failing run's stderr: exactly one line, naming the program. */
 function oneLine(result: CliRun): string {
@@ -57,17 +52,7 @@ describe("stats", () => {
   it("counts records by status and method, with the oldest running claim and its lease", async () => {
     const before = Date.now();
     const stats = await cliJson<StoreStats>(["stats"]);
-    expect(stats).toMatchObject({
-      location: db,
-      inProgress: 1,
-      completed: 7,
-      expired: 1,
-      byMethod: [
-        { method: createPayment, inProgress: 1, completed: 5 },
-        { method: "demo.v1.PaymentService/RefundPayment", inProgress: 0, completed: 1 },
-        { method: "fixture.v1.FixtureService/Opaque", inProgress: 0, completed: 1 },
-      ],
-    });
+    expect(stats).toMatchObject({ location: db, ...filledStoreCounts });
     expect(stats.oldestInProgress).toMatchObject({ key: filled.keys.running, method: createPayment, status: "in_progress" });
     expect(stats.oldestInProgress?.leaseUntil).toBeGreaterThan(before);
     expect(stats.sizeBytes).toBeGreaterThan(4096);

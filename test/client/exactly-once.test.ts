@@ -1,30 +1,21 @@
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { PaymentService } from "../../gen/demo/v1/payments_pb.js";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { createPaymentServiceClient } from "../../gen/demo/v1/payments_idempotency.js";
 import { type HostileFault, createHostileTransport } from "../../src/testing/hostile-transport.js";
 import { createSeededRandom } from "../../src/testing/seeded-random.js";
-import { createAttemptRecorder } from "../support/attempt-recorder.js";
 import { startHttp2Server } from "../support/http2-server.js";
-import { type IdempotencyTestServer, startIdempotencyTestServer } from "../support/idempotency-test-server.js";
+import { useRecordingTestServer } from "../support/recording-test-server.js";
 
 const payments = 1_000;
 const concurrency = 8;
 
-let server: IdempotencyTestServer;
-const recorder = createAttemptRecorder();
-
-beforeAll(async () => {
-  server = await startIdempotencyTestServer({ adapter: { interceptors: [recorder.interceptor] } });
-});
-afterAll(async () => {
-  await server.close();
-});
+const recording = useRecordingTestServer();
 
 it("runs each of 1,000 payments exactly once through the generated client over a hostile network", async () => {
   const faults = new Map<HostileFault, number>();
   let retries = 0;
-  const transport = createHostileTransport(createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }), {
+  const transport = createHostileTransport(createConnectTransport({ baseUrl: recording.server.baseUrl, httpVersion: "2" }), {
     dropRate: 0.1,
     resetRate: 0.1,
     random: createSeededRandom(1),
@@ -54,15 +45,15 @@ it("runs each of 1,000 payments exactly once through the generated client over a
   // Every call completed with a payment, and the handler ran once per call.
   expect(paymentIds).toHaveLength(payments);
   expect(new Set(paymentIds).size).toBe(payments);
-  const executed = server.runs.filter((r) => r.method === "createPayment").map((r) => r.requestId);
+  const executed = recording.server.runs.filter((r) => r.method === "createPayment").map((r) => r.requestId);
   expect(executed).toHaveLength(payments);
   expect(new Set(executed).size).toBe(payments);
   // The network really failed calls after the server ran them, and the client retried them.
   expect(faults.get("drop") ?? 0).toBeGreaterThan(50);
   expect(faults.get("reset-after") ?? 0).toBeGreaterThan(20);
   expect(retries).toBeGreaterThan(100);
-  expect(recorder.attempts.length).toBeGreaterThan(payments + 100);
-  expect(new Set(recorder.attempts.map((a) => a.requestId)).size).toBe(payments);
+  expect(recording.attempts.length).toBeGreaterThan(payments + 100);
+  expect(new Set(recording.attempts.map((a) => a.requestId)).size).toBe(payments);
 });
 
 it("duplicates payments over the same network when the server does not deduplicate (control)", async () => {

@@ -1,9 +1,7 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CreatePaymentRequestSchema, PaymentService } from "../../gen/demo/v1/payments_pb.js";
 import {
   ErrorReason,
@@ -22,25 +20,16 @@ import {
   startIdempotencyTestServer,
 } from "../support/idempotency-test-server.js";
 import { type ManualClock, createManualClock } from "../support/manual-clock.js";
+import { usePerTestScratch } from "../support/per-test-scratch.js";
+import { retryWhileInProgress } from "../support/retry-while-in-progress.js";
 import { createTestTransport } from "../support/test-transports.js";
 
 const method = "demo.v1.PaymentService/CreatePayment";
 
-let dir: string;
-let servers: IdempotencyTestServer[];
-
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), "idempotency-in-flight-"));
-  servers = [];
-});
-
-afterEach(async () => {
-  await Promise.all(servers.map((s) => s.close()));
-  rmSync(dir, { recursive: true, force: true });
-});
+const scratch = usePerTestScratch("idempotency-in-flight-");
 
 function sharedStore(): IdempotencyStore {
-  return createSqliteStore({ path: join(dir, "records.db"), sweepIntervalMs: 0 });
+  return createSqliteStore({ path: join(scratch.dir, "records.db"), sweepIntervalMs: 0 });
 }
 
 /**
@@ -68,7 +57,7 @@ async function startGated(
       },
     },
   });
-  servers.push(server);
+  scratch.closeAfter(() => server.close());
   return { server, entered, client: paymentsClient(server) };
 }
 
@@ -249,7 +238,7 @@ describe("rule 12: crash recovery", () => {
 
   it("takes over a claim whose lease expired, with a new owner token and takeover: true", async () => {
     const server = await startIdempotencyTestServer({ interceptor: { maxWait: 20 } });
-    servers.push(server);
+    scratch.closeAfter(() => server.close());
     const client = paymentsClient(server);
     const key = crypto.randomUUID();
     await claimAsDeadProcess(server.store, server.clock, key);
@@ -275,7 +264,7 @@ describe("rule 12: crash recovery", () => {
 
   it("never takes over a dead claim for another payload", async () => {
     const server = await startIdempotencyTestServer();
-    servers.push(server);
+    scratch.closeAfter(() => server.close());
     const key = crypto.randomUUID();
     await claimAsDeadProcess(server.store, server.clock, key, 100n);
     server.clock.advance(60_000);
@@ -348,7 +337,7 @@ describe("concurrency", () => {
     const arrivals = createArrivalCounter();
     const { server, client } = await startGated(gate, { adapter: { interceptors: [arrivals.interceptor] } });
     const key = crypto.randomUUID();
-    const calls = Array.from({ length: 200 }, () => callUntilDone(() => client.createPayment(payment(key))));
+    const calls = Array.from({ length: 200 }, () => retryWhileInProgress(() => client.createPayment(payment(key))));
     await arrivals.until(200);
     gate.open();
     const responses = await Promise.all(calls);
@@ -363,7 +352,7 @@ describe("concurrency", () => {
     const b = await startGated(gate, { store: sharedStore(), clock });
     const key = crypto.randomUUID();
     const calls = Array.from({ length: 200 }, (_, i) =>
-      callUntilDone(() => (i % 2 === 0 ? a.client : b.client).createPayment(payment(key))),
+      retryWhileInProgress(() => (i % 2 === 0 ? a.client : b.client).createPayment(payment(key))),
     );
     await Promise.race([a.entered, b.entered]);
     gate.open();
@@ -372,16 +361,3 @@ describe("concurrency", () => {
     expect(new Set(responses.map((r) => r.payment?.paymentId)).size).toBe(1);
   });
 });
-
-/** Retries a call while it fails with REQUEST_IN_PROGRESS, as a client following RetryInfo would. */
-async function callUntilDone<T>(call: () => Promise<T>): Promise<T> {
-  for (;;) {
-    try {
-      return await call();
-    } catch (error) {
-      if (!(error instanceof ConnectError) || findErrorReason(error) !== ErrorReason.REQUEST_IN_PROGRESS) {
-        throw error;
-      }
-    }
-  }
-}

@@ -1,41 +1,30 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Code, createClient } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
 import { PaymentService } from "../../gen/demo/v1/payments_pb.js";
-import { ErrorReason, findErrorReason } from "../../src/index.js";
 import { expectConnectError } from "../support/connect-assertions.js";
+import { usePerTestScratch } from "../support/per-test-scratch.js";
+import { retryWhileInProgress } from "../support/retry-while-in-progress.js";
 import { type ServerProcess, startServerProcess } from "../support/server-process.js";
 import { createTestTransport } from "../support/test-transports.js";
 
 const script = fileURLToPath(new URL("../support/payment-server-process.ts", import.meta.url));
 
-let dir: string;
-let processes: ServerProcess[];
-
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), "idempotency-processes-"));
-  processes = [];
-});
-
-afterEach(async () => {
-  await Promise.all(processes.map((p) => p.kill()));
-  rmSync(dir, { recursive: true, force: true });
-});
+const scratch = usePerTestScratch("idempotency-processes-");
 
 async function start(env: Record<string, string> = {}): Promise<ServerProcess> {
   const server = await startServerProcess({
     script,
     env: {
       IDEMPOTENCY_STORE: "sqlite",
-      SQLITE_PATH: join(dir, "records.db"),
-      EXECUTIONS_FILE: join(dir, "executions.log"),
+      SQLITE_PATH: join(scratch.dir, "records.db"),
+      EXECUTIONS_FILE: join(scratch.dir, "executions.log"),
       ...env,
     },
   });
-  processes.push(server);
+  scratch.closeAfter(() => server.kill());
   return server;
 }
 
@@ -45,7 +34,7 @@ function client(server: ServerProcess) {
 
 /** The handler executions all processes recorded: `[method, requestId, pid, takeover]`. */
 function executions(): string[][] {
-  const file = join(dir, "executions.log");
+  const file = join(scratch.dir, "executions.log");
   return existsSync(file)
     ? readFileSync(file, "utf8")
         .split("\n")
@@ -71,7 +60,7 @@ describe("several processes", () => {
         const home = clients[i % clients.length] ?? clients[0];
         const first = home.createPayment(payment(key, 200));
         await expect.poll(() => executions().some(([, k]) => k === key), { timeout: 10_000 }).toBe(true);
-        const duplicates = clients.map((c) => retryInProgress(() => c.createPayment(payment(key, 200))));
+        const duplicates = clients.map((c) => retryWhileInProgress(() => c.createPayment(payment(key, 200))));
         return Promise.all([first, ...duplicates]);
       }),
     );
@@ -113,16 +102,3 @@ describe("crash", () => {
     expect(executions()).toHaveLength(2);
   });
 });
-
-/** Retries while the key is in progress elsewhere, as a client following RetryInfo would. */
-async function retryInProgress<T>(call: () => Promise<T>): Promise<T> {
-  for (;;) {
-    try {
-      return await call();
-    } catch (error) {
-      if (!(error instanceof ConnectError) || findErrorReason(error) !== ErrorReason.REQUEST_IN_PROGRESS) {
-        throw error;
-      }
-    }
-  }
-}

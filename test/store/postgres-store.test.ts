@@ -2,7 +2,8 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
+import type { RecordKey } from "../../src/store/idempotency-store.js";
 import type { SweepReport } from "../../src/store/record-sweeper.js";
 import { createPostgresStore } from "../../src/store/postgres/postgres-store.js";
 import {
@@ -12,21 +13,9 @@ import {
   postgresSchemaVersion,
 } from "../../src/store/postgres/postgres-migrations.js";
 import { describeStoreConformance } from "../store-conformance.js";
-import { createTestSchema, terminateBackends, testConnectionString, type TestSchema } from "../support/postgres-database.js";
+import { createTestSchema, terminateBackends, testConnectionString, useTestSchema } from "../support/postgres-database.js";
 
-let schema: TestSchema;
-beforeAll(async () => {
-  schema = await createTestSchema("pgstore");
-});
-afterAll(async () => {
-  await schema?.drop();
-});
-
-let tables = 0;
-/** A table of its own for one test, in this file's schema. */
-function nextTable(): string {
-  return `records_${++tables}`;
-}
+const schema = useTestSchema("pgstore");
 
 function claimInput(key: string, now: number, owner = randomBytes(8).toString("hex")) {
   return {
@@ -39,6 +28,19 @@ function claimInput(key: string, now: number, owner = randomBytes(8).toString("h
   };
 }
 
+/**
+ * Inserts a row with `key` on `blocker` in a transaction it leaves open: a
+ * claim of the key waits on the primary key until the transaction ends.
+ */
+async function holdKey(blocker: pg.PoolClient, table: string, key: RecordKey): Promise<void> {
+  await blocker.query("BEGIN");
+  await blocker.query(
+    `INSERT INTO ${schema.name}.${table} (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at)
+VALUES ($1, $2, $3, 'in_progress', 'other', 'blocker', 1, 1, 1, 1)`,
+    [key.scope, key.method, key.key],
+  );
+}
+
 async function countBackends(applicationName: string): Promise<number> {
   const result = await schema.admin.query<{ n: number }>(
     "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1",
@@ -48,25 +50,19 @@ async function countBackends(applicationName: string): Promise<number> {
 }
 
 describeStoreConformance("PostgreSQL", async () => {
-  const table = nextTable();
-  const store = await createPostgresStore({
-    connectionString: testConnectionString,
-    schema: schema.name,
-    table,
-    sweepIntervalMs: 0,
-  });
+  const store = await schema.openStore({ sweepIntervalMs: 0 });
   return {
     store,
     async cleanup() {
-      await schema.admin.query(`DROP TABLE ${schema.name}.${table}_phases, ${schema.name}.${table}`);
+      await schema.admin.query(`DROP TABLE ${schema.name}.${store.table}_phases, ${schema.name}.${store.table}`);
     },
   };
 });
 
 describe("PostgreSQL migrations", () => {
   it("creates the schema and the table, and records the layout version", async () => {
-    const table = nextTable();
-    const store = await createPostgresStore({ connectionString: testConnectionString, schema: schema.name, table });
+    const table = schema.nextTable();
+    const store = await schema.openStore({ table });
     try {
       const meta = await schema.admin.query(`SELECT table_name, schema_version FROM ${schema.name}.${postgresMetaTable}`);
       expect(meta.rows).toContainEqual({ table_name: table, schema_version: postgresSchemaVersion });
@@ -94,8 +90,8 @@ describe("PostgreSQL migrations", () => {
   });
 
   it("re-opens an existing table without migrating again, keeping its records", async () => {
-    const table = nextTable();
-    const first = await createPostgresStore({ connectionString: testConnectionString, schema: schema.name, table });
+    const table = schema.nextTable();
+    const first = await schema.openStore({ table });
     const input = claimInput("kept", 1_000);
     expect((await first.claim(input)).kind).toBe("claimed");
     await first.close();
@@ -107,7 +103,7 @@ describe("PostgreSQL migrations", () => {
     } finally {
       await pool.end();
     }
-    const second = await createPostgresStore({ connectionString: testConnectionString, schema: schema.name, table });
+    const second = await schema.openStore({ table });
     try {
       expect((await second.get(input.key))?.owner).toBe(input.owner);
       const meta = await schema.admin.query(
@@ -148,15 +144,13 @@ describe("PostgreSQL migrations", () => {
   });
 
   it("refuses a table migrated by a newer version, and ends the pool it opened", async () => {
-    const table = nextTable();
-    await (await createPostgresStore({ connectionString: testConnectionString, schema: schema.name, table })).close();
+    const table = schema.nextTable();
+    await (await schema.openStore({ table })).close();
     await schema.admin.query(`UPDATE ${schema.name}.${postgresMetaTable} SET schema_version = 99 WHERE table_name = $1`, [
       table,
     ]);
     const applicationName = `pg-newer-${table}`;
-    await expect(
-      createPostgresStore({ connectionString: testConnectionString, schema: schema.name, table, applicationName }),
-    ).rejects.toThrow(/schema version 99, newer than/);
+    await expect(schema.openStore({ table, applicationName })).rejects.toThrow(/schema version 99, newer than/);
     await vi.waitFor(async () => expect(await countBackends(applicationName)).toBe(0));
   });
 });
@@ -171,11 +165,9 @@ SELECT 's', 'm', $1 || i, ${values} FROM generate_series(1, $2::int) AS i`,
   }
 
   it("removes 5,000 expired rows in batches of the configured size, sparing live ones", async () => {
-    const table = nextTable();
+    const table = schema.nextTable();
     const reports: SweepReport[] = [];
-    const store = await createPostgresStore({
-      connectionString: testConnectionString,
-      schema: schema.name,
+    const store = await schema.openStore({
       table,
       sweepIntervalMs: 0,
       clock: () => 10_000,
@@ -191,9 +183,7 @@ UNION ALL SELECT 'live', 'm', 'retained', 'completed', 'f', 'o', 1, 1, 1, 20000`
     );
     await store.close();
 
-    const sweeping = await createPostgresStore({
-      connectionString: testConnectionString,
-      schema: schema.name,
+    const sweeping = await schema.openStore({
       table,
       sweepIntervalMs: 10,
       sweepBatchSize: 500,
@@ -215,14 +205,8 @@ UNION ALL SELECT 'live', 'm', 'retained', 'completed', 'f', 'o', 1, 1, 1, 20000`
   });
 
   it("sweep({ limit }) deletes at most limit rows", async () => {
-    const table = nextTable();
-    const store = await createPostgresStore({
-      connectionString: testConnectionString,
-      schema: schema.name,
-      table,
-      sweepIntervalMs: 0,
-      sweepBatchSize: 4,
-    });
+    const table = schema.nextTable();
+    const store = await schema.openStore({ table, sweepIntervalMs: 0, sweepBatchSize: 4 });
     try {
       await insertRows(table, 10, "'completed', 'f', 'o', 1, 1, 1, 5000, NULL");
       expect(await store.sweep({ now: 10_000, limit: 7 })).toBe(7);
@@ -234,15 +218,9 @@ UNION ALL SELECT 'live', 'm', 'retained', 'completed', 'f', 'o', 1, 1, 1, 20000`
   });
 
   it("reports a failed background pass instead of crashing", async () => {
-    const table = nextTable();
+    const table = schema.nextTable();
     const reports: SweepReport[] = [];
-    const store = await createPostgresStore({
-      connectionString: testConnectionString,
-      schema: schema.name,
-      table,
-      sweepIntervalMs: 10,
-      onSweep: (report) => reports.push(report),
-    });
+    const store = await schema.openStore({ table, sweepIntervalMs: 10, onSweep: (report) => reports.push(report) });
     try {
       // CASCADE drops the foreign key of the phases table, which stays.
       await schema.admin.query(`DROP TABLE ${schema.name}.${table} CASCADE`);
@@ -260,7 +238,7 @@ describe("PostgreSQL identifiers", () => {
   it("quotes schema and table names with quotes, spaces, capitals and non-ASCII", async () => {
     const oddSchema = `${schema.name} Odd "Schema"; DROP`;
     const oddTable = `Tab"le -- 名; DROP TABLE x`;
-    const store = await createPostgresStore({ connectionString: testConnectionString, schema: oddSchema, table: oddTable });
+    const store = await schema.openStore({ schema: oddSchema, table: oddTable });
     try {
       const input = claimInput("odd", 1_000);
       expect((await store.claim(input)).kind).toBe("claimed");
@@ -282,8 +260,8 @@ describe("PostgreSQL identifiers", () => {
   });
 
   it("stores scopes, methods and keys as they are, escaping only U+0000 and U+0001", async () => {
-    const table = nextTable();
-    const store = await createPostgresStore({ connectionString: testConnectionString, schema: schema.name, table });
+    const table = schema.nextTable();
+    const store = await schema.openStore({ table });
     try {
       const plain = claimInput("Req-1 \\ 'quoted'", 1_000);
       const controlInput = claimInput("a\u0000b\u0001c", 1_000);
@@ -315,12 +293,7 @@ describe("PostgreSQL identifiers", () => {
 describe("PostgreSQL connections", () => {
   it("close() ends the pool it created and leaves a pool passed in open", async () => {
     const applicationName = `pg-own-${randomBytes(4).toString("hex")}`;
-    const own = await createPostgresStore({
-      connectionString: testConnectionString,
-      schema: schema.name,
-      table: nextTable(),
-      applicationName,
-    });
+    const own = await schema.openStore({ applicationName });
     await own.get(claimInput("any", 1).key);
     expect(await countBackends(applicationName)).toBeGreaterThan(0);
     await own.close();
@@ -331,7 +304,7 @@ describe("PostgreSQL connections", () => {
 
     const pool = new pg.Pool({ connectionString: testConnectionString, max: 2 });
     try {
-      const passed = await createPostgresStore({ pool, schema: schema.name, table: nextTable() });
+      const passed = await createPostgresStore({ pool, schema: schema.name, table: schema.nextTable() });
       expect(passed.pool).toBe(pool);
       await passed.close();
       expect((await pool.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
@@ -342,25 +315,14 @@ describe("PostgreSQL connections", () => {
 
   it("rejects an operation whose connection is killed, and recovers with new connections", async () => {
     const applicationName = `pg-kill-${randomBytes(4).toString("hex")}`;
-    const table = nextTable();
-    const store = await createPostgresStore({
-      connectionString: testConnectionString,
-      schema: schema.name,
-      table,
-      applicationName,
-      maxConnections: 2,
-    });
+    const table = schema.nextTable();
+    const store = await schema.openStore({ table, applicationName, maxConnections: 2 });
     const blocker = await schema.admin.connect();
     try {
       // An uncommitted row with the same key makes the claim wait on the
       // primary key, so that it is in flight when its connection dies.
       const input = claimInput("killed", 1_000);
-      await blocker.query("BEGIN");
-      await blocker.query(
-        `INSERT INTO ${schema.name}.${table} (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at)
-VALUES ($1, $2, $3, 'in_progress', 'other', 'blocker', 1, 1, 1, 1)`,
-        [input.key.scope, input.key.method, input.key.key],
-      );
+      await holdKey(blocker, table, input.key);
       const claimFailure = store.claim(input).then(
         (result) => result,
         (error: unknown) => error,
@@ -388,22 +350,12 @@ VALUES ($1, $2, $3, 'in_progress', 'other', 'blocker', 1, 1, 1, 1)`,
   });
 
   it("turns a claim blocked past statementTimeoutMs into a rejection", async () => {
-    const table = nextTable();
-    const store = await createPostgresStore({
-      connectionString: testConnectionString,
-      schema: schema.name,
-      table,
-      statementTimeoutMs: 200,
-    });
+    const table = schema.nextTable();
+    const store = await schema.openStore({ table, statementTimeoutMs: 200 });
     const blocker = await schema.admin.connect();
     try {
       const input = claimInput("slow", 1_000);
-      await blocker.query("BEGIN");
-      await blocker.query(
-        `INSERT INTO ${schema.name}.${table} (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at)
-VALUES ($1, $2, $3, 'in_progress', 'other', 'blocker', 1, 1, 1, 1)`,
-        [input.key.scope, input.key.method, input.key.key],
-      );
+      await holdKey(blocker, table, input.key);
       await expect(store.claim(input)).rejects.toThrow(/statement timeout/);
       await blocker.query("ROLLBACK");
       expect((await store.claim(input)).kind).toBe("claimed");

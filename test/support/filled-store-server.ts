@@ -6,6 +6,7 @@ import { FixtureService } from "../../gen/fixture/v1/fixture_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { hashRecordKey } from "../../src/server/key-hash.js";
 import type { IdempotencyStore } from "../../src/store/idempotency-store.js";
+import type { StoreStats } from "../../src/store/idempotency-store-admin.js";
 import { createGate } from "./call-gates.js";
 import { type IdempotencyTestServer, startIdempotencyTestServer } from "./idempotency-test-server.js";
 import { createTestTransport } from "./test-transports.js";
@@ -33,6 +34,18 @@ export interface FilledKeys {
   /** A CreatePayment claim still running (its handler waits for `finishSlowCall`). */
   readonly running: string;
 }
+
+/** The counts `stats` reports of a store `startFilledStoreServer` has just filled. */
+export const filledStoreCounts = {
+  inProgress: 1,
+  completed: 7,
+  expired: 1,
+  byMethod: [
+    { method: "demo.v1.PaymentService/CreatePayment", inProgress: 1, completed: 5 },
+    { method: "demo.v1.PaymentService/RefundPayment", inProgress: 0, completed: 1 },
+    { method: "fixture.v1.FixtureService/Opaque", inProgress: 0, completed: 1 },
+  ],
+} satisfies Partial<StoreStats>;
 
 /** A server whose store holds one record of each kind the admin commands show. */
 export interface FilledStoreServer {

@@ -1,5 +1,11 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
+import { afterAll, beforeAll } from "vitest";
+import {
+  type PostgresStore,
+  type PostgresStoreOptions,
+  createPostgresStore,
+} from "../../src/store/postgres/postgres-store.js";
 
 /**
  * The test database: PostgreSQL on loopback with trust authentication.
@@ -39,6 +45,59 @@ export async function createTestSchema(prefix: string, options: { create?: boole
       await admin.end();
     },
   };
+}
+
+/** A test file's schema and its stores, from `useTestSchema`. */
+export interface TestSchemaFixture {
+  /** The schema name (see `TestSchema`); there from the file's `beforeAll` on. */
+  readonly name: string;
+  /** The pool for the test's own queries (see `TestSchema`); there from the file's `beforeAll` on. */
+  readonly admin: pg.Pool;
+  /** A table name this file has not used yet: `records_<n>`. */
+  nextTable(): string;
+  /**
+   * Opens a store with its own pool on the test database, in this schema
+   * and on a new table unless `options` name others.
+   */
+  openStore(options?: Omit<PostgresStoreOptions, "pool" | "connectionString">): Promise<PostgresStore>;
+}
+
+/**
+ * Creates a schema for the calling test file before its tests
+ * (`createTestSchema`) and drops it after them. Call it at the top of a file.
+ */
+export function useTestSchema(prefix: string, options: { create?: boolean } = {}): TestSchemaFixture {
+  let schema: TestSchema | undefined;
+  let tables = 0;
+  beforeAll(async () => {
+    schema = await createTestSchema(prefix, options);
+  });
+  afterAll(async () => {
+    await schema?.drop();
+  });
+  const created = (): TestSchema => {
+    if (schema === undefined) {
+      throw new Error(`the ${prefix} test schema is used before its beforeAll hook ran`);
+    }
+    return schema;
+  };
+  const fixture: TestSchemaFixture = {
+    get name() {
+      return created().name;
+    },
+    get admin() {
+      return created().admin;
+    },
+    nextTable: () => `records_${++tables}`,
+    openStore: (storeOptions = {}) =>
+      createPostgresStore({
+        ...storeOptions,
+        connectionString: testConnectionString,
+        schema: storeOptions.schema ?? created().name,
+        table: storeOptions.table ?? fixture.nextTable(),
+      }),
+  };
+  return fixture;
 }
 
 /**
