@@ -1,4 +1,5 @@
-import type { IntervalStats } from "./latency-stats.js";
+import type { CpuPinning } from "./cpu-pinning.js";
+import { type IntervalStats, type Spread, spreadOf } from "./latency-stats.js";
 
 /** One measured round of one scenario at one concurrency. */
 export interface RoundResult extends IntervalStats {
@@ -19,10 +20,12 @@ export interface RoundResult extends IntervalStats {
 export interface ScenarioResult {
   readonly scenario: string;
   readonly description: string;
-  readonly kind: "rpc" | "store";
+  readonly kind: "rpc" | "store" | "layer";
   readonly concurrency: number;
   /** Median calls per second over the rounds (claim + complete pairs for store scenarios). */
   readonly callsPerSecond: number;
+  /** How calls per second spread over the rounds. */
+  readonly callsPerSecondSpread: Spread;
   /** Median of the rounds' median latencies, in milliseconds. */
   readonly p50Ms: number;
   /** Median of the rounds' 99th percentile latencies, in milliseconds. */
@@ -31,8 +34,14 @@ export interface ScenarioResult {
   readonly serverCpuMicrosPerCall?: number;
   readonly clientCpuMicrosPerCall?: number;
   readonly serviceCpuMicrosPerCall?: number;
-  /** Calls per second divided by the baseline's at the same concurrency, in the same run. */
+  /**
+   * Calls per second divided by the baseline's at the same concurrency, round
+   * by round; the median of those ratios. Pairing the rounds cancels the
+   * noise that hits a whole round (other load on the machine).
+   */
   readonly ratioToBaseline: number;
+  /** How the per-round ratios to the baseline spread. */
+  readonly ratioToBaselineSpread: Spread;
   /** Failed calls over all rounds; any makes the bench exit non-zero. */
   readonly errors: number;
   readonly rounds: readonly RoundResult[];
@@ -42,11 +51,22 @@ export interface ScenarioResult {
 export interface TargetResult {
   /** Such as `sqlite-normal >= 0.95 x baseline`. */
   readonly name: string;
-  /** The measured ratio, or undefined when a scenario it needs was not run. */
+  /**
+   * The median of the per-round ratios of the two scenarios' calls per
+   * second, or undefined when a scenario it needs was not run.
+   */
   readonly measured: number | undefined;
+  /** How the per-round ratios spread. */
+  readonly spread: Spread | undefined;
   /** The ratio the target asks for. */
   readonly required: number;
+  /** Judged on `measured`. */
   readonly status: "met" | "missed" | "not measured";
+  /**
+   * True when the required ratio lies within the interquartile range of the
+   * per-round ratios: this run does not settle the target either way.
+   */
+  readonly withinNoise: boolean;
 }
 
 /** Everything one `npm run bench` measured, as written to bench/results/latest.json. */
@@ -69,6 +89,8 @@ export interface BenchResults {
     readonly roundMs: number;
     readonly warmupMs: number;
     readonly quick: boolean;
+    /** The CPUs the server side and the load generator were pinned to; null when they were not (see notes). */
+    readonly pinning: CpuPinning | null;
   };
   readonly results: readonly ScenarioResult[];
   readonly targets: readonly TargetResult[];
@@ -93,21 +115,43 @@ const targetSpecs: readonly TargetSpec[] = [
   { scenario: "sqlite-normal", against: "powertools-redis", required: 2 },
   { scenario: "sqlite-normal", against: "node-idempotency-redis", required: 2 },
   { scenario: "sqlite-1m", against: "sqlite-10k", required: 0.9 },
+  // The peer targets above are dominated by the RPC, which costs the same for
+  // everyone; these compare the layers alone.
+  { scenario: "layer-sqlite-normal", against: "layer-powertools-redis", required: 2 },
+  { scenario: "layer-sqlite-normal", against: "layer-node-idempotency-redis", required: 2 },
 ];
+
+/**
+ * The ratios of two scenarios' calls per second, round by round (rounds
+ * that both ran). Within a round the scenarios run close together, so
+ * noise that lasts a round hits both.
+ */
+export function roundRatios(
+  ours: Pick<ScenarioResult, "rounds">,
+  theirs: Pick<ScenarioResult, "rounds">,
+): number[] {
+  return ours.rounds.flatMap((round) => {
+    const other = theirs.rounds.find((r) => r.round === round.round);
+    return other === undefined || other.callsPerSecond === 0 ? [] : [round.callsPerSecond / other.callsPerSecond];
+  });
+}
 
 /** Judges the targets on calls per second at `targetConcurrency`. */
 export function evaluateTargets(results: readonly ScenarioResult[]): TargetResult[] {
-  const rate = (scenario: string) =>
-    results.find((r) => r.scenario === scenario && r.concurrency === targetConcurrency)?.callsPerSecond;
+  const at = (scenario: string) => results.find((r) => r.scenario === scenario && r.concurrency === targetConcurrency);
   return targetSpecs.map(({ scenario, against, required }) => {
-    const ours = rate(scenario);
-    const theirs = rate(against);
-    const measured = ours === undefined || theirs === undefined || theirs === 0 ? undefined : ours / theirs;
+    const ours = at(scenario);
+    const theirs = at(against);
+    const ratios = ours === undefined || theirs === undefined ? [] : roundRatios(ours, theirs);
+    const spread = ratios.length === 0 ? undefined : spreadOf(ratios);
+    const measured = spread?.median;
     return {
       name: `${scenario} >= ${required} x ${against}`,
       measured,
+      spread,
       required,
       status: measured === undefined ? "not measured" : measured >= required ? "met" : "missed",
+      withinNoise: spread !== undefined && spread.q1 <= required && required <= spread.q3,
     };
   });
 }

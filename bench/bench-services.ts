@@ -1,4 +1,3 @@
-import { PaymentService } from "../gen/demo/v1/payments_pb.js";
 import { createIdempotencyInterceptor } from "../src/server/idempotency-interceptor.js";
 import type { BenchService } from "./bench-service.js";
 import { createPayment } from "./payment-handler.js";
@@ -17,11 +16,7 @@ export async function createBenchService(options: BenchServiceOptions): Promise<
   const { setup } = options;
   switch (setup.kind) {
     case "plain":
-      return {
-        routes: (router) => router.service(PaymentService, { createPayment }),
-        interceptors: [],
-        close: async () => {},
-      };
+      return { createPayment, interceptors: [], close: async () => {} };
     // Peers load on demand, so that no other server process carries their dependencies.
     case "powertools":
       return (await import("./peers/powertools-service.js")).createPowertoolsService();
@@ -32,11 +27,7 @@ export async function createBenchService(options: BenchServiceOptions): Promise<
         throw new Error("an interceptor scenario needs a store");
       }
       const store = await openBenchStore(options.store);
-      return {
-        routes: (router) => router.service(PaymentService, { createPayment }),
-        interceptors: [createIdempotencyInterceptor({ store })],
-        close: () => store.close(),
-      };
+      return { createPayment, interceptors: [createIdempotencyInterceptor({ store })], close: () => store.close() };
     }
   }
 }

@@ -32,6 +32,8 @@ interface ReplyMessage {
 export interface ForkChildOptions {
   /** Extra Node.js flags, such as `--cpu-prof`. */
   readonly execArgv?: readonly string[];
+  /** Runs the child, all its threads included, on this CPU only (through `taskset`). */
+  readonly cpu?: number;
 }
 
 /**
@@ -40,8 +42,14 @@ export interface ForkChildOptions {
  * separate processes so that neither steals the other's event loop.
  */
 export function forkChild<Api extends ChildApi>(moduleUrl: URL, options: ForkChildOptions = {}): BenchChild<Api> {
+  const nodeArgs = ["--import", "tsx", ...(options.execArgv ?? [])];
+  // taskset sets the affinity and then execs Node.js in the same process, so
+  // the pid and the IPC channel stay the same, and every thread Node.js
+  // starts (GC, compiler, libuv) inherits the affinity.
   const child = fork(fileURLToPath(moduleUrl), [], {
-    execArgv: ["--import", "tsx", ...(options.execArgv ?? [])],
+    ...(options.cpu === undefined
+      ? { execArgv: nodeArgs }
+      : { execPath: "taskset", execArgv: ["-c", String(options.cpu), process.execPath, ...nodeArgs] }),
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (reason: Error) => void }>();

@@ -35,6 +35,32 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
+/** How a value spread over the rounds of a scenario: quartiles by linear interpolation. */
+export interface Spread {
+  readonly min: number;
+  /** 25th percentile. */
+  readonly q1: number;
+  readonly median: number;
+  /** 75th percentile. */
+  readonly q3: number;
+  readonly max: number;
+}
+
+/** The spread of some numbers; every field is NaN when there are none. */
+export function spreadOf(values: readonly number[]): Spread {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (fraction: number) => {
+    if (sorted.length === 0) {
+      return Number.NaN;
+    }
+    const position = fraction * (sorted.length - 1);
+    const below = sorted[Math.floor(position)] as number;
+    const above = sorted[Math.ceil(position)] as number;
+    return below + (above - below) * (position - Math.floor(position));
+  };
+  return { min: at(0), q1: at(0.25), median: at(0.5), q3: at(0.75), max: at(1) };
+}
+
 /**
  * Runs `operation` from `concurrency` workers, back to back, until
  * `durationMs` have passed, and measures each call. Nothing is recorded when

@@ -3,6 +3,7 @@
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
+import { planCpuPinning } from "./cpu-pinning.js";
 import { summarizeBusiestCpuProfile } from "./cpu-profile-summary.js";
 import type { BenchProtocol } from "./load-main.js";
 import { benchPostgresUrl } from "./postgres-schemas.js";
@@ -16,16 +17,17 @@ const repoRoot = resolve(import.meta.dirname, "..");
 
 const program = new Command("bench")
   .description("Measures connect-idempotency against a plain Connect server and against peer libraries.")
-  .option("--duration <seconds>", "measured seconds per scenario and round (default 2, quick 0.3)", positiveNumber)
-  .option("--rounds <n>", "rounds; each scenario's result is the median round (default 5, quick 1)", positiveInteger)
-  .option("--warmup <seconds>", "unmeasured seconds before each round (default 0.3, quick 0.1)", positiveNumber)
+  .option("--duration <seconds>", "measured seconds per scenario and round (default 1, quick 0.3)", positiveNumber)
+  .option("--rounds <n>", "rounds; each scenario's result is the median round (default 9, quick 1)", positiveInteger)
+  .option("--warmup <seconds>", "unmeasured seconds before each round (default 0.2, quick 0.1)", positiveNumber)
   .option("--quick", "runs everything briefly, as a smoke test; the numbers are noisy", false)
   .option("--scenarios <names>", "comma-separated scenarios (baseline is always added)", list)
   .option("--concurrency <levels>", "comma-separated concurrency levels", integerList, [1, 64])
   .addOption(new Option("--protocol <protocol>", "wire protocol (binary codec)").choices(["grpc", "connect"]).default("grpc"))
   .option("--out <dir>", "where latest.json and latest.svg go (default bench/results; .data/bench/profiled with --cpu-prof)")
   .option("--cache-dir <dir>", "where prefilled SQLite files are kept between runs", join(repoRoot, ".data/bench"))
-  .option("--cpu-prof", "profiles the server processes and prints where their CPU time went", false)
+  .option("--no-pin", "does not pin the server side and the load generator to CPUs of their own (taskset)")
+  .option("--cpu-prof", "profiles the server and layer processes and prints where their CPU time went", false)
   .option("--list", "lists the scenarios and exits", false);
 
 interface CliOptions {
@@ -38,6 +40,7 @@ interface CliOptions {
   readonly protocol: BenchProtocol;
   readonly out?: string;
   readonly cacheDir: string;
+  readonly pin: boolean;
   readonly cpuProf: boolean;
   readonly list: boolean;
 }
@@ -46,7 +49,7 @@ async function main(): Promise<number> {
   const options = program.parse().opts<CliOptions>();
   if (options.list) {
     for (const s of scenarios) {
-      console.log(`${s.name.padEnd(24)} ${s.description}`);
+      console.log(`${s.name.padEnd(30)} ${s.description}`);
     }
     return 0;
   }
@@ -67,14 +70,15 @@ async function main(): Promise<number> {
   const results = await runBench({
     scenarios: selected,
     concurrency: options.concurrency,
-    rounds: options.rounds ?? (options.quick ? 1 : 5),
-    roundMs: 1000 * (options.duration ?? (options.quick ? 0.3 : 2)),
-    warmupMs: 1000 * (options.warmup ?? (options.quick ? 0.1 : 0.3)),
-    initialWarmupMs: options.quick ? 300 : 2000,
+    rounds: options.rounds ?? (options.quick ? 1 : 9),
+    roundMs: 1000 * (options.duration ?? (options.quick ? 0.3 : 1)),
+    warmupMs: 1000 * (options.warmup ?? (options.quick ? 0.1 : 0.2)),
+    initialWarmupMs: options.quick ? 300 : 5000,
     protocol: options.protocol,
     quick: options.quick,
     cacheDir: resolve(options.cacheDir),
     postgresUrl: benchPostgresUrl,
+    pinning: options.pin ? planCpuPinning() : { pinned: false, reason: "--no-pin" },
     ...(cpuProfileDir === undefined ? {} : { cpuProfileDir }),
     log: (line) => console.error(`[bench] ${line}`),
   });
@@ -90,9 +94,13 @@ async function main(): Promise<number> {
       `${results.durationSeconds} s. Wrote ${join(out, "latest.json")} and latest.svg.`,
   );
   if (cpuProfileDir !== undefined) {
-    for (const scenario of results.results.filter((r) => r.kind === "rpc" && r.concurrency === Math.max(...options.concurrency))) {
+    const profiled = results.results.filter(
+      (r) => r.kind !== "store" && r.concurrency === Math.max(...options.concurrency),
+    );
+    for (const scenario of profiled) {
       const summary = await summarizeBusiestCpuProfile(join(cpuProfileDir, scenario.scenario), 15);
-      console.log(`\n${scenario.scenario}: ${Math.round(summary.busyMs)} ms busy in the server process`);
+      const where = scenario.kind === "layer" ? "layer" : "server";
+      console.log(`\n${scenario.scenario}: ${Math.round(summary.busyMs)} ms busy in the ${where} process`);
       for (const area of summary.areas) {
         console.log(`  ${area.selfPercent.toFixed(1).padStart(5)}%  ${area.name}`);
       }

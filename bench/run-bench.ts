@@ -1,8 +1,9 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { type BenchResults, evaluateTargets, type RoundResult, type ScenarioResult } from "./bench-results.js";
-import { median } from "./latency-stats.js";
+import { type BenchResults, evaluateTargets, type RoundResult, roundRatios, type ScenarioResult } from "./bench-results.js";
+import type { CpuPinningPlan } from "./cpu-pinning.js";
+import { median, spreadOf } from "./latency-stats.js";
 import type { BenchProtocol } from "./load-main.js";
 import { type ScenarioRunner, startScenarios } from "./scenario-runners.js";
 import type { Scenario } from "./scenarios.js";
@@ -10,7 +11,7 @@ import type { Scenario } from "./scenarios.js";
 /** How one `npm run bench` runs. */
 export interface BenchSettings {
   readonly scenarios: readonly Scenario[];
-  /** Concurrency levels of the RPC scenarios; store scenarios run at the highest only. */
+  /** Concurrency levels of the RPC scenarios; store and layer scenarios run at the highest only. */
   readonly concurrency: readonly number[];
   readonly rounds: number;
   /** Length of one measured round. */
@@ -24,8 +25,10 @@ export interface BenchSettings {
   /** Where prefilled SQLite files are cached between runs. */
   readonly cacheDir: string;
   readonly postgresUrl: string;
-  /** When set, server processes write CPU profiles here, a folder per scenario. */
+  /** When set, server and layer processes write CPU profiles here, a folder per scenario. */
   readonly cpuProfileDir?: string;
+  /** Whether, and to which CPUs, the processes are pinned. */
+  readonly pinning: CpuPinningPlan;
   /** Progress lines, for stderr. */
   readonly log: (line: string) => void;
 }
@@ -40,6 +43,13 @@ export async function runBench(settings: BenchSettings): Promise<BenchResults> {
   const loadAverageBefore = loadavg()[0] ?? 0;
   const { log } = settings;
   const notes: string[] = [];
+  const { pinning } = settings;
+  const pinningNote = pinning.pinned
+    ? `server, store-alone and layer-alone processes pinned to CPU ${pinning.pinning.serverCpu}, the load generator to ` +
+      `CPU ${pinning.pinning.loadCpu} (taskset); Redis, PostgreSQL and other work on the machine are not pinned`
+    : `processes not pinned (${pinning.reason}): the server and the load generator compete for the same CPUs`;
+  log(pinningNote);
+  notes.push(pinningNote);
   const tmp = await mkdtemp(join(tmpdir(), "connect-idempotency-bench-"));
   try {
     const { runners, stop } = await startScenarios(settings.scenarios, {
@@ -48,6 +58,7 @@ export async function runBench(settings: BenchSettings): Promise<BenchResults> {
       postgresUrl: settings.postgresUrl,
       protocol: settings.protocol,
       ...(settings.cpuProfileDir === undefined ? {} : { cpuProfileDir: settings.cpuProfileDir }),
+      ...(pinning.pinned ? { pinning: pinning.pinning } : {}),
       log,
       note: (line) => notes.push(line),
     });
@@ -82,6 +93,7 @@ export async function runBench(settings: BenchSettings): Promise<BenchResults> {
         roundMs: settings.roundMs,
         warmupMs: settings.warmupMs,
         quick: settings.quick,
+        pinning: pinning.pinned ? pinning.pinning : null,
       },
       results,
       targets: evaluateTargets(results),
@@ -126,7 +138,8 @@ async function measureRounds(
   );
   return summaries.map((summary) => {
     const baseline = summaries.find((s) => s.scenario === "baseline" && s.concurrency === summary.concurrency);
-    return { ...summary, ratioToBaseline: baseline ? summary.callsPerSecond / baseline.callsPerSecond : Number.NaN };
+    const ratios = spreadOf(baseline === undefined ? [] : roundRatios(summary, baseline));
+    return { ...summary, ratioToBaseline: ratios.median, ratioToBaselineSpread: ratios };
   });
 }
 
@@ -134,7 +147,7 @@ function summarize(
   scenario: Scenario,
   concurrency: number,
   rounds: readonly RoundResult[],
-): Omit<ScenarioResult, "ratioToBaseline"> {
+): Omit<ScenarioResult, "ratioToBaseline" | "ratioToBaselineSpread"> {
   const medianOf = (pick: (r: RoundResult) => number | undefined) => {
     const values = rounds.flatMap((r) => {
       const value = pick(r);
@@ -154,6 +167,7 @@ function summarize(
     kind: scenario.kind,
     concurrency,
     callsPerSecond: median(rounds.map((r) => r.callsPerSecond)),
+    callsPerSecondSpread: spreadOf(rounds.map((r) => r.callsPerSecond)),
     p50Ms: median(rounds.map((r) => r.p50Ms)),
     p99Ms: median(rounds.map((r) => r.p99Ms)),
     ...cpu,

@@ -3,10 +3,12 @@ import type { RoundResult } from "./bench-results.js";
 import type { BenchServiceOptions } from "./bench-services.js";
 import type { BenchStoreOptions } from "./bench-stores.js";
 import { type BenchChild, forkChild } from "./child-ipc.js";
+import type { CpuPinning } from "./cpu-pinning.js";
+import type { LayerApi } from "./layer-main.js";
 import type { BenchProtocol, LoadApi } from "./load-main.js";
 import { dropPostgresSchemas } from "./postgres-schemas.js";
 import { benchRedisUrl } from "./redis-keys.js";
-import type { Scenario } from "./scenarios.js";
+import type { Scenario, ServerSetup } from "./scenarios.js";
 import type { ServerApi } from "./server-main.js";
 import { createPostgresCpuMeter, createRedisCpuMeter, type ServiceCpuMeter } from "./service-cpu.js";
 import { copyPrefilledSqlite } from "./sqlite-prefill.js";
@@ -23,8 +25,10 @@ export interface ScenarioEnvironment {
   readonly cacheDir: string;
   readonly postgresUrl: string;
   readonly protocol: BenchProtocol;
-  /** When set, server processes write CPU profiles to a folder per scenario here. */
+  /** When set, server and layer processes write CPU profiles to a folder per scenario here. */
   readonly cpuProfileDir?: string;
+  /** When set, the CPUs the server side and the load generator are pinned to. */
+  readonly pinning?: CpuPinning;
   /** Progress lines. */
   readonly log: (line: string) => void;
   /** Facts for the results' notes. */
@@ -43,11 +47,12 @@ const replayKeyCount = 1000;
 
 /**
  * Starts a load generator child process, a server child process per RPC
- * scenario and a store child process per store scenario, and returns a
- * runner for each scenario. On failure everything started so far is stopped.
+ * scenario, a store child process per store scenario and a layer child
+ * process per layer scenario, and returns a runner for each scenario. On
+ * failure everything started so far is stopped.
  */
 export async function startScenarios(scenarios: readonly Scenario[], env: ScenarioEnvironment): Promise<StartedScenarios> {
-  const children: BenchChild<LoadApi | ServerApi | StoreApi>[] = [];
+  const children: BenchChild<LoadApi | ServerApi | StoreApi | LayerApi>[] = [];
   const meters: ServiceCpuMeter[] = [];
   const postgresSchemas: string[] = [];
   let redisMeter: ServiceCpuMeter | undefined;
@@ -100,8 +105,32 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
     return { ...stats, serviceCpuMicrosPerCall: (await end()) / Math.max(1, stats.calls) };
   };
 
+  const serverCpu = env.pinning === undefined ? {} : { cpu: env.pinning.serverCpu };
+  const profiled = (scenario: Scenario) => ({
+    execArgv:
+      env.cpuProfileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${join(env.cpuProfileDir, scenario.name)}`],
+  });
+  // What a server or layer process needs for `setup`, and the meter of its
+  // backing service: the store's, or one Redis meter shared by the peers.
+  const serviceSetup = async (
+    setup: ServerSetup,
+    scenario: Scenario,
+  ): Promise<{ options: BenchServiceOptions; meter: ServiceCpuMeter | undefined }> => {
+    if (setup.kind === "interceptor") {
+      const store = await storeOptions(scenario, setup.store, setup.prefillRows);
+      return { options: { setup, store: store.options }, meter: store.meter };
+    }
+    if (setup.kind !== "plain" && redisMeter === undefined) {
+      redisMeter = await createRedisCpuMeter(benchRedisUrl);
+      meters.push(redisMeter);
+    }
+    return { options: { setup }, meter: setup.kind === "plain" ? undefined : redisMeter };
+  };
+
   try {
-    const load = forkChild<LoadApi>(new URL("./load-main.ts", import.meta.url));
+    const load = forkChild<LoadApi>(new URL("./load-main.ts", import.meta.url), {
+      ...(env.pinning === undefined ? {} : { cpu: env.pinning.loadCpu }),
+    });
     children.push(load);
     env.log(`load generator process ${load.pid}`);
     const runners = new Map<string, ScenarioRunner>();
@@ -110,7 +139,7 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
         if (scenario.store === undefined) {
           throw new Error(`scenario ${scenario.name} has no store`);
         }
-        const child = forkChild<StoreApi>(new URL("./store-main.ts", import.meta.url));
+        const child = forkChild<StoreApi>(new URL("./store-main.ts", import.meta.url), serverCpu);
         children.push(child);
         const { options, meter } = await storeOptions(scenario, scenario.store, 0);
         await child.call("start", options);
@@ -124,23 +153,18 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
       if (setup === undefined) {
         throw new Error(`scenario ${scenario.name} has no server setup`);
       }
-      let options: BenchServiceOptions = { setup };
-      let meter: ServiceCpuMeter | undefined;
-      if (setup.kind === "interceptor") {
-        const store = await storeOptions(scenario, setup.store, setup.prefillRows);
-        options = { setup, store: store.options };
-        meter = store.meter;
-      } else if (setup.kind !== "plain") {
-        if (redisMeter === undefined) {
-          redisMeter = await createRedisCpuMeter(benchRedisUrl);
-          meters.push(redisMeter);
-        }
-        meter = redisMeter;
+      const { options, meter } = await serviceSetup(setup, scenario);
+      if (scenario.kind === "layer") {
+        const child = forkChild<LayerApi>(new URL("./layer-main.ts", import.meta.url), { ...profiled(scenario), ...serverCpu });
+        children.push(child);
+        await child.call("start", options);
+        env.log(`${scenario.name}: layer process ${child.pid}`);
+        runners.set(scenario.name, (concurrency, durationMs) =>
+          withServiceCpu(meter, () => child.call("run", { concurrency, durationMs })),
+        );
+        continue;
       }
-      const server = forkChild<ServerApi>(new URL("./server-main.ts", import.meta.url), {
-        execArgv:
-          env.cpuProfileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${join(env.cpuProfileDir, scenario.name)}`],
-      });
+      const server = forkChild<ServerApi>(new URL("./server-main.ts", import.meta.url), { ...profiled(scenario), ...serverCpu });
       children.push(server);
       const target = { baseUrl: await server.call("start", options), protocol: env.protocol };
       env.log(`${scenario.name}: server process ${server.pid}`);

@@ -17,9 +17,11 @@ export interface Scenario {
   /**
    * `rpc`: a server child process answers CreatePayment calls from the load
    * generator child process. `store`: one process calls the store directly.
+   * `layer`: one process invokes the server's CreatePayment in-process,
+   * interceptors included, with a new key per call and no RPC.
    */
-  readonly kind: "rpc" | "store";
-  /** For `rpc`: how the server handles calls. */
+  readonly kind: "rpc" | "store" | "layer";
+  /** For `rpc` and `layer`: how the server handles calls. */
   readonly server?: ServerSetup;
   /** For `rpc`: every call a new request ID, or duplicates of completed ones. */
   readonly keys?: "new" | "replay";
@@ -109,6 +111,30 @@ export const scenarios: readonly Scenario[] = [
     description: "PostgreSQL store alone, no RPC: claim + complete pairs per second",
     kind: "store",
     store: "postgres",
+  },
+  {
+    name: "layer-none",
+    description: "the handler alone, invoked in-process as connect-node invokes it, no RPC: the reference of the layer rows",
+    kind: "layer",
+    server: { kind: "plain" },
+  },
+  {
+    name: "layer-sqlite-normal",
+    description: "interceptor + SQLite store (normal) around the handler, in-process, no RPC; new keys",
+    kind: "layer",
+    server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0 },
+  },
+  {
+    name: "layer-powertools-redis",
+    description: "Powertools makeIdempotent + CachePersistenceLayer on Redis around the handler, in-process, no RPC; new keys",
+    kind: "layer",
+    server: { kind: "powertools" },
+  },
+  {
+    name: "layer-node-idempotency-redis",
+    description: "@node-idempotency/core + Redis adapter around the handler, in-process, no RPC; new keys",
+    kind: "layer",
+    server: { kind: "node-idempotency" },
   },
 ];
 

@@ -1,5 +1,6 @@
 // The server: a child process of bench/main.ts that serves CreatePayment for
 // one scenario over HTTP/2 on loopback.
+import { PaymentService } from "../gen/demo/v1/payments_pb.js";
 import { serveParent } from "./child-ipc.js";
 import { type BenchServiceOptions, createBenchService } from "./bench-services.js";
 import { startHttp2Server, type TestHttp2Server } from "../test/support/http2-server.js";
@@ -21,7 +22,8 @@ let server: TestHttp2Server | undefined;
 const api: ServerApi = {
   async start(options) {
     service = await createBenchService(options);
-    server = await startHttp2Server({ routes: service.routes, interceptors: service.interceptors });
+    const { createPayment, interceptors } = service;
+    server = await startHttp2Server({ routes: (router) => router.service(PaymentService, { createPayment }), interceptors });
     return server.baseUrl;
   },
   async cpuMicros() {

@@ -25,24 +25,20 @@ export async function createNodeIdempotencyService(): Promise<BenchService> {
   await storage.connect();
   const idempotency = new Idempotency(storage, { cacheKeyPrefix });
   return {
-    routes(router) {
-      router.service(PaymentService, {
-        async createPayment(req) {
-          const params: IdempotencyParams = {
-            method: "POST",
-            path: `/${PaymentService.typeName}/CreatePayment`,
-            headers: { "idempotency-key": req.requestId },
-            body: toJson(CreatePaymentRequestSchema, req) as JsonObject,
-          };
-          const stored = await idempotency.onRequest<JsonValue, unknown>(params);
-          if (stored?.body !== undefined) {
-            return fromJson(CreatePaymentResponseSchema, stored.body);
-          }
-          const res = createPayment(req);
-          await idempotency.onResponse(params, { body: toJson(CreatePaymentResponseSchema, res) });
-          return res;
-        },
-      });
+    async createPayment(req) {
+      const params: IdempotencyParams = {
+        method: "POST",
+        path: `/${PaymentService.typeName}/CreatePayment`,
+        headers: { "idempotency-key": req.requestId },
+        body: toJson(CreatePaymentRequestSchema, req) as JsonObject,
+      };
+      const stored = await idempotency.onRequest<JsonValue, unknown>(params);
+      if (stored?.body !== undefined) {
+        return fromJson(CreatePaymentResponseSchema, stored.body);
+      }
+      const res = createPayment(req);
+      await idempotency.onResponse(params, { body: toJson(CreatePaymentResponseSchema, res) });
+      return res;
     },
     interceptors: [],
     async close() {

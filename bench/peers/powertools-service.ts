@@ -6,7 +6,6 @@ import {
   type CreatePaymentRequest,
   CreatePaymentRequestSchema,
   CreatePaymentResponseSchema,
-  PaymentService,
 } from "../../gen/demo/v1/payments_pb.js";
 import type { BenchService } from "../bench-service.js";
 import { createPayment } from "../payment-handler.js";
@@ -39,13 +38,9 @@ export async function createPowertoolsService(): Promise<BenchService> {
     { persistenceStore, config, keyPrefix },
   );
   return {
-    routes(router) {
-      router.service(PaymentService, {
-        async createPayment(req) {
-          const json = toJson(CreatePaymentRequestSchema, req) as JsonObject;
-          return fromJson(CreatePaymentResponseSchema, await idempotentCreate(json, req));
-        },
-      });
+    async createPayment(req) {
+      const json = toJson(CreatePaymentRequestSchema, req) as JsonObject;
+      return fromJson(CreatePaymentResponseSchema, await idempotentCreate(json, req));
     },
     interceptors: [],
     async close() {

@@ -1,6 +1,7 @@
 import {
   type Attributes,
   type Counter,
+  createNoopMeter,
   type Histogram,
   type MeterProvider,
   metrics,
@@ -19,10 +20,22 @@ export interface IdempotencyTelemetryOptions {
   readonly meterProvider?: MeterProvider;
 }
 
-/** Consumes the interceptor's events; see `createIdempotencyTelemetry`. */
-export type IdempotencyTelemetry = (event: IdempotencyEvent) => void;
+/**
+ * Consumes the interceptor's events; see `createIdempotencyTelemetry`. A
+ * telemetry of your own may be a plain function, which receives every event.
+ */
+export type IdempotencyTelemetry = ((event: IdempotencyEvent) => void) & {
+  /**
+   * Whether an event emitted now would be recorded anywhere. While it returns
+   * false, and no `onEvent` listener is set, the interceptor builds no events
+   * (nor the key hashes they carry) for it. Must not throw.
+   */
+  readonly isRecording?: () => boolean;
+};
 
 interface Instruments {
+  /** False for the no-op meter of `@opentelemetry/api` (no SDK installed): recording is pointless. */
+  readonly recording: boolean;
   readonly outcomes: Counter;
   readonly waitDuration: Histogram;
   readonly storeDuration: Histogram;
@@ -50,11 +63,16 @@ const scopeName = "connect-idempotency";
  * - The active span (the server span of the call) gets `idempotency.outcome`,
  *   `idempotency.replayed` and `idempotency.key_hash`. Request IDs never
  *   appear in clear, only the event's hash.
+ *
+ * Its `isRecording()` is false while the meter provider is the API's no-op
+ * one and the call has no recording span, so that without an SDK the
+ * interceptor skips building events for it.
  */
 export function createIdempotencyTelemetry(options: IdempotencyTelemetryOptions = {}): IdempotencyTelemetry {
   const instrumentsFor = createInstrumentCache();
-  return (event) => {
-    const instruments = instrumentsFor(options.meterProvider ?? metrics.getMeterProvider());
+  const meterProvider = () => options.meterProvider ?? metrics.getMeterProvider();
+  const telemetry = (event: IdempotencyEvent) => {
+    const instruments = instrumentsFor(meterProvider());
     const method = { [TelemetryAttribute.rpcMethod]: event.method };
     for (const call of event.storeCalls ?? []) {
       const attributes: Attributes = { ...method, [TelemetryAttribute.storeOperation]: call.operation };
@@ -80,6 +98,9 @@ export function createIdempotencyTelemetry(options: IdempotencyTelemetryOptions 
       [TelemetryAttribute.keyHash]: event.keyHash,
     });
   };
+  return Object.assign(telemetry, {
+    isRecording: () => instrumentsFor(meterProvider()).recording || trace.getActiveSpan()?.isRecording() === true,
+  });
 }
 
 /**
@@ -109,6 +130,7 @@ function createInstrumentCache(): (provider: MeterProvider) => Instruments {
     if (found === undefined) {
       const meter = provider.getMeter(scopeName);
       found = {
+        recording: meter !== createNoopMeter(),
         outcomes: meter.createCounter(TelemetryMetric.outcomes, {
           description: "Idempotency decisions of the server interceptor, by method and outcome.",
           unit: "{outcome}",

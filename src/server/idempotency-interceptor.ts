@@ -491,7 +491,7 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
     } finally {
       const ms = performance.now() - started;
       call.storeMs += ms;
-      if (settings.onEvent !== undefined) {
+      if (settings.listening()) {
         call.storeCalls.push({ operation, ms, failed });
       }
     }
@@ -499,7 +499,9 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
 
   function emit(call: DedupeCall, type: IdempotencyEventType, details?: Partial<IdempotencyEvent>): void {
     const onEvent = settings.onEvent;
-    if (onEvent === undefined) {
+    if (onEvent === undefined || !settings.listening()) {
+      // Nobody records this event: skip building it and hashing the key.
+      call.storeCalls.length = 0;
       return;
     }
     const storeCalls = call.storeCalls;

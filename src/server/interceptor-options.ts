@@ -92,6 +92,12 @@ export interface InterceptorSettings {
   readonly releasedCodes: ReadonlySet<Code>;
   readonly maxStoredBytes: number;
   readonly onEvent: ((event: IdempotencyEvent) => void) | undefined;
+  /**
+   * Whether `onEvent` would do anything with an event emitted now: false
+   * while only the default telemetry listens and no SDK records. The
+   * interceptor then builds no event.
+   */
+  readonly listening: () => boolean;
   readonly clock: IdempotencyClock;
   readonly extensions: IdempotencyExtensions;
   readonly compressions: readonly string[];
@@ -109,7 +115,7 @@ export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions
     maxWaitMs: nonNegative("maxWait", options.maxWait ?? 5_000),
     releasedCodes: resolveReleasedCodes(options.storedCodes, options.releasedCodes),
     maxStoredBytes: positive("maxStoredBytes", options.maxStoredBytes ?? 4 * 1024 * 1024, "bytes"),
-    onEvent: combineListeners(
+    ...combineListeners(
       options.telemetry === false ? undefined : (options.telemetry ?? createIdempotencyTelemetry()),
       options.onEvent,
     ),
@@ -133,19 +139,28 @@ function nonNegative(name: string, value: number): number {
   return value;
 }
 
-// The user's listener runs even when telemetry throws.
+const always = () => true;
+const never = () => false;
+
+// The user's listener runs even when telemetry throws, and sees every event.
 function combineListeners(
   telemetry: IdempotencyTelemetry | undefined,
   onEvent: ((event: IdempotencyEvent) => void) | undefined,
-): ((event: IdempotencyEvent) => void) | undefined {
-  if (telemetry === undefined || onEvent === undefined) {
-    return telemetry ?? onEvent;
+): Pick<InterceptorSettings, "onEvent" | "listening"> {
+  if (telemetry === undefined) {
+    return { onEvent, listening: onEvent === undefined ? never : always };
   }
-  return (event) => {
-    try {
-      telemetry(event);
-    } finally {
-      onEvent(event);
-    }
+  if (onEvent === undefined) {
+    return { onEvent: telemetry, listening: telemetry.isRecording ?? always };
+  }
+  return {
+    onEvent: (event) => {
+      try {
+        telemetry(event);
+      } finally {
+        onEvent(event);
+      }
+    },
+    listening: always,
   };
 }

@@ -27,7 +27,7 @@ describe("npm run bench --quick", () => {
         "--duration",
         "0.2",
         "--scenarios",
-        "sqlite-normal,store-sqlite-normal",
+        "sqlite-normal,store-sqlite-normal,layer-sqlite-normal",
         "--out",
         out,
       ],
@@ -45,7 +45,7 @@ describe("npm run bench --quick", () => {
   });
 
   it("prints the table, with every target judged or marked not measured", () => {
-    expect(stdout).toMatch(/^scenario\s+conc\s+calls\/s/m);
+    expect(stdout).toMatch(/^scenario\s+conc\s+calls\/s\s+calls\/s IQR/m);
     expect(results.targets.map((t) => t.status)).toEqual([
       expect.stringMatching(/^(met|missed)$/),
       "not measured",
@@ -53,12 +53,36 @@ describe("npm run bench --quick", () => {
       "not measured",
       "not measured",
       "not measured",
+      "not measured",
+      "not measured",
     ]);
+    const judged = results.targets[0];
+    // One round: the spread is that round's ratio.
+    expect(judged?.spread?.q1).toBe(judged?.measured);
+    expect(judged?.spread?.q3).toBe(judged?.measured);
+    expect(stdout).toMatch(/^sqlite-normal >= 0\.95 x baseline\s+\d+\.\d\dx\s+\d+\.\d\dx-\d+\.\d\dx\s+(met|missed)/m);
   });
 
-  it("measures baseline, the SQLite scenario and the store alone with sane numbers", () => {
+  it("pins the server side and the load generator to CPUs of their own when taskset is there, and says so", () => {
+    const { pinning } = results.settings;
+    if (pinning === null) {
+      expect(results.notes.join("\n")).toMatch(/not pinned/);
+    } else {
+      expect(pinning.serverCpu).not.toBe(pinning.loadCpu);
+      expect(results.notes.join("\n")).toMatch(new RegExp(`pinned to CPU ${pinning.serverCpu}`));
+    }
+  });
+
+  it("measures baseline, the SQLite scenario, the store alone and the layer alone with sane numbers", () => {
     const rows = results.results.map((r) => `${r.scenario}@${r.concurrency}`);
-    expect(rows).toEqual(["baseline@1", "sqlite-normal@1", "baseline@64", "sqlite-normal@64", "store-sqlite-normal@64"]);
+    expect(rows).toEqual([
+      "baseline@1",
+      "sqlite-normal@1",
+      "baseline@64",
+      "sqlite-normal@64",
+      "store-sqlite-normal@64",
+      "layer-sqlite-normal@64",
+    ]);
     for (const r of results.results) {
       expect(r.errors, r.scenario).toBe(0);
       expect(r.rounds.length, r.scenario).toBe(1);
@@ -67,6 +91,9 @@ describe("npm run bench --quick", () => {
       expect(r.p50Ms, r.scenario).toBeGreaterThan(0);
       expect(r.p50Ms, r.scenario).toBeLessThanOrEqual(r.p99Ms);
       expect(r.ratioToBaseline, r.scenario).toBeGreaterThan(0);
+      expect(r.callsPerSecondSpread.median, r.scenario).toBe(r.callsPerSecond);
+      expect(r.ratioToBaselineSpread.median, r.scenario).toBe(r.ratioToBaseline);
+      expect(r.serverCpuMicrosPerCall, r.scenario).toBeGreaterThan(0);
     }
     const baseline = results.results.find((r) => r.scenario === "baseline" && r.concurrency === 64);
     expect(baseline?.ratioToBaseline).toBe(1);
