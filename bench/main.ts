@@ -1,5 +1,5 @@
 // `npm run bench`: the cost of idempotency against a plain server and against
-// the libraries users would pick instead. See docs/benchmark.md.
+// the libraries users would pick instead. See "Benchmark" in the README.
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
