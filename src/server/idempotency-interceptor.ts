@@ -206,19 +206,31 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
     // After a lost claim the store holds the successor's outcome: waiters
     // go back to the store for it rather than take this one.
     execution.running.settle(execution.lost ? { kind: "released" } : { kind: "outcome", outcome: bytes });
-    const retry = (attempt: number) => {
-      const delay = Math.min(firstCompletionRetryMs * 2 ** attempt, maxCompletionRetryMs);
-      setTimeout(() => {
-        void completeOnce(call, execution, bytes, code).then((again) => {
-          if (again) {
-            retry(attempt + 1);
-          }
-        });
-      }, delay).unref();
-    };
     if (retryLater) {
-      retry(0);
+      retryCompletion(call, execution, bytes, code, 0);
     }
+  }
+
+  /**
+   * Retries a failed completion write after a backoff, until it no longer
+   * asks to. A function of its own, so that the common path, where the
+   * write succeeds, allocates no retry closure.
+   */
+  function retryCompletion(
+    call: DedupeCall,
+    execution: Execution,
+    outcome: Uint8Array,
+    code: Code | undefined,
+    attempt: number,
+  ): void {
+    const delay = Math.min(firstCompletionRetryMs * 2 ** attempt, maxCompletionRetryMs);
+    setTimeout(() => {
+      void completeOnce(call, execution, outcome, code).then((again) => {
+        if (again) {
+          retryCompletion(call, execution, outcome, code, attempt + 1);
+        }
+      });
+    }, delay).unref();
   }
 
   /**

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { type DescField, type DescMessage, type Message, clone, toBinary } from "@bufbuild/protobuf";
+import { type DescField, type DescMessage, type Message, toBinary } from "@bufbuild/protobuf";
 
 /**
  * Computes the fingerprint of a request: the hex SHA-256 of its protobuf
@@ -11,20 +11,17 @@ import { type DescField, type DescMessage, type Message, clone, toBinary } from 
  * fingerprints stable.
  */
 export function fingerprintRequest(schema: DescMessage, message: Message, requestIdField: DescField): string {
-  let canonical: Message;
+  // Shallow copies are enough to clear a top-level string field and to
+  // replace maps: the handler's message is never changed.
+  const canonical = { ...message, [requestIdField.localName]: "" } as unknown as Record<string, unknown>;
   if (containsMap(schema)) {
-    canonical = clone(schema, message);
-    sortMaps(schema, canonical as unknown as Record<string, unknown>);
-    (canonical as unknown as Record<string, unknown>)[requestIdField.localName] = "";
-  } else {
-    // A shallow copy is enough to clear a top-level string field.
-    canonical = { ...message, [requestIdField.localName]: "" } as Message;
+    sortMaps(schema, canonical);
   }
-  return createHash("sha256").update(toBinary(schema, canonical)).digest("hex");
+  return createHash("sha256").update(toBinary(schema, canonical as unknown as Message)).digest("hex");
 }
 
 // Whether a message type has a map field, directly or in nested messages;
-// most request types have none, and take the cheaper path above.
+// most request types have none, and skip the walk below.
 const mapCache = new WeakMap<DescMessage, boolean>();
 
 function containsMap(schema: DescMessage): boolean {
@@ -52,7 +49,9 @@ function searchMap(schema: DescMessage, seen: Set<DescMessage>): boolean {
 
 // The binary encoding writes map entries in the order of the object's keys,
 // which is insertion order for non-numeric keys: rebuild every map with its
-// keys sorted. Works on a clone, never on the handler's message.
+// keys sorted. `message` is a shallow copy owned by the caller; what leads to
+// a map is copied before it is changed (copy on write), so that the
+// handler's message stays as it was without cloning all of it.
 function sortMaps(schema: DescMessage, message: Record<string, unknown>): void {
   for (const field of schema.fields) {
     const value = fieldValue(field, message);
@@ -62,30 +61,45 @@ function sortMaps(schema: DescMessage, message: Record<string, unknown>): void {
     switch (field.fieldKind) {
       case "map": {
         const map = value as Record<string, unknown>;
+        const nested = field.mapKind === "message" && containsMap(field.message) ? field.message : undefined;
         const sorted: Record<string, unknown> = {};
         for (const key of Object.keys(map).sort()) {
-          sorted[key] = map[key];
-          if (field.mapKind === "message") {
-            sortMaps(field.message, map[key] as Record<string, unknown>);
-          }
+          sorted[key] = nested === undefined ? map[key] : sortedCopy(nested, map[key]);
         }
         // Map fields cannot be members of a oneof.
         message[field.localName] = sorted;
         break;
       }
       case "message":
-        sortMaps(field.message, value as Record<string, unknown>);
+        if (containsMap(field.message)) {
+          setFieldValue(field, message, sortedCopy(field.message, value));
+        }
         break;
       case "list":
-        if (field.listKind === "message") {
-          for (const item of value as Record<string, unknown>[]) {
-            sortMaps(field.message, item);
-          }
+        if (field.listKind === "message" && containsMap(field.message)) {
+          const nested = field.message;
+          message[field.localName] = (value as unknown[]).map((item) => sortedCopy(nested, item));
         }
         break;
       default:
         break;
     }
+  }
+}
+
+/** A shallow copy of `message` with its maps sorted. */
+function sortedCopy(schema: DescMessage, message: unknown): Record<string, unknown> {
+  const copy = { ...(message as Record<string, unknown>) };
+  sortMaps(schema, copy);
+  return copy;
+}
+
+/** Sets a field, through its oneof when it is a member of one. */
+function setFieldValue(field: DescField, message: Record<string, unknown>, value: unknown): void {
+  if (field.oneof === undefined) {
+    message[field.localName] = value;
+  } else {
+    message[field.oneof.localName] = { case: field.localName, value };
   }
 }
 

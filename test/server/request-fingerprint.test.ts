@@ -1,5 +1,6 @@
 import * as http2 from "node:http2";
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromJson, type MessageInitShape, toJsonString } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FixtureService, OpaqueRequestSchema } from "../../gen/fixture/v1/fixture_pb.js";
@@ -56,6 +57,27 @@ describe("rule 5: fingerprint", () => {
     fingerprintRequest(OpaqueRequestSchema, message, keyField);
     expect(message.key).toBe("k");
     expect(JSON.stringify(Object.keys(message.labels))).toBe(before);
+  });
+
+  it("sorts maps nested in messages, lists, oneofs and map values, without touching the message", () => {
+    // google.protobuf.Value nests Struct maps through a oneof, ListValue
+    // lists and Struct map values. Its string_value, a oneof member, stands
+    // in for the request ID field: clearing it adds a property the encoding ignores.
+    const field = ValueSchema.field.stringValue;
+    const message = fromJson(ValueSchema, { z: 1, a: { y: [1, { b: { d: 1, c: 2 } }] }, m: [{ k: 1, j: 2 }] });
+    const reordered = fromJson(ValueSchema, { m: [{ j: 2, k: 1 }], a: { y: [1, { b: { c: 2, d: 1 } }] }, z: 1 });
+    const before = toJsonString(ValueSchema, message);
+    const innermost = () => {
+      const a = message.kind.case === "structValue" ? message.kind.value.fields.a : undefined;
+      const y = a?.kind.case === "structValue" ? a.kind.value.fields.y : undefined;
+      const item = y?.kind.case === "listValue" ? y.kind.value.values[1] : undefined;
+      const b = item?.kind.case === "structValue" ? item.kind.value.fields.b : undefined;
+      return b?.kind.case === "structValue" ? Object.keys(b.kind.value.fields) : [];
+    };
+    expect(innermost()).toEqual(["d", "c"]);
+    expect(fingerprintRequest(ValueSchema, message, field)).toBe(fingerprintRequest(ValueSchema, reordered, field));
+    expect(toJsonString(ValueSchema, message)).toBe(before);
+    expect(innermost()).toEqual(["d", "c"]);
   });
 
   describe("over HTTP", () => {

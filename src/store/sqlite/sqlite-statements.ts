@@ -86,8 +86,13 @@ WHERE ${keyMatch} AND owner = @owner AND status = 'in_progress'`);
 
   return {
     claim(input) {
+      // Claim and complete run on every call: their key fields are written
+      // out rather than spread from keyParams, which would allocate twice.
+      const { key } = input;
       const params: ClaimParams = {
-        ...keyParams(input.key),
+        scope: key.scope,
+        method: key.method,
+        key: key.key,
         fingerprint: input.fingerprint,
         owner: input.owner,
         now: input.now,
@@ -98,7 +103,7 @@ WHERE ${keyMatch} AND owner = @owner AND status = 'in_progress'`);
       if (row !== undefined) {
         return { kind: "claimed", replaced: row.replaced, record: recordFromSqliteRow(row) };
       }
-      const holder = get.get(keyParams(input.key));
+      const holder = get.get(keyParams(key));
       if (holder === undefined) {
         throw new Error(`claim of ${input.key.method} found neither a free key nor a record; run it in a transaction`);
       }
@@ -109,8 +114,11 @@ WHERE ${keyMatch} AND owner = @owner AND status = 'in_progress'`);
       return row === undefined ? undefined : recordFromSqliteRow(row);
     },
     complete(input) {
+      const { key } = input;
       const params: CompleteParams = {
-        ...keyParams(input.key),
+        scope: key.scope,
+        method: key.method,
+        key: key.key,
         owner: input.owner,
         outcome: input.outcome,
         now: input.now,
