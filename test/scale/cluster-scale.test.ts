@@ -225,6 +225,11 @@ function describeCluster(storeUnderTest: StoreUnderTest, storeTests: (cluster: C
       }
       process.kill(victim.pid, "SIGKILL");
       expect((await first).ok).toBe(false);
+      // The client sees the reset before the cluster's primary has noticed
+      // the death; until it has, it may still hand a new connection to the
+      // dead worker, where it hangs. A real client's per-attempt deadline
+      // would cover that; here we wait for the primary instead.
+      await expect.poll(() => cluster.stdout(), { timeout: 20_000 }).toContain(`exit ${victim.pid} SIGKILL`);
 
       // A new connection lands on a live worker. It finds the dead worker's
       // claim, waits for the lease to run out, and takes the key over.
@@ -240,7 +245,6 @@ function describeCluster(storeUnderTest: StoreUnderTest, storeTests: (cluster: C
       expect(replays).toEqual(clients.map(() => retried));
       expect((await executionsOf([requestId])).get(requestId)).toHaveLength(2);
       // The cluster replaced the dead worker.
-      expect(cluster.stdout()).toContain(`exit ${victim.pid} SIGKILL`);
       await expect.poll(() => cluster.stdout(), { timeout: 20_000 }).toMatch(/^forked \d+$/m);
     });
 
