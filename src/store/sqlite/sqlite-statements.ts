@@ -86,13 +86,8 @@ WHERE ${keyMatch} AND owner = @owner AND status = 'in_progress'`);
 
   return {
     claim(input) {
-      // Claim and complete run on every call: their key fields are written
-      // out rather than spread from keyParams, which would allocate twice.
-      const { key } = input;
       const params: ClaimParams = {
-        scope: key.scope,
-        method: key.method,
-        key: key.key,
+        ...keyParams(input.key),
         fingerprint: input.fingerprint,
         owner: input.owner,
         now: input.now,
@@ -103,7 +98,7 @@ WHERE ${keyMatch} AND owner = @owner AND status = 'in_progress'`);
       if (row !== undefined) {
         return { kind: "claimed", replaced: row.replaced, record: recordFromSqliteRow(row) };
       }
-      const holder = get.get(keyParams(key));
+      const holder = get.get(keyParams(input.key));
       if (holder === undefined) {
         throw new Error(`claim of ${input.key.method} found neither a free key nor a record; run it in a transaction`);
       }
@@ -114,11 +109,8 @@ WHERE ${keyMatch} AND owner = @owner AND status = 'in_progress'`);
       return row === undefined ? undefined : recordFromSqliteRow(row);
     },
     complete(input) {
-      const { key } = input;
       const params: CompleteParams = {
-        scope: key.scope,
-        method: key.method,
-        key: key.key,
+        ...keyParams(input.key),
         owner: input.owner,
         outcome: input.outcome,
         now: input.now,
