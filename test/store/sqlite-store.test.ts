@@ -1,4 +1,5 @@
 import { type ChildProcessByStdio, spawn } from "node:child_process";
+import { existsSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -67,8 +68,8 @@ describe("createSqliteStore", () => {
     return store;
   }
 
-  function connect(): Database.Database {
-    const db = new Database(join(dir, "records.db"));
+  function connect(path = join(dir, "records.db")): Database.Database {
+    const db = new Database(path);
     connections.push(db);
     return db;
   }
@@ -86,16 +87,24 @@ describe("createSqliteStore", () => {
 
   describe("connection settings", () => {
     it.each([
-      ["normal", 1],
-      ["full", 2],
-    ] as const)("applies WAL, the busy timeout and synchronous for durability %s", (durability, synchronous) => {
-      const store = open({ durability, busyTimeoutMs: 1234 });
-      expect(store.database.pragma("journal_mode", { simple: true })).toBe("wal");
-      expect(store.database.pragma("synchronous", { simple: true })).toBe(synchronous);
-      expect(store.database.pragma("busy_timeout", { simple: true })).toBe(1234);
-      // WAL is a property of the file: every other connection gets it too.
-      expect(connect().pragma("journal_mode", { simple: true })).toBe("wal");
-    });
+      ["normal", 0],
+      ["full", 1],
+    ] as const)(
+      "applies WAL and the busy timeout, and with durability %s syncs %i times per batch",
+      async (durability, syncsPerBatch) => {
+        const store = open({ durability, busyTimeoutMs: 1234 });
+        expect(store.database.pragma("journal_mode", { simple: true })).toBe("wal");
+        // Full durability fsyncs after the commit, off the event loop, instead of inside it.
+        expect(store.database.pragma("synchronous", { simple: true })).toBe(1);
+        expect(store.database.pragma("busy_timeout", { simple: true })).toBe(1234);
+        // WAL is a property of the file: every other connection gets it too.
+        expect(connect().pragma("journal_mode", { simple: true })).toBe("wal");
+        const before = store.executor.syncs;
+        await Promise.all([store.claim(claimInput("a")), store.claim(claimInput("b"))]);
+        await store.get(keyOf("a"));
+        expect(store.executor.syncs - before).toBe(2 * syncsPerBatch);
+      },
+    );
 
     it("defaults to durability normal and a 5 s busy timeout", () => {
       const store = open();
@@ -180,6 +189,34 @@ describe("createSqliteStore", () => {
       const before = store.executor.transactions;
       await Promise.all(Array.from({ length: 20 }, (_, i) => store.claim(claimInput(`k${i}`))));
       expect(store.executor.transactions - before).toBe(20);
+    });
+
+    it("settles a batch only once the sync after its commit resolved, and rejects it when the sync fails", async () => {
+      const syncs: { resolve(): void; reject(error: Error): void }[] = [];
+      const sync = () => new Promise<void>((resolve, reject) => syncs.push({ resolve, reject }));
+      const db = new Database(join(dir, "sync.db"));
+      db.exec("CREATE TABLE t (n INTEGER)");
+      const executor = createSqliteBatchExecutor(db, { sync });
+      try {
+        const settled: string[] = [];
+        const first = executor.run((d) => d.prepare("INSERT INTO t VALUES (1)").run().changes);
+        void first.then(() => settled.push("first"));
+        await vi.waitFor(() => expect(syncs).toHaveLength(1));
+        // Committed, visible to everyone, but not reported until synced.
+        expect(connect(join(dir, "sync.db")).prepare("SELECT count(*) FROM t").pluck().get()).toBe(1);
+        // The next batch runs meanwhile.
+        const second = executor.run((d) => d.prepare("INSERT INTO t VALUES (2)").run().changes);
+        await vi.waitFor(() => expect(syncs).toHaveLength(2));
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(settled).toEqual([]);
+        syncs[0]!.resolve();
+        expect(await first).toBe(1);
+        syncs[1]!.reject(Object.assign(new Error("EIO: i/o error, fsync"), { code: "EIO" }));
+        await expect(second).rejects.toMatchObject({ code: "EIO" });
+        expect(executor.syncs).toBe(2);
+      } finally {
+        executor.close();
+      }
     });
 
     it("splits a backlog larger than maxBatchSize into transactions, keeping the order", async () => {
@@ -398,6 +435,37 @@ describe("createSqliteStore", () => {
       await Promise.all([sweep, read]);
       expect(order).toEqual(["get:owner-live", "sweep:10"]);
       expect(store.executor.transactions).toBeGreaterThanOrEqual(4);
+    });
+  });
+
+  describe("checkpoints", () => {
+    it("leaves them to a worker thread, which copies the WAL into the file while the store stays open", async () => {
+      const store = open();
+      // The store's own connection never checkpoints on the event loop.
+      expect(store.database.pragma("wal_autocheckpoint", { simple: true })).toBe(0);
+      const file = join(dir, "records.db");
+      const sizeBefore = statSync(file).size;
+      for (let batch = 0; batch < 20; batch++) {
+        await Promise.all(Array.from({ length: 100 }, (_, i) => store.claim(claimInput(`k${batch}-${i}`))));
+      }
+      // Commits only append to the WAL; the file grows when a checkpoint copies them in.
+      await vi.waitFor(() => expect(statSync(file).size).toBeGreaterThan(sizeBefore + 100_000), { timeout: 5_000 });
+      // The WAL is reused from its start once checkpointed, rather than growing with every write.
+      const walBefore = statSync(`${file}-wal`).size;
+      for (let batch = 0; batch < 20; batch++) {
+        await Promise.all(Array.from({ length: 100 }, (_, i) => store.claim(claimInput(`again${batch}-${i}`))));
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect(statSync(`${file}-wal`).size).toBeLessThan(2 * walBefore);
+      expect(connect().prepare("SELECT count(*) FROM connect_idempotency_records").pluck().get()).toBe(4000);
+    });
+
+    it("lets go of the file on close, so that the last connection removes the WAL", async () => {
+      const store = open();
+      await store.claim(claimInput("a"));
+      await store.close();
+      expect(existsSync(join(dir, "records.db-wal"))).toBe(false);
+      expect(connect().prepare("SELECT key FROM connect_idempotency_records").pluck().all()).toEqual(["a"]);
     });
   });
 

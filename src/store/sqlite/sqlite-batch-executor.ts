@@ -34,6 +34,11 @@ export interface SqliteJobOptions {
  * error, and jobs that had not run yet go into a new transaction. Nothing is
  * ever reported as done that is not in the database.
  *
+ * With a `sync` (durability full), a batch's promises wait after the commit
+ * for a sync that began after it, off the event loop; meanwhile the next
+ * batch may already run. Read-only batches wait for one too, since what they
+ * read may be a commit whose sync is still running.
+ *
  * better-sqlite3 is synchronous: while another process holds the write lock,
  * `BEGIN IMMEDIATE` blocks the event loop for up to the busy timeout.
  */
@@ -48,6 +53,8 @@ export interface SqliteBatchExecutor {
   readonly transactions: number;
   /** Jobs run so far, for diagnostics. */
   readonly jobs: number;
+  /** Syncs asked for so far, for diagnostics: one per committed batch when there is a `sync`. */
+  readonly syncs: number;
   /** Whether `close()` was called. */
   readonly closed: boolean;
   /**
@@ -65,6 +72,12 @@ export interface SqliteBatchExecutorOptions {
    * may wait for) short. 1 turns group commit off. Defaults to 1024.
    */
   readonly maxBatchSize?: number;
+  /**
+   * Makes what was committed so far durable (see `SqliteWalSync`). When set,
+   * a job's promise settles only once the sync after its commit resolved,
+   * and rejects with the sync's error when it fails.
+   */
+  readonly sync?: () => Promise<void>;
 }
 
 interface Job {
@@ -98,7 +111,9 @@ export function createSqliteBatchExecutor(
   let scheduled: NodeJS.Immediate | undefined;
   let transactions = 0;
   let jobs = 0;
+  let syncs = 0;
   let closed = false;
+  const sync = options.sync;
 
   function flush(): void {
     scheduled = undefined;
@@ -167,12 +182,24 @@ export function createSqliteBatchExecutor(
       settleLost(batch, results, error);
       return [];
     }
+    if (sync === undefined) {
+      settle(batch, results);
+    } else {
+      syncs++;
+      sync().then(
+        () => settle(batch, results),
+        (error: unknown) => settleLost(batch, results, error),
+      );
+    }
+    return [];
+  }
+
+  function settle(batch: readonly Job[], results: readonly JobResult[]): void {
     for (let i = 0; i < batch.length; i++) {
       const result = results[i]!;
       if (result.ok) batch[i]!.resolve(result.value);
       else batch[i]!.reject(result.error);
     }
-    return [];
   }
 
   /** Rejects jobs whose transaction was lost: those that succeeded with its cause, the others with their own error. */
@@ -204,7 +231,6 @@ export function createSqliteBatchExecutor(
           run: job,
           write: jobOptions.write ?? true,
           savepoint: jobOptions.savepoint ?? true,
-         
           resolve: resolve as (value: unknown) => void,
           reject,
         });
@@ -216,6 +242,9 @@ export function createSqliteBatchExecutor(
     },
     get jobs() {
       return jobs;
+    },
+    get syncs() {
+      return syncs;
     },
     get closed() {
       return closed;

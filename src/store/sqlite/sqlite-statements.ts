@@ -44,18 +44,26 @@ export interface SqliteStatements {
 /** Prepares the statements of a records table that `migrateSqliteSchema` created. */
 export function createSqliteStatements(db: Database, table: string): SqliteStatements {
   const quoted = quoteSqliteIdentifier(table);
-  const keyMatch = "scope = @scope AND method = @method AND key = @key";
+  // Positional parameters throughout: binding named ones reads each from a
+  // JS object, which costs more than the statement itself on the hot path.
+  const keyMatch = "scope = ? AND method = ? AND key = ?";
+  // In the upsert, `excluded.*` holds the values of the attempted insert, so
+  // the conditions below need no parameters of their own: `updated_at` is now.
   // A record counts as absent once it expired, unless an in-progress claim
   // still holds a lease: the sweeper's own rule, so a claim never depends on
   // whether the sweeper already ran. A completed record's lease ended when it
   // completed.
-  const expired = "(expires_at <= @now AND (status = 'completed' OR lease_until <= @now))";
+  const expired =
+    "(expires_at <= excluded.updated_at AND (status = 'completed' OR lease_until <= excluded.updated_at))";
   // Only the same payload may take over a dead claim: another payload under a
   // key that may already have had effects is a client bug.
-  const takeover = "(status = 'in_progress' AND lease_until <= @now AND fingerprint = @fingerprint)";
-  const claim = db.prepare<ClaimParams, SqliteRecordRow>(`INSERT INTO ${quoted}
+  const takeover =
+    "(status = 'in_progress' AND lease_until <= excluded.updated_at AND fingerprint = excluded.fingerprint)";
+  // Every other column of a claimed record is what the claim wrote, so only
+  // these come back.
+  const claim = db.prepare<ClaimParams, ClaimedRow>(`INSERT INTO ${quoted}
   (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, replaced, outcome)
-VALUES (@scope, @method, @key, 'in_progress', @fingerprint, @owner, @now, @now, @leaseUntil, @expiresAt, 0, 'none', NULL)
+VALUES (?, ?, ?, 'in_progress', ?, ?, ?, ?, ?, ?, 0, 'none', NULL)
 ON CONFLICT (scope, method, key) DO UPDATE SET
   status = 'in_progress',
   fingerprint = excluded.fingerprint,
@@ -68,95 +76,98 @@ ON CONFLICT (scope, method, key) DO UPDATE SET
   replaced = CASE WHEN ${takeover} THEN 'takeover' ELSE 'expired' END,
   outcome = NULL
 WHERE ${takeover} OR ${expired}
-RETURNING ${sqliteRecordColumns}`);
+RETURNING created_at, takeovers, replaced`);
   const get = db.prepare<KeyParams, SqliteRecordRow>(`SELECT ${sqliteRecordColumns} FROM ${quoted} WHERE ${keyMatch}`);
   const complete = db.prepare<CompleteParams>(`UPDATE ${quoted}
-SET status = 'completed', outcome = @outcome, updated_at = @now, lease_until = @now, expires_at = @expiresAt
-WHERE ${keyMatch} AND owner = @owner AND status = 'in_progress'`);
+SET status = 'completed', outcome = ?, updated_at = ?, lease_until = ?, expires_at = ?
+WHERE ${keyMatch} AND owner = ? AND status = 'in_progress'`);
   // A completed record is never released: that would drop a stored outcome.
   const release = db.prepare<OwnerParams>(
-    `DELETE FROM ${quoted} WHERE ${keyMatch} AND owner = @owner AND status = 'in_progress'`,
+    `DELETE FROM ${quoted} WHERE ${keyMatch} AND owner = ? AND status = 'in_progress'`,
   );
   const renew = db.prepare<RenewParams>(
-    `UPDATE ${quoted} SET lease_until = @leaseUntil WHERE ${keyMatch} AND owner = @owner AND status = 'in_progress'`,
+    `UPDATE ${quoted} SET lease_until = ? WHERE ${keyMatch} AND owner = ? AND status = 'in_progress'`,
   );
-  const sweep = db.prepare<SweepInput>(`DELETE FROM ${quoted} WHERE rowid IN (
-  SELECT rowid FROM ${quoted} WHERE expires_at <= @now AND lease_until <= @now LIMIT @limit
+  const sweep = db.prepare<[now: number, now: number, limit: number]>(`DELETE FROM ${quoted} WHERE rowid IN (
+  SELECT rowid FROM ${quoted} WHERE expires_at <= ? AND lease_until <= ? LIMIT ?
 )`);
 
   return {
     claim(input) {
-      const params: ClaimParams = {
-        ...keyParams(input.key),
-        fingerprint: input.fingerprint,
-        owner: input.owner,
-        now: input.now,
-        leaseUntil: input.leaseUntil,
-        expiresAt: input.expiresAt,
-      };
-      const row = claim.get(params);
+      const { key, fingerprint, owner, now, leaseUntil, expiresAt } = input;
+      const row = claim.get(key.scope, key.method, key.key, fingerprint, owner, now, now, leaseUntil, expiresAt);
       if (row !== undefined) {
-        return { kind: "claimed", replaced: row.replaced, record: recordFromSqliteRow(row) };
+        return {
+          kind: "claimed",
+          replaced: row.replaced,
+          record: {
+            scope: key.scope,
+            method: key.method,
+            key: key.key,
+            status: "in_progress",
+            fingerprint,
+            owner,
+            createdAt: row.created_at,
+            updatedAt: now,
+            leaseUntil,
+            expiresAt,
+            takeovers: row.takeovers,
+            outcome: undefined,
+          },
+        };
       }
-      const holder = get.get(keyParams(input.key));
+      const holder = get.get(key.scope, key.method, key.key);
       if (holder === undefined) {
-        throw new Error(`claim of ${input.key.method} found neither a free key nor a record; run it in a transaction`);
+        throw new Error(`claim of ${key.method} found neither a free key nor a record; run it in a transaction`);
       }
       return { kind: "existing", record: recordFromSqliteRow(holder) };
     },
     get(key) {
-      const row = get.get(keyParams(key));
+      const row = get.get(key.scope, key.method, key.key);
       return row === undefined ? undefined : recordFromSqliteRow(row);
     },
-    complete(input) {
-      const params: CompleteParams = {
-        ...keyParams(input.key),
-        owner: input.owner,
-        outcome: input.outcome,
-        now: input.now,
-        expiresAt: input.expiresAt,
-      };
-      return complete.run(params).changes === 1;
+    complete({ key, owner, outcome, now, expiresAt }) {
+      return complete.run(outcome, now, now, expiresAt, key.scope, key.method, key.key, owner).changes === 1;
     },
-    release(input) {
-      return release.run({ ...keyParams(input.key), owner: input.owner }).changes === 1;
+    release({ key, owner }) {
+      return release.run(key.scope, key.method, key.key, owner).changes === 1;
     },
-    renew(input) {
-      return renew.run({ ...keyParams(input.key), owner: input.owner, leaseUntil: input.leaseUntil }).changes === 1;
+    renew({ key, owner, leaseUntil }) {
+      return renew.run(leaseUntil, key.scope, key.method, key.key, owner).changes === 1;
     },
-    sweep(input) {
-      return sweep.run({ now: input.now, limit: input.limit }).changes;
+    sweep({ now, limit }) {
+      return sweep.run(now, now, limit).changes;
     },
   };
 }
 
-interface KeyParams {
-  readonly scope: string;
-  readonly method: string;
-  readonly key: string;
-}
+type KeyParams = [scope: string, method: string, key: string];
 
-interface OwnerParams extends KeyParams {
-  readonly owner: string;
-}
+type OwnerParams = [...KeyParams, owner: string];
 
-interface ClaimParams extends OwnerParams {
-  readonly fingerprint: string;
-  readonly now: number;
-  readonly leaseUntil: number;
-  readonly expiresAt: number;
-}
+type ClaimParams = [
+  ...KeyParams,
+  fingerprint: string,
+  owner: string,
+  createdAt: number,
+  updatedAt: number,
+  leaseUntil: number,
+  expiresAt: number,
+];
 
-interface CompleteParams extends OwnerParams {
-  readonly outcome: Uint8Array;
-  readonly now: number;
-  readonly expiresAt: number;
-}
+type CompleteParams = [
+  outcome: Uint8Array,
+  updatedAt: number,
+  leaseUntil: number,
+  expiresAt: number,
+  ...OwnerParams,
+];
 
-interface RenewParams extends OwnerParams {
-  readonly leaseUntil: number;
-}
+type RenewParams = [leaseUntil: number, ...OwnerParams];
 
-function keyParams(key: RecordKey): KeyParams {
-  return { scope: key.scope, method: key.method, key: key.key };
+/** What a successful claim returns: the columns it did not take from its input. */
+interface ClaimedRow {
+  readonly created_at: number;
+  readonly takeovers: number;
+  readonly replaced: "none" | "expired" | "takeover";
 }

@@ -3,8 +3,10 @@ import type { AtomicIdempotencyStore } from "../atomic-idempotency-store.js";
 import { createRecordSweeper, type RecordSweeper, type SweepReport } from "../record-sweeper.js";
 import { createSqliteAtomicOperations } from "./sqlite-atomic-operations.js";
 import { createSqliteBatchExecutor, type SqliteBatchExecutor } from "./sqlite-batch-executor.js";
+import { type SqliteCheckpointer, startSqliteCheckpointer } from "./sqlite-checkpointer.js";
 import { migrateSqliteSchema, quoteSqliteIdentifier, sqliteDefaultTable } from "./sqlite-schema.js";
 import { createSqliteStatements, type SqliteStatements } from "./sqlite-statements.js";
+import { openSqliteWalSync, type SqliteWalSync } from "./sqlite-wal-sync.js";
 
 /**
  * How hard a commit tries to survive a crash.
@@ -12,9 +14,14 @@ import { createSqliteStatements, type SqliteStatements } from "./sqlite-statemen
  * - `normal` (`PRAGMA synchronous = NORMAL`): a commit survives the process
  *   crashing; a power loss or kernel crash may lose the last commits before
  *   the next WAL checkpoint. Lost records mean a retry runs the handler again.
- * - `full` (`PRAGMA synchronous = FULL`): every commit waits for fsync, so a
- *   committed record survives power loss. Group commit shares one fsync among
- *   all operations of an event loop turn.
+ * - `full`: every commit is fsynced before anything that depends on it
+ *   proceeds, so a record an operation reported survives power loss. Group
+ *   commit shares one fsync among all operations of an event loop turn, and
+ *   the fsync runs in libuv's thread pool rather than on the event loop (see
+ *   `SqliteWalSync`).
+ *
+ * With either, WAL checkpoints run in a worker thread (see
+ * `startSqliteCheckpointer`), not on the event loop.
  */
 export type SqliteDurability = "normal" | "full";
 
@@ -108,12 +115,22 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
   let statements: SqliteStatements;
   let executor: SqliteBatchExecutor;
   let sweeper: RecordSweeper;
+  let walSync: SqliteWalSync | undefined;
+  let checkpointer: SqliteCheckpointer | undefined;
   try {
     db.pragma("journal_mode = WAL");
-    db.pragma(`synchronous = ${durability === "full" ? "FULL" : "NORMAL"}`);
+    // Full durability syncs after the commit, off the event loop (walSync).
+    db.pragma("synchronous = NORMAL");
     migrateSqliteSchema(db, table);
     statements = createSqliteStatements(db, table);
-    executor = createSqliteBatchExecutor(db, options.groupCommit === false ? { maxBatchSize: 1 } : {});
+    // An in-memory database has no WAL: nothing to sync or checkpoint.
+    const inFile = !db.memory;
+    walSync = inFile && durability === "full" ? openSqliteWalSync(db.name) : undefined;
+    executor = createSqliteBatchExecutor(db, {
+      ...(options.groupCommit === false ? { maxBatchSize: 1 } : {}),
+      ...(walSync === undefined ? {} : { sync: walSync.sync }),
+    });
+    checkpointer = inFile ? startSqliteCheckpointer(db, db.name) : undefined;
     sweeper = createRecordSweeper({
       deleteBatch: (now, limit) => executor.run(() => statements.sweep({ now, limit }), singleWrite),
       intervalMs: options.sweepIntervalMs ?? 60_000,
@@ -122,6 +139,8 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       onSweep: options.onSweep,
     });
   } catch (error) {
+    void walSync?.close();
+    void checkpointer?.stop();
     db.close();
     throw error;
   }
@@ -141,7 +160,14 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     sweep: (input) => sweeper.sweep(input),
     ...createSqliteAtomicOperations({ db, executor, table, statements }),
     close() {
-      closing ??= sweeper.stop().then(() => executor.close());
+      closing ??= (async () => {
+        await sweeper.stop();
+        // The checkpointer lets go of the file first, so that closing the
+        // store's connection, the last one, checkpoints and removes the WAL.
+        await checkpointer?.stop();
+        executor.close();
+        await walSync?.close();
+      })();
       return closing;
     },
   };

@@ -1,0 +1,150 @@
+import { createRequire } from "node:module";
+import { Worker } from "node:worker_threads";
+import type { Database } from "better-sqlite3";
+
+/** Stops background checkpoints of one database. */
+export interface SqliteCheckpointer {
+  /**
+   * Stops checkpointing and closes the worker's connection to the file, so
+   * that the store's own connection is the last one when it closes (and
+   * checkpoints and removes the WAL as SQLite does on a last close).
+   */
+  stop(): Promise<void>;
+}
+
+/** How often the worker checkpoints each database. */
+const checkpointIntervalMs = 50;
+/** What `wal_autocheckpoint` goes back to when the worker cannot do it: SQLite's default. */
+const autocheckpointPages = 1000;
+
+/**
+ * Moves the WAL checkpoints of a store's connection into a worker thread.
+ *
+ * SQLite checkpoints in the connection whose commit crosses
+ * `wal_autocheckpoint` pages: with better-sqlite3 that is a call on the event
+ * loop that copies the WAL into the database file and fsyncs both, every few
+ * hundred operations. Here the store's connection stops checkpointing and a
+ * worker thread, with a connection of its own to the same file, runs a
+ * PASSIVE checkpoint every 50 ms, which never blocks the store's writes. One
+ * worker serves every store of the process. When the worker cannot open the
+ * file or dies, the store's connection checkpoints by itself again.
+ */
+export function startSqliteCheckpointer(db: Database, path: string): SqliteCheckpointer {
+  const id = nextId++;
+  const worker = sharedWorker();
+  db.pragma("wal_autocheckpoint = 0");
+  const fallBack = () => {
+    if (db.open) {
+      db.pragma(`wal_autocheckpoint = ${autocheckpointPages}`);
+    }
+  };
+  fallbacks.set(id, fallBack);
+  worker.postMessage({ type: "add", id, path } satisfies ToWorker);
+  let stopping: Promise<void> | undefined;
+  return {
+    stop() {
+      stopping ??= new Promise<void>((resolve) => {
+        if (!fallbacks.has(id)) {
+          // The worker already failed for this database, or is gone.
+          resolve();
+          return;
+        }
+        removals.set(id, resolve);
+        // Held until the worker answers, or an awaited close() would find
+        // the loop empty and the process would exit with it unsettled.
+        worker.ref();
+        worker.postMessage({ type: "remove", id } satisfies ToWorker);
+      });
+      return stopping;
+    },
+  };
+}
+
+type ToWorker = { type: "add"; id: number; path: string } | { type: "remove"; id: number };
+type FromWorker = { type: "failed"; id: number } | { type: "removed"; id: number };
+
+let nextId = 1;
+let worker: Worker | undefined;
+/** Per registered database: how its connection checkpoints again when the worker cannot. */
+const fallbacks = new Map<number, () => void>();
+/** Per database being removed: resolves its `stop()`. */
+const removals = new Map<number, () => void>();
+
+// Plain CommonJS for `eval`, so that it runs the same from TypeScript sources
+// (tests, tsx) and from the compiled package.
+const workerSource = `
+const { parentPort, workerData } = require("node:worker_threads");
+const Database = require(workerData.driver);
+const databases = new Map();
+let timer;
+function checkpointAll() {
+  for (const db of databases.values()) {
+    try {
+      db.pragma("wal_checkpoint(PASSIVE)");
+    } catch {
+      // Busy or failing now: the next tick tries again.
+    }
+  }
+}
+parentPort.on("message", (message) => {
+  if (message.type === "add") {
+    try {
+      databases.set(message.id, new Database(message.path, { fileMustExist: true, timeout: 0 }));
+      timer ??= setInterval(checkpointAll, workerData.intervalMs);
+    } catch {
+      parentPort.postMessage({ type: "failed", id: message.id });
+    }
+  } else if (message.type === "remove") {
+    const db = databases.get(message.id);
+    databases.delete(message.id);
+    try {
+      db?.close();
+    } catch {}
+    if (databases.size === 0 && timer !== undefined) {
+      clearInterval(timer);
+      timer = undefined;
+    }
+    parentPort.postMessage({ type: "removed", id: message.id });
+  }
+});
+`;
+
+function sharedWorker(): Worker {
+  if (worker !== undefined) {
+    return worker;
+  }
+  const driver = createRequire(import.meta.url).resolve("better-sqlite3");
+  const started = new Worker(workerSource, {
+    eval: true,
+    workerData: { driver, intervalMs: checkpointIntervalMs },
+  });
+  started.on("message", (message: FromWorker) => {
+    if (message.type === "failed") {
+      fallbacks.get(message.id)?.();
+      fallbacks.delete(message.id);
+    } else {
+      fallbacks.delete(message.id);
+    }
+    removals.get(message.id)?.();
+    removals.delete(message.id);
+    if (removals.size === 0) {
+      started.unref();
+    }
+  });
+  const lost = () => {
+    if (worker === started) {
+      worker = undefined;
+    }
+    for (const fallBack of fallbacks.values()) fallBack();
+    fallbacks.clear();
+    for (const resolve of removals.values()) resolve();
+    removals.clear();
+  };
+  started.on("error", lost);
+  started.on("exit", lost);
+  // Checkpoints are housekeeping: they never keep the process alive. After
+  // the listeners, which would take the worker's port back into the loop.
+  started.unref();
+  worker = started;
+  return started;
+}
