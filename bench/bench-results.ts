@@ -155,3 +155,24 @@ export function evaluateTargets(results: readonly ScenarioResult[]): TargetResul
     };
   });
 }
+
+/**
+ * What group commit buys, as notes: each SQLite store-alone scenario against
+ * its twin with one transaction per operation, where both ran.
+ */
+export function groupCommitNotes(results: readonly ScenarioResult[]): string[] {
+  const at = (scenario: string) => results.find((r) => r.scenario === scenario && r.concurrency === targetConcurrency);
+  return (["normal", "full"] as const).flatMap((durability) => {
+    const on = at(`store-sqlite-${durability}`);
+    const off = at(`store-sqlite-${durability}-single`);
+    if (on === undefined || off === undefined) {
+      return [];
+    }
+    const ratios = spreadOf(roundRatios(on, off));
+    return [
+      `group commit, durability ${durability}: ${Math.round(on.callsPerSecond).toLocaleString("en-US")} claim+complete pairs/s ` +
+        `against ${Math.round(off.callsPerSecond).toLocaleString("en-US")} with one transaction per operation: ` +
+        `${ratios.median.toFixed(1)}x (rounds ${ratios.q1.toFixed(1)}x-${ratios.q3.toFixed(1)}x)`,
+    ];
+  });
+}

@@ -8,6 +8,8 @@ export interface BenchStoreOptions {
   readonly kind: BenchStoreKind;
   /** For SQLite: the database file. */
   readonly sqlitePath?: string;
+  /** For SQLite: false turns group commit off. */
+  readonly groupCommit?: false;
   /** For PostgreSQL: the server, and a schema of this run that bench/main.ts drops afterwards. */
   readonly postgresUrl?: string;
   readonly postgresSchema?: string;
@@ -23,6 +25,7 @@ export async function openBenchStore(options: BenchStoreOptions): Promise<Idempo
       return createSqliteStore({
         path: required(options.sqlitePath, "sqlitePath"),
         durability: options.kind === "sqlite-full" ? "full" : "normal",
+        ...(options.groupCommit === false ? { groupCommit: false } : {}),
       });
     case "postgres":
       return createPostgresStore({

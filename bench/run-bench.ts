@@ -1,7 +1,14 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { type BenchResults, evaluateTargets, type RoundResult, roundRatios, type ScenarioResult } from "./bench-results.js";
+import {
+  type BenchResults,
+  evaluateTargets,
+  groupCommitNotes,
+  type RoundResult,
+  roundRatios,
+  type ScenarioResult,
+} from "./bench-results.js";
 import type { CpuPinningPlan } from "./cpu-pinning.js";
 import { median, spreadOf } from "./latency-stats.js";
 import type { BenchProtocol } from "./load-main.js";
@@ -97,7 +104,7 @@ export async function runBench(settings: BenchSettings): Promise<BenchResults> {
       },
       results,
       targets: evaluateTargets(results),
-      notes,
+      notes: [...notes, ...groupCommitNotes(results)],
     };
   } finally {
     await rm(tmp, { recursive: true, force: true });

@@ -142,7 +142,7 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
         const child = forkChild<StoreApi>(new URL("./store-main.ts", import.meta.url), serverCpu);
         children.push(child);
         const { options, meter } = await storeOptions(scenario, scenario.store, 0);
-        await child.call("start", options);
+        await child.call("start", { ...options, ...(scenario.groupCommit === false ? { groupCommit: false } : {}) });
         env.log(`${scenario.name}: store process ${child.pid}`);
         runners.set(scenario.name, (concurrency, durationMs) =>
           withServiceCpu(meter, () => child.call("run", { concurrency, durationMs })),

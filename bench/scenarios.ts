@@ -27,6 +27,8 @@ export interface Scenario {
   readonly keys?: "new" | "replay";
   /** For `store`: the store that is measured. */
   readonly store?: BenchStoreKind;
+  /** For a SQLite `store`: false gives each operation its own transaction, to show what group commit saves. */
+  readonly groupCommit?: false;
 }
 
 /** Every scenario, in the order of the table. */
@@ -105,6 +107,20 @@ export const scenarios: readonly Scenario[] = [
     description: "SQLite store alone (durability full), no RPC: claim + complete pairs per second",
     kind: "store",
     store: "sqlite-full",
+  },
+  {
+    name: "store-sqlite-normal-single",
+    description: "as store-sqlite-normal, with group commit off: one transaction per operation",
+    kind: "store",
+    store: "sqlite-normal",
+    groupCommit: false,
+  },
+  {
+    name: "store-sqlite-full-single",
+    description: "as store-sqlite-full, with group commit off: one transaction and one fsync per operation",
+    kind: "store",
+    store: "sqlite-full",
+    groupCommit: false,
   },
   {
     name: "store-postgres",

@@ -27,7 +27,7 @@ describe("npm run bench --quick", () => {
         "--duration",
         "0.2",
         "--scenarios",
-        "sqlite-normal,store-sqlite-normal,layer-sqlite-normal",
+        "sqlite-normal,store-sqlite-normal,store-sqlite-normal-single,layer-sqlite-normal",
         "--out",
         out,
       ],
@@ -81,6 +81,7 @@ describe("npm run bench --quick", () => {
       "baseline@64",
       "sqlite-normal@64",
       "store-sqlite-normal@64",
+      "store-sqlite-normal-single@64",
       "layer-sqlite-normal@64",
     ]);
     for (const r of results.results) {
@@ -98,6 +99,16 @@ describe("npm run bench --quick", () => {
     const baseline = results.results.find((r) => r.scenario === "baseline" && r.concurrency === 64);
     expect(baseline?.ratioToBaseline).toBe(1);
     expect(baseline?.serverCpuMicrosPerCall).toBeGreaterThan(0);
+  });
+
+  it("notes what group commit buys: the store alone with it against one transaction per operation", () => {
+    const on = results.results.find((r) => r.scenario === "store-sqlite-normal");
+    const off = results.results.find((r) => r.scenario === "store-sqlite-normal-single");
+    const ratio = (on!.callsPerSecond / off!.callsPerSecond).toFixed(1);
+    expect(results.notes).toContainEqual(
+      expect.stringMatching(new RegExp(`^group commit, durability normal: .* one transaction per operation: ${ratio.replace(".", "\\.")}x`)),
+    );
+    expect(results.notes.join("\n")).not.toMatch(/durability full/);
   });
 
   it("draws the chart with a bar per RPC scenario at concurrency 64", async () => {
