@@ -106,6 +106,19 @@ describe("createSqliteStore", () => {
       },
     );
 
+    it("reopens an existing file with durability full, and still syncs every batch", async () => {
+      const first = open({ durability: "full" });
+      await first.claim(claimInput("a"));
+      await first.close();
+      // The last connection closed: no WAL file is left for the next store to find.
+      expect(existsSync(join(dir, "records.db-wal"))).toBe(false);
+      const second = open({ durability: "full" });
+      const before = second.executor.syncs;
+      expect((await second.claim(claimInput("a"))).kind).toBe("existing");
+      expect((await second.claim(claimInput("b"))).kind).toBe("claimed");
+      expect(second.executor.syncs - before).toBe(2);
+    });
+
     it("defaults to durability normal and a 5 s busy timeout", () => {
       const store = open();
       expect(store.database.pragma("synchronous", { simple: true })).toBe(1);

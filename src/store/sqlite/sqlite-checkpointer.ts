@@ -31,7 +31,14 @@ const autocheckpointPages = 1000;
  */
 export function startSqliteCheckpointer(db: Database, path: string): SqliteCheckpointer {
   const id = nextId++;
-  const worker = sharedWorker();
+  let worker: Worker;
+  try {
+    worker = sharedWorker();
+  } catch {
+    // No worker here (a bundle without better-sqlite3 beside it, a runtime
+    // without worker threads): the connection keeps checkpointing by itself.
+    return { stop: async () => {} };
+  }
   db.pragma("wal_autocheckpoint = 0");
   const fallBack = () => {
     if (db.open) {
@@ -64,7 +71,7 @@ type ToWorker = { type: "add"; id: number; path: string } | { type: "remove"; id
 type FromWorker = { type: "failed"; id: number } | { type: "removed"; id: number };
 
 let nextId = 1;
-let worker: Worker | undefined;
+let shared: Worker | undefined;
 /** Per registered database: how its connection checkpoints again when the worker cannot. */
 const fallbacks = new Map<number, () => void>();
 /** Per database being removed: resolves its `stop()`. */
@@ -110,8 +117,8 @@ parentPort.on("message", (message) => {
 `;
 
 function sharedWorker(): Worker {
-  if (worker !== undefined) {
-    return worker;
+  if (shared !== undefined) {
+    return shared;
   }
   const driver = createRequire(import.meta.url).resolve("better-sqlite3");
   const started = new Worker(workerSource, {
@@ -132,8 +139,8 @@ function sharedWorker(): Worker {
     }
   });
   const lost = () => {
-    if (worker === started) {
-      worker = undefined;
+    if (shared === started) {
+      shared = undefined;
     }
     for (const fallBack of fallbacks.values()) fallBack();
     fallbacks.clear();
@@ -145,6 +152,6 @@ function sharedWorker(): Worker {
   // Checkpoints are housekeeping: they never keep the process alive. After
   // the listeners, which would take the worker's port back into the loop.
   started.unref();
-  worker = started;
+  shared = started;
   return started;
 }
