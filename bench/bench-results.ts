@@ -157,22 +157,36 @@ export function evaluateTargets(results: readonly ScenarioResult[]): TargetResul
 }
 
 /**
- * What group commit buys, as notes: each SQLite store-alone scenario against
- * its twin with one transaction per operation, where both ran.
+ * Notes that put the results in context: how far the identical twin of the
+ * baseline lands from it (the resolution of this run's RPC ratios), and what
+ * group commit buys (each SQLite store-alone scenario against its twin with
+ * one transaction per operation). Only for scenarios that ran.
  */
-export function groupCommitNotes(results: readonly ScenarioResult[]): string[] {
+export function comparisonNotes(results: readonly ScenarioResult[]): string[] {
   const at = (scenario: string) => results.find((r) => r.scenario === scenario && r.concurrency === targetConcurrency);
-  return (["normal", "full"] as const).flatMap((durability) => {
+  const notes: string[] = [];
+  const baseline = at("baseline");
+  const twin = at("baseline-twin");
+  if (baseline !== undefined && twin !== undefined) {
+    const ratios = spreadOf(roundRatios(twin, baseline));
+    notes.push(
+      `baseline-twin, the same server as baseline: ${ratios.median.toFixed(2)}x of it ` +
+        `(rounds ${ratios.q1.toFixed(2)}x-${ratios.q3.toFixed(2)}x, all ${ratios.min.toFixed(2)}x-${ratios.max.toFixed(2)}x); ` +
+        "RPC ratios closer than that are not told apart by this run",
+    );
+  }
+  for (const durability of ["normal", "full"] as const) {
     const on = at(`store-sqlite-${durability}`);
     const off = at(`store-sqlite-${durability}-single`);
     if (on === undefined || off === undefined) {
-      return [];
+      continue;
     }
     const ratios = spreadOf(roundRatios(on, off));
-    return [
+    notes.push(
       `group commit, durability ${durability}: ${Math.round(on.callsPerSecond).toLocaleString("en-US")} claim+complete pairs/s ` +
         `against ${Math.round(off.callsPerSecond).toLocaleString("en-US")} with one transaction per operation: ` +
         `${ratios.median.toFixed(1)}x (rounds ${ratios.q1.toFixed(1)}x-${ratios.q3.toFixed(1)}x)`,
-    ];
-  });
+    );
+  }
+  return notes;
 }

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import {
   type BenchResults,
   evaluateTargets,
-  groupCommitNotes,
+  comparisonNotes,
   type RoundResult,
   roundRatios,
   type ScenarioResult,
@@ -104,7 +104,7 @@ export async function runBench(settings: BenchSettings): Promise<BenchResults> {
       },
       results,
       targets: evaluateTargets(results),
-      notes: [...notes, ...groupCommitNotes(results)],
+      notes: [...notes, ...comparisonNotes(results)],
     };
   } finally {
     await rm(tmp, { recursive: true, force: true });

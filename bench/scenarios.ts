@@ -41,6 +41,13 @@ export const scenarios: readonly Scenario[] = [
     keys: "new",
   },
   {
+    name: "baseline-twin",
+    description: "a second baseline server, identical, in a process of its own: how far two identical servers land apart",
+    kind: "rpc",
+    server: { kind: "plain" },
+    keys: "new",
+  },
+  {
     name: "sqlite-normal",
     description: "interceptor + SQLite store, durability normal, every call a new key",
     kind: "rpc",

@@ -27,7 +27,7 @@ describe("npm run bench --quick", () => {
         "--duration",
         "0.2",
         "--scenarios",
-        "sqlite-normal,store-sqlite-normal,store-sqlite-normal-single,layer-sqlite-normal",
+        "baseline-twin,sqlite-normal,store-sqlite-normal,store-sqlite-normal-single,layer-sqlite-normal",
         "--out",
         out,
       ],
@@ -77,8 +77,10 @@ describe("npm run bench --quick", () => {
     const rows = results.results.map((r) => `${r.scenario}@${r.concurrency}`);
     expect(rows).toEqual([
       "baseline@1",
+      "baseline-twin@1",
       "sqlite-normal@1",
       "baseline@64",
+      "baseline-twin@64",
       "sqlite-normal@64",
       "store-sqlite-normal@64",
       "store-sqlite-normal-single@64",
@@ -101,6 +103,15 @@ describe("npm run bench --quick", () => {
     expect(baseline?.serverCpuMicrosPerCall).toBeGreaterThan(0);
   });
 
+  it("notes how far the baseline's identical twin lands from it", () => {
+    const twin = results.results.find((r) => r.scenario === "baseline-twin" && r.concurrency === 64);
+    expect(results.notes).toContainEqual(
+      expect.stringMatching(
+        new RegExp(`^baseline-twin, the same server as baseline: ${twin!.ratioToBaseline.toFixed(2).replace(".", "\\.")}x of it`),
+      ),
+    );
+  });
+
   it("notes what group commit buys: the store alone with it against one transaction per operation", () => {
     const on = results.results.find((r) => r.scenario === "store-sqlite-normal");
     const off = results.results.find((r) => r.scenario === "store-sqlite-normal-single");
@@ -114,7 +125,7 @@ describe("npm run bench --quick", () => {
   it("draws the chart with a bar per RPC scenario at concurrency 64", async () => {
     const svg = await readFile(join(out, "latest.svg"), "utf8");
     expect(svg.startsWith("<svg")).toBe(true);
-    expect(svg.match(/<rect /g)?.length).toBe(3); // background + baseline + sqlite-normal
+    expect(svg.match(/<rect /g)?.length).toBe(4); // background + baseline + baseline-twin + sqlite-normal
     expect(svg).toContain(">sqlite-normal</text>");
     expect(svg).not.toContain(">store-sqlite-normal</text>");
   });
