@@ -5,6 +5,8 @@ import { type IntervalStats, type Spread, spreadOf } from "./latency-stats.js";
 export interface RoundResult extends IntervalStats {
   /** The round, from 1. */
   readonly round: number;
+  /** Which of the scenario's processes ran the round, from 0 (see `serversPerScenario`). */
+  readonly process: number;
   /**
    * CPU time per completed call of the process that runs the interceptor or
    * the peer library: the server, or the store process of store scenarios.
@@ -89,6 +91,8 @@ export interface BenchResults {
     readonly roundMs: number;
     readonly warmupMs: number;
     readonly quick: boolean;
+    /** Server processes per RPC scenario, taking turns round by round. */
+    readonly serversPerScenario: number;
     /** The CPUs the server side and the load generator were pinned to; null when they were not (see notes). */
     readonly pinning: CpuPinning | null;
   };

@@ -23,6 +23,7 @@ const program = new Command("bench")
   .option("--quick", "runs everything briefly, as a smoke test; the numbers are noisy", false)
   .option("--scenarios <names>", "comma-separated scenarios (baseline is always added)", list)
   .option("--concurrency <levels>", "comma-separated concurrency levels", integerList, [1, 64])
+  .option("--servers <n>", "server processes per RPC scenario, taking turns by round (default 3, quick 1)", positiveInteger)
   .addOption(new Option("--protocol <protocol>", "wire protocol (binary codec)").choices(["grpc", "connect"]).default("grpc"))
   .option("--out <dir>", "where latest.json and latest.svg go (default bench/results; .data/bench/profiled with --cpu-prof)")
   .option("--cache-dir <dir>", "where prefilled SQLite files are kept between runs", join(repoRoot, ".data/bench"))
@@ -37,6 +38,7 @@ interface CliOptions {
   readonly quick: boolean;
   readonly scenarios?: string[];
   readonly concurrency: number[];
+  readonly servers?: number;
   readonly protocol: BenchProtocol;
   readonly out?: string;
   readonly cacheDir: string;
@@ -74,6 +76,7 @@ async function main(): Promise<number> {
     roundMs: 1000 * (options.duration ?? (options.quick ? 0.3 : 1)),
     warmupMs: 1000 * (options.warmup ?? (options.quick ? 0.1 : 0.2)),
     initialWarmupMs: options.quick ? 300 : 5000,
+    serversPerScenario: options.servers ?? (options.quick ? 1 : 3),
     protocol: options.protocol,
     quick: options.quick,
     cacheDir: resolve(options.cacheDir),

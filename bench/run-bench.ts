@@ -25,8 +25,10 @@ export interface BenchSettings {
   readonly roundMs: number;
   /** Unmeasured calls right before each round, so that every round starts warm. */
   readonly warmupMs: number;
-  /** Unmeasured calls once per scenario before the first round, for the JIT and the caches. */
+  /** Unmeasured calls once per scenario process before the first round, for the JIT and the caches. */
   readonly initialWarmupMs: number;
+  /** Server processes per RPC scenario; round r measures process r mod this. */
+  readonly serversPerScenario: number;
   readonly protocol: BenchProtocol;
   readonly quick: boolean;
   /** Where prefilled SQLite files are cached between runs. */
@@ -66,20 +68,27 @@ export async function runBench(settings: BenchSettings): Promise<BenchResults> {
       protocol: settings.protocol,
       ...(settings.cpuProfileDir === undefined ? {} : { cpuProfileDir: settings.cpuProfileDir }),
       ...(pinning.pinned ? { pinning: pinning.pinning } : {}),
+      serversPerScenario: settings.serversPerScenario,
       log,
       note: (line) => notes.push(line),
     });
     let results: ScenarioResult[];
     try {
       results = await measureRounds(settings, (scenario) => {
-        const runner = runners.get(scenario.name);
-        if (runner === undefined) {
+        const instances = runners.get(scenario.name);
+        if (instances === undefined || instances.length === 0) {
           throw new Error(`scenario ${scenario.name} was not started`);
         }
-        return runner;
+        return instances;
       });
     } finally {
       await stop();
+    }
+    if (settings.serversPerScenario > 1) {
+      notes.push(
+        `each RPC scenario ran on ${settings.serversPerScenario} server processes of its own, taking turns round by round, ` +
+          "so that no single process's luck decides its figures",
+      );
     }
     const cpu = cpus();
     return {
@@ -100,6 +109,7 @@ export async function runBench(settings: BenchSettings): Promise<BenchResults> {
         roundMs: settings.roundMs,
         warmupMs: settings.warmupMs,
         quick: settings.quick,
+        serversPerScenario: settings.serversPerScenario,
         pinning: pinning.pinned ? pinning.pinning : null,
       },
       results,
@@ -113,7 +123,7 @@ export async function runBench(settings: BenchSettings): Promise<BenchResults> {
 
 async function measureRounds(
   settings: BenchSettings,
-  runnerOf: (scenario: Scenario) => ScenarioRunner,
+  runnersOf: (scenario: Scenario) => readonly ScenarioRunner[],
 ): Promise<ScenarioResult[]> {
   const maxConcurrency = Math.max(...settings.concurrency);
   const levels = settings.concurrency.map((concurrency) => ({
@@ -122,15 +132,19 @@ async function measureRounds(
   }));
   settings.log(`warming up ${settings.scenarios.length} scenarios`);
   for (const scenario of settings.scenarios) {
-    await runnerOf(scenario)(maxConcurrency, settings.initialWarmupMs);
+    for (const warmUp of runnersOf(scenario)) {
+      await warmUp(maxConcurrency, settings.initialWarmupMs);
+    }
   }
   const rounds = new Map<string, RoundResult[]>();
   for (let round = 1; round <= settings.rounds; round++) {
     for (const { concurrency, scenarios } of levels) {
       for (const scenario of rotate(scenarios, round - 1)) {
-        const run = runnerOf(scenario);
+        const instances = runnersOf(scenario);
+        const instance = (round - 1) % instances.length;
+        const run = instances[instance]!;
         await run(concurrency, settings.warmupMs);
-        const result: RoundResult = { round, ...(await run(concurrency, settings.roundMs)) };
+        const result: RoundResult = { round, process: instance, ...(await run(concurrency, settings.roundMs)) };
         const id = `${scenario.name}@${concurrency}`;
         rounds.set(id, [...(rounds.get(id) ?? []), result]);
         settings.log(

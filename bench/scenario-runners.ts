@@ -15,7 +15,7 @@ import { copyPrefilledSqlite } from "./sqlite-prefill.js";
 import type { StoreApi } from "./store-main.js";
 
 /** Runs one scenario at a concurrency for a while and measures it. */
-export type ScenarioRunner = (concurrency: number, durationMs: number) => Promise<Omit<RoundResult, "round">>;
+export type ScenarioRunner = (concurrency: number, durationMs: number) => Promise<Omit<RoundResult, "round" | "process">>;
 
 /** What the scenarios need from the run. */
 export interface ScenarioEnvironment {
@@ -29,6 +29,12 @@ export interface ScenarioEnvironment {
   readonly cpuProfileDir?: string;
   /** When set, the CPUs the server side and the load generator are pinned to. */
   readonly pinning?: CpuPinning;
+  /**
+   * Server processes per RPC scenario, each with a store of its own. A
+   * process's throughput depends on how its JIT and its HTTP/2 writes settle,
+   * which differs from process to process: rounds take turns among several.
+   */
+  readonly serversPerScenario: number;
   /** Progress lines. */
   readonly log: (line: string) => void;
   /** Facts for the results' notes. */
@@ -37,7 +43,8 @@ export interface ScenarioEnvironment {
 
 /** The started scenarios, and how to stop them all. */
 export interface StartedScenarios {
-  readonly runners: ReadonlyMap<string, ScenarioRunner>;
+  /** Per scenario, one runner per process serving it: RPC scenarios have `serversPerScenario`, the others one. */
+  readonly runners: ReadonlyMap<string, readonly ScenarioRunner[]>;
   /** Stops every child process, closes the meters and drops the PostgreSQL schemas. Never throws. */
   stop(): Promise<void>;
 }
@@ -72,9 +79,9 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
     }
   };
 
-  const storeOptions = async (scenario: Scenario, kind: BenchStoreOptions["kind"], prefillRows: number) => {
+  const storeOptions = async (scenario: Scenario, kind: BenchStoreOptions["kind"], prefillRows: number, instance = 0) => {
     if (kind === "postgres") {
-      const suffix = `${process.pid}_${scenario.name.replace(/-/g, "_")}`;
+      const suffix = `${process.pid}_${scenario.name.replace(/-/g, "_")}_${instance}`;
       const postgresSchema = `connect_idempotency_bench_${suffix}`;
       postgresSchemas.push(postgresSchema);
       const postgresApplicationName = `connect-idempotency-bench-${suffix}`;
@@ -82,10 +89,10 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
       meters.push(meter);
       return { options: { kind, postgresUrl: env.postgresUrl, postgresSchema, postgresApplicationName }, meter };
     }
-    const sqlitePath = join(env.tmp, `${scenario.name}.db`);
+    const sqlitePath = join(env.tmp, `${scenario.name}-${instance}.db`);
     if (prefillRows > 0) {
       const report = await copyPrefilledSqlite(prefillRows, env.cacheDir, sqlitePath);
-      env.note(
+      if (instance === 0) env.note(
         `${scenario.name}: ${prefillRows.toLocaleString("en-US")} records copied from ${report.cachedPath}` +
           (report.built ? ` (built by this run in ${(report.buildMs / 1000).toFixed(1)} s)` : " (cached by an earlier run)"),
       );
@@ -115,9 +122,10 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
   const serviceSetup = async (
     setup: ServerSetup,
     scenario: Scenario,
+    instance = 0,
   ): Promise<{ options: BenchServiceOptions; meter: ServiceCpuMeter | undefined }> => {
     if (setup.kind === "interceptor") {
-      const store = await storeOptions(scenario, setup.store, setup.prefillRows);
+      const store = await storeOptions(scenario, setup.store, setup.prefillRows, instance);
       return { options: { setup, store: store.options }, meter: store.meter };
     }
     if (setup.kind !== "plain" && redisMeter === undefined) {
@@ -127,13 +135,36 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
     return { options: { setup }, meter: setup.kind === "plain" ? undefined : redisMeter };
   };
 
+  /** Starts one server process of an RPC scenario, and returns the runner that measures it. */
+  const startServer = async (
+    scenario: Scenario,
+    options: BenchServiceOptions,
+    meter: ServiceCpuMeter | undefined,
+    load: BenchChild<LoadApi>,
+  ): Promise<ScenarioRunner> => {
+    const server = forkChild<ServerApi>(new URL("./server-main.ts", import.meta.url), { ...profiled(scenario), ...serverCpu });
+    children.push(server);
+    const target = { baseUrl: await server.call("start", options), protocol: env.protocol };
+    env.log(`${scenario.name}: server process ${server.pid}`);
+    const keys = scenario.keys ?? "new";
+    if (keys === "replay") {
+      await load.call("prepareReplay", { ...target, count: replayKeyCount });
+    }
+    return async (concurrency, durationMs) => {
+      const cpuBefore = await server.call("cpuMicros");
+      const stats = await withServiceCpu(meter, () => load.call("run", { ...target, concurrency, durationMs, keys }));
+      const cpuAfter = await server.call("cpuMicros");
+      return { ...stats, serverCpuMicrosPerCall: (cpuAfter - cpuBefore) / Math.max(1, stats.calls) };
+    };
+  };
+
   try {
     const load = forkChild<LoadApi>(new URL("./load-main.ts", import.meta.url), {
       ...(env.pinning === undefined ? {} : { cpu: env.pinning.loadCpu }),
     });
     children.push(load);
     env.log(`load generator process ${load.pid}`);
-    const runners = new Map<string, ScenarioRunner>();
+    const runners = new Map<string, ScenarioRunner[]>();
     for (const scenario of scenarios) {
       if (scenario.kind === "store") {
         if (scenario.store === undefined) {
@@ -144,9 +175,9 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
         const { options, meter } = await storeOptions(scenario, scenario.store, 0);
         await child.call("start", { ...options, ...(scenario.groupCommit === false ? { groupCommit: false } : {}) });
         env.log(`${scenario.name}: store process ${child.pid}`);
-        runners.set(scenario.name, (concurrency, durationMs) =>
-          withServiceCpu(meter, () => child.call("run", { concurrency, durationMs })),
-        );
+        runners.set(scenario.name, [
+          (concurrency, durationMs) => withServiceCpu(meter, () => child.call("run", { concurrency, durationMs })),
+        ]);
         continue;
       }
       const setup = scenario.server;
@@ -159,25 +190,17 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
         children.push(child);
         await child.call("start", options);
         env.log(`${scenario.name}: layer process ${child.pid}`);
-        runners.set(scenario.name, (concurrency, durationMs) =>
-          withServiceCpu(meter, () => child.call("run", { concurrency, durationMs })),
-        );
+        runners.set(scenario.name, [
+          (concurrency, durationMs) => withServiceCpu(meter, () => child.call("run", { concurrency, durationMs })),
+        ]);
         continue;
       }
-      const server = forkChild<ServerApi>(new URL("./server-main.ts", import.meta.url), { ...profiled(scenario), ...serverCpu });
-      children.push(server);
-      const target = { baseUrl: await server.call("start", options), protocol: env.protocol };
-      env.log(`${scenario.name}: server process ${server.pid}`);
-      const keys = scenario.keys ?? "new";
-      if (keys === "replay") {
-        await load.call("prepareReplay", { ...target, count: replayKeyCount });
+      const instances: ScenarioRunner[] = [];
+      for (let instance = 0; instance < env.serversPerScenario; instance++) {
+        const own = instance === 0 ? { options, meter } : await serviceSetup(setup, scenario, instance);
+        instances.push(await startServer(scenario, own.options, own.meter, load));
       }
-      runners.set(scenario.name, async (concurrency, durationMs) => {
-        const cpuBefore = await server.call("cpuMicros");
-        const stats = await withServiceCpu(meter, () => load.call("run", { ...target, concurrency, durationMs, keys }));
-        const cpuAfter = await server.call("cpuMicros");
-        return { ...stats, serverCpuMicrosPerCall: (cpuAfter - cpuBefore) / Math.max(1, stats.calls) };
-      });
+      runners.set(scenario.name, instances);
     }
     return { runners, stop };
   } catch (error) {

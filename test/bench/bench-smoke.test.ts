@@ -130,3 +130,47 @@ describe("npm run bench --quick", () => {
     expect(svg).not.toContain(">store-sqlite-normal</text>");
   });
 });
+
+describe("npm run bench with several server processes per scenario", () => {
+  it("measures the rounds on the scenario's processes in turn, and says so", async () => {
+    const out = await mkdtemp(join(tmpdir(), "bench-servers-"));
+    try {
+      await promisify(execFile)(
+        process.execPath,
+        [
+          "--import",
+          "tsx",
+          "bench/main.ts",
+          "--quick",
+          "--duration",
+          "0.2",
+          "--servers",
+          "2",
+          "--rounds",
+          "3",
+          "--concurrency",
+          "64",
+          "--scenarios",
+          "sqlite-normal,store-sqlite-normal",
+          "--out",
+          out,
+        ],
+        { cwd: repoRoot, timeout: 100_000 },
+      );
+      const results = JSON.parse(await readFile(join(out, "latest.json"), "utf8")) as BenchResults;
+      expect(results.settings.serversPerScenario).toBe(2);
+      const processes = (scenario: string) =>
+        results.results.find((r) => r.scenario === scenario)?.rounds.map((r) => r.process);
+      expect(processes("baseline")).toEqual([0, 1, 0]);
+      expect(processes("sqlite-normal")).toEqual([0, 1, 0]);
+      // The store alone has no server to vary.
+      expect(processes("store-sqlite-normal")).toEqual([0, 0, 0]);
+      expect(results.notes).toContainEqual(expect.stringMatching(/^each RPC scenario ran on 2 server processes/));
+      for (const r of results.results) {
+        expect(r.errors, r.scenario).toBe(0);
+      }
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  }, 120_000);
+});

@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { ClaimInput, RecordKey } from "../../src/store/idempotency-store.js";
 import type { SweepReport } from "../../src/store/record-sweeper.js";
 import { createSqliteBatchExecutor } from "../../src/store/sqlite/sqlite-batch-executor.js";
+import { startSqliteCheckpointer } from "../../src/store/sqlite/sqlite-checkpointer.js";
 import { sqliteSchemaVersion } from "../../src/store/sqlite/sqlite-schema.js";
 import { createSqliteStore, type SqliteStore, type SqliteStoreOptions } from "../../src/store/sqlite/sqlite-store.js";
 import { describeStoreConformance } from "../store-conformance.js";
@@ -471,6 +472,15 @@ describe("createSqliteStore", () => {
       }
       expect(statSync(`${file}-wal`).size).toBeLessThan(2 * walBefore);
       expect(connect().prepare("SELECT count(*) FROM connect_idempotency_records").pluck().get()).toBe(4000);
+    });
+
+    it("gives checkpoints back to the connection when the worker cannot open the file", async () => {
+      const db = connect();
+      db.pragma("journal_mode = WAL");
+      const checkpointer = startSqliteCheckpointer(db, join(dir, "not-there", "records.db"));
+      expect(db.pragma("wal_autocheckpoint", { simple: true })).toBe(0);
+      await vi.waitFor(() => expect(db.pragma("wal_autocheckpoint", { simple: true })).toBe(1000), { timeout: 5_000 });
+      await checkpointer.stop();
     });
 
     it("lets go of the file on close, so that the last connection removes the WAL", async () => {
