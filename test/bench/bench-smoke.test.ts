@@ -8,6 +8,20 @@ import type { BenchResults } from "../../bench/bench-results.js";
 
 const repoRoot = resolve(import.meta.dirname, "../..");
 
+/** Runs `npm run bench --quick` as a user does, with 0.2 s rounds, writing to `out`. */
+async function runQuickBench(out: string, args: readonly string[]): Promise<{ stdout: string; results: BenchResults }> {
+  const run = await promisify(execFile)(
+    process.execPath,
+    ["--import", "tsx", "bench/main.ts", "--quick", "--duration", "0.2", ...args, "--out", out],
+    { cwd: repoRoot, timeout: 100_000 },
+  ).catch((error: { code?: number; stderr?: string }) => {
+    // A missed target must not fail the bench; only errors do.
+    throw new Error(`the bench exited with ${error.code}: ${error.stderr}`);
+  });
+  const results = JSON.parse(await readFile(join(out, "latest.json"), "utf8")) as BenchResults;
+  return { stdout: run.stdout, results };
+}
+
 // Runs `npm run bench` the way a user does, briefly, and checks that what it
 // writes is sane. Speed is not judged here: the bench reports it.
 describe("npm run bench --quick", () => {
@@ -17,27 +31,10 @@ describe("npm run bench --quick", () => {
 
   beforeAll(async () => {
     out = await mkdtemp(join(tmpdir(), "bench-smoke-"));
-    const run = await promisify(execFile)(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        "bench/main.ts",
-        "--quick",
-        "--duration",
-        "0.2",
-        "--scenarios",
-        "baseline-twin,sqlite-normal,store-sqlite-normal,store-sqlite-normal-single,layer-sqlite-normal",
-        "--out",
-        out,
-      ],
-      { cwd: repoRoot, timeout: 100_000 },
-    ).catch((error: { code?: number; stderr?: string }) => {
-      // A missed target must not fail the bench; only errors do.
-      throw new Error(`the bench exited with ${error.code}: ${error.stderr}`);
-    });
-    stdout = run.stdout;
-    results = JSON.parse(await readFile(join(out, "latest.json"), "utf8")) as BenchResults;
+    ({ stdout, results } = await runQuickBench(out, [
+      "--scenarios",
+      "baseline-twin,sqlite-normal,store-sqlite-normal,store-sqlite-normal-single,layer-sqlite-normal",
+    ]));
   }, 120_000);
 
   afterAll(async () => {
@@ -135,29 +132,16 @@ describe("npm run bench with several server processes per scenario", () => {
   it("measures the rounds on the scenario's processes in turn, and says so", async () => {
     const out = await mkdtemp(join(tmpdir(), "bench-servers-"));
     try {
-      await promisify(execFile)(
-        process.execPath,
-        [
-          "--import",
-          "tsx",
-          "bench/main.ts",
-          "--quick",
-          "--duration",
-          "0.2",
-          "--servers",
-          "2",
-          "--rounds",
-          "3",
-          "--concurrency",
-          "64",
-          "--scenarios",
-          "sqlite-normal,store-sqlite-normal",
-          "--out",
-          out,
-        ],
-        { cwd: repoRoot, timeout: 100_000 },
-      );
-      const results = JSON.parse(await readFile(join(out, "latest.json"), "utf8")) as BenchResults;
+      const { results } = await runQuickBench(out, [
+        "--servers",
+        "2",
+        "--rounds",
+        "3",
+        "--concurrency",
+        "64",
+        "--scenarios",
+        "sqlite-normal,store-sqlite-normal",
+      ]);
       expect(results.settings.serversPerScenario).toBe(2);
       const processes = (scenario: string) =>
         results.results.find((r) => r.scenario === scenario)?.rounds.map((r) => r.process);
