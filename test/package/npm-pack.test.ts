@@ -58,8 +58,9 @@ describe("npm package", () => {
     }
   });
 
-  it("runs in plain Node ESM: a server deduplicates and a replay carries the header", async () => {
+  it("runs in plain Node ESM: a server on a file store deduplicates, a replay carries the header, checkpoints run in the worker", async () => {
     const script = `
+      import { existsSync } from "node:fs";
       import * as http2 from "node:http2";
       import { createClient } from "@connectrpc/connect";
       import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-node";
@@ -67,7 +68,7 @@ describe("npm package", () => {
       import { createRequestIdInterceptor, createRetryInterceptor } from "connect-idempotency/client";
       import { PaymentService } from "connect-idempotency/gen/demo/v1/payments_pb.js";
       let executions = 0;
-      const store = createSqliteStore({ path: ":memory:" });
+      const store = createSqliteStore({ path: "smoke.db", durability: "full" });
       const server = http2.createServer(connectNodeAdapter({
         interceptors: [createIdempotencyInterceptor({ store })],
         routes: (r) => r.service(PaymentService, {
@@ -90,14 +91,19 @@ describe("npm package", () => {
         });
       }
       await client.createPayment({ amountMinor: 7n });
+      // Long enough for the worker to have started, or to have failed and handed checkpoints back.
+      await new Promise((ok) => setTimeout(ok, 500));
+      const autocheckpoint = store.database.pragma("wal_autocheckpoint", { simple: true });
       for (const s of sessions) s.destroy();
       server.close();
       await store.close();
-      console.log(JSON.stringify({ executions, replayed }));
+      console.log(JSON.stringify({ executions, replayed, autocheckpoint, walLeft: existsSync("smoke.db-wal") }));
     `;
     writeFileSync(join(project, "smoke.mjs"), script);
     const { stdout } = await run("node", ["smoke.mjs"], { cwd: project });
-    expect(JSON.parse(stdout)).toEqual({ executions: 2, replayed: [null, "true"] });
+    // The store's connection leaves checkpoints to the worker thread, which
+    // runs from the compiled package; the last close removes the WAL.
+    expect(JSON.parse(stdout)).toEqual({ executions: 2, replayed: [null, "true"], autocheckpoint: 0, walLeft: false });
   });
 
   it("exposes the CLI bin", async () => {
