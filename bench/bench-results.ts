@@ -140,9 +140,14 @@ export function roundRatios(
   });
 }
 
+/** A scenario's result at `targetConcurrency`, if it ran. */
+function atTargetConcurrency(results: readonly ScenarioResult[], scenario: string): ScenarioResult | undefined {
+  return results.find((r) => r.scenario === scenario && r.concurrency === targetConcurrency);
+}
+
 /** Judges the targets on calls per second at `targetConcurrency`. */
 export function evaluateTargets(results: readonly ScenarioResult[]): TargetResult[] {
-  const at = (scenario: string) => results.find((r) => r.scenario === scenario && r.concurrency === targetConcurrency);
+  const at = (scenario: string) => atTargetConcurrency(results, scenario);
   return targetSpecs.map(({ scenario, against, required }) => {
     const ours = at(scenario);
     const theirs = at(against);
@@ -167,7 +172,7 @@ export function evaluateTargets(results: readonly ScenarioResult[]): TargetResul
  * one transaction per operation). Only for scenarios that ran.
  */
 export function comparisonNotes(results: readonly ScenarioResult[]): string[] {
-  const at = (scenario: string) => results.find((r) => r.scenario === scenario && r.concurrency === targetConcurrency);
+  const at = (scenario: string) => atTargetConcurrency(results, scenario);
   const notes: string[] = [];
   const baseline = at("baseline");
   const twin = at("baseline-twin");

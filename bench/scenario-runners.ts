@@ -184,8 +184,8 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
       if (setup === undefined) {
         throw new Error(`scenario ${scenario.name} has no server setup`);
       }
-      const { options, meter } = await serviceSetup(setup, scenario);
       if (scenario.kind === "layer") {
+        const { options, meter } = await serviceSetup(setup, scenario);
         const child = forkChild<LayerApi>(new URL("./layer-main.ts", import.meta.url), { ...profiled(scenario), ...serverCpu });
         children.push(child);
         await child.call("start", options);
@@ -197,8 +197,8 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
       }
       const instances: ScenarioRunner[] = [];
       for (let instance = 0; instance < env.serversPerScenario; instance++) {
-        const own = instance === 0 ? { options, meter } : await serviceSetup(setup, scenario, instance);
-        instances.push(await startServer(scenario, own.options, own.meter, load));
+        const { options, meter } = await serviceSetup(setup, scenario, instance);
+        instances.push(await startServer(scenario, options, meter, load));
       }
       runners.set(scenario.name, instances);
     }
