@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto";
 import type { RecordKey } from "../store/idempotency-store.js";
+import { sha256Hex } from "./sha256-hex.js";
 
 /**
  * Hashes a record key for logs, metrics and spans, where request IDs must not
@@ -7,8 +7,5 @@ import type { RecordKey } from "../store/idempotency-store.js";
  * method and key (JSON-encoded, so that no separator is ambiguous).
  */
 export function hashRecordKey(key: RecordKey): string {
-  return createHash("sha256")
-    .update(JSON.stringify([key.scope, key.method, key.key]))
-    .digest("hex")
-    .slice(0, 32);
+  return sha256Hex(JSON.stringify([key.scope, key.method, key.key])).slice(0, 32);
 }

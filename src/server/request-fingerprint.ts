@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto";
 import { type DescField, type DescMessage, type Message, toBinary } from "@bufbuild/protobuf";
+import { sha256Hex } from "./sha256-hex.js";
 
 /**
  * Computes the fingerprint of a request: the hex SHA-256 of its protobuf
@@ -17,7 +17,7 @@ export function fingerprintRequest(schema: DescMessage, message: Message, reques
   if (containsMap(schema)) {
     sortMaps(schema, canonical);
   }
-  return createHash("sha256").update(toBinary(schema, canonical as unknown as Message)).digest("hex");
+  return sha256Hex(toBinary(schema, canonical as unknown as Message));
 }
 
 // Whether a message type has a map field, directly or in nested messages;
