@@ -148,6 +148,18 @@ export const scenarios: readonly Scenario[] = [
     server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0 },
   },
   {
+    name: "layer-sqlite-10k",
+    description: "as layer-sqlite-normal, with 10 thousand records in the store before the first call",
+    kind: "layer",
+    server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 10_000 },
+  },
+  {
+    name: "layer-sqlite-1m",
+    description: "as layer-sqlite-normal, with 1 million records in the store before the first call",
+    kind: "layer",
+    server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 1_000_000 },
+  },
+  {
     name: "layer-powertools-redis",
     description: "Powertools makeIdempotent + CachePersistenceLayer on Redis around the handler, in-process, no RPC; new keys",
     kind: "layer",
