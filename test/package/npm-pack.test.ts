@@ -103,7 +103,7 @@ describe("npm package", () => {
     const { stdout } = await run("node", ["smoke.mjs"], { cwd: project });
     // The store's connection leaves checkpoints to the worker thread, which
     // runs from the compiled package; the last close removes the WAL.
-    expect(JSON.parse(stdout)).toEqual({ executions: 2, replayed: [null, "true"], autocheckpoint: 0, walLeft: false });
+    expect(JSON.parse(stdout)).toEqual({ executions: 2, replayed: [null, "true"], autocheckpoint: 4096, walLeft: false });
   });
 
   it("exposes the CLI bin", async () => {

@@ -16,18 +16,30 @@ export interface SqliteCheckpointer {
 const checkpointIntervalMs = 50;
 /** What `wal_autocheckpoint` goes back to when the worker cannot do it: SQLite's default. */
 const autocheckpointPages = 1000;
+/**
+ * The store's connection still checkpoints past this many WAL pages (16 MB
+ * with 4 KB pages). Under steady writes a PASSIVE checkpoint never catches
+ * up: commits land while it runs, and a writer starts the WAL over only
+ * after a checkpoint that left nothing behind. Without this backstop the WAL
+ * grew by about 100 MB a second with the store alone. The worker has copied
+ * all but the last few frames by then, so the connection's own checkpoint is
+ * short, and it lets the next commit start the WAL over.
+ */
+const backstopPages = 4096;
 
 /**
- * Moves the WAL checkpoints of a store's connection into a worker thread.
+ * Moves the bulk of the WAL checkpoints of a store's connection into a
+ * worker thread.
  *
  * SQLite checkpoints in the connection whose commit crosses
  * `wal_autocheckpoint` pages: with better-sqlite3 that is a call on the event
  * loop that copies the WAL into the database file and fsyncs both, every few
- * hundred operations. Here the store's connection stops checkpointing and a
- * worker thread, with a connection of its own to the same file, runs a
- * PASSIVE checkpoint every 50 ms, which never blocks the store's writes. One
- * worker serves every store of the process. When the worker cannot open the
- * file or dies, the store's connection checkpoints by itself again.
+ * hundred operations. Here a worker thread, with a connection of its own to
+ * the same file, runs a PASSIVE checkpoint every 50 ms, which never blocks
+ * the store's writes, and the store's connection checkpoints only past
+ * `backstopPages`, to let the WAL start over. One worker serves every store
+ * of the process. When the worker cannot open the file or dies, the store's
+ * connection checkpoints at SQLite's default again.
  */
 export function startSqliteCheckpointer(db: Database, path: string): SqliteCheckpointer {
   const id = nextId++;
@@ -39,7 +51,7 @@ export function startSqliteCheckpointer(db: Database, path: string): SqliteCheck
     // without worker threads): the connection keeps checkpointing by itself.
     return { stop: async () => {} };
   }
-  db.pragma("wal_autocheckpoint = 0");
+  db.pragma(`wal_autocheckpoint = ${backstopPages}`);
   const fallBack = () => {
     if (db.open) {
       db.pragma(`wal_autocheckpoint = ${autocheckpointPages}`);

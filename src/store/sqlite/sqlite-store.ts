@@ -21,7 +21,8 @@ import { openSqliteWalSync, type SqliteWalSync } from "./sqlite-wal-sync.js";
  *   `SqliteWalSync`).
  *
  * With either, WAL checkpoints run in a worker thread (see
- * `startSqliteCheckpointer`), not on the event loop.
+ * `startSqliteCheckpointer`); the event loop only finishes one when the WAL
+ * passes 4,096 pages, so that it starts over.
  */
 export type SqliteDurability = "normal" | "full";
 
