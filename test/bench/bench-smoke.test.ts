@@ -52,6 +52,7 @@ describe("npm run bench --quick", () => {
       "not measured",
       "not measured",
       "not measured",
+      "not measured",
     ]);
     const judged = results.targets[0];
     // One round: the spread is that round's ratio.
