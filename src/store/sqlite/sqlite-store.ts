@@ -20,9 +20,9 @@ import { openSqliteWalSync, type SqliteWalSync } from "./sqlite-wal-sync.js";
  *   the fsync runs in libuv's thread pool rather than on the event loop (see
  *   `SqliteWalSync`).
  *
- * With either, WAL checkpoints run in a worker thread (see
- * `startSqliteCheckpointer`); the event loop only finishes one when the WAL
- * passes 4,096 pages, so that it starts over.
+ * With either, WAL checkpoints run in a worker thread; the event loop only
+ * finishes one past a backstop size, so that the WAL starts over (see
+ * `startSqliteCheckpointer`).
  */
 export type SqliteDurability = "normal" | "full";
 
