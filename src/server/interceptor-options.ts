@@ -2,14 +2,9 @@ import type { Code, UnaryRequest } from "@connectrpc/connect";
 import type { IdempotencyExtensions } from "../policy/idempotency-extensions.js";
 import { runtimeExtensions } from "../policy/runtime-extensions.js";
 import type { IdempotencyStore } from "../store/idempotency-store.js";
-import { resolveReleasedCodes } from "./error-disposition.js";
+import { type ErrorDisposition, resolveCodeDispositions } from "./error-disposition.js";
 import { createIdempotencyTelemetry, type IdempotencyTelemetry } from "../otel/idempotency-telemetry.js";
 import type { IdempotencyEvent } from "./idempotency-event.js";
-
-/** A source of the current time in milliseconds since the epoch. */
-export interface IdempotencyClock {
-  now(): number;
-}
 
 /** Options of `createIdempotencyInterceptor`. */
 export interface IdempotencyInterceptorOptions {
@@ -31,9 +26,21 @@ export interface IdempotencyInterceptorOptions {
   /**
    * How long a claim holds without renewal, in milliseconds. A running
    * handler renews it every third of the lease; when its process dies, the
-   * next retry takes the key over once the lease has run out. Default 30 s.
+   * next retry takes the key over once the lease and `leaseGrace` have run
+   * out. At least 1 s, and at least 3 times the store's longest blocking
+   * wait (the SQLite store's `busyTimeoutMs`), during which no renewal can
+   * run. Default 30 s.
    */
   readonly lease?: number;
+  /**
+   * How long past the end of a lease a claim still counts as held, in
+   * milliseconds: a takeover needs the lease plus this. An owner whose
+   * renewals or completion were held up by a store outage retries every
+   * 250 ms once the store answers again, so with a grace longer than that it
+   * wins against a retry that arrives at the same moment. An interrupted
+   * claim (an indefinite error) is taken over at once. Default 2 s.
+   */
+  readonly leaseGrace?: number;
   /**
    * How long a duplicate that arrives while the first call runs waits for
    * its outcome, in milliseconds, never beyond the call's deadline. After
@@ -41,16 +48,22 @@ export interface IdempotencyInterceptorOptions {
    */
   readonly maxWait?: number;
   /**
-   * The codes whose errors are stored and replayed. Alone, it decides every
-   * code: errors with other codes release the key. Default: see
-   * `defaultStoredCodes`.
+   * Codes whose errors the handler decided: stored and replayed to every
+   * retry. Codes not named in any of the three lists keep their default
+   * (`defaultStoredCodes`, `defaultIndefiniteCodes`).
    */
   readonly storedCodes?: readonly Code[];
   /**
-   * The codes whose errors release the key so that a retry runs again.
-   * Alone, it decides every code: errors with other codes are stored. With
-   * `storedCodes`, the two must not overlap and other codes are stored.
-   * Default: see `defaultReleasedCodes`.
+   * Codes whose errors are indefinite (the handler may have acted): the
+   * record and its phases stay, its lease ends at once, and the next call
+   * with the same payload takes it over with `attempt` + 1. Default:
+   * `defaultIndefiniteCodes`.
+   */
+  readonly indefiniteCodes?: readonly Code[];
+  /**
+   * Codes whose errors mean that nothing happened: the record and its phases
+   * are deleted and a retry runs afresh. Default none; a handler marks one
+   * error with `releaseOnError` instead.
    */
   readonly releasedCodes?: readonly Code[];
   /**
@@ -69,8 +82,6 @@ export interface IdempotencyInterceptorOptions {
    * installs an SDK. `false` turns it off. See "Operations" in the README.
    */
   readonly telemetry?: IdempotencyTelemetry | false;
-  /** The time used for leases and expiry. Default `Date`. */
-  readonly clock?: IdempotencyClock;
   /** The proto extensions that mark request IDs. Default `runtimeExtensions`. */
   readonly extensions?: IdempotencyExtensions;
   /**
@@ -88,8 +99,9 @@ export interface InterceptorSettings {
   readonly scope: (req: UnaryRequest) => string | Promise<string>;
   readonly retentionMs: number;
   readonly leaseMs: number;
+  readonly leaseGraceMs: number;
   readonly maxWaitMs: number;
-  readonly releasedCodes: ReadonlySet<Code>;
+  readonly dispositions: ReadonlyMap<Code, ErrorDisposition>;
   readonly maxStoredBytes: number;
   readonly onEvent: ((event: IdempotencyEvent) => void) | undefined;
   /**
@@ -98,31 +110,81 @@ export interface InterceptorSettings {
    * interceptor then builds no event.
    */
   readonly listening: () => boolean;
-  readonly clock: IdempotencyClock;
   readonly extensions: IdempotencyExtensions;
   readonly compressions: readonly string[];
 }
 
 const hour = 60 * 60 * 1000;
 
+/** How long a completed request ID is remembered unless configured: 24 h. */
+export const defaultRetentionMs = 24 * hour;
+/** How long a claim holds without renewal unless configured: 30 s. */
+export const defaultLeaseMs = 30_000;
+/** The shortest lease accepted: 1 s. */
+export const minLeaseMs = 1_000;
+/** How long past its lease a claim still counts as held unless configured: 2 s. */
+export const defaultLeaseGraceMs = 2_000;
+/**
+ * How often a pending completion, interruption or renewal is retried while
+ * the store fails: short, so that an owner whose store comes back writes
+ * first, well within the lease grace.
+ */
+export const storeRetryMs = 250;
+/** How long a duplicate waits for a running execution unless configured: 5 s. */
+export const defaultMaxWaitMs = 5_000;
+/** The largest outcome stored unless configured: 4 MiB. */
+export const defaultMaxStoredBytes = 4 * 1024 * 1024;
+
 /** Applies the defaults; throws on a value that cannot work. */
 export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions): InterceptorSettings {
+  const leaseMs = resolveLease(options.lease ?? defaultLeaseMs, options.store);
+  const leaseGraceMs = positive("leaseGrace", options.leaseGrace ?? defaultLeaseGraceMs, "milliseconds");
+  if (leaseGraceMs < 2 * storeRetryMs) {
+    throw new Error(
+      `idempotency interceptor: leaseGrace must be at least ${2 * storeRetryMs} ms (twice the ${storeRetryMs} ms at which an owner retries the store), got ${leaseGraceMs}`,
+    );
+  }
   return {
     store: options.store,
     scope: options.scope ?? (() => ""),
-    retentionMs: positive("retention", options.retention ?? 24 * hour, "milliseconds"),
-    leaseMs: positive("lease", options.lease ?? 30_000, "milliseconds"),
-    maxWaitMs: nonNegative("maxWait", options.maxWait ?? 5_000),
-    releasedCodes: resolveReleasedCodes(options.storedCodes, options.releasedCodes),
-    maxStoredBytes: positive("maxStoredBytes", options.maxStoredBytes ?? 4 * 1024 * 1024, "bytes"),
+    retentionMs: positive("retention", options.retention ?? defaultRetentionMs, "milliseconds"),
+    leaseMs,
+    leaseGraceMs,
+    maxWaitMs: nonNegative("maxWait", options.maxWait ?? defaultMaxWaitMs),
+    dispositions: resolveCodeDispositions(options),
+    maxStoredBytes: positive("maxStoredBytes", options.maxStoredBytes ?? defaultMaxStoredBytes, "bytes"),
     ...combineListeners(
       options.telemetry === false ? undefined : (options.telemetry ?? createIdempotencyTelemetry()),
       options.onEvent,
     ),
-    clock: options.clock ?? Date,
     extensions: options.extensions ?? runtimeExtensions,
     compressions: (options.acceptCompression ?? [{ name: "gzip" }, { name: "br" }]).map((c) => c.name),
   };
+}
+
+/**
+ * A lease renewals can keep: at least `minLeaseMs`, and at least three times
+ * the longest wait during which the store blocks the process. Renewals run
+ * every third of the lease; one held up by such a wait must still land
+ * before the lease ends.
+ */
+function resolveLease(leaseMs: number, store: IdempotencyStore | undefined): number {
+  positive("lease", leaseMs, "milliseconds");
+  if (leaseMs < minLeaseMs) {
+    throw new Error(
+      `idempotency interceptor: lease must be at least ${minLeaseMs} ms, got ${leaseMs}: a shorter lease ends before a ` +
+        "renewal can reach the store, and every retry would take over a live execution. Use seconds, not less",
+    );
+  }
+  const blockingWaitMs = typeof store === "object" && store !== null ? (store.blockingWaitMs ?? 0) : 0;
+  if (leaseMs < 3 * blockingWaitMs) {
+    throw new Error(
+      `idempotency interceptor: lease ${leaseMs} ms is too short for a store that can block the process for ` +
+        `${blockingWaitMs} ms (the SQLite store's busyTimeoutMs): no renewal runs during such a wait, so another ` +
+        `process could take over a live execution. Use a lease of at least ${3 * blockingWaitMs} ms, or a shorter busyTimeoutMs`,
+    );
+  }
+  return leaseMs;
 }
 
 function positive(name: string, value: number, unit: string): number {

@@ -14,6 +14,7 @@ import { atomicEffects } from "../../src/server/atomic-effects.js";
 import { deriveRequestId } from "../../src/server/derived-key.js";
 import { createSqliteStore, type SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { type IdempotencyTestServer, startIdempotencyTestServer } from "../support/idempotency-test-server.js";
+import { type ManualClock, createManualClock } from "../support/manual-clock.js";
 
 const method = "demo.v1.PaymentService/CreatePayment";
 const requestId = "3f0c8d4e-5b7a-4c1e-9d2f-6a8b0c1d2e3f";
@@ -23,13 +24,15 @@ const leaseMs = 60_000;
 type Handler = (req: CreatePaymentRequest, ctx: HandlerContext) => Promise<CreatePaymentResponse>;
 
 let store: SqliteStore;
+let clock: ManualClock;
 const servers: IdempotencyTestServer[] = [];
 let handler: Handler;
 
 /**
  * A server of its own on the shared store, as another process would be: a
  * duplicate sent to it does not wait for an execution running in another
- * server, but takes the key over once the lease has run out by its clock.
+ * server, but takes the key over once the lease (and its grace) has run
+ * out by the store's clock.
  */
 async function startServer(): Promise<IdempotencyTestServer> {
   const server = await startIdempotencyTestServer({
@@ -46,7 +49,8 @@ function clientOf(server: IdempotencyTestServer) {
 }
 
 beforeEach(() => {
-  store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0 });
+  clock = createManualClock();
+  store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock: () => clock.now() });
   store.database.exec("CREATE TABLE payments (payment_id TEXT PRIMARY KEY, charge_id TEXT NOT NULL)");
 });
 
@@ -94,15 +98,12 @@ describe("phase", () => {
     };
     const first = await startServer();
     const second = await startServer();
-    const stalledCall = clientOf(first).createPayment(request).then(
-      () => undefined,
-      (error: unknown) => ConnectError.from(error),
-    );
+    const stalledCall = clientOf(first).createPayment(request);
     await atStall;
     expect(stepRuns).toEqual({ reserve: 1, charge: 1, notify: 0 });
 
-    // The lease has run out by the second server's clock: it takes over.
-    second.clock.advance(leaseMs);
+    // The lease and its grace (2 s by default) have run out: the second server takes over.
+    clock.advance(leaseMs + 2_000);
     const resumed = await clientOf(second).createPayment(request);
     expect(second.events.map((event) => event.type)).toContain("takeover");
     // Recorded steps returned what the first execution recorded, without running.
@@ -111,11 +112,10 @@ describe("phase", () => {
       create(CreatePaymentResponseSchema, { payment: { paymentId: "slot-1", chargeId: "ch_1", amountMinor: 2n } }),
     );
 
-    // The stalled execution wakes up: it can no longer commit anything.
+    // The stalled execution wakes up: it can no longer commit anything, and
+    // its caller gets the stored outcome of the execution that took over.
     release();
-    const error = await stalledCall;
-    expect(error?.code).toBe(Code.Aborted);
-    expect(findErrorReason(error!)).toBe(ErrorReason.REQUEST_IN_PROGRESS);
+    expect(await stalledCall).toEqual(resumed);
     expect(store.database.prepare("SELECT payment_id FROM payments").all()).toEqual([{ payment_id: "slot-1" }]);
     expect(stepRuns).toEqual({ reserve: 1, charge: 1, notify: 1 });
   });

@@ -77,8 +77,7 @@ let server: IdempotencyTestServer | undefined;
 async function startServer(options: IdempotencyTestServerOptions & { onEnter?: (method: string) => void } = {}) {
   server = await startIdempotencyTestServer({
     ...options,
-    // Real time: the wait histogram measures wall time anyway.
-    interceptor: { clock: Date, ...options.interceptor },
+    interceptor: { ...options.interceptor },
     adapter: { interceptors: [serverSpans(options.onEnter)] },
   });
   return { server, client: createClient(PaymentService, createTestTransport(server.baseUrl, { protocol: "connect", binary: true, gzip: false })) };

@@ -6,6 +6,8 @@ import { FixtureService } from "../../gen/fixture/v1/fixture_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { hashRecordKey } from "../../src/server/key-hash.js";
 import type { IdempotencyStore } from "../../src/store/idempotency-store.js";
+import type { PostgresStore } from "../../src/store/postgres/postgres-store.js";
+import type { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import type { StoreStats } from "../../src/store/idempotency-store-admin.js";
 import { createGate } from "./call-gates.js";
 import { type IdempotencyTestServer, startIdempotencyTestServer } from "./idempotency-test-server.js";
@@ -62,16 +64,14 @@ export interface FilledStoreServer {
 /**
  * Starts the test server on `store` and fills the store through real calls:
  * 8 records, 7 completed and 1 in progress, over 3 methods and 3 scopes, one
- * expired. The interceptor's clock is wall time, moved back three hours for
- * the old records.
+ * expired. The old records are made three hours old afterwards, by moving
+ * their times back in the table (stores take time from their own clock).
  */
 export async function startFilledStoreServer(store: IdempotencyStore): Promise<FilledStoreServer> {
-  let offsetMs = 0;
   const slow = createGate();
   const server: IdempotencyTestServer = await startIdempotencyTestServer({
     store,
     interceptor: {
-      clock: { now: () => Date.now() + offsetMs },
       scope: (req) => req.header.get(tenantHeader) ?? "",
     },
     payments: {
@@ -104,12 +104,11 @@ export async function startFilledStoreServer(store: IdempotencyStore): Promise<F
   };
   const freshRequest = { requestId: keys.fresh, accountId: "acc_fresh", amountMinor: 1250n, currency: "EUR" };
 
-  offsetMs = -3 * hour;
   for (const requestId of keys.old) {
     await payments.createPayment({ requestId, accountId: "acc_old", amountMinor: 100n, currency: "EUR" });
   }
   await fixture.opaque({ key: keys.expired, text: "expires after a minute" });
-  offsetMs = 0;
+  await ageRecords(store, [...keys.old, keys.expired], 3 * hour);
   const freshResponse = await payments.createPayment(freshRequest);
   for (const scope of ["acme", "globex"]) {
     await payments.createPayment(
@@ -136,4 +135,31 @@ export async function startFilledStoreServer(store: IdempotencyStore): Promise<F
       await slowCall;
     },
   };
+}
+
+/**
+ * Moves every time of the records with these request IDs back by `ms`, as
+ * if they had been written that long ago by the store's clock.
+ */
+async function ageRecords(store: IdempotencyStore, requestIds: readonly string[], ms: number): Promise<void> {
+  const shift = "created_at = created_at - $ms, updated_at = updated_at - $ms, lease_until = lease_until - $ms, expires_at = expires_at - $ms";
+  if ("database" in store && "executor" in store) {
+    const sqlite = store as unknown as SqliteStore;
+    const update = sqlite.database.prepare(
+      `UPDATE "${sqlite.table}" SET ${shift.replaceAll("$ms", "@ms")} WHERE key = @key`,
+    );
+    await sqlite.executor.run(() => {
+      for (const key of requestIds) update.run({ ms, key });
+    });
+    return;
+  }
+  if ("pool" in store) {
+    const postgres = store as unknown as PostgresStore;
+    await postgres.pool.query(
+      `UPDATE "${postgres.schema}"."${postgres.table}" SET ${shift.replaceAll("$ms", "$1::bigint")} WHERE key = ANY($2::text[])`,
+      [ms, requestIds],
+    );
+    return;
+  }
+  throw new Error("ageRecords knows the SQLite and PostgreSQL stores only");
 }
