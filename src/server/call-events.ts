@@ -1,6 +1,5 @@
 import type { DedupeCall } from "./dedupe-call.js";
 import type { IdempotencyEvent, IdempotencyEventType, StoreOperation } from "./idempotency-event.js";
-import { hashRecordKey } from "./key-hash.js";
 
 /**
  * Reports one decision of a call to the interceptor's listeners. Builds
@@ -15,7 +14,7 @@ export function emit(call: DedupeCall, type: IdempotencyEventType, details?: Par
   }
   const storeCalls = call.storeCalls;
   call.storeCalls = [];
-  call.keyHash ??= hashRecordKey(call.record);
+  call.keyHash ??= call.settings.hashKey(call.record);
   try {
     onEvent({
       ...details,

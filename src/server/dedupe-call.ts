@@ -4,6 +4,7 @@ import type { RecordKey } from "../store/idempotency-store.js";
 import type { StoreCall } from "./idempotency-event.js";
 import type { InFlightWaiters } from "./in-flight-waiters.js";
 import type { InterceptorSettings } from "./interceptor-options.js";
+import type { PendingBudget } from "./pending-budget.js";
 import { fingerprintRequest } from "./request-fingerprint.js";
 
 /** The rest of the chain: the handler, behind any interceptors after this one. */
@@ -22,6 +23,8 @@ export interface DedupeCall {
   readonly settings: InterceptorSettings;
   /** The executions running in this process. */
   readonly inFlight: InFlightWaiters;
+  /** The memory for outcomes waiting for their write. */
+  readonly pending: PendingBudget;
   readonly record: RecordKey;
   /** The record identity as a map key for in-flight waiters. */
   readonly id: string;
@@ -41,6 +44,7 @@ export interface DedupeCall {
 export interface DedupeCallInit {
   readonly settings: InterceptorSettings;
   readonly inFlight: InFlightWaiters;
+  readonly pending: PendingBudget;
   readonly field: DescField;
   readonly scope: string;
   readonly key: string;
@@ -54,6 +58,7 @@ export function createDedupeCall(req: UnaryRequest, init: DedupeCallInit): Dedup
     req,
     settings: init.settings,
     inFlight: init.inFlight,
+    pending: init.pending,
     record: { scope: init.scope, method, key: init.key },
     // Method names have no newline and keys are printable ASCII, so the
     // free-form scope goes last and the joined string is unambiguous.

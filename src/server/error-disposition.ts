@@ -23,11 +23,9 @@ export const defaultStoredCodes: readonly Code[] = [
   Code.InvalidArgument,
   Code.NotFound,
   Code.AlreadyExists,
-  Code.PermissionDenied,
   Code.FailedPrecondition,
   Code.OutOfRange,
   Code.Unimplemented,
-  Code.Unauthenticated,
   Code.Internal,
   Code.Unknown,
   Code.DataLoss,
@@ -48,11 +46,14 @@ export const defaultIndefiniteCodes: readonly Code[] = [
 ];
 
 /**
- * The codes whose errors release the key by default: none. After the
- * handler started, only the handler knows that it had no effect; it says so
- * with `releaseOnError`.
+ * The codes whose errors release the key by default: refusals of who the
+ * caller is, which have no effect. Stored, they would let a caller without
+ * credentials (or an auth interceptor placed after this one) poison the
+ * rightful caller's request ID for the whole retention. For every other
+ * error, only the handler knows that it had no effect; it says so with
+ * `releaseOnError`.
  */
-export const defaultReleasedCodes: readonly Code[] = [];
+export const defaultReleasedCodes: readonly Code[] = [Code.Unauthenticated, Code.PermissionDenied];
 
 /** The three lists of the interceptor options, each of which may be absent. */
 export interface CodeDispositionLists {
@@ -64,13 +65,15 @@ export interface CodeDispositionLists {
 /**
  * What each code's errors do, from the interceptor options: a code named in
  * one of the lists gets that list's disposition, every other code its
- * default (see `defaultStoredCodes`, `defaultIndefiniteCodes`). A code in
+ * default (see `defaultStoredCodes`, `defaultIndefiniteCodes`,
+ * `defaultReleasedCodes`). A code in
  * two lists is refused.
  */
 export function resolveCodeDispositions(lists: CodeDispositionLists): ReadonlyMap<Code, ErrorDisposition> {
   const dispositions = new Map<Code, ErrorDisposition>();
   for (const code of defaultStoredCodes) dispositions.set(code, "store");
   for (const code of defaultIndefiniteCodes) dispositions.set(code, "interrupt");
+  for (const code of defaultReleasedCodes) dispositions.set(code, "release");
   const named = new Map<Code, string>();
   const apply = (list: readonly Code[] | undefined, name: string, disposition: ErrorDisposition) => {
     for (const code of list ?? []) {

@@ -44,6 +44,19 @@ export type IdempotencyEventType =
    * than the lease) and another call took the key over. See `operation`.
    */
   | "claim_lost"
+  /**
+   * The outcome could not be written and did not fit in memory until it can
+   * be (`maxPendingCompletions`, `maxPendingBytes`; see `responseBytes`): the
+   * caller got it, but its claim is no longer renewed, so a retry takes the
+   * key over after the lease and grace, as a new attempt.
+   */
+  | "completion_dropped"
+  /**
+   * The scope function threw or returned no string (see `error`): the call
+   * failed with SCOPE_FAILED or SCOPE_INVALID, or the ConnectError the
+   * scope function threw. `keyHash` is empty, since there is no scope.
+   */
+  | "scope_error"
   /** The store failed (see `operation`, `error`, `willRetry`). */
   | "store_error";
 
@@ -100,11 +113,11 @@ export interface IdempotencyEvent {
   readonly attempt?: number;
   /** For `replayed`, `completed`, `released` and `interrupted`: the error code, undefined for success. */
   readonly code?: Code;
-  /** For `too_large`: the size of the encoded outcome in bytes. */
+  /** For `too_large` and `completion_dropped`: the size of the encoded outcome in bytes. */
   readonly responseBytes?: number;
   /** For `store_error` and `claim_lost`: the operation that failed or found the claim gone. */
   readonly operation?: StoreOperation;
-  /** For `store_error`: the error the store raised. */
+  /** For `store_error`: the error the store raised; for `scope_error`, what the scope function threw or returned. */
   readonly error?: unknown;
   /** For `store_error`: whether the operation is retried (completion, interruption, renewal) or the call fails. */
   readonly willRetry?: boolean;

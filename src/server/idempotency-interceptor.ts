@@ -1,10 +1,13 @@
 import type { DescField } from "@bufbuild/protobuf";
 import type { Interceptor, UnaryRequest, UnaryResponse } from "@connectrpc/connect";
 import { createMethodPolicyCache, type MethodIdempotencyPolicy } from "../policy/method-policy.js";
+import { atomicClaimKey } from "./atomic-effects.js";
+import { resolveCallScope } from "./call-scope.js";
 import { createDedupeCall, type UnaryNext } from "./dedupe-call.js";
 import { deduplicate } from "./deduplicate.js";
 import { createInFlightWaiters, type InFlightWaiters } from "./in-flight-waiters.js";
 import { type IdempotencyInterceptorOptions, type InterceptorSettings, resolveInterceptorOptions } from "./interceptor-options.js";
+import { createPendingBudget, type PendingBudget } from "./pending-budget.js";
 import { requestIdOf } from "./request-id-of.js";
 
 /**
@@ -40,6 +43,7 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
   const settings = resolveInterceptorOptions(options);
   const policyOf = createMethodPolicyCache(settings.extensions);
   const inFlight = createInFlightWaiters();
+  const pending = createPendingBudget(settings.maxPendingCompletions, settings.maxPendingBytes);
   // Calls that are never deduplicated go straight to `next`, without an
   // extra async step.
   return (next) => (req) => {
@@ -51,7 +55,13 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
     if (field === undefined) {
       return next(req);
     }
-    return handleUnary(req, { settings, inFlight, policy, field }, next as UnaryNext);
+    if (req.contextValues.get(atomicClaimKey) !== undefined) {
+      // An idempotency interceptor earlier in the chain claimed this call
+      // already; claiming again would wait for that claim, i.e. for itself.
+      warnRegisteredTwice();
+      return next(req);
+    }
+    return handleUnary(req, { settings, inFlight, pending, policy, field }, next as UnaryNext);
   };
 }
 
@@ -59,6 +69,7 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
 interface MethodSetup {
   readonly settings: InterceptorSettings;
   readonly inFlight: InFlightWaiters;
+  readonly pending: PendingBudget;
   readonly policy: MethodIdempotencyPolicy;
   readonly field: DescField;
 }
@@ -70,14 +81,27 @@ async function handleUnary(req: UnaryRequest, setup: MethodSetup, next: UnaryNex
   if (key === undefined) {
     return next(req);
   }
-  const scope = settings.scope(req);
+  const scope = await resolveCallScope(req, settings);
   const call = createDedupeCall(req, {
     settings,
     inFlight: setup.inFlight,
+    pending: setup.pending,
     field,
-    scope: typeof scope === "string" ? scope : await scope,
+    scope,
     key,
     retentionMs: policy.retentionMs ?? settings.retentionMs,
   });
   return deduplicate(call, next);
+}
+
+let warnedTwice = false;
+
+function warnRegisteredTwice(): void {
+  if (!warnedTwice) {
+    warnedTwice = true;
+    process.emitWarning(
+      "connect-idempotency: a call passed two idempotency interceptors; the later one lets it through. " +
+        "Register createIdempotencyInterceptor once per server.",
+    );
+  }
 }

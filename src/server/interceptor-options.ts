@@ -5,6 +5,7 @@ import type { IdempotencyStore } from "../store/idempotency-store.js";
 import { type ErrorDisposition, resolveCodeDispositions } from "./error-disposition.js";
 import { createIdempotencyTelemetry, type IdempotencyTelemetry } from "../otel/idempotency-telemetry.js";
 import type { IdempotencyEvent } from "./idempotency-event.js";
+import { createRecordKeyHasher, type RecordKeyHasher } from "./key-hash.js";
 
 /** Options of `createIdempotencyInterceptor`. */
 export interface IdempotencyInterceptorOptions {
@@ -16,11 +17,19 @@ export interface IdempotencyInterceptorOptions {
    * never receives another's stored response. Derive it from the
    * authenticated identity (a context value set by your auth interceptor),
    * never from the payload. May be async. Default: one shared scope `""`.
+   *
+   * It must return a string. When it returns anything else (typically
+   * `undefined`, because it reads a context value that an interceptor after
+   * this one sets), the call fails with INTERNAL, reason SCOPE_INVALID: put
+   * the auth interceptor before the idempotency interceptor. A ConnectError
+   * it throws (say, UNAUTHENTICATED) reaches the client as it is; anything
+   * else it throws fails the call with INTERNAL, reason SCOPE_FAILED.
    */
   readonly scope?: (req: UnaryRequest) => string | Promise<string>;
   /**
    * How long a completed request ID is remembered, in milliseconds. A
-   * method's `(idempotency.v1.policy).retention` overrides it. Default 24 h.
+   * method's `(idempotency.v1.policy).retention` overrides it. Default 24 h,
+   * at most 100 years.
    */
   readonly retention?: number;
   /**
@@ -62,8 +71,9 @@ export interface IdempotencyInterceptorOptions {
   readonly indefiniteCodes?: readonly Code[];
   /**
    * Codes whose errors mean that nothing happened: the record and its phases
-   * are deleted and a retry runs afresh. Default none; a handler marks one
-   * error with `releaseOnError` instead.
+   * are deleted and a retry runs afresh. Default: `defaultReleasedCodes`
+   * (UNAUTHENTICATED and PERMISSION_DENIED, refusals of who the caller is);
+   * a handler marks one error with `releaseOnError` instead.
    */
   readonly releasedCodes?: readonly Code[];
   /**
@@ -73,6 +83,23 @@ export interface IdempotencyInterceptorOptions {
    * ran instead of running it again. Default 4 MiB.
    */
   readonly maxStoredBytes?: number;
+  /**
+   * How many completed outcomes may wait in memory for their write to the
+   * store (while the store refuses writes) at once. Past it, an outcome is
+   * dropped from memory (event `completion_dropped`): its claim is no longer
+   * renewed, so a retry takes it over after the lease and grace, as a new
+   * attempt that knows (`takeover: true`). Default 1,000.
+   */
+  readonly maxPendingCompletions?: number;
+  /** The bytes of outcomes that may wait in memory for their write, as `maxPendingCompletions`. Default 64 MiB. */
+  readonly maxPendingBytes?: number;
+  /**
+   * The secret of the keyed hash (HMAC-SHA-256) that events carry instead of
+   * request IDs (`keyHash`). Give every process of a deployment the same
+   * secret to correlate their events. Default: a random secret per
+   * interceptor, so hashes match only within one process.
+   */
+  readonly keyHashSecret?: string | Uint8Array;
   /** Receives every decision, for logs and metrics. Must not throw. */
   readonly onEvent?: (event: IdempotencyEvent) => void;
   /**
@@ -103,6 +130,9 @@ export interface InterceptorSettings {
   readonly maxWaitMs: number;
   readonly dispositions: ReadonlyMap<Code, ErrorDisposition>;
   readonly maxStoredBytes: number;
+  readonly maxPendingCompletions: number;
+  readonly maxPendingBytes: number;
+  readonly hashKey: RecordKeyHasher;
   readonly onEvent: ((event: IdempotencyEvent) => void) | undefined;
   /**
    * Whether `onEvent` would do anything with an event emitted now: false
@@ -134,9 +164,51 @@ export const storeRetryMs = 250;
 export const defaultMaxWaitMs = 5_000;
 /** The largest outcome stored unless configured: 4 MiB. */
 export const defaultMaxStoredBytes = 4 * 1024 * 1024;
+/** The longest retention accepted: 100 years, far inside what every store's times can hold. */
+export const maxRetentionMs = 100 * 365 * 24 * hour;
+/** How many outcomes may wait in memory for their write unless configured: 1,000. */
+export const defaultMaxPendingCompletions = 1_000;
+/** How many bytes of outcomes may wait in memory for their write unless configured: 64 MiB. */
+export const defaultMaxPendingBytes = 64 * 1024 * 1024;
+
+// Every option name, to refuse a misspelled one (`retentionMs`, `leaseMs`)
+// rather than ignore it.
+const optionNames: ReadonlySet<string> = new Set<keyof IdempotencyInterceptorOptions>([
+  "store",
+  "scope",
+  "retention",
+  "lease",
+  "leaseGrace",
+  "maxWait",
+  "storedCodes",
+  "indefiniteCodes",
+  "releasedCodes",
+  "maxStoredBytes",
+  "maxPendingCompletions",
+  "maxPendingBytes",
+  "keyHashSecret",
+  "onEvent",
+  "telemetry",
+  "extensions",
+  "acceptCompression",
+]);
+
+const storeMethods = ["claim", "complete", "interrupt", "release", "renew", "get", "sweep", "close"] as const;
 
 /** Applies the defaults; throws on a value that cannot work. */
 export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions): InterceptorSettings {
+  checkOptionNames(options);
+  checkStore(options.store);
+  if (options.scope !== undefined && typeof options.scope !== "function") {
+    throw new Error(`idempotency interceptor: scope must be a function of the request, got ${typeof options.scope}`);
+  }
+  const retentionMs = positive("retention", options.retention ?? defaultRetentionMs, "milliseconds");
+  if (retentionMs > maxRetentionMs) {
+    throw new Error(
+      `idempotency interceptor: retention must be at most ${maxRetentionMs} ms (100 years), got ${retentionMs}: ` +
+        "the stores keep times as milliseconds since the epoch, and such an expiry is past what they can represent",
+    );
+  }
   const leaseMs = resolveLease(options.lease ?? defaultLeaseMs, options.store);
   const leaseGraceMs = positive("leaseGrace", options.leaseGrace ?? defaultLeaseGraceMs, "milliseconds");
   if (leaseGraceMs < 2 * storeRetryMs) {
@@ -147,12 +219,19 @@ export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions
   return {
     store: options.store,
     scope: options.scope ?? (() => ""),
-    retentionMs: positive("retention", options.retention ?? defaultRetentionMs, "milliseconds"),
+    retentionMs,
     leaseMs,
     leaseGraceMs,
-    maxWaitMs: nonNegative("maxWait", options.maxWait ?? defaultMaxWaitMs),
+    maxWaitMs: nonNegative("maxWait", options.maxWait ?? defaultMaxWaitMs, "milliseconds"),
     dispositions: resolveCodeDispositions(options),
     maxStoredBytes: positive("maxStoredBytes", options.maxStoredBytes ?? defaultMaxStoredBytes, "bytes"),
+    maxPendingCompletions: nonNegative(
+      "maxPendingCompletions",
+      options.maxPendingCompletions ?? defaultMaxPendingCompletions,
+      "outcomes",
+    ),
+    maxPendingBytes: nonNegative("maxPendingBytes", options.maxPendingBytes ?? defaultMaxPendingBytes, "bytes"),
+    hashKey: createRecordKeyHasher(options.keyHashSecret),
     ...combineListeners(
       options.telemetry === false ? undefined : (options.telemetry ?? createIdempotencyTelemetry()),
       options.onEvent,
@@ -194,11 +273,46 @@ function positive(name: string, value: number, unit: string): number {
   return value;
 }
 
-function nonNegative(name: string, value: number): number {
+function nonNegative(name: string, value: number, unit: string): number {
   if (!Number.isFinite(value) || value < 0) {
-    throw new Error(`idempotency interceptor: ${name} must be zero or a positive number of milliseconds, got ${value}`);
+    throw new Error(`idempotency interceptor: ${name} must be zero or a positive number of ${unit}, got ${value}`);
   }
   return value;
+}
+
+function checkOptionNames(options: IdempotencyInterceptorOptions): void {
+  if (typeof options !== "object" || options === null) {
+    throw new Error("idempotency interceptor: pass an options object, such as { store }");
+  }
+  for (const name of Object.keys(options)) {
+    if (!optionNames.has(name)) {
+      const bare = name.replace(/(Ms|Millis|Milliseconds)$/, "");
+      const hint = bare !== name && optionNames.has(bare) ? `; did you mean ${bare} (in milliseconds)?` : "";
+      throw new Error(
+        `idempotency interceptor: unknown option ${JSON.stringify(name)}${hint} Known options: ${[...optionNames].join(", ")}`,
+      );
+    }
+  }
+}
+
+function checkStore(store: unknown): asserts store is IdempotencyStore {
+  if (store === undefined || store === null) {
+    throw new Error(
+      "idempotency interceptor: the store option is missing; pass a store such as createSqliteStore({ path: \"idempotency.db\" })",
+    );
+  }
+  if (typeof (store as { then?: unknown }).then === "function") {
+    throw new Error(
+      "idempotency interceptor: store is a Promise; did you forget `await createPostgresStore(...)`?",
+    );
+  }
+  const missing = storeMethods.filter((method) => typeof (store as Record<string, unknown>)[method] !== "function");
+  if (missing.length > 0) {
+    throw new Error(
+      `idempotency interceptor: store is not an IdempotencyStore: it lacks ${missing.join(", ")}; ` +
+        "pass createSqliteStore(...) or await createPostgresStore(...)",
+    );
+  }
 }
 
 const always = () => true;

@@ -7,10 +7,11 @@ import { storeRetryMs } from "./interceptor-options.js";
 
 /**
  * Where a stored outcome ended up: written (`stored`), held in memory while
- * its write is retried in the background (`pending`), or refused because
- * another execution took the key over (`lost`).
+ * its write is retried in the background (`pending`), left unwritten because
+ * it did not fit in memory (`dropped`: the claim lapses and a retry takes
+ * over), or refused because another execution took the key over (`lost`).
  */
-export type StoreOutcomeResult = "stored" | "pending" | "lost";
+export type StoreOutcomeResult = "stored" | "pending" | "dropped" | "lost";
 
 /**
  * Stores the outcome and wakes the duplicates waiting in this process.
@@ -19,21 +20,31 @@ export type StoreOutcomeResult = "stored" | "pending" | "lost";
  * this process are answered from it and never claim, the lease keeper goes
  * on renewing, and the write is retried every `storeRetryMs` until it lands,
  * the claim is lost, or the claim would have expired anyway. The caller gets
- * its answer meanwhile.
+ * its answer meanwhile. Outcomes held this way are bounded by the
+ * interceptor's pending budget; one that does not fit is dropped, and its
+ * claim left to lapse, so that a retry takes over as a new attempt rather
+ * than replaying nothing or running silently again.
  */
 export async function storeOutcome(call: DedupeCall, execution: Execution, form: StoredForm): Promise<StoreOutcomeResult> {
   const result = await completeOnce(call, execution, form);
   if (result === "retry") {
+    const size = form.bytes.byteLength;
+    if (!call.pending.reserve(size)) {
+      execution.keeper.stop();
+      emit(call, "completion_dropped", { responseBytes: size });
+      execution.running.settle({ kind: "released" });
+      return "dropped";
+    }
     execution.running.hold(form.bytes);
     retryInBackground(async () => {
       const again = await completeOnce(call, execution, form);
-      if (again === "stored") {
-        execution.running.settle({ kind: "outcome", outcome: form.bytes });
-      } else if (again !== "retry") {
-        // Lost to a successor, or given up: duplicates go to the store.
-        execution.running.settle({ kind: "released" });
+      if (again === "retry") {
+        return true;
       }
-      return again === "retry";
+      call.pending.free(size);
+      // Lost to a successor, or given up: duplicates go to the store.
+      execution.running.settle(again === "stored" ? { kind: "outcome", outcome: form.bytes } : { kind: "released" });
+      return false;
     });
     return "pending";
   }

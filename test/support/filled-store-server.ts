@@ -10,7 +10,7 @@ import type { PostgresStore } from "../../src/store/postgres/postgres-store.js";
 import type { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import type { StoreStats } from "../../src/store/idempotency-store-admin.js";
 import { createGate } from "./call-gates.js";
-import { type IdempotencyTestServer, startIdempotencyTestServer } from "./idempotency-test-server.js";
+import { type IdempotencyTestServer, startIdempotencyTestServer, testKeyHashSecret } from "./idempotency-test-server.js";
 import { createTestTransport } from "./test-transports.js";
 
 /** The scope of a call, from this request header; absent means the default scope `""`. */
@@ -118,7 +118,7 @@ export async function startFilledStoreServer(store: IdempotencyStore): Promise<F
   }
   await payments.refundPayment({ requestId: keys.refused, paymentId: "pay_1", amountMinor: 100n }).catch(() => {});
   const slowCall = payments.createPayment({ requestId: keys.running, accountId: "slow", amountMinor: 1n });
-  const runningHash = hashRecordKey({ scope: "", method: "demo.v1.PaymentService/CreatePayment", key: keys.running });
+  const runningHash = hashRecordKey({ scope: "", method: "demo.v1.PaymentService/CreatePayment", key: keys.running }, testKeyHashSecret);
   await vi.waitFor(() => {
     if (!server.events.some((event) => event.type === "claimed" && event.keyHash === runningHash)) {
       throw new Error("the slow call has not claimed its key yet");

@@ -19,6 +19,9 @@ import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { type TestHttp2Server, startHttp2Server } from "./http2-server.js";
 import { type ManualClock, createManualClock } from "./manual-clock.js";
 
+/** The secret the test server's interceptor keys its event hashes with: `hashRecordKey(key, testKeyHashSecret)`. */
+export const testKeyHashSecret = "connect-idempotency tests";
+
 /** One run of a handler, as the test server records it. */
 export interface HandlerRun {
   /** The method's local name, such as `createPayment`. */
@@ -123,6 +126,7 @@ export async function startIdempotencyTestServer(
       ...(options.adapter?.interceptors ?? []),
       createIdempotencyInterceptor({
         store,
+        keyHashSecret: testKeyHashSecret,
         onEvent: (event) => events.push(event),
         ...options.interceptor,
       }),
