@@ -236,7 +236,7 @@ describe("commit", () => {
       }) as never);
     await expect(client().createPayment(request)).rejects.toThrow();
     expect(countPayments()).toBe(0);
-    expect(await store.get({ scope: "", method, key: requestId })).toBeUndefined();
+    expect((await store.get({ scope: "", method, key: requestId }))?.status).toBe("interrupted");
   });
 
   it("refuses a response of another type, writing nothing", async () => {

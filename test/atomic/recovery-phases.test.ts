@@ -9,7 +9,7 @@ import {
   CreatePaymentResponseSchema,
   PaymentService,
 } from "../../gen/demo/v1/payments_pb.js";
-import { ErrorReason, findErrorReason } from "../../src/index.js";
+import { ErrorReason, findErrorReason, idempotencyContext, releaseOnError } from "../../src/index.js";
 import { atomicEffects } from "../../src/server/atomic-effects.js";
 import { deriveRequestId } from "../../src/server/derived-key.js";
 import { createSqliteStore, type SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
@@ -148,6 +148,26 @@ describe("phase", () => {
     ]);
   });
 
+  it("keeps the steps of a key interrupted by an indefinite error: the retry takes over and charges once", async () => {
+    let charges = 0;
+    const attempts: (number | undefined)[] = [];
+    handler = async (_req, ctx) => {
+      attempts.push(ctx.values.get(idempotencyContext)?.attempt);
+      const effects = atomicEffects(ctx, store);
+      await effects.phase("charge", () => ++charges);
+      if (attempts.length === 1) {
+        throw new ConnectError("downstream busy", Code.Unavailable);
+      }
+      return create(CreatePaymentResponseSchema, {});
+    };
+    const client = clientOf(await startServer());
+    await expect(client.createPayment(request)).rejects.toThrow(/downstream busy/);
+    expect(await store.getPhase({ key: { scope: "", method, key: requestId }, name: "charge" })).toBeDefined();
+    await client.createPayment(request);
+    expect(charges).toBe(1);
+    expect(attempts).toEqual([1, 2]);
+  });
+
   it("forgets the steps of a released key: a retry runs them again", async () => {
     let charges = 0;
     let attempt = 0;
@@ -155,12 +175,12 @@ describe("phase", () => {
       const effects = atomicEffects(ctx, store);
       await effects.phase("charge", () => ++charges);
       if (++attempt === 1) {
-        throw new ConnectError("downstream busy", Code.Unavailable);
+        throw releaseOnError(new ConnectError("the bank refused before charging", Code.Unavailable));
       }
       return create(CreatePaymentResponseSchema, {});
     };
     const client = clientOf(await startServer());
-    await expect(client.createPayment(request)).rejects.toThrow(/downstream busy/);
+    await expect(client.createPayment(request)).rejects.toThrow(/refused before charging/);
     expect(await store.getPhase({ key: { scope: "", method, key: requestId }, name: "charge" })).toBeUndefined();
     await client.createPayment(request);
     expect(charges).toBe(2);
@@ -209,7 +229,7 @@ describe("phase", () => {
     expect(runs).toBe(2);
   });
 
-  it("fails with UNAVAILABLE and releases the key when the store cannot record a step", async () => {
+  it("fails with UNAVAILABLE and interrupts the key when the store cannot record a step", async () => {
     const failing: SqliteStore = {
       ...store,
       recordPhase: () => Promise.reject(new Error("disk I/O error")),
@@ -231,6 +251,7 @@ describe("phase", () => {
     );
     expect(error?.code).toBe(Code.Unavailable);
     expect(findErrorReason(error!)).toBe(ErrorReason.STORE_UNAVAILABLE);
-    expect(await store.get({ scope: "", method, key: requestId })).toBeUndefined();
+    // The step ran but is not recorded: the record stays, and a retry takes it over knowing so.
+    expect((await store.get({ scope: "", method, key: requestId }))?.status).toBe("interrupted");
   });
 });

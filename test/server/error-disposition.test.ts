@@ -2,6 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import {
   defaultIndefiniteCodes,
+  defaultReleasedCodes,
   defaultStoredCodes,
   errorDisposition,
   interruptOnError,
@@ -13,11 +14,12 @@ import {
 const live = new AbortController().signal;
 
 describe("resolveCodeDispositions()", () => {
-  it("stores decided codes, interrupts indefinite ones and releases none by default", () => {
+  it("stores decided codes, interrupts indefinite ones and releases refusals of the caller by default", () => {
     const dispositions = resolveCodeDispositions({});
     for (const code of defaultStoredCodes) expect(dispositions.get(code)).toBe("store");
     for (const code of defaultIndefiniteCodes) expect(dispositions.get(code)).toBe("interrupt");
-    expect([...dispositions.values()].filter((d) => d === "release")).toEqual([]);
+    expect(defaultReleasedCodes).toEqual([Code.Unauthenticated, Code.PermissionDenied]);
+    for (const code of defaultReleasedCodes) expect(dispositions.get(code)).toBe("release");
     expect(dispositions.size).toBe(16);
   });
 

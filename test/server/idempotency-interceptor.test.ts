@@ -50,7 +50,15 @@ describe("rule 1: which calls", () => {
     const second = await payments.createPayment(payment(key));
     expect(second).toEqual(first);
     expect(server.runs).toHaveLength(1);
-    expect(server.runs[0]?.context).toEqual({ key, scope: "", method: createPaymentMethod, takeover: false });
+    expect(server.runs[0]?.context).toEqual({
+      key,
+      scope: "",
+      method: createPaymentMethod,
+      attempt: 1,
+      takeover: false,
+      signal: expect.any(AbortSignal),
+    });
+    expect(server.runs[0]?.context?.signal.aborted).toBe(false);
   });
 
   it("passes unary calls without a request ID field through untouched", async () => {

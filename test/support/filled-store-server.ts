@@ -40,12 +40,13 @@ export interface FilledKeys {
 /** The counts `stats` reports of a store `startFilledStoreServer` has just filled. */
 export const filledStoreCounts = {
   inProgress: 1,
+  interrupted: 0,
   completed: 7,
   expired: 1,
   byMethod: [
-    { method: "demo.v1.PaymentService/CreatePayment", inProgress: 1, completed: 5 },
-    { method: "demo.v1.PaymentService/RefundPayment", inProgress: 0, completed: 1 },
-    { method: "fixture.v1.FixtureService/Opaque", inProgress: 0, completed: 1 },
+    { method: "demo.v1.PaymentService/CreatePayment", inProgress: 1, interrupted: 0, completed: 5 },
+    { method: "demo.v1.PaymentService/RefundPayment", inProgress: 0, interrupted: 0, completed: 1 },
+    { method: "fixture.v1.FixtureService/Opaque", inProgress: 0, interrupted: 0, completed: 1 },
   ],
 } satisfies Partial<StoreStats>;
 

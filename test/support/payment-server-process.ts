@@ -89,7 +89,7 @@ async function openStore(): Promise<IdempotencyStore> {
         path: required("SQLITE_PATH"),
         durability: env.SQLITE_DURABILITY === "full" ? "full" : "normal",
         // Short leases need short busy waits (the lease must outlast three).
-        busyTimeoutMs: optionalNumber("BUSY_TIMEOUT_MS") ?? 1_000,
+        busyTimeoutMs: optionalNumber("BUSY_TIMEOUT_MS") ?? Math.min(5_000, Math.floor((optionalNumber("LEASE_MS") ?? 30_000) / 3)),
       });
     case "postgres":
       return createPostgresStore({ connectionString: required("POSTGRES_URL"), schema: env.POSTGRES_SCHEMA });

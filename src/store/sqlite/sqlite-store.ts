@@ -161,7 +161,8 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     statements,
     // better-sqlite3 waits for another process's write lock synchronously,
     // holding the event loop (and every lease renewal) for up to this long.
-    blockingWaitMs: busyTimeoutMs,
+    // A private in-memory database has no other process to wait for.
+    blockingWaitMs: db.memory ? 0 : busyTimeoutMs,
     claim: (input) => executor.run(() => statements.claim(input), singleWrite),
     complete: (input) => executor.run(() => statements.complete(input), singleWrite),
     interrupt: (input) => executor.run(() => statements.interrupt(input), singleWrite),
