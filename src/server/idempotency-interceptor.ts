@@ -43,7 +43,7 @@ const inProgressRetryDelayMs = 1_000;
  * handler does not run; a duplicate with another payload fails with
  * FAILED_PRECONDITION (REQUEST_ID_REUSED); a duplicate arriving while the
  * first runs waits for its outcome up to `maxWait`. Every other call,
- * streaming calls included, passes through untouched. See "The server interceptor" in the README.
+ * streaming calls included, passes through untouched. See docs/server-interceptor.md.
  */
 export function createIdempotencyInterceptor(options: IdempotencyInterceptorOptions): Interceptor {
   const settings = resolveInterceptorOptions(options);
