@@ -108,5 +108,6 @@ export type {
   PhaseKey,
   RecordPhaseInput,
   TransactionMode,
+  SynchronousTransactionRequired,
   TransactionWork,
 } from "./store/atomic-idempotency-store.js";
