@@ -38,7 +38,7 @@ export interface ExampleProjectOptions {
 /** A copy of an example with the package installed, ready to run its scripts. */
 export interface ExampleProject {
   readonly dir: string;
-  /** Runs a file of `node_modules/.bin` (buf, tsc, tsx, connect-idempotency, ...) in the project. */
+  /** Runs a file of `node_modules/.bin` (buf, tsc, tsx, connect-idempotency, ...), or `node`, in the project. */
   bin(name: string, args: readonly string[], env?: Record<string, string>): Promise<CommandResult>;
   /** Starts `tsx <file>` and resolves with the URL once it prints `listening on <url>`. */
   startServer(file: string): Promise<RunningServer>;
@@ -99,7 +99,7 @@ export async function createExampleProject(
   return {
     dir,
     bin: (binName, args, extra) =>
-      execFileAsync(join(bin, binName), [...args], { cwd: dir, env: env(extra), timeout: 120_000 }).then(
+      execFileAsync(binName === "node" ? process.execPath : join(bin, binName), [...args], { cwd: dir, env: env(extra), timeout: 120_000 }).then(
         ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
         (error: { code?: number; stdout?: string; stderr?: string }) => {
           if (typeof error.code !== "number") throw error;
