@@ -1,4 +1,4 @@
-import { rmSync } from "node:fs";
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -61,6 +61,28 @@ describe("examples/quickstart", () => {
       ]);
     } finally {
       await server.stop();
+    }
+  });
+
+  it("builds beside a vendored googleapis once the package's Google copies are excluded, as docs/protos.md says", async () => {
+    // Vendored googleapis: here the package's own copies stand in for Google's files.
+    mkdirSync(join(project.dir, "third_party/googleapis/google"), { recursive: true });
+    cpSync(join(project.dir, "node_modules/connect-idempotency/proto/google/api"), join(project.dir, "third_party/googleapis/google/api"), {
+      recursive: true,
+    });
+    const original = readFileSync(join(project.dir, "buf.yaml"), "utf8");
+    const ours = "node_modules/connect-idempotency/proto";
+    const workspace = (excludes: string) =>
+      `version: v2\nmodules:\n  - path: proto\n  - path: third_party/googleapis\n  - path: ${ours}\n${excludes}    lint:\n      ignore: [${ours}]\n`;
+    try {
+      writeFileSync(join(project.dir, "buf.yaml"), workspace(""));
+      const clash = await project.bin("buf", ["build"]);
+      expect(clash.code).not.toBe(0);
+      expect(clash.stderr).toContain("google/api/field_behavior.proto is contained in multiple modules");
+      writeFileSync(join(project.dir, "buf.yaml"), workspace(`    excludes: [${ours}/google]\n`));
+      expect(await project.bin("buf", ["build"])).toEqual({ code: 0, stdout: "", stderr: "" });
+    } finally {
+      writeFileSync(join(project.dir, "buf.yaml"), original);
     }
   });
 });
