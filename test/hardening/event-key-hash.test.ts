@@ -25,7 +25,7 @@ async function eventKeyHash(key: string, keyHashSecret?: string): Promise<string
     routes: (router) =>
       router.service(FixtureService, {
         opaque: (req) => ({ text: req.text }),
-        plain: (req) => req,
+        plain: (req) => ({ text: req.text }),
         async upload() {
           return { size: 0n };
         },

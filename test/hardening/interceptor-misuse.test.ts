@@ -35,7 +35,7 @@ async function startFixture(interceptors: Interceptor[]) {
     routes: (router) =>
       router.service(FixtureService, {
         opaque: (req) => ({ text: `${req.text} #${++runs}` }),
-        plain: (req) => req,
+        plain: (req) => ({ text: req.text }),
         async upload() {
           return { size: 0n };
         },

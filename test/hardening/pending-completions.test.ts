@@ -57,7 +57,7 @@ async function startRefusingCompletions(limits: { maxPendingCompletions?: number
           contexts.push(ctx.values.get(idempotencyContext));
           return create(OpaqueResponseSchema, { text: req.text, executions: contexts.length, filler: new Uint8Array(req.responseSize) });
         },
-        plain: (req) => req,
+        plain: (req) => ({ text: req.text }),
         async upload() {
           return { size: 0n };
         },

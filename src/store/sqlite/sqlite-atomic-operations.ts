@@ -60,7 +60,7 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = excluded.result, r
       // Resolving later would run the rest of the work outside the transaction.
       throw new TypeError("the SQLite store's transactions cannot span an await: the work must be synchronous");
     }
-    return result;
+    return result as T;
   }
 
   return {
