@@ -17,8 +17,8 @@ export function createMemoryPendingRequestIds(now: () => number = Date.now): Pen
       }
       return Promise.resolve(entry?.requestId);
     },
-    set(key, requestId, expiresAtMs) {
-      entries.set(key, { requestId, expiresAtMs });
+    set(key, requestId, ttlMs) {
+      entries.set(key, { requestId, expiresAtMs: now() + ttlMs });
       return Promise.resolve();
     },
     delete(key, requestId) {

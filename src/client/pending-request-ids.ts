@@ -15,8 +15,8 @@
 export interface PendingRequestIds {
   /** The request ID pending under `key`, unless there is none or it expired. */
   get(key: string): Promise<string | undefined>;
-  /** Records `requestId` as pending under `key` until `expiresAtMs` (epoch milliseconds). */
-  set(key: string, requestId: string, expiresAtMs: number): Promise<void>;
+  /** Records `requestId` as pending under `key` for `ttlMs` milliseconds by the backend's clock. */
+  set(key: string, requestId: string, ttlMs: number): Promise<void>;
   /** Removes the entry under `key`, but only while it still holds `requestId`. */
   delete(key: string, requestId: string): Promise<void>;
 }

@@ -15,8 +15,6 @@ export interface RequestIdSources {
   readonly pending: PendingRequestIds | undefined;
   /** How long a pending entry lasts, in milliseconds. */
   readonly pendingTtlMs: number;
-  /** The clock in epoch milliseconds. */
-  readonly now: () => number;
 }
 
 /** Options that choose the request ID sources, shared by clients and interceptors. */
@@ -54,7 +52,7 @@ export function resolveRequestIdSources(options: RequestIdSourceOptions, generat
   if (!(pendingTtlMs > 0)) {
     throw new RangeError("connect-idempotency client options: pendingTtlMs must be > 0");
   }
-  return { generate: options.generateRequestId ?? generate, pending: options.pendingRequestIds, pendingTtlMs, now: Date.now };
+  return { generate: options.generateRequestId ?? generate, pending: options.pendingRequestIds, pendingTtlMs };
 }
 
 /**
@@ -97,7 +95,7 @@ export async function assignRequestId<T extends object>(
   }
   // Recorded before the first byte leaves: a reload from here on finds it.
   // A store that fails costs the protection, not the call.
-  await pending.set(key, requestId, sources.now() + sources.pendingTtlMs).catch(() => undefined);
+  await pending.set(key, requestId, sources.pendingTtlMs).catch(() => undefined);
   return {
     request: fillRequestId(method.input, request, field, () => requestId).request,
     requestId,

@@ -61,8 +61,8 @@ export function createWebStoragePendingRequestIds(
     get(key) {
       return Promise.resolve(read(prefix + key)?.requestId);
     },
-    set(key, requestId, expiresAtMs) {
-      storage.setItem(prefix + key, JSON.stringify({ requestId, expiresAtMs } satisfies PendingRequestIdEntry));
+    set(key, requestId, ttlMs) {
+      storage.setItem(prefix + key, JSON.stringify({ requestId, expiresAtMs: now() + ttlMs } satisfies PendingRequestIdEntry));
       return Promise.resolve();
     },
     delete(key, requestId) {

@@ -73,10 +73,10 @@ export function createFilePendingRequestIds(path: string, options: FilePendingRe
   };
   return {
     get: (key) => serial(async () => (await load()).get(key)?.requestId),
-    set: (key, requestId, expiresAtMs) =>
+    set: (key, requestId, ttlMs) =>
       serial(async () => {
         const entries = await load();
-        entries.set(key, { requestId, expiresAtMs });
+        entries.set(key, { requestId, expiresAtMs: now() + ttlMs });
         await save(entries);
       }),
     delete: (key, requestId) =>
