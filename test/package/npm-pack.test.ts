@@ -44,6 +44,7 @@ describe("npm package", () => {
     expect(files).toContain("dist/src/index.js");
     expect(files).toContain("dist/src/index.d.ts");
     expect(files).toContain("dist/src/client/index.d.ts");
+    expect(files).toContain("dist/src/client/node/index.d.ts");
     expect(files.filter((f) => f.endsWith(".ts") && !f.endsWith(".d.ts"))).toEqual([]);
     expect(files.some((f) => f.startsWith("test/") || f.startsWith("src/"))).toBe(false);
   });
@@ -105,6 +106,19 @@ describe("npm package", () => {
     // runs from the compiled package, but for its 4,096-page backstop; the
     // last close removes the WAL.
     expect(JSON.parse(stdout)).toEqual({ executions: 2, replayed: [null, "true"], autocheckpoint: 4096, walLeft: false });
+  });
+
+  it("exports the Node-only pending-ID file backend as connect-idempotency/client/node", async () => {
+    const script = `
+      import { createFilePendingRequestIds } from "connect-idempotency/client/node";
+      import { idempotencyExposedHeaders } from "connect-idempotency/client";
+      const pending = createFilePendingRequestIds("pending/ids.json");
+      await pending.set("k", "id-1", 60000);
+      console.log(JSON.stringify({ id: await pending.get("k"), exposed: idempotencyExposedHeaders }));
+    `;
+    writeFileSync(join(project, "pending.mjs"), script);
+    const { stdout } = await run("node", ["pending.mjs"], { cwd: project });
+    expect(JSON.parse(stdout)).toEqual({ id: "id-1", exposed: ["idempotency-replayed", "idempotency-first-executed-at"] });
   });
 
   it("exposes the CLI bin", async () => {

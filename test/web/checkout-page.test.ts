@@ -5,7 +5,7 @@ import { type Browser, type BrowserContext, type Page, chromium } from "playwrig
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type WebCheckout, startWebCheckout } from "../../demo/web/web-checkout.js";
 
-// Debian's chromium, installed by .ci/run. app.test resolves to loopback:
+// Debian's chromium, installed by .ci/run (CHROMIUM_PATH overrides it). app.test resolves to loopback:
 // an origin that is not secure (no crypto.randomUUID) and not the API's.
 const launchArgs = [
   "--headless",
@@ -26,7 +26,7 @@ const contexts: BrowserContext[] = [];
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "web-checkout-"));
   checkout = await startWebCheckout({ dataDir, port: 0 });
-  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: launchArgs });
+  browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: launchArgs });
 });
 
 afterAll(async () => {

@@ -255,7 +255,7 @@ function Checkout() {
                 ))}
               </tbody>
             </table>
-            <p data-testid="charge-count">{network?.charges.length ?? 0} charges</p>
+            <p data-testid="charge-count">{network?.charges.length ?? 0} charge(s) for this account</p>
           </div>
         </div>
         <div className="card">
