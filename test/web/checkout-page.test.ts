@@ -50,6 +50,10 @@ async function openCheckout(account: string): Promise<Page> {
   return page;
 }
 
+const repoRoot = join(import.meta.dirname, "../..");
+const screenshotPath =
+  process.env.SAVE_DOCS_SCREENSHOT === "1" ? join(repoRoot, "docs/images/checkout.png") : join(repoRoot, ".data/test-web/checkout.png");
+
 const checkoutUrl = (account: string) => `http://app.test:${checkout.port}/?account=${account}`;
 
 /** Sets the network switches through the page's own controls. */
@@ -177,7 +181,8 @@ describe("the checkout page in Chromium", () => {
     expect(attempts.at(-1)?.replayed).toBe(true);
     expect(charges("acct-tanstack")).toHaveLength(1);
     await page.waitForTimeout(500);
-    await page.screenshot({ path: join(import.meta.dirname, "../../docs/images/checkout.png"), fullPage: true });
+    // Kept with the run's data; `SAVE_DOCS_SCREENSHOT=1` refreshes the one in docs/.
+    await page.screenshot({ path: screenshotPath, fullPage: true });
   });
 
   it("cannot see the replay when CORS does not expose the idempotency headers", async () => {
