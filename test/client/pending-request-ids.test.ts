@@ -1,11 +1,12 @@
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Code } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { describe, expect, it } from "vitest";
 import { createPaymentServiceClient } from "../../gen/demo/v1/payments_idempotency.js";
+import { PaymentService } from "../../gen/demo/v1/payments_pb.js";
 import {
   ErrorReason,
   type IdempotentClientOptions,
@@ -19,7 +20,7 @@ import {
 } from "../../src/client/index.js";
 import { createFilePendingRequestIds } from "../../src/client/node/index.js";
 import { idempotencyContext } from "../../src/server/idempotency-context.js";
-import { createHostileTransport } from "../../src/testing/hostile-transport.js";
+import { createHostileInterceptor, createHostileTransport } from "../../src/testing/hostile-transport.js";
 import { scriptedRandom } from "../support/attempt-recorder.js";
 import { expectConnectError } from "../support/connect-assertions.js";
 import { startIdempotencyTestServer } from "../support/idempotency-test-server.js";
@@ -141,26 +142,49 @@ describe("pending request IDs", () => {
     expect(storage.items.size).toBe(0);
   });
 
-  it("work the same through createRequestIdInterceptor", async () => {
+  it("work the same through createRequestIdInterceptor, which settles on what it sees below it", async () => {
     const pending = createMemoryPendingRequestIds();
+    // The lossy network is below the interceptor, as a real one is; no retry
+    // interceptor, so that the first call ends with its answer lost.
     const interceptorClient = (lost: number) =>
-      createPaymentServiceClient(
-        createHostileTransport(
-          createConnectTransport({
-            baseUrl: recording.server.baseUrl,
-            httpVersion: "2",
-            interceptors: [createRequestIdInterceptor({ pendingRequestIds: pending })],
-          }),
-          { dropRate: 0.5, random: scriptedRandom(...Array.from({ length: lost }, () => 0.1)) },
-        ),
-        { maxAttempts: 1 },
+      createClient(
+        PaymentService,
+        createConnectTransport({
+          baseUrl: recording.server.baseUrl,
+          httpVersion: "2",
+          interceptors: [
+            createRequestIdInterceptor({ pendingRequestIds: pending }),
+            createHostileInterceptor({ dropRate: 0.5, random: scriptedRandom(...Array.from({ length: lost }, () => 0.1)) }),
+          ],
+        }),
       );
-    // The hostile transport sits outside the interceptor here: the
-    // interceptor saw a success, so the entry is cleared. That is the
-    // interceptor's view: what it cannot see, it cannot keep.
+    await expectConnectError(interceptorClient(1).createPayment(cart()));
     await interceptorClient(0).createPayment(cart());
     await interceptorClient(0).createPayment(cart());
-    expect(new Set(recording.attempts.map((a) => a.requestId)).size).toBe(2);
+    const ids = recording.attempts.map((a) => a.requestId);
+    expect(ids[1]).toBe(ids[0]);
+    expect(ids[2]).not.toBe(ids[0]);
+    expect(recording.server.runs).toHaveLength(2);
+  });
+
+  it("drop expired web storage entries when created, and leave other keys alone", async () => {
+    const storage = mapStorage();
+    storage.setItem("connect-idempotency:pending:old", JSON.stringify({ requestId: "a", expiresAtMs: 5 }));
+    storage.setItem("connect-idempotency:pending:live", JSON.stringify({ requestId: "b", expiresAtMs: 50 }));
+    storage.setItem("connect-idempotency:pending:junk", "not json");
+    storage.setItem("theme", "dark");
+    const pending = createWebStoragePendingRequestIds(storage, { now: () => 10 });
+    expect([...storage.items.keys()].sort()).toEqual(["connect-idempotency:pending:live", "theme"]);
+    expect(await pending.get("live")).toBe("b");
+  });
+
+  it("start over from a damaged file instead of failing every call", async () => {
+    const file = join(scratch.dir, "pending.json");
+    writeFileSync(file, "{ half a file");
+    const pending = createFilePendingRequestIds(file);
+    expect(await pending.get("k")).toBeUndefined();
+    await pending.set("k", "id-1", 60_000);
+    expect(await createFilePendingRequestIds(file).get("k")).toBe("id-1");
   });
 
   it("survive a Node process killed mid-request: the restarted process pays once", async () => {
