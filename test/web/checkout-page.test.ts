@@ -41,11 +41,11 @@ beforeEach(() => {
 });
 
 /** A fresh browser profile (no storage) on the checkout of `account`. */
-async function openCheckout(account: string): Promise<Page> {
+async function openCheckout(account: string, query = ""): Promise<Page> {
   const context = await browser.newContext();
   contexts.push(context);
   const page = await context.newPage();
-  await page.goto(checkoutUrl(account));
+  await page.goto(`${checkoutUrl(account)}${query}`);
   await page.getByTestId("network-state").getByText("drop").waitFor();
   return page;
 }
@@ -91,6 +91,16 @@ async function result(page: Page, via: "client" | "tanstack", n = 1) {
   return (await logRows(page)).filter((row) => row.via === via && row.kind !== "attempt")[n - 1];
 }
 
+/**
+ * Reloads the page as soon as the bank has charged, while the answer is
+ * still held back (1.5 s): mid-request, and on a slow machine too.
+ */
+async function reloadOnceCharged(page: Page) {
+  const account = new URL(page.url()).searchParams.get("account") ?? "";
+  await expect.poll(() => charges(account).length, { timeout: 10_000, interval: 20 }).toBe(1);
+  await page.reload();
+}
+
 const charges = (account: string) => checkout.ledger.charges(account);
 const attemptsSince = (start: number) => checkout.attempts.slice(start).filter((a) => a.path.endsWith("/CreatePayment"));
 
@@ -134,8 +144,7 @@ describe("the checkout page in Chromium", () => {
     await setNetwork(page, { hold: 1500 });
     const start = checkout.attempts.length;
     await page.getByTestId("pay").click();
-    await page.waitForTimeout(300);
-    await page.reload();
+    await reloadOnceCharged(page);
     await setNetwork(page, { hold: 0 });
     await page.getByTestId("pay").click();
     const paid = await result(page, "client");
@@ -147,12 +156,23 @@ describe("the checkout page in Chromium", () => {
     expect(charges("acct-reload")).toHaveLength(1);
   });
 
+  it("charges twice after a reload without pending request IDs: what the page did before", async () => {
+    const page = await openCheckout("acct-no-pending", "&pending=off");
+    await setNetwork(page, { hold: 1500 });
+    await page.getByTestId("pay").click();
+    await reloadOnceCharged(page);
+    await setNetwork(page, { hold: 0 });
+    await page.getByTestId("pay").click();
+    const paid = await result(page, "client");
+    expect([paid?.kind, paid?.replayed]).toEqual(["paid", false]);
+    expect(charges("acct-no-pending")).toHaveLength(2);
+  });
+
   it("refuses a cart changed after a reload under the pending ID with REQUEST_ID_REUSED, explained", async () => {
     const page = await openCheckout("acct-changed");
     await setNetwork(page, { hold: 1500 });
     await page.getByTestId("pay").click();
-    await page.waitForTimeout(300);
-    await page.reload();
+    await reloadOnceCharged(page);
     await setNetwork(page, { hold: 0 });
     await page.getByTestId("add-item").click();
     await page.getByTestId("pay").click();

@@ -43,7 +43,10 @@ interface NetworkState {
 
 const root = document.getElementById("root");
 const apiBaseUrl = `${location.protocol}//${location.hostname}:${root?.dataset.apiPort ?? "8081"}`;
-const account = new URLSearchParams(location.search).get("account") ?? "acct-web";
+const params = new URLSearchParams(location.search);
+const account = params.get("account") ?? "acct-web";
+// `?pending=off` shows what a reload did before pending request IDs.
+const keepPendingIds = params.get("pending") !== "off";
 const startCart: CartItem[] = [
   { name: "Espresso beans 1 kg", priceMinor: 2490 },
   { name: "Milk frother", priceMinor: 1750 },
@@ -105,7 +108,7 @@ function Checkout() {
   const client = useMemo(
     () =>
       createPaymentServiceClient(createConnectTransport({ baseUrl: apiBaseUrl, interceptors: [attemptLogger("client", append)] }), {
-        pendingRequestIds: createWebStoragePendingRequestIds(localStorage),
+        ...(keepPendingIds ? { pendingRequestIds: createWebStoragePendingRequestIds(localStorage) } : {}),
         initialBackoffMs: 150,
       }),
     [],
