@@ -95,18 +95,28 @@ export async function assignRequestId<T extends object>(
   }
   // Recorded before the first byte leaves: a reload from here on finds it.
   // A store that fails costs the protection, not the call.
-  await pending.set(key, requestId, sources.pendingTtlMs).catch(() => undefined);
+  await guarded(() => pending.set(key, requestId, sources.pendingTtlMs));
   return {
     request: fillRequestId(method.input, request, field, () => requestId).request,
     requestId,
     async settle(error) {
       if (error === undefined || !isRetryableError(error)) {
-        await pending.delete(key, requestId).catch(() => undefined);
+        await guarded(() => pending.delete(key, requestId));
       }
     },
   };
 }
 
 function readPending(pending: PendingRequestIds, key: string): Promise<string | undefined> {
-  return pending.get(key).catch(() => undefined);
+  return guarded(() => pending.get(key));
+}
+
+// A backend that fails, even by throwing at once (Safari's storage quota in
+// a private window), leaves the call to go on without it.
+async function guarded<T>(operation: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await operation();
+  } catch {
+    return undefined;
+  }
 }

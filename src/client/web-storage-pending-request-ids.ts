@@ -48,15 +48,20 @@ export function createWebStoragePendingRequestIds(
     storage.removeItem(storageKey);
     return undefined;
   };
-  // Collected first: removing while walking shifts the indexes.
-  const stored: string[] = [];
-  for (let i = 0; i < storage.length; i++) {
-    const key = storage.key(i);
-    if (key?.startsWith(prefix) === true) {
-      stored.push(key);
+  // Collected first: removing while walking shifts the indexes. Pruning is
+  // housekeeping: a storage that refuses it still serves the calls.
+  try {
+    const stored: string[] = [];
+    for (let i = 0; i < storage.length; i++) {
+      const key = storage.key(i);
+      if (key?.startsWith(prefix) === true) {
+        stored.push(key);
+      }
     }
+    stored.forEach(read);
+  } catch {
+    // Left for the next start.
   }
-  stored.forEach(read);
   return {
     get(key) {
       return Promise.resolve(read(prefix + key)?.requestId);
