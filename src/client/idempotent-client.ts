@@ -34,7 +34,10 @@ export function createIdempotentClient<S extends DescService>(
   plan: ClientServicePlan<S>,
   options: IdempotentClientOptions = {},
 ): Client<S> {
-  return createClient(service, createIdempotentTransport(transport, plan as Record<string, ClientMethodPlan | undefined>, options));
+  return createClient(
+    service,
+    createIdempotentTransport(transport, plan as Record<string, ClientMethodPlan | undefined>, options, service),
+  );
 }
 
 /**
@@ -44,17 +47,24 @@ export function createIdempotentClient<S extends DescService>(
  * Each attempt is a complete call of `transport`, including its
  * interceptors. The call's `timeoutMs` limits all attempts together: each
  * attempt gets what remains of it.
+ *
+ * With `service`, only that service's methods follow the plan and every
+ * other call passes through, so that the transport can be shared, as
+ * connect-query's `TransportProvider` shares one. Generated
+ * `create<Service>Transport` functions pass it.
  */
 export function createIdempotentTransport(
   transport: Transport,
   plan: Readonly<Record<string, ClientMethodPlan | undefined>>,
   options: IdempotentClientOptions = {},
+  service?: DescService,
 ): Transport {
   const clientPolicy = resolveRetryPolicy(options);
   const sources = resolveRequestIdSources(options, randomRequestId);
   return {
     async unary(method, signal, timeoutMs, header, input, contextValues) {
-      const methodPlan = Object.hasOwn(plan, method.localName) ? plan[method.localName] : undefined;
+      const ours = service === undefined || method.parent.typeName === service.typeName;
+      const methodPlan = ours && Object.hasOwn(plan, method.localName) ? plan[method.localName] : undefined;
       if (methodPlan === undefined) {
         return await transport.unary(method, signal, timeoutMs, header, input, contextValues);
       }

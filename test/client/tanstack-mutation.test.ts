@@ -2,7 +2,9 @@ import { callUnaryMethod } from "@connectrpc/connect-query-core";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { MutationObserver, QueryClient } from "@tanstack/query-core";
 import { afterEach, describe, expect, it } from "vitest";
-import { createPaymentServiceClient } from "../../gen/demo/v1/payments_idempotency.js";
+import { createClient } from "@connectrpc/connect";
+import { createPaymentServiceClient, createPaymentServiceTransport } from "../../gen/demo/v1/payments_idempotency.js";
+import { FixtureService } from "../../gen/fixture/v1/fixture_pb.js";
 import { PaymentService } from "../../gen/demo/v1/payments_pb.js";
 import {
   callWithOutcome,
@@ -174,5 +176,25 @@ describe("idempotentMutationOptions with connect-query's mutationFn (callUnaryMe
     await connectQueryObserver({ transport: interceptorTransport(3), retry: 3 }).mutate(cart());
     expect(new Set(recording.attempts.map((a) => a.requestId)).size).toBe(4);
     expect(recording.server.runs).toHaveLength(4);
+  });
+
+  it("works with a generated create<Service>Transport too, which leaves other services' calls alone", async () => {
+    const base = createHostileTransport(createConnectTransport({ baseUrl: recording.server.baseUrl, httpVersion: "2" }), losing(3));
+    const options = idempotentMutationOptions({ transport: createPaymentServiceTransport(base, { maxAttempts: 1 }), retry: 3 });
+    const observer = new MutationObserver(queryClient(), {
+      retry: options.retry,
+      retryDelay: 1,
+      onMutate: (options as { onMutate?: (v: unknown) => unknown }).onMutate,
+      mutationFn: (input: ReturnType<typeof cart>) =>
+        callUnaryMethod(options.transport, PaymentService.method.createPayment, input),
+    });
+    await observer.mutate(cart());
+    expect(recording.attempts).toHaveLength(4);
+    expect(new Set(recording.attempts.map((a) => a.requestId)).size).toBe(1);
+    expect(recording.server.runs).toHaveLength(1);
+    // FixtureService's Opaque has a request ID field too; this transport is not its client.
+    const fixture = createClient(FixtureService, createPaymentServiceTransport(createConnectTransport({ baseUrl: recording.server.baseUrl, httpVersion: "2" })));
+    await fixture.opaque({ text: "x" });
+    expect(recording.attempts.at(-1)).toMatchObject({ method: "opaque", requestId: "" });
   });
 });
