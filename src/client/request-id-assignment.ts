@@ -15,6 +15,12 @@ export interface RequestIdSources {
   readonly pending: PendingRequestIds | undefined;
   /** How long a pending entry lasts, in milliseconds. */
   readonly pendingTtlMs: number;
+  /**
+   * Runs `work` after every earlier one for the same key has finished, so
+   * that two calls of one operation at once (a double click) cannot both
+   * find no entry and choose two IDs.
+   */
+  readonly serially: <T>(key: string, work: () => Promise<T>) => Promise<T>;
 }
 
 /** Options that choose the request ID sources, shared by clients and interceptors. */
@@ -52,7 +58,20 @@ export function resolveRequestIdSources(options: RequestIdSourceOptions, generat
   if (!(pendingTtlMs > 0)) {
     throw new RangeError("connect-idempotency client options: pendingTtlMs must be > 0");
   }
-  return { generate: options.generateRequestId ?? generate, pending: options.pendingRequestIds, pendingTtlMs };
+  const queues = new Map<string, Promise<unknown>>();
+  const serially = <T>(key: string, work: () => Promise<T>): Promise<T> => {
+    const result = (queues.get(key) ?? Promise.resolve()).then(work);
+    const done = result.catch(() => undefined);
+    queues.set(key, done);
+    // The last one out removes the queue, so that keys do not pile up.
+    void done.then(() => {
+      if (queues.get(key) === done) {
+        queues.delete(key);
+      }
+    });
+    return result;
+  };
+  return { generate: options.generateRequestId ?? generate, pending: options.pendingRequestIds, pendingTtlMs, serially };
 }
 
 /**
@@ -89,13 +108,16 @@ export async function assignRequestId<T extends object>(
   const callerKey = contextValues?.get(pendingKeyKey);
   const key =
     callerKey === undefined ? requestContentKey(method, request, field) : `${method.parent.typeName}/${method.name}@${callerKey}`;
-  const requestId = intent?.requestId ?? (await readPending(pending, key)) ?? sources.generate();
+  // Recorded before the first byte leaves: a reload from here on finds it.
+  // A store that fails costs the protection, not the call.
+  const requestId = await sources.serially(key, async () => {
+    const chosen = intent?.requestId ?? (await readPending(pending, key)) ?? sources.generate();
+    await guarded(() => pending.set(key, chosen, sources.pendingTtlMs));
+    return chosen;
+  });
   if (intent !== undefined) {
     intent.requestId = requestId;
   }
-  // Recorded before the first byte leaves: a reload from here on finds it.
-  // A store that fails costs the protection, not the call.
-  await guarded(() => pending.set(key, requestId, sources.pendingTtlMs));
   return {
     request: fillRequestId(method.input, request, field, () => requestId).request,
     requestId,

@@ -83,6 +83,20 @@ describe.each(backends)("pending request IDs (%s)", (_name, createBackend) => {
     expect(response.payment?.paymentId).toBe("pay_1");
   });
 
+  it("sends two calls of the same content at once (a double click) under one ID: one execution", async () => {
+    const pending = createBackend();
+    // The second call meets the first in flight and comes back after the
+    // server's RetryInfo delay, cut to 20 ms.
+    const payments = client(pending, 0, {
+      maxAttempts: 20,
+      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, Math.min(ms, 20))),
+    });
+    const [a, b] = await Promise.all([payments.createPayment(cart()), payments.createPayment(cart())]);
+    expect(new Set(recording.attempts.map((attempt) => attempt.requestId)).size).toBe(1);
+    expect(recording.server.runs).toHaveLength(1);
+    expect(b.payment?.paymentId).toBe(a.payment?.paymentId);
+  });
+
   it("gives a deliberate second purchase after a definite answer a new ID", async () => {
     const pending = createBackend();
     await client(pending).createPayment(cart());
