@@ -1,8 +1,7 @@
-/**
- * The response header that marks a replayed outcome, `true` when the handler
- * did not run for this call.
- */
-export const replayedHeader = "idempotency-replayed";
+import { replayedHeader } from "../client/idempotency-headers.js";
+
+// Defined with the client, which browsers import without the server.
+export { replayedHeader };
 
 const protocolHeaders = new Set([
   "content-type",

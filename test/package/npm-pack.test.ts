@@ -44,6 +44,7 @@ describe("npm package", () => {
     expect(files).toContain("dist/src/index.js");
     expect(files).toContain("dist/src/index.d.ts");
     expect(files).toContain("dist/src/client/index.d.ts");
+    expect(files).toContain("dist/src/client/node/index.d.ts");
     expect(files.filter((f) => f.endsWith(".ts") && !f.endsWith(".d.ts"))).toEqual([]);
     expect(files.some((f) => f.startsWith("test/") || f.startsWith("src/"))).toBe(false);
   });
@@ -58,6 +59,19 @@ describe("npm package", () => {
     }
     // The demo's services live with the demo: nothing of them reaches a user's workspace.
     expect(files.filter((f) => f.includes("demo"))).toEqual([]);
+  });
+
+  it("exports the Node-only pending-ID file backend as connect-idempotency/client/node", async () => {
+    const script = `
+      import { createFilePendingRequestIds } from "connect-idempotency/client/node";
+      import { idempotencyExposedHeaders } from "connect-idempotency/client";
+      const pending = createFilePendingRequestIds("pending/ids.json");
+      await pending.set("k", "id-1", 60000);
+      console.log(JSON.stringify({ id: await pending.get("k"), exposed: idempotencyExposedHeaders }));
+    `;
+    writeFileSync(join(project, "pending.mjs"), script);
+    const { stdout } = await run("node", ["pending.mjs"], { cwd: project });
+    expect(JSON.parse(stdout)).toEqual({ id: "id-1", exposed: ["idempotency-replayed", "idempotency-first-executed-at"] });
   });
 
   it("exposes the CLI bin", async () => {
