@@ -1,7 +1,7 @@
-import { replayedHeader } from "../client/idempotency-headers.js";
+import { firstExecutedAtHeader, replayedHeader } from "../client/idempotency-headers.js";
 
 // Defined with the client, which browsers import without the server.
-export { replayedHeader };
+export { firstExecutedAtHeader, replayedHeader };
 
 const protocolHeaders = new Set([
   "content-type",
@@ -20,6 +20,7 @@ const protocolHeaders = new Set([
   "transfer-encoding",
   "te",
   replayedHeader,
+  firstExecutedAtHeader,
 ]);
 
 /**
