@@ -125,6 +125,31 @@ describe("PostgreSQL migrations", () => {
     }
   });
 
+  it("migrates a version 2 table to 3: its records stay, in progress ones become interruptible", async () => {
+    const table = schema.nextTable();
+    const first = await schema.openStore({ table });
+    const input = claimInput("running", "owner-1");
+    expect((await first.claim(input)).kind).toBe("claimed");
+    await first.close();
+    // Back to the layout of version 2, which had no `interrupted` column.
+    await schema.admin.query(`ALTER TABLE ${schema.name}.${table} DROP COLUMN interrupted`);
+    await schema.admin.query(`UPDATE ${schema.name}.${postgresMetaTable} SET schema_version = 2 WHERE table_name = $1`, [table]);
+
+    const second = await schema.openStore({ table });
+    try {
+      const meta = await schema.admin.query(`SELECT schema_version FROM ${schema.name}.${postgresMetaTable} WHERE table_name = $1`, [
+        table,
+      ]);
+      expect(meta.rows).toEqual([{ schema_version: 3 }]);
+      expect(await second.get(input.key)).toMatchObject({ status: "in_progress", attempt: 1, owner: "owner-1" });
+      expect(await second.interrupt({ key: input.key, owner: "owner-1", attempt: 1 })).toBe(true);
+      const takeover = await second.claim(claimInput("running", "owner-2"));
+      expect(takeover).toMatchObject({ kind: "claimed", replaced: "takeover", record: { attempt: 2, status: "in_progress" } });
+    } finally {
+      await second.close();
+    }
+  });
+
   it("lets several stores migrate a new schema at once", async () => {
     // A schema that does not exist yet, so that every store races to create it.
     const fresh = await createTestSchema("pgrace");
@@ -292,6 +317,36 @@ describe("PostgreSQL identifiers", () => {
     await expect(
       createPostgresStore({ connectionString: "postgres://nobody@127.0.0.1:1/none", schema: "" }),
     ).rejects.toThrow(/must not be empty/);
+  });
+});
+
+describe("PostgreSQL operations", () => {
+  it("never block the event loop: no blockingWaitMs", async () => {
+    const store = await schema.openStore();
+    try {
+      expect(store.blockingWaitMs ?? 0).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("complete, retried after its answer was lost to a killed connection, reports success", async () => {
+    const applicationName = `pg-lost-ack-${randomBytes(4).toString("hex")}`;
+    const table = schema.nextTable();
+    const store = await schema.openStore({ table, applicationName, maxConnections: 1 });
+    try {
+      const input = claimInput("lost-ack", "owner-1");
+      expect((await store.claim(input)).kind).toBe("claimed");
+      const done = { key: input.key, owner: "owner-1", attempt: 1, outcome: new Uint8Array([4, 2]), retentionMs: 60_000 };
+      // Commit the completion, then cut the connection before the store answers anything else:
+      // what a client sees when the server commits and the acknowledgement never arrives.
+      expect(await store.complete(done)).toBe(true);
+      await terminateBackends(schema.admin, applicationName);
+      await vi.waitFor(async () => expect(await store.complete(done)).toBe(true));
+      expect(await store.get(input.key)).toMatchObject({ status: "completed", owner: "owner-1", outcome: new Uint8Array([4, 2]) });
+    } finally {
+      await store.close();
+    }
   });
 });
 
