@@ -16,6 +16,7 @@ import {
 import { describeStoreConformance } from "../store-conformance.js";
 import { createTestSchema, terminateBackends, testConnectionString, useTestSchema } from "../support/postgres-database.js";
 import { useTestDatabaseClock } from "../support/postgres-test-clock.js";
+import { startTcpProxy } from "../support/tcp-proxy.js";
 
 const schema = useTestSchema("pgstore");
 const clock = useTestDatabaseClock("pgclock");
@@ -330,22 +331,36 @@ describe("PostgreSQL operations", () => {
     }
   });
 
-  it("complete, retried after its answer was lost to a killed connection, reports success", async () => {
-    const applicationName = `pg-lost-ack-${randomBytes(4).toString("hex")}`;
+  it("complete whose commit succeeded but whose answer was lost reports success when retried, not a lost claim", async () => {
+    const url = new URL(testConnectionString);
+    const proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    url.host = `127.0.0.1:${proxy.port}`;
     const table = schema.nextTable();
-    const store = await schema.openStore({ table, applicationName, maxConnections: 1 });
+    const store = await createPostgresStore({ connectionString: url.toString(), schema: schema.name, table, sweepIntervalMs: 0 });
     try {
-      const input = claimInput("lost-ack", "owner-1");
-      expect((await store.claim(input)).kind).toBe("claimed");
+      const input = claimInput("answer-lost", "owner-1");
+      const claimed = await store.claim(input);
+      expect(claimed.kind).toBe("claimed");
       const done = { key: input.key, owner: "owner-1", attempt: 1, outcome: new Uint8Array([4, 2]), retentionMs: 60_000 };
-      // Commit the completion, then cut the connection before the store answers anything else:
-      // what a client sees when the server commits and the acknowledgement never arrives.
+      proxy.swallowAnswers = true;
+      const first = store.complete(done).then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error }),
+      );
+      // The database committed the completion; its answer is on its way to nobody.
+      await vi.waitFor(async () => {
+        const row = await schema.admin.query(`SELECT status FROM ${schema.name}.${table} WHERE key = $1`, [input.key.key]);
+        expect(row.rows).toEqual([{ status: "completed" }]);
+      });
+      proxy.cutConnections();
+      expect(await first).toMatchObject({ error: expect.anything() });
+      proxy.swallowAnswers = false;
+      // The caller retries what it does not know the outcome of: success, not "claim lost".
       expect(await store.complete(done)).toBe(true);
-      await terminateBackends(schema.admin, applicationName);
-      await vi.waitFor(async () => expect(await store.complete(done)).toBe(true));
-      expect(await store.get(input.key)).toMatchObject({ status: "completed", owner: "owner-1", outcome: new Uint8Array([4, 2]) });
+      expect(await store.get(input.key)).toMatchObject({ status: "completed", owner: "owner-1", attempt: 1, outcome: new Uint8Array([4, 2]) });
     } finally {
       await store.close();
+      await proxy.close();
     }
   });
 });
