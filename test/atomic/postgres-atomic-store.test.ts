@@ -119,7 +119,7 @@ SET created_at = created_at - 2000, updated_at = updated_at - 2000, lease_until 
 });
 
 describe("atomicEffects on PostgreSQL", () => {
-  it("commits an async handler's writes with the key, or rolls both back and releases the key", async () => {
+  it("commits an async handler's writes with the key, or rolls them back and interrupts the key, keeping its phases", async () => {
     const store = await schema.openStore({ sweepIntervalMs: 0 });
     let runs = 0;
     const server = await startIdempotencyTestServer({
@@ -151,10 +151,11 @@ describe("atomicEffects on PostgreSQL", () => {
       await expect(client.createPayment({ requestId })).rejects.toThrow(/ledger rejected the payment/);
       expect(await count()).toBe(0);
       const key = { scope: "", method: "demo.v1.PaymentService/CreatePayment", key: requestId };
-      expect(await store.get(key)).toBeUndefined();
-      expect(await store.getPhase({ key, name: "charge" })).toBeUndefined();
+      expect((await store.get(key))?.status).toBe("interrupted");
+      expect(await store.getPhase({ key, name: "charge" })).toBeDefined();
 
-      const expected = create(CreatePaymentResponseSchema, { payment: { paymentId: "pay_2", chargeId: "ch_2" } });
+      // The retry takes over, and the recorded charge of the first attempt is reused.
+      const expected = create(CreatePaymentResponseSchema, { payment: { paymentId: "pay_2", chargeId: "ch_1" } });
       expect(await client.createPayment({ requestId })).toEqual(expected);
       expect(await client.createPayment({ requestId })).toEqual(expected);
       expect(runs).toBe(2);
