@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -21,12 +21,65 @@ export interface CommandResult {
   readonly stderr: string;
 }
 
-/** Packs the repository as `npm pack` does (building it first) and returns the tarball's path. */
-export async function packRepository(): Promise<{ tarball: string; dir: string }> {
+/** What `packRepository` made. */
+export interface PackedRepository {
+  readonly tarball: string;
+  /** The temp folder holding the tarball, for the caller to remove. */
+  readonly dir: string;
+  /** What `npm pack --json` reported: the files in the tarball and its sizes. */
+  readonly files: readonly string[];
+  readonly size: number;
+  readonly unpackedSize: number;
+}
+
+/**
+ * Packs the repository as `npm pack` does (its prepack builds dist/) and
+ * returns the tarball. Test files run in parallel: a lock keeps two of them
+ * from rebuilding dist/ while the other packs it.
+ */
+export async function packRepository(): Promise<PackedRepository> {
   const dir = mkdtempSync(join(tmpdir(), "connect-idempotency-tarball-"));
-  const { stdout } = await execFileAsync("npm", ["pack", "--json", "--pack-destination", dir], { cwd: repo });
-  const packed = JSON.parse(stdout.slice(stdout.indexOf("["))) as { filename: string }[];
-  return { tarball: join(dir, packed[0]!.filename), dir };
+  const stdout = await withPackLock(async () => {
+    const packed = await execFileAsync("npm", ["pack", "--json", "--pack-destination", dir], { cwd: repo });
+    return packed.stdout;
+  });
+  const [report] = JSON.parse(stdout.slice(stdout.indexOf("["))) as {
+    filename: string;
+    files: { path: string }[];
+    size: number;
+    unpackedSize: number;
+  }[];
+  return {
+    tarball: join(dir, report!.filename),
+    dir,
+    files: report!.files.map((f) => f.path),
+    size: report!.size,
+    unpackedSize: report!.unpackedSize,
+  };
+}
+
+async function withPackLock<T>(work: () => Promise<T>): Promise<T> {
+  const lock = join(repo, ".data/npm-pack.lock");
+  mkdirSync(join(repo, ".data"), { recursive: true });
+  const deadline = Date.now() + 300_000;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      // A lock older than two minutes belongs to a test run that was killed.
+      const held = statSync(lock, { throwIfNoEntry: false });
+      if (held !== undefined && Date.now() - held.mtimeMs > 120_000) rmSync(lock, { force: true, recursive: true });
+      if (Date.now() > deadline) throw new Error(`${lock} held for 5 minutes`);
+      await new Promise((ok) => setTimeout(ok, 200));
+    }
+  }
+  try {
+    return await work();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
 }
 
 /** Options of `createExampleProject`. */
