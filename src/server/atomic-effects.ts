@@ -144,7 +144,7 @@ const effectsOfCall = new WeakMap<ContextValues, MemoizedEffects>();
 /**
  * The atomic effects of the call a handler runs, typed for `store`, which
  * must be the store of the idempotency interceptor: `commit` hands its
- * transaction handle to the handler.
+ * transaction handle to the handler. See docs/atomic-effects.md.
  */
 export function atomicEffects<Tx, Mode extends TransactionMode>(
   ctx: HandlerContext,

@@ -1,15 +1,15 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { promisify } from "node:util";
 
 // A user's project made from one of examples/: the folder copied as it is,
-// with the `npm pack` tarball unpacked as node_modules/connect-idempotency.
-// Every other package is linked from this repo's node_modules instead of
-// installed, since installing compiles better-sqlite3 again (about 75 s
-// here) and tests nothing of ours; test/package/peer-dependencies.test.ts
-// runs a real `npm install` of the tarball for the dependency tree.
+// with the `npm pack` tarball as node_modules/connect-idempotency.
+// `createExampleProject` links every other package from this repo's
+// node_modules instead of installing it (fast, and the versions the repo
+// tests); `installExampleProject` runs a real `npm install` without install
+// scripts, for the dependency tree and other versions of the peers.
 
 const execFileAsync = promisify(execFile);
 export const repo = resolve(import.meta.dirname, "../..");
@@ -21,12 +21,65 @@ export interface CommandResult {
   readonly stderr: string;
 }
 
-/** Packs the repository as `npm pack` does (building it first) and returns the tarball's path. */
-export async function packRepository(): Promise<{ tarball: string; dir: string }> {
+/** What `packRepository` made. */
+export interface PackedRepository {
+  readonly tarball: string;
+  /** The temp folder holding the tarball, for the caller to remove. */
+  readonly dir: string;
+  /** What `npm pack --json` reported: the files in the tarball and its sizes. */
+  readonly files: readonly string[];
+  readonly size: number;
+  readonly unpackedSize: number;
+}
+
+/**
+ * Packs the repository as `npm pack` does (its prepack builds dist/) and
+ * returns the tarball. Test files run in parallel: a lock keeps two of them
+ * from rebuilding dist/ while the other packs it.
+ */
+export async function packRepository(): Promise<PackedRepository> {
   const dir = mkdtempSync(join(tmpdir(), "connect-idempotency-tarball-"));
-  const { stdout } = await execFileAsync("npm", ["pack", "--json", "--pack-destination", dir], { cwd: repo });
-  const packed = JSON.parse(stdout.slice(stdout.indexOf("["))) as { filename: string }[];
-  return { tarball: join(dir, packed[0]!.filename), dir };
+  const stdout = await withPackLock(async () => {
+    const packed = await execFileAsync("npm", ["pack", "--json", "--pack-destination", dir], { cwd: repo });
+    return packed.stdout;
+  });
+  const [report] = JSON.parse(stdout.slice(stdout.indexOf("["))) as {
+    filename: string;
+    files: { path: string }[];
+    size: number;
+    unpackedSize: number;
+  }[];
+  return {
+    tarball: join(dir, report!.filename),
+    dir,
+    files: report!.files.map((f) => f.path),
+    size: report!.size,
+    unpackedSize: report!.unpackedSize,
+  };
+}
+
+async function withPackLock<T>(work: () => Promise<T>): Promise<T> {
+  const lock = join(repo, ".data/npm-pack.lock");
+  mkdirSync(join(repo, ".data"), { recursive: true });
+  const deadline = Date.now() + 300_000;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      // A lock older than two minutes belongs to a test run that was killed.
+      const held = statSync(lock, { throwIfNoEntry: false });
+      if (held !== undefined && Date.now() - held.mtimeMs > 120_000) rmSync(lock, { force: true, recursive: true });
+      if (Date.now() > deadline) throw new Error(`${lock} held for 5 minutes`);
+      await new Promise((ok) => setTimeout(ok, 200));
+    }
+  }
+  try {
+    return await work();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
 }
 
 /** Options of `createExampleProject`. */
@@ -38,7 +91,7 @@ export interface ExampleProjectOptions {
 /** A copy of an example with the package installed, ready to run its scripts. */
 export interface ExampleProject {
   readonly dir: string;
-  /** Runs a file of `node_modules/.bin` (buf, tsc, tsx, connect-idempotency, ...), or `node`, in the project. */
+  /** Runs a file of `node_modules/.bin` (buf, tsc, tsx, connect-idempotency, ...), `node` or `npm`, in the project. */
   bin(name: string, args: readonly string[], env?: Record<string, string>): Promise<CommandResult>;
   /** Starts `tsx <file>` and resolves with the URL once it prints `listening on <url>`. */
   startServer(file: string): Promise<RunningServer>;
@@ -90,16 +143,48 @@ export async function createExampleProject(
     chmodSync(join(pkg, path), 0o755);
     symlinkSync(join(pkg, path), join(bin, binName));
   }
-  const env = (extra: Record<string, string> = {}) => ({
-    ...process.env,
-    PATH: `${bin}:${process.env.PATH}`,
-    ...extra,
-  });
+  return projectIn(dir);
+}
 
+/**
+ * Copies `examples/<name>` and installs it with a real `npm install` of the
+ * tarball and `packages` (from the registry, or npm's cache), as a user
+ * would. Install scripts are skipped and better-sqlite3's addon is copied
+ * from this repo (the same version, built for this Node), so that nothing
+ * compiles for 75 s.
+ */
+export async function installExampleProject(
+  name: string,
+  tarball: string,
+  packages: readonly string[],
+): Promise<ExampleProject> {
+  const dir = mkdtempSync(join(tmpdir(), `connect-idempotency-install-${name}-`));
+  cpSync(join(repo, "examples", name), dir, {
+    recursive: true,
+    filter: (src) => !["node_modules", "gen"].includes(basename(src)) && !/\.db(-\w+)?$/.test(src),
+  });
+  await execFileAsync(
+    "npm",
+    ["install", "--ignore-scripts", "--prefer-offline", "--no-audit", "--no-fund", tarball, ...packages],
+    { cwd: dir, timeout: 240_000 },
+  );
+  cpSync(join(repo, "node_modules/better-sqlite3/build"), join(dir, "node_modules/better-sqlite3/build"), {
+    recursive: true,
+  });
+  return projectIn(dir);
+}
+
+function projectIn(dir: string): ExampleProject {
+  const bin = join(dir, "node_modules/.bin");
+  const env = (extra: Record<string, string> = {}) => ({ ...process.env, PATH: `${bin}:${process.env.PATH}`, ...extra });
   return {
     dir,
     bin: (binName, args, extra) =>
-      execFileAsync(binName === "node" ? process.execPath : join(bin, binName), [...args], { cwd: dir, env: env(extra), timeout: 120_000 }).then(
+      execFileAsync(binName === "node" ? process.execPath : binName === "npm" ? "npm" : join(bin, binName), [...args], {
+        cwd: dir,
+        env: env(extra),
+        timeout: 120_000,
+      }).then(
         ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
         (error: { code?: number; stdout?: string; stderr?: string }) => {
           if (typeof error.code !== "number") throw error;

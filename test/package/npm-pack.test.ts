@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { packRepository } from "../examples/example-project.js";
 
 // What a user gets from `npm install connect-idempotency`: the `npm pack`
 // tarball, unpacked into a fresh project. Its dependencies are linked from
@@ -20,13 +21,13 @@ let files: string[];
 
 beforeAll(async () => {
   project = mkdtempSync(join(tmpdir(), "connect-idempotency-pack-"));
-  const { stdout } = await run("npm", ["pack", "--json", "--pack-destination", project], { cwd: repo });
-  const packed = JSON.parse(stdout.slice(stdout.indexOf("["))) as { filename: string; files: { path: string }[] }[];
-  files = packed[0]!.files.map((f) => f.path);
+  const packed = await packRepository();
+  files = [...packed.files];
   const modules = join(project, "node_modules");
   pkg = join(modules, "connect-idempotency");
   mkdirSync(pkg, { recursive: true });
-  await run("tar", ["-xzf", join(project, packed[0]!.filename), "-C", pkg, "--strip-components=1"]);
+  await run("tar", ["-xzf", packed.tarball, "-C", pkg, "--strip-components=1"]);
+  rmSync(packed.dir, { recursive: true, force: true });
   for (const entry of readdirSync(join(repo, "node_modules"))) {
     if (entry !== "connect-idempotency" && entry !== ".bin" && !entry.startsWith(".")) {
       symlinkSync(join(repo, "node_modules", entry), join(modules, entry));
@@ -50,13 +51,12 @@ describe("npm package", () => {
   });
 
   it("ships the options and Google annotation protos for users' buf workspaces", () => {
-    for (const proto of [
-      "proto/idempotency/v1/idempotency.proto",
-      "proto/google/api/field_info.proto",
+    // What users import, and nothing else: no demo services, no internal envelope.
+    expect(files.filter((f) => f.startsWith("proto/")).sort()).toEqual([
       "proto/google/api/field_behavior.proto",
-    ]) {
-      expect(files).toContain(proto);
-    }
+      "proto/google/api/field_info.proto",
+      "proto/idempotency/v1/idempotency.proto",
+    ]);
     // The demo's services live with the demo: nothing of them reaches a user's workspace.
     expect(files.filter((f) => f.includes("demo"))).toEqual([]);
   });
