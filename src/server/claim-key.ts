@@ -11,7 +11,8 @@ import { storeUnavailable } from "./dedupe-errors.js";
 export async function claimKey(call: DedupeCall, owner: string): Promise<ClaimResult> {
   const { store, leaseMs, leaseGraceMs } = call.settings;
   const expiresInMs = Math.max(call.retentionMs, leaseMs);
-  call.claimDeadline = performance.now() + expiresInMs;
+  call.claimSentAt = performance.now();
+  call.claimDeadline = call.claimSentAt + expiresInMs;
   try {
     return await timed(call, "claim", () =>
       store.claim({

@@ -31,6 +31,8 @@ export interface DedupeCall {
   readonly fieldName: string;
   readonly fingerprint: string;
   readonly retentionMs: number;
+  /** When the latest claim of this call was sent to the store. */
+  claimSentAt: number;
   /** Until when the latest claim of this call lives if it is never completed. */
   claimDeadline: number;
   /** The end of this call's wait budget, set by its first wait. */
@@ -66,6 +68,7 @@ export function createDedupeCall(req: UnaryRequest, init: DedupeCallInit): Dedup
     fieldName: init.field.name,
     fingerprint: fingerprintRequest(req.method.input, req.message, init.field),
     retentionMs: init.retentionMs,
+    claimSentAt: 0,
     claimDeadline: 0,
     waitUntil: undefined,
     storeMs: 0,

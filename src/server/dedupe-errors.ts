@@ -29,6 +29,20 @@ export function requestInProgress(message: string): ConnectError {
   });
 }
 
+/**
+ * UNAVAILABLE STORE_UNAVAILABLE for the caller of an execution that ran but
+ * whose outcome the store could not record while the claim was known to be
+ * held: its retry gets the outcome the store ends up holding.
+ */
+export function outcomeNotRecorded(): ConnectError {
+  return createIdempotencyError(
+    Code.Unavailable,
+    ErrorReason.STORE_UNAVAILABLE,
+    "the request ran, but the idempotency store could not record its outcome in time, so this server cannot vouch " +
+      "for it; retry with the same request ID to get the outcome the store holds",
+  );
+}
+
 /** UNAVAILABLE STORE_UNAVAILABLE: the key could not be claimed, so nothing ran. */
 export function storeUnavailable(cause: unknown): ConnectError {
   return createIdempotencyError(

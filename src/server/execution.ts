@@ -29,6 +29,13 @@ export interface Execution {
   readonly atomic: AtomicClaim;
   /** Another execution took the key over: nothing of this one is written any more. */
   lost: boolean;
+  /**
+   * Until when (`performance.now()` time) the claim is known to be this
+   * execution's: the sending time of the latest claim or renewal the store
+   * confirmed, plus the lease. Nobody can take over before then, so an
+   * outcome not yet written may be answered from memory only until then.
+   */
+  heldUntil: number;
 }
 
 /**
@@ -36,7 +43,13 @@ export interface Execution {
  * process, starts renewing its lease, and tells the handler (through the
  * call's context values) which attempt it is and how to commit atomically.
  */
-export function startExecution(call: DedupeCall, owner: string, claimed: IdempotencyRecord, replaced: string): Execution {
+export function startExecution(
+  call: DedupeCall,
+  owner: string,
+  claimed: IdempotencyRecord,
+  replaced: string,
+  claimSentAt: number,
+): Execution {
   const running = call.inFlight.begin(call.id, call.fingerprint);
   emit(call, replaced === "none" ? "claimed" : replaced === "takeover" ? "takeover" : "expired", {
     attempt: claimed.attempt,
@@ -48,7 +61,12 @@ export function startExecution(call: DedupeCall, owner: string, claimed: Idempot
     attempt,
     firstExecutedAt: claimed.createdAt,
     running,
-    keeper: keepLease(call, owner, attempt, () => markClaimLost(call, execution, "renew")),
+    keeper: keepLease(call, owner, attempt, {
+      held: (sentAt) => {
+        execution.heldUntil = Math.max(execution.heldUntil, sentAt + call.settings.leaseMs);
+      },
+      lost: () => void confirmClaimLost(call, execution),
+    }),
     lostSignal,
     atomic: {
       store: call.settings.store,
@@ -62,6 +80,7 @@ export function startExecution(call: DedupeCall, owner: string, claimed: Idempot
       committed: undefined,
     },
     lost: false,
+    heldUntil: claimSentAt + call.settings.leaseMs,
   };
   const values = call.req.contextValues;
   values.set(
@@ -98,14 +117,47 @@ export function markClaimLost(call: DedupeCall, execution: Execution, operation:
   );
 }
 
-function keepLease(call: DedupeCall, owner: string, attempt: number, onLost: () => void): LeaseKeeper {
+/**
+ * A renewal found the claim no longer running. That is a lost claim, unless
+ * this execution's own completion landed meanwhile (a renewal retried after
+ * an outage can reach the store just after the completion did): the record
+ * then shows this owner and attempt, completed.
+ */
+async function confirmClaimLost(call: DedupeCall, execution: Execution): Promise<void> {
+  try {
+    const record = await timed(call, "get", () => call.settings.store.get(call.record));
+    if (record?.status === "completed" && record.owner === execution.owner && record.attempt === execution.attempt) {
+      return;
+    }
+  } catch (error) {
+    // Unknown: the safe side is to stop counting on the claim.
+    emit(call, "store_error", { operation: "get", error, willRetry: false });
+  }
+  markClaimLost(call, execution, "renew");
+}
+
+interface LeaseReports {
+  /** The store confirmed a renewal sent at `sentAt` (`performance.now()`). */
+  readonly held: (sentAt: number) => void;
+  /** A renewal found the claim no longer running. */
+  readonly lost: () => void;
+}
+
+function keepLease(call: DedupeCall, owner: string, attempt: number, reports: LeaseReports): LeaseKeeper {
   const { store, leaseMs } = call.settings;
   return startLeaseKeeper({
     intervalMs: Math.max(1, Math.floor(leaseMs / 3)),
     retryMs: storeRetryMs,
-    renew: () => timed(call, "renew", () => store.renew({ key: call.record, owner, attempt, leaseMs })),
+    renew: async () => {
+      const sentAt = performance.now();
+      const held = await timed(call, "renew", () => store.renew({ key: call.record, owner, attempt, leaseMs }));
+      if (held) {
+        reports.held(sentAt);
+      }
+      return held;
+    },
     onError: (error) => emit(call, "store_error", { operation: "renew", error, willRetry: true }),
-    onLost,
+    onLost: reports.lost,
   });
 }
 

@@ -34,6 +34,12 @@ export interface InFlightOwner {
    * reaching this process are answered from memory and never claim.
    */
   hold(outcome: Uint8Array, firstExecutedAt: number): void;
+  /**
+   * Stops answering from memory, and keeps the execution registered: later
+   * duplicates wait for `settle` (and never claim) instead of getting an
+   * outcome that another process may have superseded.
+   */
+  withhold(): void;
   /** Wakes every waiter with the result and forgets the execution. */
   settle(result: InFlightResult): void;
 }
@@ -57,11 +63,11 @@ export function createInFlightWaiters(): InFlightWaiters {
   const running = new Map<string, InFlightExecution>();
   return {
     begin(id, fingerprint) {
-      let resolve!: (result: InFlightResult) => void;
-      const result = new Promise<InFlightResult>((r) => (resolve = r));
+      let current = createDeferred();
+      let settled = false;
       const execution: InFlightExecution = {
         fingerprint,
-        wait: (timeoutMs, signal) => waitAtMost(result, timeoutMs, signal),
+        wait: (timeoutMs, signal) => waitAtMost(current.promise, timeoutMs, signal),
       };
       running.set(id, execution);
       const forget = () => {
@@ -72,11 +78,15 @@ export function createInFlightWaiters(): InFlightWaiters {
       };
       return {
         hold(outcome, firstExecutedAt) {
-          resolve({ kind: "outcome", outcome, firstExecutedAt });
+          if (!settled) current.resolve({ kind: "outcome", outcome, firstExecutedAt });
+        },
+        withhold() {
+          if (!settled && current.resolved) current = createDeferred();
         },
         settle(value) {
+          settled = true;
           forget();
-          resolve(value);
+          current.resolve(value);
         },
       };
     },
@@ -85,4 +95,24 @@ export function createInFlightWaiters(): InFlightWaiters {
       return running.size;
     },
   };
+}
+
+interface Deferred {
+  readonly promise: Promise<InFlightResult>;
+  readonly resolved: boolean;
+  resolve(result: InFlightResult): void;
+}
+
+function createDeferred(): Deferred {
+  let resolve!: (result: InFlightResult) => void;
+  const promise = new Promise<InFlightResult>((r) => (resolve = r));
+  const deferred = {
+    promise,
+    resolved: false,
+    resolve(result: InFlightResult) {
+      deferred.resolved = true;
+      resolve(result);
+    },
+  };
+  return deferred;
 }

@@ -3,6 +3,7 @@ import type { UnaryResponse } from "@connectrpc/connect";
 import type { IdempotencyRecord } from "../store/idempotency-store.js";
 import { answerAfterLostClaim } from "./answer-after-lost-claim.js";
 import type { DedupeCall, UnaryNext } from "./dedupe-call.js";
+import { outcomeNotRecorded } from "./dedupe-errors.js";
 import { errorAsClientSees, errorDisposition } from "./error-disposition.js";
 import { type Execution, startExecution } from "./execution.js";
 import { encodeOutcome, storedForm } from "./outcome-form.js";
@@ -22,7 +23,7 @@ export async function runExecution(
   replaced: string,
   next: UnaryNext,
 ): Promise<UnaryResponse> {
-  const execution = startExecution(call, owner, claimed, replaced);
+  const execution = startExecution(call, owner, claimed, replaced, call.claimSentAt);
   let response: UnaryResponse;
   try {
     response = await next(call.req);
@@ -50,7 +51,16 @@ async function settleSuccess(call: DedupeCall, execution: Execution, response: U
       trailer: response.trailer,
     })),
   );
-  return (await storeOutcome(call, execution, form)) === "lost" ? answerAfterLostClaim(call) : response;
+  switch (await storeOutcome(call, execution, form)) {
+    case "lost":
+      return answerAfterLostClaim(call);
+    case "unvouched":
+      // Another process may take the key over before this outcome is
+      // written: the caller must not hold an answer the store may never have.
+      throw outcomeNotRecorded();
+    default:
+      return response;
+  }
 }
 
 async function settleFailure(call: DedupeCall, execution: Execution, thrown: unknown): Promise<UnaryResponse> {

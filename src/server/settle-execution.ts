@@ -9,9 +9,12 @@ import { storeRetryMs } from "./interceptor-options.js";
  * Where a stored outcome ended up: written (`stored`), held in memory while
  * its write is retried in the background (`pending`), left unwritten because
  * it did not fit in memory (`dropped`: the claim lapses and a retry takes
- * over), or refused because another execution took the key over (`lost`).
+ * over), unwritten past the last confirmed lease (`unvouched`: the write is
+ * retried, but nobody is answered from memory, since another process may
+ * have taken the key over), or refused because another execution took the
+ * key over (`lost`).
  */
-export type StoreOutcomeResult = "stored" | "pending" | "dropped" | "lost";
+export type StoreOutcomeResult = "stored" | "pending" | "dropped" | "unvouched" | "lost";
 
 /**
  * Stores the outcome and wakes the duplicates waiting in this process.
@@ -20,7 +23,11 @@ export type StoreOutcomeResult = "stored" | "pending" | "dropped" | "lost";
  * this process are answered from it and never claim, the lease keeper goes
  * on renewing, and the write is retried every `storeRetryMs` until it lands,
  * the claim is lost, or the claim would have expired anyway. The caller gets
- * its answer meanwhile. Outcomes held this way are bounded by the
+ * its answer meanwhile. Duplicates are answered from memory only while the
+ * claim is known to be held (the last confirmed renewal plus the lease);
+ * after that they wait for the write, and the caller of an outcome that is
+ * not written by then gets UNAVAILABLE (`unvouched`).
+ * Outcomes held this way are bounded by the
  * interceptor's pending budget; one that does not fit is dropped, and its
  * claim left to lapse, so that a retry takes over as a new attempt rather
  * than replaying nothing or running silently again.
@@ -29,16 +36,27 @@ export async function storeOutcome(call: DedupeCall, execution: Execution, form:
   const result = await completeOnce(call, execution, form);
   if (result === "retry") {
     const size = form.bytes.byteLength;
+    const vouched = performance.now() < execution.heldUntil;
     if (!call.pending.reserve(size)) {
       execution.keeper.stop();
       emit(call, "completion_dropped", { responseBytes: size });
       execution.running.settle({ kind: "released" });
-      return "dropped";
+      return vouched ? "dropped" : "unvouched";
     }
-    execution.running.hold(form.bytes, execution.firstExecutedAt);
+    if (vouched) {
+      execution.running.hold(form.bytes, execution.firstExecutedAt);
+    }
     retryInBackground(async () => {
       const again = await completeOnce(call, execution, form);
       if (again === "retry") {
+        if (performance.now() >= execution.heldUntil) {
+          // Past the last confirmed lease, another process may have taken the
+          // key over: duplicates of this process wait for the write (and
+          // never claim) rather than get an answer the store may not hold.
+          // The write goes on; it is fenced, and lands only if the claim is
+          // still this execution's.
+          execution.running.withhold();
+        }
         return true;
       }
       call.pending.free(size);
@@ -50,7 +68,7 @@ export async function storeOutcome(call: DedupeCall, execution: Execution, form:
       );
       return false;
     });
-    return "pending";
+    return vouched ? "pending" : "unvouched";
   }
   if (result === "stored") {
     execution.running.settle({ kind: "outcome", outcome: form.bytes, firstExecutedAt: execution.firstExecutedAt });

@@ -34,3 +34,16 @@ describe("createInFlightWaiters()", () => {
     expect(waiters.find("k")?.fingerprint).toBe("fp2");
   });
 });
+
+describe("withhold()", () => {
+  it("stops answering from memory: later duplicates wait for settle instead", async () => {
+    const waiters = createInFlightWaiters();
+    const owner = waiters.begin("k", "fp");
+    owner.hold(new Uint8Array([7]), 5);
+    owner.withhold();
+    expect(await waiters.find("k")!.wait(20, never)).toBeUndefined();
+    const waiting = waiters.find("k")!.wait(1_000, never);
+    owner.settle({ kind: "released" });
+    expect(await waiting).toEqual({ kind: "released" });
+  });
+});
