@@ -7,8 +7,8 @@
 // - IDEMPOTENCY_STORE: "sqlite" or "postgres".
 // - SQLITE_PATH, SQLITE_BUSY_TIMEOUT_MS: the SQLite file and busy timeout.
 // - POSTGRES_URL, POSTGRES_SCHEMA, POSTGRES_TABLE,
-//   POSTGRES_STATEMENT_TIMEOUT_MS, POSTGRES_CONNECTION_TIMEOUT_MS: the
-//   PostgreSQL store.
+//   POSTGRES_STATEMENT_TIMEOUT_MS, POSTGRES_CONNECTION_TIMEOUT_MS,
+//   POSTGRES_MAX_CONNECTIONS: the PostgreSQL store.
 // - LEASE_MS, LEASE_GRACE_MS, MAX_WAIT_MS, RETENTION_MS: interceptor options.
 // - EXECUTIONS_FILE: every handler execution appends a line
 //   `<request id>\t<NAME>\t<payment id>\t<attempt>\t<takeover>` to it before
@@ -120,6 +120,7 @@ async function openStore(): Promise<IdempotencyStore> {
         table: env.POSTGRES_TABLE,
         statementTimeoutMs: optionalNumber("POSTGRES_STATEMENT_TIMEOUT_MS"),
         connectionTimeoutMs: optionalNumber("POSTGRES_CONNECTION_TIMEOUT_MS"),
+        maxConnections: optionalNumber("POSTGRES_MAX_CONNECTIONS"),
       });
       // A restart or a cut connection must not crash the process: the store
       // reports its failures through the interceptor.
