@@ -16,12 +16,20 @@ export interface CutProxy {
   cut(): void;
   /** Heals: drops the held connections; new ones are forwarded again. */
   heal(): void;
+  /**
+   * Loses answers: for `ms`, forwards what clients send but drops what the
+   * target answers, then ends every forwarded connection. A write sent in
+   * that window is done by the database, but its client never learns it
+   * (a lost acknowledgement).
+   */
+  loseAnswers(ms: number): Promise<void>;
   close(): Promise<void>;
 }
 
 /** Starts a proxy on 127.0.0.1 (ephemeral port) to `targetPort` on 127.0.0.1. */
 export async function startCutProxy(targetPort: number): Promise<CutProxy> {
   let cut = false;
+  let losing = false;
   const forwarded = new Set<Socket>();
   const held = new Set<Socket>();
   const server = createServer((socket) => {
@@ -43,7 +51,11 @@ export async function startCutProxy(targetPort: number): Promise<CutProxy> {
       });
     }
     socket.pipe(upstream);
-    upstream.pipe(socket);
+    upstream.on("data", (chunk: Buffer) => {
+      if (!losing) {
+        socket.write(chunk);
+      }
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const address = server.address();
@@ -57,6 +69,14 @@ export async function startCutProxy(targetPort: number): Promise<CutProxy> {
       for (const socket of forwarded) {
         socket.destroy();
       }
+    },
+    async loseAnswers(ms) {
+      losing = true;
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      for (const socket of forwarded) {
+        socket.destroy();
+      }
+      losing = false;
     },
     heal() {
       cut = false;
