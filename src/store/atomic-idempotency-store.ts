@@ -26,10 +26,8 @@ export interface AtomicCompletion<T> {
 
 /** Completes a claimed key in the same transaction as the application's writes. */
 export interface CompleteWithinInput extends OwnerInput {
-  /** The current time. */
-  readonly now: number;
-  /** When the completed record expires: now plus the retention. */
-  readonly expiresAt: number;
+  /** How long from now the completed record is kept. */
+  readonly retentionMs: number;
 }
 
 /**
@@ -55,8 +53,6 @@ export interface RecordPhaseInput extends OwnerInput {
   readonly name: string;
   /** The step's result: a `google.protobuf.Any` in binary. */
   readonly result: Uint8Array;
-  /** The current time. */
-  readonly now: number;
 }
 
 /**
@@ -69,8 +65,8 @@ export interface RecordPhaseInput extends OwnerInput {
  *
  * Phases belong to their record: releasing, sweeping or evicting the record
  * deletes them, and so does a claim that replaces an expired record. A
- * takeover keeps them, which is what lets a retry resume where a crashed
- * execution stopped.
+ * takeover (after a crash, a stall or an indefinite error) keeps them, which
+ * is what lets a retry resume where an earlier execution stopped.
  */
 export interface AtomicIdempotencyStore<Tx, Mode extends TransactionMode> extends IdempotencyStore {
   /** How `transact` and `completeWithin` run their work. */
@@ -82,7 +78,7 @@ export interface AtomicIdempotencyStore<Tx, Mode extends TransactionMode> extend
    */
   transact<T>(work: TransactionWork<Tx, T, Mode>): Promise<T>;
   /**
-   * In one transaction: checks that `owner` holds the in-progress claim, runs
+   * In one transaction: checks that `owner` and `attempt` hold the running claim, runs
    * `work`, and completes the key with the outcome it returns. When `work`
    * throws, the transaction rolls back and the promise rejects with that
    * error; the claim stays as it was. When `owner` does not hold the claim,
@@ -96,8 +92,8 @@ export interface AtomicIdempotencyStore<Tx, Mode extends TransactionMode> extend
   getPhase(input: PhaseKey): Promise<Uint8Array | undefined>;
   /**
    * Records the result of a step, replacing an earlier one of the same name;
-   * false (and nothing recorded) when `owner` no longer holds the in-progress
-   * claim.
+   * false (and nothing recorded) when `owner` and `attempt` no longer hold
+   * the running claim.
    */
   recordPhase(input: RecordPhaseInput): Promise<boolean>;
 }
