@@ -99,7 +99,10 @@ describe("a stalled owner", () => {
         `events A ${JSON.stringify(eventCounts(a.server))} B ${JSON.stringify(eventCounts(b.server))}`,
     );
     // The takeover happened, correctly by the rules: B charged again.
-    expect(executions.map((e) => e.process)).toEqual(["A", "B"]);
+    expect(executions.map((e) => [e.process, e.attempt, e.takeover])).toEqual([
+      ["A", "1", "false"],
+      ["B", "2", "true"],
+    ]);
     expect(storedNow).toBe("ok pay_B_1");
     // The owner's caller never gets its own, superseded answer.
     expect(ownerSaw).not.toBe("ok pay_A_1");
