@@ -18,6 +18,8 @@ export interface DemoOptions {
   readonly serve: boolean;
   /** The port of `--serve`. */
   readonly port: number;
+  /** Serve the checkout page (`--web`) on `port`, its RPC edge on the next free port. */
+  readonly web: boolean;
   /** False with `--no-idempotency`: the interceptors are off, the client still retries. */
   readonly idempotency: boolean;
   /** False with `--no-crash`: the server is not killed during the run. */
@@ -70,6 +72,7 @@ export function parseDemoArgs(argv: readonly string[], output: DemoOutput): Pars
     seed: number | undefined;
     dataDir: string;
     serve: boolean | undefined;
+    web: boolean | undefined;
     port: number;
     idempotency: boolean;
     crash: boolean;
@@ -91,6 +94,7 @@ export function parseDemoArgs(argv: readonly string[], output: DemoOutput): Pars
       seed: flags.seed ?? Math.floor(Math.random() * 1_000_000),
       dataDir: flags.dataDir,
       serve: flags.serve === true,
+      web: flags.web === true,
       port: flags.port,
       idempotency: flags.idempotency,
       crash: flags.crash,
@@ -116,7 +120,10 @@ function createDemoCommand(output: DemoOutput): Command {
     .addOption(new Option("--seed <integer>", "seed of the faults, payments and crash (default: random)").argParser(seed))
     .addOption(new Option("--data-dir <folder>", "folder of the SQLite files").default(defaultDataDir))
     .addOption(new Option("--serve", "only run the server, for other clients such as buf curl"))
-    .addOption(new Option("--port <port>", "port of --serve (0 picks a free one)").default(8080).argParser(port))
+    .addOption(
+      new Option("--web", "serve a checkout page over HTTP/1.1 with CORS and a flaky network, for a browser").conflicts("serve"),
+    )
+    .addOption(new Option("--port <port>", "port of --serve and --web (0 picks a free one)").default(8080).argParser(port))
     .addOption(new Option("--no-idempotency", "turn the idempotency interceptors off (the client still retries)"))
     .addOption(new Option("--no-crash", "do not kill the server during the run"))
     .helpOption("-h, --help", "show this help")

@@ -1,4 +1,4 @@
-// `npm start`: exactly-once payments over a hostile network. See "Try it: npm start" in the README.
+// `npm start`: exactly-once payments over a hostile network. See docs/demo.md.
 import { once } from "node:events";
 import { parseDemoArgs } from "./demo-options.js";
 
@@ -10,6 +10,10 @@ try {
   // The rest is loaded only when needed, so that --help and bad flags answer at once.
   if (parsed.kind === "exit") {
     process.exitCode = parsed.status;
+  } else if (parsed.options.web) {
+    const { serveWebCheckout } = await import("./web/serve-web-checkout.js");
+    const stopped = Promise.race([once(process, "SIGINT"), once(process, "SIGTERM")]);
+    await serveWebCheckout(parsed.options, process.stdout, stopped);
   } else if (parsed.options.serve) {
     const { serveDemo } = await import("./serve-demo.js");
     const stopped = Promise.race([once(process, "SIGINT"), once(process, "SIGTERM")]);

@@ -110,5 +110,6 @@ export type {
   PhaseKey,
   RecordPhaseInput,
   TransactionMode,
+  SynchronousTransactionRequired,
   TransactionWork,
 } from "./store/atomic-idempotency-store.js";

@@ -244,7 +244,7 @@ function formatRecord(record: IdempotencyRecord, outcome: OutcomeView | undefine
     `updated      ${time(record.updatedAt)}`,
     `lease until  ${time(record.leaseUntil)}`,
     `expires      ${time(record.expiresAt)}`,
-    `attempt      ${record.attempt}${record.attempt === 1 ? "" : ` (taken over ${record.attempt - 1} time${record.attempt === 2 ? "" : "s"})`}`,
+    `attempt      ${record.attempt}${describeTakeovers(record.attempt - 1)}`,
   ];
   if (outcome === undefined) {
     lines.push(
@@ -281,6 +281,10 @@ function formatRecord(record: IdempotencyRecord, outcome: OutcomeView | undefine
       break;
   }
   return lines.join("\n");
+}
+
+function describeTakeovers(takeovers: number): string {
+  return takeovers === 0 ? "" : ` (taken over ${takeovers} time${takeovers === 1 ? "" : "s"})`;
 }
 
 function headerLines(label: string, headers: Record<string, string>): string[] {

@@ -1,6 +1,7 @@
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { ErrorReason } from "../errors/error-reason.js";
 import { findErrorReason } from "../errors/idempotency-error.js";
+import { replayedHeader } from "./idempotency-headers.js";
 
 // Codes that say the call may not have run, or ran and its answer was lost,
 // and that a later attempt may succeed.
@@ -23,6 +24,13 @@ const brokenConnectionErrors: ReadonlySet<string> = new Set([
   "UND_ERR_SOCKET",
 ]);
 
+// What browsers' fetch says when the network failed under a request: a
+// TypeError without a code. Chromium "Failed to fetch" (and "network error"
+// for a body cut off), Firefox "NetworkError when attempting to fetch
+// resource.", Safari "Load failed". A TypeError of another kind, from a bug
+// in the caller's code, is not a network failure and is not retried.
+const fetchNetworkFailure = /fetch|network|load failed/i;
+
 /**
  * Whether another attempt of a call that is safe to retry (it carries a
  * request ID, or its method has no side effects or is idempotent) may succeed
@@ -33,7 +41,13 @@ const brokenConnectionErrors: ReadonlySet<string> = new Set([
  * reason REQUEST_IN_PROGRESS, and a broken connection: Unknown, Internal,
  * Aborted or Canceled caused by the network rather than sent by the server.
  * connect-node reports an HTTP/2 session that went away under a call as
- * Canceled; the caller's own cancellation never reaches this function.
+ * Canceled; the caller's own cancellation never reaches this function. In a
+ * browser, fetch reports a network failure as a TypeError without a code,
+ * which Connect wraps as Unknown: retried too.
+ *
+ * Never retried either: an error that came with `idempotency-replayed: true`.
+ * It is the stored answer of the first call with this request ID, and every
+ * retry would get it again.
  *
  * Never retried: every other code, among them InvalidArgument,
  * FailedPrecondition (REQUEST_ID_REUSED), AlreadyExists, PermissionDenied,
@@ -41,6 +55,9 @@ const brokenConnectionErrors: ReadonlySet<string> = new Set([
  * cannot change.
  */
 export function isRetryableError(error: ConnectError): boolean {
+  if (error.metadata.get(replayedHeader) === "true") {
+    return false;
+  }
   const reason = findErrorReason(error);
   if (reason === ErrorReason.RESPONSE_TOO_LARGE) {
     return false;
@@ -59,6 +76,7 @@ function isBrokenConnection(error: ConnectError): boolean {
     case Code.Canceled:
       return true;
     case Code.Unknown:
+      return isFetchNetworkFailure(error.cause) || causeCodes(error).some((code) => brokenConnectionErrors.has(code));
     case Code.Internal:
     case Code.Aborted:
       return causeCodes(error).some((code) => brokenConnectionErrors.has(code));
@@ -77,4 +95,10 @@ function causeCodes(error: ConnectError): string[] {
     }
   }
   return codes;
+}
+
+function isFetchNetworkFailure(cause: unknown): boolean {
+  return (
+    cause instanceof TypeError && !("code" in cause && cause.code !== undefined) && fetchNetworkFailure.test(cause.message)
+  );
 }

@@ -57,6 +57,7 @@ function generateClients(schema: Schema<ConnectIdempotencyPluginOptions>, warn: 
     f.preamble(file);
     const runtime = {
       createIdempotentClient: f.import("createIdempotentClient", runtimeImport),
+      createIdempotentTransport: f.import("createIdempotentTransport", runtimeImport),
       IdempotentClientOptions: f.import("IdempotentClientOptions", runtimeImport, true),
       Client: f.import("Client", "@connectrpc/connect", true),
       Transport: f.import("Transport", "@connectrpc/connect", true),

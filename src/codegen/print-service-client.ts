@@ -8,6 +8,7 @@ import { findRequestIdField } from "../policy/request-id-field.js";
 /** The runtime symbols a generated client file imports. */
 export interface ClientRuntimeSymbols {
   readonly createIdempotentClient: ImportSymbol;
+  readonly createIdempotentTransport: ImportSymbol;
   readonly IdempotentClientOptions: ImportSymbol;
   readonly Client: ImportSymbol;
   readonly Transport: ImportSymbol;
@@ -56,6 +57,33 @@ export function printServiceClient(
   }
   f.print("    },");
   f.print("    options,");
+  f.print("  );");
+  f.print("}");
+  f.print();
+  const transportDoc = [
+    `Creates a transport that treats the calls of ${service.typeName} as`,
+    `\`create${service.name}Client\` does, for code that takes a transport rather`,
+    "than a client, such as connect-query's `useMutation`. Calls of other",
+    "services pass through.",
+    "",
+    `@generated from service ${service.typeName}`,
+  ];
+  f.print(f.jsDoc(transportDoc.join("\n")));
+  f.print(f.export("function", `create${service.name}Transport`), "(");
+  f.print("  transport: ", runtime.Transport, ",");
+  f.print("  options?: ", runtime.IdempotentClientOptions, ",");
+  f.print("): ", runtime.Transport, " {");
+  f.print("  return ", runtime.createIdempotentTransport, "(");
+  f.print("    transport,");
+  f.print("    {");
+  for (const { method, plan } of plans) {
+    if (plan !== undefined) {
+      f.print("      ", method.localName, ": ", printPlan(plan), ",");
+    }
+  }
+  f.print("    },");
+  f.print("    options,");
+  f.print("    ", f.importSchema(service), ",");
   f.print("  );");
   f.print("}");
   f.print();

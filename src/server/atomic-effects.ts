@@ -38,7 +38,9 @@ export interface AtomicEffects<Tx, Mode extends TransactionMode> {
    * Call it at most once, as the last step. Without a request ID, `fn` runs
    * in a plain transaction.
    */
-  commit<R extends Message>(fn: TransactionWork<Tx, R, Mode>): Promise<R>;
+  commit<R extends Message | (Mode extends "sync" ? PromiseLike<unknown> : never)>(
+    fn: TransactionWork<Tx, R, Mode>,
+  ): Promise<Awaited<R>>;
   /**
    * Runs one step of the handler and records its result under the request
    * ID: JSON as `JSON.stringify` writes it, or nothing. When a retry takes
@@ -305,7 +307,7 @@ function createAtomicEffects<Tx, Mode extends TransactionMode>(
   }
 
   return {
-    commit,
+    commit: commit as AtomicEffects<Tx, Mode>["commit"],
     phase(
       name: string,
       schemaOrFn: DescMessage | (() => unknown),

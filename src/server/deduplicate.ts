@@ -24,7 +24,7 @@ export async function deduplicate(call: DedupeCall, next: UnaryNext): Promise<Un
       }
       const result = await waitFor(call, (ms) => local.wait(ms, call.req.signal));
       if (result.kind === "outcome") {
-        return replayOutcome(call, result.outcome);
+        return replayOutcome(call, result.outcome, result.firstExecutedAt);
       }
       continue;
     }
@@ -49,12 +49,12 @@ async function answerFromRecord(call: DedupeCall, record: IdempotencyRecord): Pr
     throw requestIdReused(call);
   }
   if (record.status === "completed") {
-    return replayOutcome(call, record.outcome ?? new Uint8Array(0));
+    return replayOutcome(call, record.outcome ?? new Uint8Array(0), record.createdAt);
   }
   if (call.inFlight.find(call.id) !== undefined) {
     // The owner runs in this process after all: wait for it without polling.
     return undefined;
   }
   const result = await waitFor(call, (ms) => pollRecord(call, ms));
-  return result.kind === "outcome" ? replayOutcome(call, result.outcome) : undefined;
+  return result.kind === "outcome" ? replayOutcome(call, result.outcome, result.firstExecutedAt) : undefined;
 }

@@ -17,6 +17,8 @@ export interface Execution {
   readonly owner: string;
   /** Which execution of the key this is (1 for the first). */
   readonly attempt: number;
+  /** When the first execution under the key claimed it, by the store's clock. */
+  readonly firstExecutedAt: number;
   /** Its entry among this process's in-flight executions. */
   readonly running: InFlightOwner;
   /** Renews the lease while the handler runs and while the outcome is not yet written. */
@@ -44,6 +46,7 @@ export function startExecution(call: DedupeCall, owner: string, claimed: Idempot
   const execution: Execution = {
     owner,
     attempt,
+    firstExecutedAt: claimed.createdAt,
     running,
     keeper: keepLease(call, owner, attempt, () => markClaimLost(call, execution, "renew")),
     lostSignal,

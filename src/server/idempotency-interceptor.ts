@@ -25,7 +25,7 @@ import { requestIdOf } from "./request-id-of.js";
  * first runs waits for its outcome up to `maxWait`. An indefinite error (the
  * handler may have acted) keeps the record, and the next call takes it over
  * as a new attempt. Every other call, streaming calls included, passes
- * through untouched.
+ * through untouched. See docs/server-interceptor.md.
  *
  * The steps, one module each: `claimKey` -> `runExecution` -> settle
  * (`storeOutcome`, `interruptExecution`, `releaseExecution`), and for

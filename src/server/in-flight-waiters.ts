@@ -7,7 +7,12 @@ import { waitAtMost } from "./bounded-wait.js";
  * interrupted, or lost to another execution), where they look next.
  */
 export type InFlightResult =
-  | { readonly kind: "outcome"; readonly outcome: Uint8Array }
+  | {
+      readonly kind: "outcome";
+      readonly outcome: Uint8Array;
+      /** When the first execution under the key claimed it, by the store's clock (ms since the epoch). */
+      readonly firstExecutedAt: number;
+    }
   | { readonly kind: "released" };
 
 /** An execution of this process that duplicates can wait for. */
@@ -28,7 +33,7 @@ export interface InFlightOwner {
    * execution registered: while its outcome is not yet written, duplicates
    * reaching this process are answered from memory and never claim.
    */
-  hold(outcome: Uint8Array): void;
+  hold(outcome: Uint8Array, firstExecutedAt: number): void;
   /** Wakes every waiter with the result and forgets the execution. */
   settle(result: InFlightResult): void;
 }
@@ -66,8 +71,8 @@ export function createInFlightWaiters(): InFlightWaiters {
         }
       };
       return {
-        hold(outcome) {
-          resolve({ kind: "outcome", outcome });
+        hold(outcome, firstExecutedAt) {
+          resolve({ kind: "outcome", outcome, firstExecutedAt });
         },
         settle(value) {
           forget();

@@ -106,7 +106,7 @@ export interface IdempotencyInterceptorOptions {
    * Turns every decision into OpenTelemetry metrics and span attributes,
    * before `onEvent` sees it. Default: `createIdempotencyTelemetry()` on the
    * global providers of `@opentelemetry/api`, a no-op until the application
-   * installs an SDK. `false` turns it off. See "Operations" in the README.
+   * installs an SDK. `false` turns it off. See docs/operations.md.
    */
   readonly telemetry?: IdempotencyTelemetry | false;
   /** The proto extensions that mark request IDs. Default `runtimeExtensions`. */

@@ -1,8 +1,7 @@
-/**
- * The response header that marks a replayed outcome, `true` when the handler
- * did not run for this call.
- */
-export const replayedHeader = "idempotency-replayed";
+import { firstExecutedAtHeader, replayedHeader } from "../client/idempotency-headers.js";
+
+// Defined with the client, which browsers import without the server.
+export { firstExecutedAtHeader, replayedHeader };
 
 const protocolHeaders = new Set([
   "content-type",
@@ -21,6 +20,7 @@ const protocolHeaders = new Set([
   "transfer-encoding",
   "te",
   replayedHeader,
+  firstExecutedAtHeader,
 ]);
 
 /**

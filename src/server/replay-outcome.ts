@@ -4,26 +4,33 @@ import type { CommittedOutcome } from "./atomic-effects.js";
 import { emit } from "./call-events.js";
 import type { DedupeCall } from "./dedupe-call.js";
 import type { Execution } from "./execution.js";
-import { replayedHeader } from "./protocol-headers.js";
+import { firstExecutedAtHeader, replayedHeader } from "./protocol-headers.js";
 import { createReplayResponse } from "./replay-response.js";
 import { decodeStoredOutcome } from "./stored-outcome.js";
 
-/** Answers with a stored outcome, marked replayed; the handler does not run. */
-export function replayOutcome(call: DedupeCall, bytes: Uint8Array): UnaryResponse {
+/**
+ * Answers with a stored outcome, marked replayed and with the time of the
+ * first execution (`idempotency-first-executed-at`); the handler does not run.
+ */
+export function replayOutcome(call: DedupeCall, bytes: Uint8Array, firstExecutedAt: number): UnaryResponse {
   const outcome = decodeStoredOutcome(bytes);
+  const executedAt = new Date(firstExecutedAt).toISOString();
   if (outcome.kind === "error") {
     emit(call, "replayed", { code: outcome.error.code });
     outcome.error.metadata.set(replayedHeader, "true");
+    outcome.error.metadata.set(firstExecutedAtHeader, executedAt);
     throw outcome.error;
   }
   emit(call, "replayed");
-  return createReplayResponse(
+  const response = createReplayResponse(
     call.req,
     fromBinary(call.req.method.output, outcome.response),
     outcome.header,
     outcome.trailer,
     call.settings.compressions,
   );
+  response.header.set(firstExecutedAtHeader, executedAt);
+  return response;
 }
 
 /**
@@ -34,7 +41,11 @@ export function replayOutcome(call: DedupeCall, bytes: Uint8Array): UnaryRespons
  */
 export function answerCommitted(call: DedupeCall, execution: Execution, committed: CommittedOutcome): UnaryResponse {
   execution.keeper.stop();
-  execution.running.settle({ kind: "outcome", outcome: committed.stored.bytes });
+  execution.running.settle({
+    kind: "outcome",
+    outcome: committed.stored.bytes,
+    firstExecutedAt: execution.firstExecutedAt,
+  });
   emit(call, "completed", { code: committed.stored.code });
   const outcome = decodeStoredOutcome(committed.outcome);
   if (outcome.kind === "error") {
@@ -48,6 +59,7 @@ export function answerCommitted(call: DedupeCall, execution: Execution, committe
     call.settings.compressions,
   );
   response.header.delete(replayedHeader);
+  response.header.delete(firstExecutedAtHeader);
   // connect copies returned headers into the call's own with a loop that
   // deletes while it iterates, and so keeps every other name the handler
   // set after the commit. Answering with the call's own objects, refilled,

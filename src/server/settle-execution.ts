@@ -35,7 +35,7 @@ export async function storeOutcome(call: DedupeCall, execution: Execution, form:
       execution.running.settle({ kind: "released" });
       return "dropped";
     }
-    execution.running.hold(form.bytes);
+    execution.running.hold(form.bytes, execution.firstExecutedAt);
     retryInBackground(async () => {
       const again = await completeOnce(call, execution, form);
       if (again === "retry") {
@@ -43,13 +43,17 @@ export async function storeOutcome(call: DedupeCall, execution: Execution, form:
       }
       call.pending.free(size);
       // Lost to a successor, or given up: duplicates go to the store.
-      execution.running.settle(again === "stored" ? { kind: "outcome", outcome: form.bytes } : { kind: "released" });
+      execution.running.settle(
+        again === "stored"
+          ? { kind: "outcome", outcome: form.bytes, firstExecutedAt: execution.firstExecutedAt }
+          : { kind: "released" },
+      );
       return false;
     });
     return "pending";
   }
   if (result === "stored") {
-    execution.running.settle({ kind: "outcome", outcome: form.bytes });
+    execution.running.settle({ kind: "outcome", outcome: form.bytes, firstExecutedAt: execution.firstExecutedAt });
     return "stored";
   }
   // After a lost claim the store holds the successor's outcome: waiters go

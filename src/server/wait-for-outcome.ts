@@ -44,7 +44,7 @@ export function recordState(call: DedupeCall, record: IdempotencyRecord | undefi
   if (record.status === "completed") {
     return record.expiresAt <= record.readAt
       ? { kind: "released" }
-      : { kind: "outcome", outcome: record.outcome ?? new Uint8Array(0) };
+      : { kind: "outcome", outcome: record.outcome ?? new Uint8Array(0), firstExecutedAt: record.createdAt };
   }
   if (record.status === "interrupted" || record.leaseUntil + call.settings.leaseGraceMs <= record.readAt) {
     return { kind: "released" };

@@ -10,11 +10,22 @@ export type TransactionMode = "sync" | "async";
 /**
  * The application's part of a transaction: it receives the transaction
  * handle and returns its result, synchronously when the store's transactions
- * are synchronous.
+ * are synchronous. An `async` function given to a synchronous store fails to
+ * compile with `SynchronousTransactionRequired` as the expected return type.
  */
 export type TransactionWork<Tx, T, Mode extends TransactionMode> = (
   tx: Tx,
-) => Mode extends "sync" ? T : T | Promise<T>;
+) => Mode extends "sync" ? (T extends PromiseLike<unknown> ? SynchronousTransactionRequired : T) : T | Promise<T>;
+
+/**
+ * The return type TypeScript expects, and names in its error, when an `async`
+ * function (or one returning a promise) is given to a store whose
+ * transactions are synchronous: better-sqlite3 commits before any `await`
+ * resumes, so the function must do its writes synchronously.
+ */
+export interface SynchronousTransactionRequired {
+  readonly "this store's transactions cannot span an await: the function must be synchronous": never;
+}
 
 /** What the work of `completeWithin` gives back: its value and the outcome to store. */
 export interface AtomicCompletion<T> {

@@ -5,11 +5,13 @@ import type {
   TransactionMode,
 } from "../../src/store/atomic-idempotency-store.js";
 import type { ClaimInput, RecordKey } from "../../src/store/idempotency-store.js";
-import { claimInput, conformanceKey, t0 } from "../support/conformance-claim.js";
+import { claimInput, conformanceKey, graceMs, leaseMs } from "../support/conformance-claim.js";
 
 /** What an atomic conformance factory hands the suite: a fresh store and its application table. */
 export interface AtomicConformanceStore<Tx> {
   readonly store: AtomicIdempotencyStore<Tx, TransactionMode>;
+  /** Moves the store's own clock forward by `ms`, as `ConformanceStore.travel` does. */
+  travel(ms: number): Promise<void>;
   /** Writes one row `id` into the application's own table through the transaction handle. */
   insertRow(tx: Tx, id: string): void | Promise<void>;
   /** Counts committed rows `id`, seen from outside the store's transactions. */
@@ -20,9 +22,10 @@ export interface AtomicConformanceStore<Tx> {
 
 /**
  * Holds an `AtomicIdempotencyStore` to its JSDoc: the application's writes
- * commit together with the completion or not at all, only the owner of an
- * in-progress claim completes or records phases, and phases live and die
- * with their record. `factory` returns a new empty store for every test,
+ * commit together with the completion or not at all, only the owner and
+ * attempt of a running claim complete or record phases, and phases live and
+ * die with their record (a takeover, after a dead lease or an interrupt,
+ * keeps them). `factory` returns a new empty store for every test,
  * without background sweeping.
  */
 export function describeAtomicStoreConformance<Tx>(
@@ -44,6 +47,7 @@ export function describeAtomicStoreConformance<Tx>(
     });
 
     const key = conformanceKey;
+    const travel = (ms: number) => subject.travel(ms);
     const outcome = new Uint8Array([10, 2, 8, 1]);
 
     async function claim(overrides: Partial<ClaimInput> = {}): Promise<void> {
@@ -64,8 +68,20 @@ export function describeAtomicStoreConformance<Tx>(
       };
     }
 
-    function completeWithin<T>(owner: string, work: (tx: Tx) => AtomicCompletion<T> | Promise<AtomicCompletion<T>>) {
-      return store.completeWithin<T>({ key, owner, now: t0 + 100, expiresAt: t0 + 5_000 }, work as never);
+    function completeWithin<T>(
+      owner: string,
+      work: (tx: Tx) => AtomicCompletion<T> | Promise<AtomicCompletion<T>>,
+      attempt = 1,
+    ) {
+      return store.completeWithin<T>({ key, owner, attempt, retentionMs: 5_000 }, work as never);
+    }
+
+    function complete(owner = "owner-1", attempt = 1): Promise<boolean> {
+      return store.complete({ key, owner, attempt, outcome, retentionMs: 5_000 });
+    }
+
+    function recordPhase(name: string, result: Uint8Array, owner = "owner-1", attempt = 1, k: RecordKey = key) {
+      return store.recordPhase({ key: k, owner, attempt, name, result });
     }
 
     describe("completeWithin", () => {
@@ -77,8 +93,8 @@ export function describeAtomicStoreConformance<Tx>(
         const record = await store.get(key);
         expect(record?.status).toBe("completed");
         expect(record?.outcome).toEqual(outcome);
-        expect(record?.expiresAt).toBe(t0 + 5_000);
-        expect(record?.updatedAt).toBe(t0 + 100);
+        expect(record?.expiresAt).toBe(record!.updatedAt + 5_000);
+        expect(record?.updatedAt).toBeLessThanOrEqual(record!.readAt);
       });
 
       it("rolls back the writes and keeps the claim when the work throws", async () => {
@@ -98,9 +114,7 @@ export function describeAtomicStoreConformance<Tx>(
         expect(record?.owner).toBe("owner-1");
         expect(record?.outcome).toBeUndefined();
         // The claim is intact: its owner can still complete it.
-        expect(await store.complete({ key, owner: "owner-1", outcome, now: t0 + 200, expiresAt: t0 + 5_000 })).toBe(
-          true,
-        );
+        expect(await complete()).toBe(true);
       });
 
       it("runs nothing when another owner holds the claim", async () => {
@@ -119,7 +133,10 @@ export function describeAtomicStoreConformance<Tx>(
         expect((await store.get(key))?.status).toBe("in_progress");
       });
 
-      it("runs nothing when the record is completed or absent", async () => {
+      it("runs nothing for a stale attempt, even under the same owner token", async () => {
+        await claim();
+        expect(await store.interrupt({ key, owner: "owner-1", attempt: 1 })).toBe(true);
+        // Interrupted: no completion of that attempt any more.
         let runs = 0;
         const work = writing("row-1", () => {
           runs++;
@@ -127,7 +144,23 @@ export function describeAtomicStoreConformance<Tx>(
         });
         expect(await completeWithin("owner-1", work)).toEqual({ kind: "not_owner" });
         await claim();
-        expect(await store.complete({ key, owner: "owner-1", outcome, now: t0 + 10, expiresAt: t0 + 5_000 })).toBe(true);
+        expect(await completeWithin("owner-1", work, 1)).toEqual({ kind: "not_owner" });
+        expect(runs).toBe(0);
+        expect(await completeWithin("owner-1", work, 2)).toEqual({ kind: "completed", value: "x" });
+        expect(runs).toBe(1);
+        expect(await subject.countRows("row-1")).toBe(1);
+      });
+
+      it("runs nothing when the record is completed (even by this execution) or absent", async () => {
+        let runs = 0;
+        const work = writing("row-1", () => {
+          runs++;
+          return { value: "x", outcome };
+        });
+        expect(await completeWithin("owner-1", work)).toEqual({ kind: "not_owner" });
+        await claim();
+        expect(await complete()).toBe(true);
+        // A retried completeWithin whose first try committed: the work must not run twice.
         expect(await completeWithin("owner-1", work)).toEqual({ kind: "not_owner" });
         expect(runs).toBe(0);
         expect(await subject.countRows("row-1")).toBe(0);
@@ -141,7 +174,7 @@ export function describeAtomicStoreConformance<Tx>(
         const results = await Promise.all(
           keys.map((k, i) =>
             store.completeWithin(
-              { key: k, owner: "owner-1", now: t0 + 1, expiresAt: t0 + 5_000 },
+              { key: k, owner: "owner-1", attempt: 1, retentionMs: 5_000 },
               writing(`row-${i}`, () => {
                 if (i % 4 === 3) {
                   throw new Error(`work ${i} failed`);
@@ -190,7 +223,7 @@ export function describeAtomicStoreConformance<Tx>(
       it("records a result under the owner's claim and reads it back", async () => {
         await claim();
         expect(await store.getPhase({ key, name: "charge" })).toBeUndefined();
-        expect(await store.recordPhase({ key, owner: "owner-1", name: "charge", result: first, now: t0 + 1 })).toBe(true);
+        expect(await recordPhase("charge", first)).toBe(true);
         expect(await store.getPhase({ key, name: "charge" })).toEqual(first);
         expect(await store.getPhase({ key, name: "notify" })).toBeUndefined();
         expect(await store.getPhase({ key: { ...key, key: "k-2" }, name: "charge" })).toBeUndefined();
@@ -199,76 +232,96 @@ export function describeAtomicStoreConformance<Tx>(
 
       it("replaces a result recorded under the same name", async () => {
         await claim();
-        await store.recordPhase({ key, owner: "owner-1", name: "charge", result: first, now: t0 + 1 });
-        expect(await store.recordPhase({ key, owner: "owner-1", name: "charge", result: second, now: t0 + 2 })).toBe(
-          true,
-        );
+        await recordPhase("charge", first);
+        expect(await recordPhase("charge", second)).toBe(true);
         expect(await store.getPhase({ key, name: "charge" })).toEqual(second);
       });
 
-      it("records nothing for another owner, a completed record or an absent one", async () => {
-        expect(await store.recordPhase({ key, owner: "owner-1", name: "charge", result: first, now: t0 })).toBe(false);
+      it("records nothing for another owner or attempt, an interrupted, completed or absent record", async () => {
+        expect(await recordPhase("charge", first)).toBe(false);
         await claim();
-        expect(await store.recordPhase({ key, owner: "owner-2", name: "charge", result: first, now: t0 })).toBe(false);
+        expect(await recordPhase("charge", first, "owner-2")).toBe(false);
+        expect(await recordPhase("charge", first, "owner-1", 2)).toBe(false);
         expect(await store.getPhase({ key, name: "charge" })).toBeUndefined();
-        await store.complete({ key, owner: "owner-1", outcome, now: t0 + 1, expiresAt: t0 + 5_000 });
-        expect(await store.recordPhase({ key, owner: "owner-1", name: "charge", result: first, now: t0 + 2 })).toBe(
-          false,
-        );
+        expect(await store.interrupt({ key, owner: "owner-1", attempt: 1 })).toBe(true);
+        expect(await recordPhase("charge", first)).toBe(false);
+        await claim({ owner: "owner-2" });
+        expect(await complete("owner-2", 2)).toBe(true);
+        expect(await recordPhase("charge", first, "owner-2", 2)).toBe(false);
         expect(await store.getPhase({ key, name: "charge" })).toBeUndefined();
       });
 
-      it("keeps phases across a takeover, so that the new owner resumes", async () => {
+      it("keeps phases across a takeover of a dead claim, so that the new owner resumes", async () => {
         await claim();
-        await store.recordPhase({ key, owner: "owner-1", name: "charge", result: first, now: t0 + 1 });
-        const takeover = await store.claim(claimInput({ owner: "owner-2", now: t0 + 30_000, leaseUntil: t0 + 60_000 }));
+        await recordPhase("charge", first);
+        await travel(leaseMs + graceMs);
+        const takeover = await store.claim(claimInput({ owner: "owner-2" }));
         expect(takeover.kind === "claimed" && takeover.replaced).toBe("takeover");
+        expect(takeover.record.attempt).toBe(2);
         expect(await store.getPhase({ key, name: "charge" })).toEqual(first);
         // The old owner can no longer record; the new one can.
-        expect(await store.recordPhase({ key, owner: "owner-1", name: "notify", result: second, now: t0 + 30_001 })).toBe(
-          false,
-        );
-        expect(await store.recordPhase({ key, owner: "owner-2", name: "notify", result: second, now: t0 + 30_001 })).toBe(
-          true,
-        );
+        expect(await recordPhase("notify", second)).toBe(false);
+        expect(await recordPhase("notify", second, "owner-2", 2)).toBe(true);
+      });
+
+      it("keeps phases when an interrupted claim is taken over at once, and lets another payload touch none", async () => {
+        await claim();
+        await recordPhase("charge", first);
+        expect(await store.interrupt({ key, owner: "owner-1", attempt: 1 })).toBe(true);
+        // Interrupted: the record and its phases stay.
+        expect(await store.getPhase({ key, name: "charge" })).toEqual(first);
+        const other = await store.claim(claimInput({ owner: "owner-3", fingerprint: "fp-2" }));
+        expect(other.kind).toBe("existing");
+        const takeover = await store.claim(claimInput({ owner: "owner-2" }));
+        expect(takeover.kind === "claimed" && takeover.replaced).toBe("takeover");
+        expect(takeover.record.attempt).toBe(2);
+        expect(await store.getPhase({ key, name: "charge" })).toEqual(first);
+        expect(await recordPhase("notify", second, "owner-2", 2)).toBe(true);
+        const result = await completeWithin("owner-2", writing("row-1", () => ({ value: "resumed", outcome })), 2);
+        expect(result).toEqual({ kind: "completed", value: "resumed" });
+        expect(await store.getPhase({ key, name: "notify" })).toEqual(second);
       });
 
       it("deletes a record's phases when it is released, and no other record's", async () => {
         const other: RecordKey = { ...key, key: "k-2" };
         await claim();
         await claim({ key: other });
-        await store.recordPhase({ key, owner: "owner-1", name: "charge", result: first, now: t0 + 1 });
-        await store.recordPhase({ key: other, owner: "owner-1", name: "charge", result: second, now: t0 + 1 });
-        expect(await store.release({ key, owner: "owner-1" })).toBe(true);
+        await recordPhase("charge", first);
+        await recordPhase("charge", second, "owner-1", 1, other);
+        expect(await store.release({ key, owner: "owner-1", attempt: 1 })).toBe(true);
         expect(await store.getPhase({ key, name: "charge" })).toBeUndefined();
         expect(await store.getPhase({ key: other, name: "charge" })).toEqual(second);
         // A new claim of the released key starts from scratch.
-        await claim({ owner: "owner-3", now: t0 + 2 });
+        await claim({ owner: "owner-3" });
         expect(await store.getPhase({ key, name: "charge" })).toBeUndefined();
       });
 
       it("deletes a record's phases when the sweeper deletes the record", async () => {
-        await claim({ leaseUntil: t0 + 1_000, expiresAt: t0 + 2_000 });
-        await store.recordPhase({ key, owner: "owner-1", name: "charge", result: first, now: t0 + 1 });
-        expect(await store.sweep({ now: t0 + 2_000, limit: 10 })).toBe(1);
+        await claim({ leaseMs: 1_000, expiresInMs: 2_000 });
+        await recordPhase("charge", first);
+        await travel(2_000);
+        expect(await store.sweep({ limit: 10 })).toBe(1);
         expect(await store.getPhase({ key, name: "charge" })).toBeUndefined();
       });
 
-      it("deletes the phases of an expired record that a new claim replaces", async () => {
-        await claim({ leaseUntil: t0 + 1_000, expiresAt: t0 + 2_000 });
-        await store.recordPhase({ key, owner: "owner-1", name: "charge", result: first, now: t0 + 1 });
-        const result = await store.claim(claimInput({ owner: "owner-2", fingerprint: "fp-2", now: t0 + 2_000 }));
+      it("deletes the phases of an expired record that a new claim replaces, whatever its payload", async () => {
+        await claim({ leaseMs: 1_000, expiresInMs: 2_000 });
+        await recordPhase("charge", first);
+        await travel(2_000);
+        const result = await store.claim(claimInput({ owner: "owner-2" }));
         expect(result.kind === "claimed" && result.replaced).toBe("expired");
+        expect(result.record.attempt).toBe(1);
         expect(await store.getPhase({ key, name: "charge" })).toBeUndefined();
       });
 
       it("deletes the phases of a completed record that expired and is claimed again", async () => {
         await claim();
-        await store.recordPhase({ key, owner: "owner-1", name: "charge", result: first, now: t0 + 1 });
-        await store.complete({ key, owner: "owner-1", outcome, now: t0 + 2, expiresAt: t0 + 3 });
+        await recordPhase("charge", first);
+        expect(await store.complete({ key, owner: "owner-1", attempt: 1, outcome, retentionMs: 1 })).toBe(true);
         // Completion keeps them: they go with the record.
         expect(await store.getPhase({ key, name: "charge" })).toEqual(first);
-        const result = await store.claim(claimInput({ owner: "owner-2", now: t0 + 3 }));
+        await travel(1);
+        const result = await store.claim(claimInput({ owner: "owner-2" }));
         expect(result.kind === "claimed" && result.replaced).toBe("expired");
         expect(await store.getPhase({ key, name: "charge" })).toBeUndefined();
       });

@@ -5,18 +5,22 @@ import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { CreatePaymentResponseSchema, PaymentService } from "../../gen/demo/v1/payments_pb.js";
 import { atomicEffects } from "../../src/server/atomic-effects.js";
-import type { PostgresStore } from "../../src/store/postgres/postgres-store.js";
+import { createPostgresStore, type PostgresStore } from "../../src/store/postgres/postgres-store.js";
 import { startIdempotencyTestServer } from "../support/idempotency-test-server.js";
 import { useTestSchema } from "../support/postgres-database.js";
+import { useTestDatabaseClock } from "../support/postgres-test-clock.js";
 import { describeAtomicStoreConformance } from "./atomic-store-conformance.js";
 
 const schema = useTestSchema("pgatomic", { create: true });
+const clock = useTestDatabaseClock("pgatomicclock");
 beforeAll(async () => {
   await schema.admin.query(`CREATE TABLE ${schema.name}.app_rows (id text NOT NULL)`);
 });
 
 describeAtomicStoreConformance("PostgreSQL", async () => {
-  const store = await schema.openStore({ sweepIntervalMs: 0 });
+  await clock.reset();
+  const pool = clock.pool();
+  const store = await createPostgresStore({ pool, schema: schema.name, table: schema.nextTable(), sweepIntervalMs: 0 });
   // Rows of earlier tests would be counted again: every test writes its own ids.
   const prefix = `${store.table}:`;
   return {
@@ -31,7 +35,8 @@ describeAtomicStoreConformance("PostgreSQL", async () => {
       );
       return result.rows[0]!.n;
     },
-    cleanup: async () => {},
+    travel: clock.travel,
+    cleanup: () => pool.end(),
   };
 });
 
@@ -44,7 +49,7 @@ describe("PostgreSQL atomic operations", () => {
   ): Promise<void> {
     const store = await schema.openStore({ ...options, sweepIntervalMs: 0 });
     try {
-      await store.claim({ key, fingerprint: "fp", owner: "o", now: 1, leaseUntil: 1_000, expiresAt: 2_000 });
+      await store.claim({ key, fingerprint: "fp", owner: "o", leaseMs: 1_000, graceMs: 0, expiresInMs: 2_000 });
       await body(store);
     } finally {
       await store.close();
@@ -54,7 +59,7 @@ describe("PostgreSQL atomic operations", () => {
   it("awaits async work on its client, with the claim locked against a takeover meanwhile", async () => {
     await withStore({}, async (store) => {
       const records = `${pg.escapeIdentifier(store.schema)}.${pg.escapeIdentifier(store.table)}`;
-      const result = await store.completeWithin({ key, owner: "o", now: 2, expiresAt: 3 }, async (client) => {
+      const result = await store.completeWithin({ key, owner: "o", attempt: 1, retentionMs: 1 }, async (client) => {
         await client.query(`INSERT INTO ${schema.name}.app_rows (id) VALUES ('locked')`);
         const other = await schema.admin.connect();
         try {
@@ -82,7 +87,7 @@ describe("PostgreSQL atomic operations", () => {
         await client.query("SELECT 1/0").catch(() => {});
         return { value: 1, outcome: new Uint8Array([1]) };
       };
-      await expect(store.completeWithin({ key, owner: "o", now: 2, expiresAt: 3 }, work)).rejects.toThrow();
+      await expect(store.completeWithin({ key, owner: "o", attempt: 1, retentionMs: 1 }, work)).rejects.toThrow();
       const rows = await schema.admin.query(`SELECT 1 FROM ${schema.name}.app_rows WHERE id = 'swallowed'`);
       expect(rows.rowCount).toBe(0);
       expect((await store.get(key))?.status).toBe("in_progress");
@@ -93,12 +98,17 @@ describe("PostgreSQL atomic operations", () => {
     const odd = `${schema.name} Odd "Schema"`;
     try {
       await withStore({ schema: odd, table: `Tab"le 名` }, async (store) => {
-        expect(await store.recordPhase({ key, owner: "o", name: "step\u0000", result: new Uint8Array([9]), now: 2 })).toBe(
+        expect(await store.recordPhase({ key, owner: "o", attempt: 1, name: "step\u0000", result: new Uint8Array([9]) })).toBe(
           true,
         );
         expect(await store.getPhase({ key, name: "step\u0000" })).toEqual(new Uint8Array([9]));
         expect(await store.getPhase({ key, name: "step" })).toBeUndefined();
-        const reclaimed = await store.claim({ key, fingerprint: "fp2", owner: "o2", now: 2_000, leaseUntil: 3_000, expiresAt: 9_000 });
+        // Expired by the database's clock: moved back in the row, as if two seconds had passed.
+        await schema.admin.query(
+          `UPDATE ${pg.escapeIdentifier(store.schema)}.${pg.escapeIdentifier(store.table)}
+SET created_at = created_at - 2000, updated_at = updated_at - 2000, lease_until = lease_until - 2000, expires_at = expires_at - 2000`,
+        );
+        const reclaimed = await store.claim({ key, fingerprint: "fp2", owner: "o2", leaseMs: 1_000, graceMs: 0, expiresInMs: 9_000 });
         expect(reclaimed.kind === "claimed" && reclaimed.replaced).toBe("expired");
         expect(await store.getPhase({ key, name: "step\u0000" })).toBeUndefined();
       });
@@ -109,7 +119,7 @@ describe("PostgreSQL atomic operations", () => {
 });
 
 describe("atomicEffects on PostgreSQL", () => {
-  it("commits an async handler's writes with the key, or rolls both back and releases the key", async () => {
+  it("commits an async handler's writes with the key, or rolls them back and interrupts the key, keeping its phases", async () => {
     const store = await schema.openStore({ sweepIntervalMs: 0 });
     let runs = 0;
     const server = await startIdempotencyTestServer({
@@ -141,10 +151,11 @@ describe("atomicEffects on PostgreSQL", () => {
       await expect(client.createPayment({ requestId })).rejects.toThrow(/ledger rejected the payment/);
       expect(await count()).toBe(0);
       const key = { scope: "", method: "demo.v1.PaymentService/CreatePayment", key: requestId };
-      expect(await store.get(key)).toBeUndefined();
-      expect(await store.getPhase({ key, name: "charge" })).toBeUndefined();
+      expect((await store.get(key))?.status).toBe("interrupted");
+      expect(await store.getPhase({ key, name: "charge" })).toBeDefined();
 
-      const expected = create(CreatePaymentResponseSchema, { payment: { paymentId: "pay_2", chargeId: "ch_2" } });
+      // The retry takes over, and the recorded charge of the first attempt is reused.
+      const expected = create(CreatePaymentResponseSchema, { payment: { paymentId: "pay_2", chargeId: "ch_1" } });
       expect(await client.createPayment({ requestId })).toEqual(expected);
       expect(await client.createPayment({ requestId })).toEqual(expected);
       expect(runs).toBe(2);

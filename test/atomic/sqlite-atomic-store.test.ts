@@ -6,12 +6,26 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createSqliteStore, type SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { describeAtomicStoreConformance } from "./atomic-store-conformance.js";
 
-async function openStore(): Promise<{ store: SqliteStore; path: string; remove(): Promise<void> }> {
+async function openStore(): Promise<{
+  store: SqliteStore;
+  path: string;
+  travel(ms: number): Promise<void>;
+  remove(): Promise<void>;
+}> {
   const dir = await mkdtemp(join(tmpdir(), "connect-idempotency-atomic-"));
   const path = join(dir, "app.db");
-  const store = createSqliteStore({ path, sweepIntervalMs: 0 });
+  // A manual store clock, far from the wall clock.
+  let now = 1_000_000;
+  const store = createSqliteStore({ path, sweepIntervalMs: 0, clock: () => now });
   store.database.exec("CREATE TABLE app_rows (id TEXT NOT NULL)");
-  return { store, path, remove: () => rm(dir, { recursive: true, force: true }) };
+  return {
+    store,
+    path,
+    travel: async (ms) => {
+      now += ms;
+    },
+    remove: () => rm(dir, { recursive: true, force: true }),
+  };
 }
 
 /** Counts rows through a connection of its own: only committed rows count. */
@@ -25,9 +39,10 @@ function countRows(path: string, id: string): number {
 }
 
 describeAtomicStoreConformance("SQLite file", async () => {
-  const { store, path, remove } = await openStore();
+  const { store, path, travel, remove } = await openStore();
   return {
     store,
+    travel,
     insertRow(db: Database.Database, id: string) {
       db.prepare("INSERT INTO app_rows (id) VALUES (?)").run(id);
     },
@@ -44,7 +59,7 @@ describe("SQLite atomic operations", () => {
 
   beforeEach(async () => {
     ({ store, path, remove } = await openStore());
-    await store.claim({ key, fingerprint: "fp", owner: "o", now: 1, leaseUntil: 30_001, expiresAt: 90_000 });
+    await store.claim({ key, fingerprint: "fp", owner: "o", leaseMs: 30_000, graceMs: 10_000, expiresInMs: 90_000 });
   });
 
   afterEach(async () => {
@@ -53,7 +68,7 @@ describe("SQLite atomic operations", () => {
   });
 
   it("hands the work the store's own connection", async () => {
-    const result = await store.completeWithin({ key, owner: "o", now: 2, expiresAt: 3 }, (db) => ({
+    const result = await store.completeWithin({ key, owner: "o", attempt: 1, retentionMs: 1 }, (db) => ({
       value: db === store.database,
       outcome: new Uint8Array([1]),
     }));
@@ -65,7 +80,7 @@ describe("SQLite atomic operations", () => {
       db.prepare("INSERT INTO app_rows (id) VALUES ('late')").run();
       return { value: 1, outcome: new Uint8Array([1]) };
     };
-    await expect(store.completeWithin({ key, owner: "o", now: 2, expiresAt: 3 }, work as never)).rejects.toThrow(
+    await expect(store.completeWithin({ key, owner: "o", attempt: 1, retentionMs: 1 }, work as never)).rejects.toThrow(
       /cannot span an await/,
     );
     await expect(store.transact(work as never)).rejects.toThrow(/cannot span an await/);
@@ -74,7 +89,7 @@ describe("SQLite atomic operations", () => {
   });
 
   it("lets the work nest its own better-sqlite3 transactions as savepoints", async () => {
-    const result = await store.completeWithin({ key, owner: "o", now: 2, expiresAt: 3 }, (db) => {
+    const result = await store.completeWithin({ key, owner: "o", attempt: 1, retentionMs: 1 }, (db) => {
       const insert = db.prepare("INSERT INTO app_rows (id) VALUES (?)");
       db.transaction(() => insert.run("nested"))();
       try {
@@ -93,7 +108,7 @@ describe("SQLite atomic operations", () => {
   });
 
   it("deletes phases with records deleted from outside the store, as an operator's evict does", async () => {
-    await store.recordPhase({ key, owner: "o", name: "charge", result: new Uint8Array([1]), now: 2 });
+    await store.recordPhase({ key, owner: "o", attempt: 1, name: "charge", result: new Uint8Array([1]) });
     const operator = new Database(path);
     operator.prepare(`DELETE FROM ${store.table} WHERE key = ?`).run(key.key);
     operator.close();

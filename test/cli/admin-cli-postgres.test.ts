@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { RecordSummary, StoreStats } from "../../src/store/idempotency-store-admin.js";
 import { openPostgresStoreAdmin } from "../../src/store/postgres/postgres-store-admin.js";
+import { postgresClockMs } from "../../src/store/postgres/postgres-statements.js";
 import { useFilledStoreCli } from "../support/filled-store-cli.js";
 import { filledStoreCounts } from "../support/filled-store-server.js";
 import { testConnectionString, useTestSchema } from "../support/postgres-database.js";
@@ -13,6 +14,15 @@ const schema = useTestSchema("admincli");
 const filled = useFilledStoreCli(async () => ({
   store: await schema.openStore({ table, sweepIntervalMs: 0 }),
   storeArgs: ["--postgres", testConnectionString, "--schema", schema.name, "--table", table],
+  // As if the database's clock had moved on by `ms` since these rows were written.
+  async backdate(keys, ms) {
+    await schema.admin.query(
+      `UPDATE ${schema.name}.${table}
+SET created_at = created_at - $1, updated_at = updated_at - $1, lease_until = lease_until - $1, expires_at = expires_at - $1
+WHERE key = ANY($2)`,
+      [ms, keys],
+    );
+  },
 }));
 const { cli, cliJson } = filled;
 
@@ -32,11 +42,21 @@ describe("on PostgreSQL", () => {
       cliJson<RecordSummary[]>(["keys", "list", "--older-than", "1h", "--status", "completed", "--method", createPayment]),
       cliJson<RecordSummary[]>(["keys", "list", "--scope", "acme"]),
     ]);
-    expect(all).toHaveLength(8);
+    expect(all).toHaveLength(9);
     expect(all[0]?.key).toBe(filled.keys.running);
     expect(all.find((r) => r.key === filled.keys.fresh)?.outcomeBytes).toBeGreaterThan(0);
     expect(old.map((r) => r.key).sort()).toEqual([...filled.keys.old].sort());
     expect(acme.map((r) => [r.scope, r.key])).toEqual([["acme", filled.keys.shared]]);
+  });
+
+  it("keys list and stats read ages by the database's clock", async () => {
+    const [stats, interrupted] = await Promise.all([
+      cliJson<StoreStats>(["stats"]),
+      cliJson<RecordSummary[]>(["keys", "list", "--status", "interrupted"]),
+    ]);
+    const db = await schema.admin.query<{ now: string }>(`SELECT ${postgresClockMs} AS now`);
+    expect(Math.abs(stats.readAt - Number(db.rows[0]!.now))).toBeLessThan(5_000);
+    expect(interrupted.map((r) => [r.key, r.status, r.attempt])).toEqual([[filled.keys.interrupted, "interrupted", 1]]);
   });
 
   it("keys show decodes the stored response", async () => {
@@ -90,11 +110,11 @@ describe("on PostgreSQL", () => {
       readonly: true,
     });
     try {
-      expect((await admin.stats(Date.now())).completed).toBe(6);
+      expect((await admin.stats()).completed).toBe(6);
       await expect(admin.evict({ scope: "", method: createPayment, key: filled.keys.old[0] })).rejects.toThrow(
         "opened read-only",
       );
-      await expect(admin.sweep(Date.now())).rejects.toThrow("opened read-only");
+      await expect(admin.sweep()).rejects.toThrow("opened read-only");
     } finally {
       await admin.close();
     }

@@ -38,6 +38,19 @@ afterAll(() => {
 const filled = useFilledStoreCli(async () => ({
   store: createSqliteStore({ path: db, sweepIntervalMs: 0 }),
   storeArgs: ["--db", db],
+  async backdate(keys, ms) {
+    const writer = new Database(db);
+    try {
+      const shift = writer.prepare(
+        `UPDATE connect_idempotency_records
+SET created_at = created_at - ?, updated_at = updated_at - ?, lease_until = lease_until - ?, expires_at = expires_at - ?
+WHERE key = ?`,
+      );
+      for (const key of keys) shift.run(ms, ms, ms, ms, key);
+    } finally {
+      writer.close();
+    }
+  },
 }));
 const { cli, cliJson } = filled;
 
@@ -59,17 +72,18 @@ describe("stats", () => {
 
     const table = (await cli(["stats"])).stdout;
     expect(table).toContain(`store      ${db}`);
-    expect(table).toContain("records    8 (1 in progress, 7 completed)");
+    expect(table).toContain("records    9 (1 in progress, 1 interrupted, 7 completed)");
     expect(table).toContain("expired    1 not yet swept");
     expect(table).toMatch(new RegExp(`oldest in progress: "${filled.keys.running}" of ${createPayment}, claimed \\S+ ago, lease held for`));
-    expect(table).toMatch(/demo\.v1\.PaymentService\/CreatePayment\s+1\s+5\n/);
+    expect(table).toMatch(/METHOD\s+IN PROGRESS\s+INTERRUPTED\s+COMPLETED\n/);
+    expect(table).toMatch(/demo\.v1\.PaymentService\/CreatePayment\s+1\s+1\s+5\n/);
   });
 });
 
 describe("keys list", () => {
   it("lists records newest first, without their outcomes", async () => {
     const records = await cliJson<RecordSummary[]>(["keys", "list"]);
-    expect(records).toHaveLength(8);
+    expect(records).toHaveLength(9);
     const created = records.map((r) => r.createdAt);
     expect(created).toEqual([...created].sort((a, b) => b - a));
     expect(records.map((r) => r.key).slice(-3).sort()).toEqual([...filled.keys.old, filled.keys.expired].sort());
@@ -81,14 +95,17 @@ describe("keys list", () => {
 
   it("filters by method, scope, status and age, and limits", async () => {
     const keysOf = (records: RecordSummary[]) => records.map((r) => `${r.scope}/${r.key}`).sort();
-    const [olderThanHour, inProgress, acme, table] = await Promise.all([
+    const [olderThanHour, inProgress, interrupted, acme, table] = await Promise.all([
       cliJson<RecordSummary[]>(["keys", "list", "--older-than", "1h"]),
       cliJson<RecordSummary[]>(["keys", "list", "--status", "in_progress"]),
+      cliJson<RecordSummary[]>(["keys", "list", "--status", "interrupted"]),
       cliJson<RecordSummary[]>(["keys", "list", "--scope", "acme", "--method", createPayment]),
       cli(["keys", "list", "--older-than", "2h", "--method", "fixture.v1.FixtureService/Opaque", "--limit", "2"]),
     ]);
     expect(keysOf(olderThanHour)).toEqual([...filled.keys.old, filled.keys.expired].map((key) => `/${key}`).sort());
     expect(keysOf(inProgress)).toEqual([`/${filled.keys.running}`]);
+    expect(keysOf(interrupted)).toEqual([`/${filled.keys.interrupted}`]);
+    expect(interrupted[0]).toMatchObject({ status: "interrupted", attempt: 1, outcomeBytes: 0 });
     expect(keysOf(acme)).toEqual([`acme/${filled.keys.shared}`]);
     const lines = table.stdout.trimEnd().split("\n");
     expect(lines[0]).toMatch(/^CREATED\s+STATUS\s+METHOD\s+SCOPE\s+KEY\s+EXPIRES\s+OUTCOME$/);
@@ -161,6 +178,15 @@ describe("keys show", () => {
     expect(shown).toMatchObject({ status: "in_progress", outcome: null });
   });
 
+  it("shows an interrupted claim: no outcome, taken over by the next call with the same payload", async () => {
+    const shown = await cliJson<{ status: string; attempt: number; outcome: unknown }>(["keys", "show", filled.keys.interrupted]);
+    expect(shown).toMatchObject({ status: "interrupted", attempt: 1, outcome: null });
+    const { stdout } = await cli(["keys", "show", filled.keys.interrupted]);
+    expect(stdout).toContain("status       interrupted");
+    expect(stdout).toContain("attempt      1\n");
+    expect(stdout).toContain("outcome      none: the handler failed with an indefinite error; the next call with the same payload takes it over");
+  });
+
   it("asks for --scope when a request ID exists in several scopes", async () => {
     const ambiguous = await cli(["keys", "show", filled.keys.shared], 2);
     expect(oneLine(ambiguous)).toContain(`request ID "${filled.keys.shared}" has 2 records; pick one with --method ${createPayment} --scope "acme" or`);
@@ -223,10 +249,11 @@ describe("sweep", () => {
     expect(await cliJson<StoreStats>(["stats"])).toMatchObject({
       expired: 0,
       inProgress: 1,
+      interrupted: 1,
       completed: 5,
       byMethod: [
-        { method: createPayment, inProgress: 1, completed: 4 },
-        { method: "demo.v1.PaymentService/RefundPayment", inProgress: 0, completed: 1 },
+        { method: createPayment, inProgress: 1, interrupted: 1, completed: 4 },
+        { method: "demo.v1.PaymentService/RefundPayment", inProgress: 0, interrupted: 0, completed: 1 },
       ],
     });
   });

@@ -52,8 +52,11 @@ describe("protoc-gen-connect-idempotency", () => {
   it("emits a static plan per method: field name, auto-fill, safe to retry", async () => {
     const { files } = generate(await requestFor(join(fixtures, "clean"), "target=ts", (name) => name.startsWith("shop/")));
     const content = files.get("shop/v1/shop_idempotency.ts") ?? "";
-    expect(content).toContain('import { createIdempotentClient } from "connect-idempotency/client";');
+    expect(content).toContain('import { createIdempotentClient, createIdempotentTransport } from "connect-idempotency/client";');
     expect(content).toContain("export function createOrderServiceClient(");
+    // The same plan as a transport, for connect-query, limited to the service.
+    expect(content).toContain("export function createOrderServiceTransport(");
+    expect(content).toMatch(/ {4}options,\n {4}OrderService,\n {2}\);/);
     const table = content.slice(content.indexOf("transport,\n    {"), content.indexOf("    options,"));
     expect(table.split("\n").filter((line) => line.includes(":"))).toEqual([
       '      createOrder: { requestIdField: "requestId", autoFill: true },',

@@ -71,8 +71,14 @@ describe("demo flags", () => {
     );
     expect(parsed).toEqual({
       kind: "run",
-      options: { payments: 10, concurrency: 3, dropRate: 0.2, resetRate: 0, seed: 9, dataDir: "/tmp/x", serve: true, port: 0, idempotency: false, crash: false },
+      options: { payments: 10, concurrency: 3, dropRate: 0.2, resetRate: 0, seed: 9, dataDir: "/tmp/x", serve: true, web: false, port: 0, idempotency: false, crash: false },
     });
+  });
+
+  it("reads --web, which cannot go with --serve", () => {
+    const parsed = parseDemoArgs(["--web", "--port", "0"], capture());
+    expect(parsed.kind === "run" && [parsed.options.web, parsed.options.serve, parsed.options.port]).toEqual([true, false, 0]);
+    expect(parseDemoArgs(["--web", "--serve"], capture())).toEqual({ kind: "exit", status: 2 });
   });
 
   it("defaults to 2,000 payments, concurrency 32, a crash and a random seed", () => {

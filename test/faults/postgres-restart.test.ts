@@ -19,17 +19,17 @@ import {
   storedAnswer,
 } from "../support/fault-harness.js";
 import { usePerTestScratch } from "../support/per-test-scratch.js";
-import { type PrivatePostgres, startPrivatePostgres } from "../support/private-postgres.js";
+import { type PrivateCluster, startPrivateCluster } from "../support/private-postgres-cluster.js";
 import type { ServerProcess } from "../support/server-process.js";
 import { type CutProxy, startCutProxy } from "../support/tcp-cut-proxy.js";
 
 const scratch = usePerTestScratch("idempotency-pg-restart-");
 const servers: ServerProcess[] = [];
 const clients: PaymentClient[] = [];
-let cluster: PrivatePostgres;
+let cluster: PrivateCluster;
 let proxy: CutProxy | undefined;
 beforeAll(async () => {
-  cluster = await startPrivatePostgres();
+  cluster = await startPrivateCluster();
 });
 afterAll(async () => {
   await stopAll(servers, clients);

@@ -20,14 +20,14 @@ import {
 } from "../support/fault-harness.js";
 import { usePerTestScratch } from "../support/per-test-scratch.js";
 import { createTestSchema, type TestSchema, testConnectionString } from "../support/postgres-database.js";
-import { type PrivatePostgres, startPrivatePostgres } from "../support/private-postgres.js";
+import { type PrivateCluster, startPrivateCluster } from "../support/private-postgres-cluster.js";
 import type { ServerProcess } from "../support/server-process.js";
 
 const scratch = usePerTestScratch("idempotency-outage-");
 const servers: ServerProcess[] = [];
 const clients: PaymentClient[] = [];
 let schema: TestSchema;
-let cluster: PrivatePostgres | undefined;
+let cluster: PrivateCluster | undefined;
 beforeAll(async () => {
   schema = await createTestSchema("faults_outage");
 });
@@ -170,7 +170,7 @@ describe("a store outage longer than the lease", () => {
   }, 120_000);
 
   it("(one process, its private PostgreSQL stopped for 6 s) runs every key once; every caller's final answer is the stored one", async () => {
-    cluster = await startPrivatePostgres();
+    cluster = await startPrivateCluster();
     const table = "records_down";
     const a = await start("A", {
       POSTGRES_URL: cluster.connectionString,

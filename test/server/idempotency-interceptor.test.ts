@@ -258,6 +258,9 @@ describe("rule 7: success", () => {
     expect(replayed.payment?.paymentId).toBe("pay_1");
     expect(again.seen.header.get("x-payment-region")).toBe("eu-west");
     expect(again.seen.header.get("idempotency-replayed")).toBe("true");
+    // When the first execution claimed the key, by the store's (manual) clock.
+    expect(again.seen.header.get("idempotency-first-executed-at")).toBe(new Date(server.clock.now()).toISOString());
+    expect(first.seen.header.get("idempotency-first-executed-at")).toBeNull();
     // The Connect protocol sends unary trailers as trailer- headers.
     expect(again.seen.trailer.get("x-ledger-entry")).toBe("entry-1");
     expect(server.runs).toHaveLength(1);
@@ -326,6 +329,7 @@ describe("rule 8: errors", () => {
       expect(second.findDetails(ErrorInfoSchema)[0]?.reason).toBe("CARD_DECLINED");
       expect(second.metadata.get("x-decline-code")).toBe(first.metadata.get("x-decline-code"));
       expect(second.metadata.get("idempotency-replayed")).toBe("true");
+      expect(second.metadata.get("idempotency-first-executed-at")).toBe(new Date(server.clock.now()).toISOString());
       expect(first.metadata.get("idempotency-replayed")).toBeNull();
     }
     expect(server.runs).toHaveLength(storedByDefault.length);

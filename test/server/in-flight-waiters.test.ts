@@ -8,8 +8,8 @@ describe("createInFlightWaiters()", () => {
     const waiters = createInFlightWaiters();
     const owner = waiters.begin("k", "fp");
     const waiting = waiters.find("k")!.wait(1_000, never);
-    owner.settle({ kind: "outcome", outcome: new Uint8Array([1]) });
-    expect(await waiting).toEqual({ kind: "outcome", outcome: new Uint8Array([1]) });
+    owner.settle({ kind: "outcome", outcome: new Uint8Array([1]), firstExecutedAt: 5 });
+    expect(await waiting).toEqual({ kind: "outcome", outcome: new Uint8Array([1]), firstExecutedAt: 5 });
     expect(waiters.find("k")).toBeUndefined();
     expect(waiters.size).toBe(0);
   });
@@ -17,10 +17,11 @@ describe("createInFlightWaiters()", () => {
   it("holds an unwritten outcome: later duplicates get it at once, until settle", async () => {
     const waiters = createInFlightWaiters();
     const owner = waiters.begin("k", "fp");
-    owner.hold(new Uint8Array([7]));
-    expect(await waiters.find("k")!.wait(1_000, never)).toEqual({ kind: "outcome", outcome: new Uint8Array([7]) });
-    expect(await waiters.find("k")!.wait(1_000, never)).toEqual({ kind: "outcome", outcome: new Uint8Array([7]) });
-    owner.settle({ kind: "outcome", outcome: new Uint8Array([7]) });
+    owner.hold(new Uint8Array([7]), 5);
+    const held = { kind: "outcome", outcome: new Uint8Array([7]), firstExecutedAt: 5 };
+    expect(await waiters.find("k")!.wait(1_000, never)).toEqual(held);
+    expect(await waiters.find("k")!.wait(1_000, never)).toEqual(held);
+    owner.settle({ kind: "outcome", outcome: new Uint8Array([7]), firstExecutedAt: 5 });
     expect(waiters.find("k")).toBeUndefined();
   });
 

@@ -16,6 +16,7 @@ import {
 import { describeStoreConformance } from "../store-conformance.js";
 import { createTestSchema, terminateBackends, testConnectionString, useTestSchema } from "../support/postgres-database.js";
 import { useTestDatabaseClock } from "../support/postgres-test-clock.js";
+import { startTcpProxy } from "../support/tcp-proxy.js";
 
 const schema = useTestSchema("pgstore");
 const clock = useTestDatabaseClock("pgclock");
@@ -120,6 +121,31 @@ describe("PostgreSQL migrations", () => {
         [table],
       );
       expect(meta.rows).toEqual([{ schema_version: postgresSchemaVersion }]);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it("migrates a version 2 table to 3: its records stay, in progress ones become interruptible", async () => {
+    const table = schema.nextTable();
+    const first = await schema.openStore({ table });
+    const input = claimInput("running", "owner-1");
+    expect((await first.claim(input)).kind).toBe("claimed");
+    await first.close();
+    // Back to the layout of version 2, which had no `interrupted` column.
+    await schema.admin.query(`ALTER TABLE ${schema.name}.${table} DROP COLUMN interrupted`);
+    await schema.admin.query(`UPDATE ${schema.name}.${postgresMetaTable} SET schema_version = 2 WHERE table_name = $1`, [table]);
+
+    const second = await schema.openStore({ table });
+    try {
+      const meta = await schema.admin.query(`SELECT schema_version FROM ${schema.name}.${postgresMetaTable} WHERE table_name = $1`, [
+        table,
+      ]);
+      expect(meta.rows).toEqual([{ schema_version: 3 }]);
+      expect(await second.get(input.key)).toMatchObject({ status: "in_progress", attempt: 1, owner: "owner-1" });
+      expect(await second.interrupt({ key: input.key, owner: "owner-1", attempt: 1 })).toBe(true);
+      const takeover = await second.claim(claimInput("running", "owner-2"));
+      expect(takeover).toMatchObject({ kind: "claimed", replaced: "takeover", record: { attempt: 2, status: "in_progress" } });
     } finally {
       await second.close();
     }
@@ -292,6 +318,50 @@ describe("PostgreSQL identifiers", () => {
     await expect(
       createPostgresStore({ connectionString: "postgres://nobody@127.0.0.1:1/none", schema: "" }),
     ).rejects.toThrow(/must not be empty/);
+  });
+});
+
+describe("PostgreSQL operations", () => {
+  it("never block the event loop: no blockingWaitMs", async () => {
+    const store = await schema.openStore();
+    try {
+      expect(store.blockingWaitMs ?? 0).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("complete whose commit succeeded but whose answer was lost reports success when retried, not a lost claim", async () => {
+    const url = new URL(testConnectionString);
+    const proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    url.host = `127.0.0.1:${proxy.port}`;
+    const table = schema.nextTable();
+    const store = await createPostgresStore({ connectionString: url.toString(), schema: schema.name, table, sweepIntervalMs: 0 });
+    try {
+      const input = claimInput("answer-lost", "owner-1");
+      const claimed = await store.claim(input);
+      expect(claimed.kind).toBe("claimed");
+      const done = { key: input.key, owner: "owner-1", attempt: 1, outcome: new Uint8Array([4, 2]), retentionMs: 60_000 };
+      proxy.swallowAnswers = true;
+      const first = store.complete(done).then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error }),
+      );
+      // The database committed the completion; its answer is on its way to nobody.
+      await vi.waitFor(async () => {
+        const row = await schema.admin.query(`SELECT status FROM ${schema.name}.${table} WHERE key = $1`, [input.key.key]);
+        expect(row.rows).toEqual([{ status: "completed" }]);
+      });
+      proxy.cutConnections();
+      expect(await first).toMatchObject({ error: expect.anything() });
+      proxy.swallowAnswers = false;
+      // The caller retries what it does not know the outcome of: success, not "claim lost".
+      expect(await store.complete(done)).toBe(true);
+      expect(await store.get(input.key)).toMatchObject({ status: "completed", owner: "owner-1", attempt: 1, outcome: new Uint8Array([4, 2]) });
+    } finally {
+      await store.close();
+      await proxy.close();
+    }
   });
 });
 

@@ -146,6 +146,12 @@ describe("createSqliteStore", () => {
       expect(store.database.pragma("busy_timeout", { simple: true })).toBe(5000);
     });
 
+    it("says that an operation may block the event loop for the busy timeout", () => {
+      // better-sqlite3 waits for another process's write lock synchronously.
+      expect(open().blockingWaitMs).toBe(5000);
+      expect(open({ table: "other", busyTimeoutMs: 250 }).blockingWaitMs).toBe(250);
+    });
+
     it("rejects a table name that is not a plain identifier, and an unknown durability", () => {
       expect(() => open({ table: "records; DROP TABLE x" })).toThrow(/invalid SQLite table name/);
       expect(() => open({ durability: "paranoid" as "full" })).toThrow(/durability/);
@@ -179,6 +185,27 @@ describe("createSqliteStore", () => {
         "connect_idempotency_records",
         "other_records",
       ]);
+    });
+
+    it("migrates a version 2 table to 3: its records stay, in progress ones become interruptible", async () => {
+      const first = open();
+      await first.claim(claimInput("running"));
+      await first.claim(claimInput("done"));
+      expect(await first.complete({ key: keyOf("done"), owner: "owner-done", attempt: 1, outcome: new Uint8Array([5]), retentionMs: 60_000 })).toBe(true);
+      await first.close();
+      // Back to the layout of version 2, which had no `interrupted` column.
+      const old = connect();
+      old.exec("ALTER TABLE connect_idempotency_records DROP COLUMN interrupted");
+      old.prepare("UPDATE connect_idempotency_meta SET schema_version = 2").run();
+      old.close();
+
+      const second = open();
+      expect(connect().prepare("SELECT schema_version FROM connect_idempotency_meta").pluck().get()).toBe(3);
+      expect(await second.get(keyOf("done"))).toMatchObject({ status: "completed", attempt: 1, outcome: new Uint8Array([5]) });
+      expect(await second.get(keyOf("running"))).toMatchObject({ status: "in_progress", attempt: 1 });
+      expect(await second.interrupt({ key: keyOf("running"), owner: "owner-running", attempt: 1 })).toBe(true);
+      const takeover = await second.claim(claimInput("running", { owner: "next" }));
+      expect(takeover).toMatchObject({ kind: "claimed", replaced: "takeover", record: { attempt: 2 } });
     });
 
     it("refuses a table migrated by a newer version", async () => {

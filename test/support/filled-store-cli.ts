@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect } from "vitest";
 import type { IdempotencyStore } from "../../src/store/idempotency-store.js";
-import { type FilledStoreServer, startFilledStoreServer } from "./filled-store-server.js";
+import { type BackdateRecords, type FilledStoreServer, startFilledStoreServer } from "./filled-store-server.js";
 import { type CliRun, type RunOptions, runCli } from "./run-cli.js";
 
 /** The store an admin CLI test file fills, and the CLI options that name it. */
@@ -8,6 +8,8 @@ export interface CliTestStore {
   readonly store: IdempotencyStore;
   /** Appended to every CLI run, such as `["--db", path]`. */
   readonly storeArgs: readonly string[];
+  /** Moves records into the past, for the store's records of "three hours ago". */
+  readonly backdate: BackdateRecords;
 }
 
 /** A test file's filled store server, and the CLI on its store, from `useFilledStoreCli`. */
@@ -27,8 +29,8 @@ export interface FilledStoreCli extends FilledStoreServer {
 export function useFilledStoreCli(open: () => Promise<CliTestStore>): FilledStoreCli {
   let started: { readonly filled: FilledStoreServer; readonly storeArgs: readonly string[] } | undefined;
   beforeAll(async () => {
-    const { store, storeArgs } = await open();
-    started = { filled: await startFilledStoreServer(store), storeArgs };
+    const { store, storeArgs, backdate } = await open();
+    started = { filled: await startFilledStoreServer(store, backdate), storeArgs };
   });
   afterAll(async () => {
     await started?.filled.finishSlowCall();

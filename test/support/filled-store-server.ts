@@ -6,8 +6,6 @@ import { FixtureService } from "../../gen/fixture/v1/fixture_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { hashRecordKey } from "../../src/server/key-hash.js";
 import type { IdempotencyStore } from "../../src/store/idempotency-store.js";
-import type { PostgresStore } from "../../src/store/postgres/postgres-store.js";
-import type { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import type { StoreStats } from "../../src/store/idempotency-store-admin.js";
 import { createGate } from "./call-gates.js";
 import { type IdempotencyTestServer, startIdempotencyTestServer, testKeyHashSecret } from "./idempotency-test-server.js";
@@ -33,6 +31,8 @@ export interface FilledKeys {
   readonly refused: string;
   /** An Opaque record (60 s retention) created three hours ago: expired, not swept. */
   readonly expired: string;
+  /** A CreatePayment claim whose handler failed with an indefinite error: interrupted. */
+  readonly interrupted: string;
   /** A CreatePayment claim still running (its handler waits for `finishSlowCall`). */
   readonly running: string;
 }
@@ -40,15 +40,22 @@ export interface FilledKeys {
 /** The counts `stats` reports of a store `startFilledStoreServer` has just filled. */
 export const filledStoreCounts = {
   inProgress: 1,
-  interrupted: 0,
+  interrupted: 1,
   completed: 7,
   expired: 1,
   byMethod: [
-    { method: "demo.v1.PaymentService/CreatePayment", inProgress: 1, interrupted: 0, completed: 5 },
+    { method: "demo.v1.PaymentService/CreatePayment", inProgress: 1, interrupted: 1, completed: 5 },
     { method: "demo.v1.PaymentService/RefundPayment", inProgress: 0, interrupted: 0, completed: 1 },
     { method: "fixture.v1.FixtureService/Opaque", inProgress: 0, interrupted: 0, completed: 1 },
   ],
 } satisfies Partial<StoreStats>;
+
+/**
+ * Moves the records of these request IDs `ms` into the past, as if they had
+ * been written that long ago by the store's clock (every time column of
+ * their rows shifts back).
+ */
+export type BackdateRecords = (keys: readonly string[], ms: number) => Promise<void>;
 
 /** A server whose store holds one record of each kind the admin commands show. */
 export interface FilledStoreServer {
@@ -64,11 +71,11 @@ export interface FilledStoreServer {
 
 /**
  * Starts the test server on `store` and fills the store through real calls:
- * 8 records, 7 completed and 1 in progress, over 3 methods and 3 scopes, one
- * expired. The old records are made three hours old afterwards, by moving
- * their times back in the table (stores take time from their own clock).
+ * 9 records, 7 completed, 1 in progress and 1 interrupted, over 3 methods
+ * and 3 scopes, one expired. The store times every record; `backdate` then
+ * moves the old ones three hours back.
  */
-export async function startFilledStoreServer(store: IdempotencyStore): Promise<FilledStoreServer> {
+export async function startFilledStoreServer(store: IdempotencyStore, backdate: BackdateRecords): Promise<FilledStoreServer> {
   const slow = createGate();
   const server: IdempotencyTestServer = await startIdempotencyTestServer({
     store,
@@ -101,6 +108,7 @@ export async function startFilledStoreServer(store: IdempotencyStore): Promise<F
     shared: crypto.randomUUID(),
     refused: crypto.randomUUID(),
     expired: `order-${crypto.randomUUID().slice(0, 8)}`,
+    interrupted: crypto.randomUUID(),
     running: crypto.randomUUID(),
   };
   const freshRequest = { requestId: keys.fresh, accountId: "acc_fresh", amountMinor: 1250n, currency: "EUR" };
@@ -109,7 +117,7 @@ export async function startFilledStoreServer(store: IdempotencyStore): Promise<F
     await payments.createPayment({ requestId, accountId: "acc_old", amountMinor: 100n, currency: "EUR" });
   }
   await fixture.opaque({ key: keys.expired, text: "expires after a minute" });
-  await ageRecords(store, [...keys.old, keys.expired], 3 * hour);
+  await backdate([...keys.old, keys.expired], 3 * hour);
   const freshResponse = await payments.createPayment(freshRequest);
   for (const scope of ["acme", "globex"]) {
     await payments.createPayment(
@@ -118,6 +126,14 @@ export async function startFilledStoreServer(store: IdempotencyStore): Promise<F
     );
   }
   await payments.refundPayment({ requestId: keys.refused, paymentId: "pay_1", amountMinor: 100n }).catch(() => {});
+  // Straight through the store: what the interceptor does when a handler
+  // fails with an error that leaves open whether it acted.
+  const interruptedKey = { scope: "", method: "demo.v1.PaymentService/CreatePayment", key: keys.interrupted };
+  const owner = crypto.randomUUID();
+  const claim = { key: interruptedKey, fingerprint: "0".repeat(64), owner, leaseMs: 30_000, graceMs: 10_000, expiresInMs: 24 * hour };
+  if ((await store.claim(claim)).kind !== "claimed" || !(await store.interrupt({ key: interruptedKey, owner, attempt: 1 }))) {
+    throw new Error("could not leave an interrupted record");
+  }
   const slowCall = payments.createPayment({ requestId: keys.running, accountId: "slow", amountMinor: 1n });
   const runningHash = hashRecordKey({ scope: "", method: "demo.v1.PaymentService/CreatePayment", key: keys.running }, testKeyHashSecret);
   await vi.waitFor(() => {
@@ -136,31 +152,4 @@ export async function startFilledStoreServer(store: IdempotencyStore): Promise<F
       await slowCall;
     },
   };
-}
-
-/**
- * Moves every time of the records with these request IDs back by `ms`, as
- * if they had been written that long ago by the store's clock.
- */
-async function ageRecords(store: IdempotencyStore, requestIds: readonly string[], ms: number): Promise<void> {
-  const shift = "created_at = created_at - $ms, updated_at = updated_at - $ms, lease_until = lease_until - $ms, expires_at = expires_at - $ms";
-  if ("database" in store && "executor" in store) {
-    const sqlite = store as unknown as SqliteStore;
-    const update = sqlite.database.prepare(
-      `UPDATE "${sqlite.table}" SET ${shift.replaceAll("$ms", "@ms")} WHERE key = @key`,
-    );
-    await sqlite.executor.run(() => {
-      for (const key of requestIds) update.run({ ms, key });
-    });
-    return;
-  }
-  if ("pool" in store) {
-    const postgres = store as unknown as PostgresStore;
-    await postgres.pool.query(
-      `UPDATE "${postgres.schema}"."${postgres.table}" SET ${shift.replaceAll("$ms", "$1::bigint")} WHERE key = ANY($2::text[])`,
-      [ms, requestIds],
-    );
-    return;
-  }
-  throw new Error("ageRecords knows the SQLite and PostgreSQL stores only");
 }

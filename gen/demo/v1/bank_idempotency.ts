@@ -7,7 +7,7 @@
 
 import type { Client, Transport } from "@connectrpc/connect";
 import type { IdempotentClientOptions } from "../../../src/client/index.js";
-import { createIdempotentClient } from "../../../src/client/index.js";
+import { createIdempotentClient, createIdempotentTransport } from "../../../src/client/index.js";
 import { BankService } from "./bank_pb.js";
 
 /**
@@ -29,6 +29,28 @@ export function createBankServiceClient(
       charge: { requestIdField: "requestId", autoFill: false },
     },
     options,
+  );
+}
+
+/**
+ * Creates a transport that treats the calls of demo.v1.BankService as
+ * `createBankServiceClient` does, for code that takes a transport rather
+ * than a client, such as connect-query's `useMutation`. Calls of other
+ * services pass through.
+ *
+ * @generated from service demo.v1.BankService
+ */
+export function createBankServiceTransport(
+  transport: Transport,
+  options?: IdempotentClientOptions,
+): Transport {
+  return createIdempotentTransport(
+    transport,
+    {
+      charge: { requestIdField: "requestId", autoFill: false },
+    },
+    options,
+    BankService,
   );
 }
 

@@ -6,7 +6,7 @@
 
 import type { Client, Transport } from "@connectrpc/connect";
 import type { IdempotentClientOptions } from "../../../src/client/index.js";
-import { createIdempotentClient } from "../../../src/client/index.js";
+import { createIdempotentClient, createIdempotentTransport } from "../../../src/client/index.js";
 import { PaymentService } from "./payments_pb.js";
 
 /**
@@ -33,6 +33,30 @@ export function createPaymentServiceClient(
       getPayment: { safeToRetry: true },
     },
     options,
+  );
+}
+
+/**
+ * Creates a transport that treats the calls of demo.v1.PaymentService as
+ * `createPaymentServiceClient` does, for code that takes a transport rather
+ * than a client, such as connect-query's `useMutation`. Calls of other
+ * services pass through.
+ *
+ * @generated from service demo.v1.PaymentService
+ */
+export function createPaymentServiceTransport(
+  transport: Transport,
+  options?: IdempotentClientOptions,
+): Transport {
+  return createIdempotentTransport(
+    transport,
+    {
+      createPayment: { requestIdField: "requestId", autoFill: true },
+      refundPayment: { requestIdField: "requestId", autoFill: false },
+      getPayment: { safeToRetry: true },
+    },
+    options,
+    PaymentService,
   );
 }
 

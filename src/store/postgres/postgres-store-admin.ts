@@ -102,8 +102,8 @@ WHERE status = 'in_progress' AND NOT interrupted ORDER BY created_at LIMIT 1`,
       );
       // The sweeper's condition: expired, and no live lease.
       const expired = await pool.query<{ n: number; read_at: string }>(
-        `SELECT count(${qualified}.key)::int AS n, clock.read_at FROM ${clock}
-LEFT JOIN ${qualified} ON expires_at <= clock.read_at AND lease_until <= clock.read_at
+        `SELECT count(r.key)::int AS n, clock.read_at FROM ${clock}
+LEFT JOIN ${qualified} AS r ON r.expires_at <= clock.read_at AND r.lease_until <= clock.read_at
 GROUP BY clock.read_at`,
       );
       const size = await pool.query<{ bytes: string }>("SELECT pg_total_relation_size($1::regclass) AS bytes", [

@@ -60,7 +60,7 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = excluded.result, r
       // Resolving later would run the rest of the work outside the transaction.
       throw new TypeError("the SQLite store's transactions cannot span an await: the work must be synchronous");
     }
-    return result;
+    return result as T;
   }
 
   return {
@@ -96,10 +96,9 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = excluded.result, r
     },
     recordPhase(input) {
       const { scope, method, key } = input.key;
+      const { name, result, owner, attempt } = input;
       return executor.run(
-        () =>
-          recordPhase.run(scope, method, key, input.name, input.result, clock(), scope, method, key, input.owner, input.attempt - 1)
-            .changes === 1,
+        () => recordPhase.run(scope, method, key, name, result, clock(), scope, method, key, owner, attempt - 1).changes === 1,
         { write: true, savepoint: false },
       );
     },
@@ -108,4 +107,13 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = excluded.result, r
 
 type KeyParams = [scope: string, method: string, key: string];
 
-type RecordPhaseParams = [...KeyParams, name: string, result: Uint8Array, recordedAt: number, ...KeyParams, owner: string, takeovers: number];
+// The phase's row, then the claim that must hold.
+type RecordPhaseParams = [
+  ...KeyParams,
+  name: string,
+  result: Uint8Array,
+  recordedAt: number,
+  ...KeyParams,
+  owner: string,
+  takeovers: number,
+];

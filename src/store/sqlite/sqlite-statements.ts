@@ -75,7 +75,8 @@ export function createSqliteStatements(db: Database, table: string, clock: () =>
   // claim is taken over only once its lease and the grace period (the one
   // parameter after the values) passed, an interrupted one at once.
   const takeover =
-    "(status = 'in_progress' AND fingerprint = excluded.fingerprint AND (interrupted = 1 OR lease_until + ? <= excluded.updated_at))";
+    "(status = 'in_progress' AND fingerprint = excluded.fingerprint " +
+    "AND (interrupted = 1 OR lease_until + ? <= excluded.updated_at))";
   // Every other column of a claimed record is what the claim wrote, so only
   // these come back. SQLite evaluates SET against the old row, and the WHERE
   // let only `expired` or `takeover` through, so `expired` alone tells them

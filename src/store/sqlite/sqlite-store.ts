@@ -70,7 +70,8 @@ export interface SqliteStore extends AtomicIdempotencyStore<Database.Database, "
   readonly table: string;
   /**
    * The connection. Run anything that writes through `executor`, so that it
-   * joins the store's transactions instead of interleaving with them.
+   * joins the store's transactions instead of interleaving with them. Your
+   * own tables in this file: see docs/atomic-effects.md.
    */
   readonly database: Database.Database;
   /** The group-commit executor every operation goes through; also counts transactions. */

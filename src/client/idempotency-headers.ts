@@ -1,0 +1,29 @@
+/**
+ * The response header that marks a replayed outcome: `true` when the handler
+ * did not run for this call and the answer is the stored one of the first
+ * call with the same request ID.
+ */
+export const replayedHeader = "idempotency-replayed";
+
+/**
+ * The response header that tells, on a replayed outcome, when the first call
+ * with the same request ID ran: an RFC 3339 timestamp in UTC with
+ * milliseconds, such as `2026-12-01T08:30:00.123Z`. Clients read it when the
+ * server sends it; older servers do not.
+ */
+export const firstExecutedAtHeader = "idempotency-first-executed-at";
+
+/**
+ * The response headers a browser client must be allowed to read, for a
+ * server's CORS `Access-Control-Expose-Headers` next to Connect's own
+ * `cors.exposedHeaders`. Without them a cross-origin page cannot tell a
+ * replayed answer from a new one: `fetch` hides every header not listed.
+ *
+ * ```ts
+ * import { cors } from "@connectrpc/connect";
+ * import { idempotencyExposedHeaders } from "connect-idempotency/client";
+ *
+ * const exposedHeaders = [...cors.exposedHeaders, ...idempotencyExposedHeaders];
+ * ```
+ */
+export const idempotencyExposedHeaders: readonly string[] = [replayedHeader, firstExecutedAtHeader];
