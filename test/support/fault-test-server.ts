@@ -34,6 +34,8 @@ export interface FaultRun {
   readonly attempt: number | undefined;
   /** `takeover` of the idempotency context. */
   readonly takeover: boolean | undefined;
+  /** When the execution started, by `Date.now()`. */
+  readonly startedAt: number;
   /** Why the call's signal aborted while the handler ran, as `Code message`, if it did. */
   aborted?: string;
   /** Resolves once the handler has returned or thrown. */
@@ -121,6 +123,7 @@ export async function startFaultServer(options: FaultServerOptions): Promise<Fau
             n: runsOf(req.requestId).length + 1,
             attempt: context?.attempt,
             takeover: context?.takeover,
+            startedAt: Date.now(),
             done: new Promise<void>((resolve) => (finish = resolve)),
           };
           runs.push(run);
