@@ -1,0 +1,182 @@
+// A client that goes away while the handler runs (its AbortSignal, or its
+// deadline) must never leave a stored transport error behind, and never make
+// the retry with the same ID act twice: a handler error while the call's
+// signal is aborted interrupts the record, so the retry takes over at once.
+// A handler that finishes after the client left stores its outcome, and the
+// retry replays it.
+//
+// connect-node's client resets the HTTP/2 stream when its own deadline timer
+// fires, so the server sees either its own DeadlineExceeded or an Internal
+// "http/2 stream closed" first: a race, run 20 times per protocol here. The
+// lease is the default 30 s; every retry must answer within a few seconds.
+import { describe, expect, it } from "vitest";
+import {
+  type FaultRun,
+  type FaultServer,
+  answerOf,
+  describeOutcome,
+  startFaultServer,
+} from "../support/fault-test-server.js";
+import { usePerTestScratch } from "../support/per-test-scratch.js";
+
+const scratch = usePerTestScratch("client-abort-");
+
+const protocols = ["connect", "grpc"] as const;
+const trials = 20;
+const noLeaseWaitMs = 3_000;
+
+const newRequest = () => ({ requestId: crypto.randomUUID(), accountId: "acct_1", amountMinor: 1000n });
+
+/** A server whose first execution of each request ID charges (in a phase), then waits up to `holdMs` unless aborted. */
+async function serverHoldingFirstRun(holdMs: number, honourAbort: boolean): Promise<FaultServer> {
+  const server = await startFaultServer({
+    dir: scratch.dir,
+    async createPayment(_req, _ctx, { run, charge, sleepUnlessAborted }) {
+      const chargeId = await charge("phase");
+      if (run.n === 1) {
+        await (honourAbort
+          ? sleepUnlessAborted(holdMs)
+          : new Promise((resolve) => setTimeout(resolve, holdMs)));
+      }
+      return { payment: { paymentId: `pay_${run.n}`, chargeId } };
+    },
+  });
+  scratch.closeAfter(() => server.close());
+  return server;
+}
+
+/** The first execution of `requestId`, once it has returned or thrown. */
+async function firstRunDone(server: FaultServer, requestId: string): Promise<FaultRun | undefined> {
+  const run = server.runsOf(requestId)[0];
+  await run?.done;
+  return run;
+}
+
+function tally(values: readonly string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const value of values) {
+    counts[value] = (counts[value] ?? 0) + 1;
+  }
+  return counts;
+}
+
+describe("a client that went away while the handler ran", () => {
+  for (const protocol of protocols) {
+    it(`${protocol}: an AbortSignal while the handler runs stores nothing; the retry takes over at once (attempt 2, takeover) and the phase charged once`, async () => {
+      const server = await serverHoldingFirstRun(5_000, true);
+      const client = server.client(protocol);
+      const req = newRequest();
+      const first = await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(200) }));
+      const run = await firstRunDone(server, req.requestId);
+      const afterFirst = await server.settled(req.requestId);
+      const start = performance.now();
+      const retry = await answerOf(client.createPayment(req));
+      const retryMs = performance.now() - start;
+      expect({
+        first: first.split(":")[0],
+        handlerSawAbort: run?.aborted !== undefined,
+        afterFirst: `${afterFirst?.status} ${describeOutcome(afterFirst)}`,
+        retry,
+        retryWithinMs: retryMs < noLeaseWaitMs ? `< ${noLeaseWaitMs}` : Math.round(retryMs),
+        contexts: server.runsOf(req.requestId).map((r) => [r.attempt, r.takeover]),
+        charges: server.charges.get(req.requestId),
+      }).toEqual({
+        first: "Canceled",
+        handlerSawAbort: true,
+        afterFirst: "interrupted none",
+        retry: "ok pay_2",
+        retryWithinMs: `< ${noLeaseWaitMs}`,
+        contexts: [
+          [1, false],
+          [2, true],
+        ],
+        charges: 1,
+      });
+    });
+
+    it(`${protocol}: a client deadline while the handler runs, ${trials} times, never stores a transport error and never charges twice`, async () => {
+      const server = await serverHoldingFirstRun(1_000, true);
+      const client = server.client(protocol);
+      const seen: {
+        client: string;
+        server: string;
+        afterFirst: string;
+        retry: string;
+        retryMs: number;
+        contexts: string;
+        charges: number | undefined;
+      }[] = [];
+      for (let i = 0; i < trials; i++) {
+        const req = newRequest();
+        const first = await answerOf(client.createPayment(req, { timeoutMs: 200 }));
+        const run = await firstRunDone(server, req.requestId);
+        const afterFirst = await server.settled(req.requestId);
+        const start = performance.now();
+        const retry = await answerOf(client.createPayment(req));
+        seen.push({
+          client: first.split(":")[0] ?? first,
+          server: (run?.aborted ?? "not aborted").slice(0, 60),
+          afterFirst: `${afterFirst?.status ?? "deleted"} ${describeOutcome(afterFirst)}`,
+          retry,
+          retryMs: performance.now() - start,
+          contexts: server
+            .runsOf(req.requestId)
+            .map((r) => `${r.attempt}/${r.takeover}`)
+            .join(" "),
+          charges: server.charges.get(req.requestId),
+        });
+      }
+      const report = {
+        "client saw": tally(seen.map((s) => s.client)),
+        "handler's signal aborted with": tally(seen.map((s) => s.server)),
+        "record after the first call": tally(seen.map((s) => s.afterFirst)),
+        "retry answered": tally(seen.map((s) => s.retry.replace(/pay_\d+/, "pay_n"))),
+        "executions (attempt/takeover)": tally(seen.map((s) => s.contexts)),
+        charges: tally(seen.map((s) => String(s.charges))),
+        "slowest retry ms": Math.round(Math.max(...seen.map((s) => s.retryMs))),
+      };
+      console.log(`${protocol} deadline race, ${trials} trials:`, JSON.stringify(report, null, 1));
+      const storedErrors = seen.filter((s) => s.afterFirst.startsWith("completed"));
+      expect({
+        storedTransportErrors: storedErrors.map((s) => s.afterFirst),
+        secondCharges: seen.filter((s) => s.charges !== 1).length,
+        failedRetries: seen.filter((s) => !s.retry.startsWith("ok")).map((s) => s.retry),
+        retriesThatWaited: seen.filter((s) => s.retryMs >= noLeaseWaitMs).length,
+        takeovers: tally(seen.map((s) => s.contexts)),
+      }).toEqual({
+        storedTransportErrors: [],
+        secondCharges: 0,
+        failedRetries: [],
+        retriesThatWaited: 0,
+        takeovers: { "1/false 2/true": trials },
+      });
+    });
+
+    for (const leave of ["abort", "deadline"] as const) {
+      it(`${protocol}: a handler that finishes after the client left (${leave}) stores its outcome, and the retry replays it (1 charge)`, async () => {
+        const server = await serverHoldingFirstRun(400, false);
+        const client = server.client(protocol);
+        const req = newRequest();
+        const first = await answerOf(
+          client.createPayment(req, leave === "abort" ? { signal: AbortSignal.timeout(100) } : { timeoutMs: 100 }),
+        );
+        await firstRunDone(server, req.requestId);
+        const record = await server.settled(req.requestId);
+        const retry = await answerOf(client.createPayment(req));
+        expect({
+          first: first.split(":")[0],
+          record: `${record?.status} ${describeOutcome(record)}`,
+          retry,
+          executions: server.runsOf(req.requestId).length,
+          charges: server.charges.get(req.requestId),
+        }).toEqual({
+          first: leave === "abort" ? "Canceled" : "DeadlineExceeded",
+          record: "completed response",
+          retry: "ok pay_1",
+          executions: 1,
+          charges: 1,
+        });
+      });
+    }
+  }
+});
