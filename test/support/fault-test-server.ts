@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { create } from "@bufbuild/protobuf";
+import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { type Client, Code, type HandlerContext, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import {
@@ -68,7 +68,7 @@ export interface FaultServerOptions {
     req: CreatePaymentRequest,
     ctx: HandlerContext,
     tools: FaultTools,
-  ) => Promise<Partial<CreatePaymentResponse> | undefined>;
+  ) => Promise<MessageInitShape<typeof CreatePaymentResponseSchema> | undefined>;
 }
 
 /** A PaymentService behind the idempotency interceptor on a SQLite file, with what the fault tests observe. */
@@ -147,7 +147,6 @@ export async function startFaultServer(options: FaultServerOptions): Promise<Fau
           try {
             const response = await options.createPayment(req, ctx, tools);
             return create(CreatePaymentResponseSchema, {
-              ...response,
               payment: { paymentId: `pay_${run.n}`, ...response?.payment },
             });
           } finally {
@@ -160,7 +159,8 @@ export async function startFaultServer(options: FaultServerOptions): Promise<Fau
   const record = (requestId: string) => store.get({ scope: "", method: createPaymentMethod, key: requestId });
   const transports = {
     connect: createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }),
-    grpc: createGrpcTransport({ baseUrl: server.baseUrl, httpVersion: "2" }),
+    // connect-node speaks gRPC over HTTP/2 only.
+    grpc: createGrpcTransport({ baseUrl: server.baseUrl }),
   };
   return {
     ...server,
