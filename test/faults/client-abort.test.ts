@@ -9,7 +9,10 @@
 // fires, so the server sees either its own DeadlineExceeded or an Internal
 // "http/2 stream closed" first: a race, run 20 times per protocol here. The
 // lease is the default 30 s; every retry must answer within a few seconds.
+import { type Client, type Interceptor, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { describe, expect, it } from "vitest";
+import { PaymentService } from "../../gen/demo/v1/payments_pb.js";
 import {
   type FaultRun,
   type FaultServer,
@@ -18,19 +21,29 @@ import {
   startFaultServer,
 } from "../support/fault-test-server.js";
 import { usePerTestScratch } from "../support/per-test-scratch.js";
+import { useTestSchema } from "../support/postgres-database.js";
 
 const scratch = usePerTestScratch("client-abort-");
+const postgres = useTestSchema("faults_abort");
 
 const protocols = ["connect", "grpc"] as const;
+/** The stores: a SQLite file, or the local PostgreSQL (own schema). */
+const storeKinds = ["sqlite", "postgres"] as const;
+type StoreKind = (typeof storeKinds)[number];
 const trials = 20;
 const noLeaseWaitMs = 3_000;
 
 const newRequest = () => ({ requestId: crypto.randomUUID(), accountId: "acct_1", amountMinor: 1000n });
 
 /** A server whose first execution of each request ID charges (in a phase), then waits up to `holdMs` unless aborted. */
-async function serverHoldingFirstRun(holdMs: number, honourAbort: boolean): Promise<FaultServer> {
+async function serverHoldingFirstRun(
+  holdMs: number,
+  honourAbort: boolean,
+  storeKind: StoreKind = "sqlite",
+): Promise<FaultServer> {
   const server = await startFaultServer({
     dir: scratch.dir,
+    ...(storeKind === "postgres" ? { store: (await postgres.openStore()) as never } : {}),
     async createPayment(_req, _ctx, { run, charge, sleepUnlessAborted }) {
       const chargeId = await charge("phase");
       if (run.n === 1) {
@@ -60,97 +73,147 @@ function tally(values: readonly string[]): Record<string, number> {
   return counts;
 }
 
+/** What one deadline trial showed: the first call's answer, the handler's abort, the record, the retry. */
+interface DeadlineTrial {
+  readonly client: string;
+  readonly server: string;
+  readonly afterFirst: string;
+  readonly retry: string;
+  readonly retryMs: number;
+  readonly contexts: string;
+  readonly charges: number | undefined;
+}
+
+/** Calls with `timeoutMs: 200` while the first execution holds 1 s, then retries with the same ID; `count` times. */
+async function deadlineTrials(
+  server: FaultServer,
+  client: Client<typeof PaymentService>,
+  count: number,
+): Promise<DeadlineTrial[]> {
+  const seen: DeadlineTrial[] = [];
+  for (let i = 0; i < count; i++) {
+    const req = newRequest();
+    const first = await answerOf(client.createPayment(req, { timeoutMs: 200 }));
+    const run = await firstRunDone(server, req.requestId);
+    const afterFirst = await server.settled(req.requestId);
+    const start = performance.now();
+    const retry = await answerOf(client.createPayment(req));
+    seen.push({
+      client: first.split(":")[0] ?? first,
+      server: (run?.aborted ?? "not aborted").slice(0, 60),
+      afterFirst: `${afterFirst?.status ?? "deleted"} ${describeOutcome(afterFirst)}`,
+      retry,
+      retryMs: performance.now() - start,
+      contexts: server
+        .runsOf(req.requestId)
+        .map((r) => `${r.attempt}/${r.takeover}`)
+        .join(" "),
+      charges: server.charges.get(req.requestId),
+    });
+  }
+  return seen;
+}
+
+/** How often each side of the race and each result happened. */
+function report(seen: readonly DeadlineTrial[]) {
+  return {
+    "client saw": tally(seen.map((s) => s.client)),
+    "handler's signal aborted with": tally(seen.map((s) => s.server)),
+    "record after the first call": tally(seen.map((s) => s.afterFirst)),
+    "retry answered": tally(seen.map((s) => s.retry.replace(/pay_\d+/, "pay_n"))),
+    "executions (attempt/takeover)": tally(seen.map((s) => s.contexts)),
+    charges: tally(seen.map((s) => String(s.charges))),
+    "slowest retry ms": Math.round(Math.max(...seen.map((s) => s.retryMs))),
+  };
+}
+
+/** The trials that broke a rule, by rule. */
+function verdict(seen: readonly DeadlineTrial[]) {
+  return {
+    storedTransportErrors: seen.filter((s) => s.afterFirst.startsWith("completed")).map((s) => s.afterFirst),
+    secondCharges: seen.filter((s) => s.charges !== 1).length,
+    failedRetries: seen.filter((s) => !s.retry.startsWith("ok")).map((s) => s.retry),
+    retriesThatWaited: seen.filter((s) => s.retryMs >= noLeaseWaitMs).length,
+    takeovers: tally(seen.map((s) => s.contexts)),
+  };
+}
+
+/** `verdict` when every one of `count` trials interrupted, took over at once and charged once. */
+function exactlyOnce(count: number) {
+  return {
+    storedTransportErrors: [],
+    secondCharges: 0,
+    failedRetries: [],
+    retriesThatWaited: 0,
+    takeovers: { "1/false 2/true": count },
+  };
+}
+
+/** A client interceptor that drops the deadline header, so that only the client's own timer knows the deadline. */
+const withoutTimeoutHeader: Interceptor = (next) => (req) => {
+  req.header.delete("connect-timeout-ms");
+  req.header.delete("grpc-timeout");
+  return next(req);
+};
+
 describe("a client that went away while the handler ran", () => {
   for (const protocol of protocols) {
-    it(`${protocol}: an AbortSignal while the handler runs stores nothing; the retry takes over at once (attempt 2, takeover) and the phase charged once`, async () => {
-      const server = await serverHoldingFirstRun(5_000, true);
-      const client = server.client(protocol);
-      const req = newRequest();
-      const first = await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(200) }));
-      const run = await firstRunDone(server, req.requestId);
-      const afterFirst = await server.settled(req.requestId);
-      const start = performance.now();
-      const retry = await answerOf(client.createPayment(req));
-      const retryMs = performance.now() - start;
-      expect({
-        first: first.split(":")[0],
-        handlerSawAbort: run?.aborted !== undefined,
-        afterFirst: `${afterFirst?.status} ${describeOutcome(afterFirst)}`,
-        retry,
-        retryWithinMs: retryMs < noLeaseWaitMs ? `< ${noLeaseWaitMs}` : Math.round(retryMs),
-        contexts: server.runsOf(req.requestId).map((r) => [r.attempt, r.takeover]),
-        charges: server.charges.get(req.requestId),
-      }).toEqual({
-        first: "Canceled",
-        handlerSawAbort: true,
-        afterFirst: "interrupted none",
-        retry: "ok pay_2",
-        retryWithinMs: `< ${noLeaseWaitMs}`,
-        contexts: [
-          [1, false],
-          [2, true],
-        ],
-        charges: 1,
-      });
-    });
-
-    it(`${protocol}: a client deadline while the handler runs, ${trials} times, never stores a transport error and never charges twice`, async () => {
-      const server = await serverHoldingFirstRun(1_000, true);
-      const client = server.client(protocol);
-      const seen: {
-        client: string;
-        server: string;
-        afterFirst: string;
-        retry: string;
-        retryMs: number;
-        contexts: string;
-        charges: number | undefined;
-      }[] = [];
-      for (let i = 0; i < trials; i++) {
+    for (const storeKind of storeKinds) {
+      it(`${protocol}, ${storeKind}: an AbortSignal while the handler runs stores nothing; the retry takes over at once (attempt 2, takeover) and the phase charged once`, async () => {
+        const server = await serverHoldingFirstRun(5_000, true, storeKind);
+        const client = server.client(protocol);
         const req = newRequest();
-        const first = await answerOf(client.createPayment(req, { timeoutMs: 200 }));
+        const first = await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(200) }));
         const run = await firstRunDone(server, req.requestId);
         const afterFirst = await server.settled(req.requestId);
         const start = performance.now();
         const retry = await answerOf(client.createPayment(req));
-        seen.push({
-          client: first.split(":")[0] ?? first,
-          server: (run?.aborted ?? "not aborted").slice(0, 60),
-          afterFirst: `${afterFirst?.status ?? "deleted"} ${describeOutcome(afterFirst)}`,
+        const retryMs = performance.now() - start;
+        expect({
+          first: first.split(":")[0],
+          handlerSawAbort: run?.aborted !== undefined,
+          afterFirst: `${afterFirst?.status} ${describeOutcome(afterFirst)}`,
           retry,
-          retryMs: performance.now() - start,
-          contexts: server
-            .runsOf(req.requestId)
-            .map((r) => `${r.attempt}/${r.takeover}`)
-            .join(" "),
+          retryWithinMs: retryMs < noLeaseWaitMs ? `< ${noLeaseWaitMs}` : Math.round(retryMs),
+          contexts: server.runsOf(req.requestId).map((r) => [r.attempt, r.takeover]),
           charges: server.charges.get(req.requestId),
+        }).toEqual({
+          first: "Canceled",
+          handlerSawAbort: true,
+          afterFirst: "interrupted none",
+          retry: "ok pay_2",
+          retryWithinMs: `< ${noLeaseWaitMs}`,
+          contexts: [
+            [1, false],
+            [2, true],
+          ],
+          charges: 1,
         });
-      }
-      const report = {
-        "client saw": tally(seen.map((s) => s.client)),
-        "handler's signal aborted with": tally(seen.map((s) => s.server)),
-        "record after the first call": tally(seen.map((s) => s.afterFirst)),
-        "retry answered": tally(seen.map((s) => s.retry.replace(/pay_\d+/, "pay_n"))),
-        "executions (attempt/takeover)": tally(seen.map((s) => s.contexts)),
-        charges: tally(seen.map((s) => String(s.charges))),
-        "slowest retry ms": Math.round(Math.max(...seen.map((s) => s.retryMs))),
-      };
-      console.log(`${protocol} deadline race, ${trials} trials:`, JSON.stringify(report, null, 1));
-      const storedErrors = seen.filter((s) => s.afterFirst.startsWith("completed"));
-      expect({
-        storedTransportErrors: storedErrors.map((s) => s.afterFirst),
-        secondCharges: seen.filter((s) => s.charges !== 1).length,
-        failedRetries: seen.filter((s) => !s.retry.startsWith("ok")).map((s) => s.retry),
-        retriesThatWaited: seen.filter((s) => s.retryMs >= noLeaseWaitMs).length,
-        takeovers: tally(seen.map((s) => s.contexts)),
-      }).toEqual({
-        storedTransportErrors: [],
-        secondCharges: 0,
-        failedRetries: [],
-        retriesThatWaited: 0,
-        takeovers: { "1/false 2/true": trials },
       });
-    });
+
+      it(`${protocol}, ${storeKind}: a client deadline while the handler runs, ${trials} times, never stores a transport error and never charges twice`, async () => {
+        const server = await serverHoldingFirstRun(1_000, true, storeKind);
+        const seen = await deadlineTrials(server, server.client(protocol), trials);
+        console.log(`${protocol} ${storeKind} deadline race, ${trials} trials:`, JSON.stringify(report(seen), null, 1));
+        expect(verdict(seen)).toEqual(exactlyOnce(trials));
+      });
+
+      it(`${protocol}, ${storeKind}: the client's stream reset alone (its deadline timer, no timeout header) is never stored either`, async () => {
+        // Without the timeout header the server has no deadline of its own:
+        // the handler only learns of the client's deadline through the reset,
+        // which is the side of the race that stored INTERNAL before.
+        const server = await serverHoldingFirstRun(1_000, true, storeKind);
+        const transport = (protocol === "grpc" ? createGrpcTransport : createConnectTransport)({
+          baseUrl: server.baseUrl,
+          httpVersion: "2",
+          interceptors: [withoutTimeoutHeader],
+        });
+        const seen = await deadlineTrials(server, createClient(PaymentService, transport), 5);
+        console.log(`${protocol} ${storeKind} stream reset, 5 trials:`, JSON.stringify(report(seen), null, 1));
+        expect(tally(seen.map((s) => s.server.split(" ")[0] ?? ""))).toEqual({ Internal: 5 });
+        expect(verdict(seen)).toEqual(exactlyOnce(5));
+      });
+    }
 
     for (const leave of ["abort", "deadline"] as const) {
       it(`${protocol}: a handler that finishes after the client left (${leave}) stores its outcome, and the retry replays it (1 charge)`, async () => {

@@ -18,8 +18,14 @@ import {
   startFaultServer,
 } from "../support/fault-test-server.js";
 import { usePerTestScratch } from "../support/per-test-scratch.js";
+import { useTestSchema } from "../support/postgres-database.js";
 
 const scratch = usePerTestScratch("indefinite-errors-");
+const postgres = useTestSchema("faults_indefinite");
+
+/** The stores the record-keeping tests run on: a SQLite file, or the local PostgreSQL (own schema). */
+type StoreKind = "sqlite" | "postgres";
+const storeKinds: readonly StoreKind[] = ["sqlite", "postgres"];
 
 /** The codes that are indefinite by default. */
 const indefiniteCodes = [
@@ -38,10 +44,12 @@ async function serverFailingFirstRun(
   mode: ChargeMode,
   fail: () => unknown,
   interceptor: FaultServerOptions["interceptor"] = {},
+  storeKind: StoreKind = "sqlite",
 ) {
   const server = await startFaultServer({
     dir: scratch.dir,
     interceptor,
+    ...(storeKind === "postgres" ? { store: (await postgres.openStore()) as never } : {}),
     async createPayment(_req, _ctx, { run, charge }) {
       const chargeId = await charge(mode);
       if (run.n === 1) {
@@ -66,34 +74,37 @@ describe("indefinite errors: the record stays and the next call takes over at on
   for (const code of indefiniteCodes) {
     const name = codeName(code);
 
-    it(`${name} after a phase charged: the client gets ${name}; the retry takes over at once (attempt 2, takeover) and the phase charged once`, async () => {
-      const server = await serverFailingFirstRun("phase", () => new ConnectError("bank reply lost", code));
-      const client = server.client();
-      const req = newRequest();
-      const first = await answerOf(client.createPayment(req));
-      const afterFirst = await server.record(req.requestId);
-      const retry = await timed(answerOf(client.createPayment(req)));
-      expect({
-        first,
-        recordAfterFirst: afterFirst?.status,
-        retry: retry.value,
-        retryWithinMs: retry.ms < noLeaseWaitMs ? `< ${noLeaseWaitMs}` : Math.round(retry.ms),
-        runs: server.runsOf(req.requestId).map((r) => [r.attempt, r.takeover]),
-        charges: server.charges.get(req.requestId),
-      }).toEqual({
-        first: `${name}: bank reply lost`,
-        recordAfterFirst: "interrupted",
-        retry: "ok pay_2",
-        retryWithinMs: `< ${noLeaseWaitMs}`,
-        runs: [
-          [1, false],
-          [2, true],
-        ],
-        charges: 1,
+    for (const storeKind of storeKinds) {
+      it(`${name} after a phase charged (${storeKind}): the client gets ${name}; the retry takes over at once (attempt 2, takeover) and the phase charged once`, async () => {
+        const fail = () => new ConnectError("bank reply lost", code);
+        const server = await serverFailingFirstRun("phase", fail, {}, storeKind);
+        const client = server.client();
+        const req = newRequest();
+        const first = await answerOf(client.createPayment(req));
+        const afterFirst = await server.record(req.requestId);
+        const retry = await timed(answerOf(client.createPayment(req)));
+        expect({
+          first,
+          recordAfterFirst: afterFirst?.status,
+          retry: retry.value,
+          retryWithinMs: retry.ms < noLeaseWaitMs ? `< ${noLeaseWaitMs}` : Math.round(retry.ms),
+          runs: server.runsOf(req.requestId).map((r) => [r.attempt, r.takeover]),
+          charges: server.charges.get(req.requestId),
+        }).toEqual({
+          first: `${name}: bank reply lost`,
+          recordAfterFirst: "interrupted",
+          retry: "ok pay_2",
+          retryWithinMs: `< ${noLeaseWaitMs}`,
+          runs: [
+            [1, false],
+            [2, true],
+          ],
+          charges: 1,
+        });
+        // The second charge ID would name a second charge.
+        expect(describeOutcome(await server.record(req.requestId))).toBe("response");
       });
-      // The second charge ID would name a second charge.
-      expect(describeOutcome(await server.record(req.requestId))).toBe("response");
-    });
+    }
 
     it(`${name} without phases: the retry takes over with takeover: true, so the handler knows it may have charged`, async () => {
       const server = await serverFailingFirstRun("plain", () => new ConnectError("bank reply lost", code));
@@ -169,59 +180,69 @@ describe("indefinite errors: the record stays and the next call takes over at on
 });
 
 describe("releaseOnError and storeOnError decide for the handler", () => {
-  it("releaseOnError(err): the record and its phases are deleted, and the retry runs afresh (attempt 1, takeover false)", async () => {
-    const server = await serverFailingFirstRun("phase", () =>
-      releaseOnError(new ConnectError("card declined before charging", Code.Unavailable)),
-    );
-    const client = server.client();
-    const req = newRequest();
-    const first = await answerOf(client.createPayment(req));
-    const afterFirst = await server.record(req.requestId);
-    const retry = await answerOf(client.createPayment(req));
-    expect({
-      first,
-      recordAfterFirst: afterFirst?.status ?? "deleted",
-      retry,
-      runs: server.runsOf(req.requestId).map((r) => [r.attempt, r.takeover]),
-      // The phase ran again: its record was deleted with the claim.
-      charges: server.charges.get(req.requestId),
-    }).toEqual({
-      first: "Unavailable: card declined before charging",
-      recordAfterFirst: "deleted",
-      retry: "ok pay_2",
-      runs: [
-        [1, false],
-        [1, false],
-      ],
-      charges: 2,
+  for (const storeKind of storeKinds) {
+    it(`releaseOnError(err) (${storeKind}): the record and its phases are deleted, and the retry runs afresh (attempt 1, takeover false)`, async () => {
+      const server = await serverFailingFirstRun(
+        "phase",
+        () => releaseOnError(new ConnectError("card declined before charging", Code.Unavailable)),
+        {},
+        storeKind,
+      );
+      const client = server.client();
+      const req = newRequest();
+      const first = await answerOf(client.createPayment(req));
+      const afterFirst = await server.record(req.requestId);
+      const retry = await answerOf(client.createPayment(req));
+      expect({
+        first,
+        recordAfterFirst: afterFirst?.status ?? "deleted",
+        retry,
+        runs: server.runsOf(req.requestId).map((r) => [r.attempt, r.takeover]),
+        // The phase ran again: its record was deleted with the claim.
+        charges: server.charges.get(req.requestId),
+      }).toEqual({
+        first: "Unavailable: card declined before charging",
+        recordAfterFirst: "deleted",
+        retry: "ok pay_2",
+        runs: [
+          [1, false],
+          [1, false],
+        ],
+        charges: 2,
+      });
     });
-  });
+  }
 
-  it("storeOnError(err): the error is stored and the retry replays it without running the handler", async () => {
-    const server = await serverFailingFirstRun("phase", () =>
-      storeOnError(new ConnectError("bank reply lost after the money moved", Code.Unavailable)),
-    );
-    const client = server.client();
-    const req = newRequest();
-    const first = await answerOf(client.createPayment(req));
-    const retry = await answerOf(client.createPayment(req));
-    const record = await server.record(req.requestId);
-    expect({
-      first,
-      retry,
-      status: record?.status,
-      outcome: describeOutcome(record),
-      runs: server.runsOf(req.requestId).length,
-      charges: server.charges.get(req.requestId),
-    }).toEqual({
-      first: "Unavailable: bank reply lost after the money moved",
-      retry: "Unavailable: bank reply lost after the money moved",
-      status: "completed",
-      outcome: "error Unavailable bank reply lost after the money moved",
-      runs: 1,
-      charges: 1,
+  for (const storeKind of storeKinds) {
+    it(`storeOnError(err) (${storeKind}): the error is stored and the retry replays it without running the handler`, async () => {
+      const server = await serverFailingFirstRun(
+        "phase",
+        () => storeOnError(new ConnectError("bank reply lost after the money moved", Code.Unavailable)),
+        {},
+        storeKind,
+      );
+      const client = server.client();
+      const req = newRequest();
+      const first = await answerOf(client.createPayment(req));
+      const retry = await answerOf(client.createPayment(req));
+      const record = await server.record(req.requestId);
+      expect({
+        first,
+        retry,
+        status: record?.status,
+        outcome: describeOutcome(record),
+        runs: server.runsOf(req.requestId).length,
+        charges: server.charges.get(req.requestId),
+      }).toEqual({
+        first: "Unavailable: bank reply lost after the money moved",
+        retry: "Unavailable: bank reply lost after the money moved",
+        status: "completed",
+        outcome: "error Unavailable bank reply lost after the money moved",
+        runs: 1,
+        charges: 1,
+      });
     });
-  });
+  }
 });
 
 describe("indefiniteCodes, storedCodes and releasedCodes move a code between classes", () => {

@@ -18,7 +18,8 @@ import {
   type IdempotencyInterceptorOptions,
   type IdempotencyRecord,
 } from "../../src/index.js";
-import { type SqliteStore, type SqliteStoreOptions, createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import type { AtomicIdempotencyStore, TransactionMode } from "../../src/store/atomic-idempotency-store.js";
+import { type SqliteStoreOptions, createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { type TestHttp2Server, startHttp2Server } from "./http2-server.js";
 
 /** The method name CreatePayment records carry. */
@@ -61,6 +62,8 @@ export interface FaultServerOptions {
   readonly dir: string;
   /** Interceptor options on top of the store and `onEvent`. */
   readonly interceptor?: Partial<IdempotencyInterceptorOptions>;
+  /** Another store instead of SQLite (such as PostgreSQL); the server closes it. */
+  readonly store?: AtomicIdempotencyStore<unknown, TransactionMode>;
   /** SQLite store options; sweeps are off, and the file is a new one in `dir` unless `path` names one. */
   readonly sqlite?: Partial<SqliteStoreOptions>;
   /** CreatePayment; its response gets `payment_id: pay_<n>` unless it sets one. */
@@ -71,9 +74,9 @@ export interface FaultServerOptions {
   ) => Promise<MessageInitShape<typeof CreatePaymentResponseSchema> | undefined>;
 }
 
-/** A PaymentService behind the idempotency interceptor on a SQLite file, with what the fault tests observe. */
+/** A PaymentService behind the idempotency interceptor on a SQLite file (or another store), with what the fault tests observe. */
 export interface FaultServer extends TestHttp2Server {
-  readonly store: SqliteStore;
+  readonly store: AtomicIdempotencyStore<unknown, TransactionMode>;
   /** Every handler execution, in the order they started. */
   readonly runs: FaultRun[];
   /** Charges per request ID (the side effect that must happen once). */
@@ -99,7 +102,7 @@ let serversStarted = 0;
 export async function startFaultServer(options: FaultServerOptions): Promise<FaultServer> {
   serversStarted += 1;
   const path = join(options.dir, `idem-${serversStarted}.db`);
-  const store = createSqliteStore({ path, sweepIntervalMs: 0, ...options.sqlite });
+  const store = options.store ?? createSqliteStore({ path, sweepIntervalMs: 0, ...options.sqlite });
   const runs: FaultRun[] = [];
   const charges = new Map<string, number>();
   const events: IdempotencyEvent[] = [];
