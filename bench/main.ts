@@ -1,5 +1,5 @@
 // `npm run bench`: the cost of idempotency against a plain server and against
-// the libraries users would pick instead. See "Benchmark" in the README.
+// the libraries users would pick instead. See docs/benchmark.md and bench/README.md.
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";

@@ -107,6 +107,7 @@ async function buildPrefilledSqlite(path: string, rows: number): Promise<void> {
           expires_at: farFuture,
           takeovers: 0,
           replaced: "none",
+          interrupted: 0,
           outcome,
         });
       }

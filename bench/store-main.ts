@@ -22,6 +22,7 @@ export type StoreApi = {
 };
 
 const leaseMs = 30_000;
+const graceMs = 10_000;
 const retentionMs = 24 * 3600_000;
 // One outcome and fingerprint for all operations: computing them is the
 // interceptor's work, not the store's.
@@ -33,19 +34,12 @@ let store: IdempotencyStore | undefined;
 async function claimAndComplete(target: IdempotencyStore): Promise<void> {
   const key = { scope: paymentRecordScope, method: paymentRecordMethod, key: randomUUID() };
   const owner = randomUUID();
-  const now = Date.now();
-  const claimed = await target.claim({
-    key,
-    fingerprint,
-    owner,
-    now,
-    leaseUntil: now + leaseMs,
-    expiresAt: now + retentionMs,
-  });
+  const claimed = await target.claim({ key, fingerprint, owner, leaseMs, graceMs, expiresInMs: retentionMs });
   if (claimed.kind !== "claimed") {
     throw new Error(`a new key was not claimed: ${claimed.kind}`);
   }
-  if (!(await target.complete({ key, owner, outcome, now, expiresAt: now + retentionMs }))) {
+  const { attempt } = claimed.record;
+  if (!(await target.complete({ key, owner, attempt, outcome, retentionMs }))) {
     throw new Error("a fresh claim could not be completed");
   }
 }

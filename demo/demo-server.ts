@@ -69,8 +69,10 @@ export async function startDemoServer(options: DemoServerOptions): Promise<DemoS
   try {
     mkdirSync(options.dataDir, { recursive: true });
     const files = demoDatabaseFiles(options.dataDir);
-    opened.push(createSqliteStore({ path: files.payments }));
-    opened.push(createSqliteStore({ path: files.bank }));
+    // The demo's lease is short (its crash must be recovered from quickly);
+    // a lease has to outlast three busy waits, so the busy timeout is short too.
+    opened.push(createSqliteStore({ path: files.payments, busyTimeoutMs: 1_000 }));
+    opened.push(createSqliteStore({ path: files.bank, busyTimeoutMs: 1_000 }));
   } catch (err) {
     await Promise.all(opened.map((store) => store.close()));
     await listener.close();

@@ -1,4 +1,4 @@
-// `npm start`: exactly-once payments over a hostile network. See "Try it: npm start" in the README.
+// `npm start`: exactly-once payments over a hostile network. See docs/demo.md.
 import { once } from "node:events";
 import { parseDemoArgs } from "./demo-options.js";
 

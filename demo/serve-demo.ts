@@ -19,7 +19,7 @@ export async function serveDemo(
       `demo.v1.PaymentService and demo.v1.BankService listening on ${url} (h2c: Connect, gRPC, gRPC-Web), ` +
         `idempotency ${options.idempotency ? "ON" : "OFF"}, SQLite files in ${options.dataDir}`,
       "Call it twice with the same request_id; the second answer carries the header idempotency-replayed: true.",
-      `  npx buf curl --schema proto --http2-prior-knowledge --protocol grpc -v \\`,
+      `  npx buf curl --schema demo/proto --http2-prior-knowledge --protocol grpc -v \\`,
       `    -d '{"request_id": "${randomUUID()}", "account_id": "acct-001", "amount_minor": "1250", "currency": "EUR"}' \\`,
       `    ${url}/demo.v1.PaymentService/CreatePayment`,
       "Press Ctrl-C to stop.",

@@ -34,14 +34,16 @@ export type {
   StoreOperation,
 } from "./server/idempotency-event.js";
 export { createIdempotencyInterceptor } from "./server/idempotency-interceptor.js";
-export type { IdempotencyClock, IdempotencyInterceptorOptions } from "./server/interceptor-options.js";
+export type { IdempotencyInterceptorOptions } from "./server/interceptor-options.js";
 export {
   idempotencyContext,
   type IdempotencyContextValue,
 } from "./server/idempotency-context.js";
 export {
+  defaultIndefiniteCodes,
   defaultReleasedCodes,
   defaultStoredCodes,
+  interruptOnError,
   releaseOnError,
   storeOnError,
   type ErrorDisposition,
@@ -108,5 +110,6 @@ export type {
   PhaseKey,
   RecordPhaseInput,
   TransactionMode,
+  SynchronousTransactionRequired,
   TransactionWork,
 } from "./store/atomic-idempotency-store.js";

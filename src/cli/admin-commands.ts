@@ -43,9 +43,8 @@ export function addAdminCommands(program: Command): void {
     .description("count records by status and method, and show the oldest running claim")
     .action(runCliAction(async (flags: StoreFlags & OutputFlags) => {
       await withAdmin(flags, "read", async (admin) => {
-        const now = Date.now();
-        const stats = await admin.stats(now);
-        report(flags, { ...stats, oldestInProgress: stats.oldestInProgress ?? null }, () => formatStats(stats, now));
+        const stats = await admin.stats();
+        report(flags, { ...stats, oldestInProgress: stats.oldestInProgress ?? null }, () => formatStats(stats));
       });
     }));
 
@@ -54,20 +53,19 @@ export function addAdminCommands(program: Command): void {
     .description("list records, newest first")
     .option("--method <method>", "only this method, such as demo.v1.PaymentService/CreatePayment")
     .option("--scope <scope>", "only this scope (tenant)")
-    .option("--status <status>", "only in_progress or completed records", parseStatus)
+    .option("--status <status>", "only in_progress, interrupted or completed records", parseStatus)
     .option("--older-than <duration>", "only records created longer ago than this, such as 10m, 2h or 7d", parseAge)
     .option("--limit <n>", "at most this many records", parseLimit, 50)
     .action(runCliAction(async (flags: ListFlags) => {
       await withAdmin(flags, "read", async (admin) => {
-        const now = Date.now();
         const records = await admin.list({
           method: flags.method,
           scope: flags.scope,
           status: flags.status,
-          createdBefore: flags.olderThan === undefined ? undefined : now - flags.olderThan,
+          olderThanMs: flags.olderThan,
           limit: flags.limit,
         });
-        report(flags, records, () => formatList(records, now));
+        report(flags, records, () => formatList(records));
       });
     }));
 
@@ -87,7 +85,7 @@ export function addAdminCommands(program: Command): void {
           outcome = describeOutcome(record.method, record.outcome, await loadDescriptors(source));
         }
         const { outcome: _, ...fields } = record;
-        report(flags, { ...fields, outcome: outcome ?? null }, () => formatRecord(record, outcome, Date.now()));
+        report(flags, { ...fields, outcome: outcome ?? null }, () => formatRecord(record, outcome));
       });
     }));
 
@@ -125,7 +123,7 @@ export function addAdminCommands(program: Command): void {
     .description("delete expired records now")
     .action(runCliAction(async (flags: StoreFlags & OutputFlags) => {
       await withAdmin(flags, "write", async (admin) => {
-        const deleted = await admin.sweep(Date.now());
+        const deleted = await admin.sweep();
         report(flags, { deleted }, () => `Deleted ${deleted} expired record${deleted === 1 ? "" : "s"}.`);
       });
     }));
@@ -180,10 +178,14 @@ async function confirm(question: string): Promise<boolean> {
   }
 }
 
-function formatStats(stats: StoreStats, now: number): string {
+// Ages and leases are measured against the store's clock (`readAt`), never
+// this machine's: a PostgreSQL server's clock is what leases run by.
+function formatStats(stats: StoreStats): string {
+  const now = stats.readAt;
+  const total = stats.inProgress + stats.interrupted + stats.completed;
   const lines = [
     `store      ${stats.location} (${formatBytes(stats.sizeBytes)})`,
-    `records    ${stats.inProgress + stats.completed} (${stats.inProgress} in progress, ${stats.completed} completed)`,
+    `records    ${total} (${stats.inProgress} in progress, ${stats.interrupted} interrupted, ${stats.completed} completed)`,
     `expired    ${stats.expired} not yet swept`,
   ];
   const oldest = stats.oldestInProgress;
@@ -192,7 +194,7 @@ function formatStats(stats: StoreStats, now: number): string {
   } else {
     const lease = oldest.leaseUntil > now
       ? `lease held for ${formatDuration(oldest.leaseUntil - now)} more`
-      : `lease ended ${formatDuration(now - oldest.leaseUntil)} ago; the next retry takes it over`;
+      : `lease ended ${formatDuration(now - oldest.leaseUntil)} ago; a retry takes it over once the grace period passed`;
     lines.push(
       `oldest in progress: ${describeKey(oldest)}, claimed ${formatDuration(now - oldest.createdAt)} ago, ${lease}`,
     );
@@ -201,33 +203,34 @@ function formatStats(stats: StoreStats, now: number): string {
     lines.push(
       "",
       formatTable(
-        ["METHOD", "IN PROGRESS", "COMPLETED"],
-        stats.byMethod.map((m) => [m.method, String(m.inProgress), String(m.completed)]),
+        ["METHOD", "IN PROGRESS", "INTERRUPTED", "COMPLETED"],
+        stats.byMethod.map((m) => [m.method, String(m.inProgress), String(m.interrupted), String(m.completed)]),
       ),
     );
   }
   return lines.join("\n");
 }
 
-function formatList(records: readonly RecordSummary[], now: number): string {
+function formatList(records: readonly RecordSummary[]): string {
   if (records.length === 0) {
     return "No records.";
   }
   return formatTable(
     ["CREATED", "STATUS", "METHOD", "SCOPE", "KEY", "EXPIRES", "OUTCOME"],
     records.map((r) => [
-      `${formatDuration(now - r.createdAt)} ago`,
+      `${formatDuration(r.readAt - r.createdAt)} ago`,
       r.status,
       r.method,
       r.scope === "" ? "-" : r.scope,
       r.key,
-      r.expiresAt <= now ? "expired" : `in ${formatDuration(r.expiresAt - now)}`,
+      r.expiresAt <= r.readAt ? "expired" : `in ${formatDuration(r.expiresAt - r.readAt)}`,
       r.status === "completed" ? formatBytes(r.outcomeBytes) : "-",
     ]),
   );
 }
 
-function formatRecord(record: IdempotencyRecord, outcome: OutcomeView | undefined, now: number): string {
+function formatRecord(record: IdempotencyRecord, outcome: OutcomeView | undefined): string {
+  const now = record.readAt;
   const time = (ms: number) =>
     `${new Date(ms).toISOString()} (${ms <= now ? `${formatDuration(now - ms)} ago` : `in ${formatDuration(ms - now)}`})`;
   const lines = [
@@ -241,10 +244,14 @@ function formatRecord(record: IdempotencyRecord, outcome: OutcomeView | undefine
     `updated      ${time(record.updatedAt)}`,
     `lease until  ${time(record.leaseUntil)}`,
     `expires      ${time(record.expiresAt)}`,
-    `takeovers    ${record.takeovers}`,
+    `attempt      ${record.attempt}${record.attempt === 1 ? "" : ` (taken over ${record.attempt - 1} time${record.attempt === 2 ? "" : "s"})`}`,
   ];
   if (outcome === undefined) {
-    lines.push("outcome      none yet: the call is running, or its process died before it finished");
+    lines.push(
+      record.status === "interrupted"
+        ? "outcome      none: the handler failed with an indefinite error; the next call with the same payload takes it over"
+        : "outcome      none yet: the call is running, or its process died before it finished",
+    );
     return lines.join("\n");
   }
   switch (outcome.kind) {
@@ -327,8 +334,8 @@ function report(flags: OutputFlags, data: unknown, text: () => string): void {
 }
 
 function parseStatus(value: string): RecordStatus {
-  if (value !== "in_progress" && value !== "completed") {
-    throw new InvalidArgumentError("expected in_progress or completed");
+  if (value !== "in_progress" && value !== "interrupted" && value !== "completed") {
+    throw new InvalidArgumentError("expected in_progress, interrupted or completed");
   }
   return value;
 }

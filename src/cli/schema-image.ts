@@ -24,7 +24,8 @@ export type SchemaImageResult =
 /**
  * Builds the buf workspace in `dir` with `buf build` (keeping source info, for
  * line numbers) and reads the image. `buf` is found in `node_modules/.bin` of
- * `dir` or a parent, else on PATH.
+ * `dir` or a parent, else on PATH. Files of modules under `node_modules` (such
+ * as this package's `proto/`) count as imports, not as the user's own.
  */
 export async function buildWorkspaceImage(dir: string): Promise<SchemaImageResult> {
   const workspace = resolve(dir);
@@ -53,9 +54,16 @@ export async function buildWorkspaceImage(dir: string): Promise<SchemaImageResul
       }
     }
   }
+  // A module under node_modules (this package's protos, added to the
+  // workspace so that the options import offline) is not the user's to lint.
+  const installed = (file: DescFile) => /(^|\/)node_modules\//.test(paths.get(`${file.name}.proto`) ?? "");
   return {
     ok: true,
-    image: { ...image.image, displayPath: (file) => paths.get(`${file.name}.proto`) ?? `${file.name}.proto` },
+    image: {
+      ...image.image,
+      ownFiles: image.image.ownFiles.filter((file) => !installed(file)),
+      displayPath: (file) => paths.get(`${file.name}.proto`) ?? `${file.name}.proto`,
+    },
   };
 }
 

@@ -13,8 +13,19 @@ export const ErrorReason = {
   REQUEST_IN_PROGRESS: "REQUEST_IN_PROGRESS",
   /** The store could not claim the key; the handler did not run. UNAVAILABLE. */
   STORE_UNAVAILABLE: "STORE_UNAVAILABLE",
-  /** The response is larger than the store keeps. */
+  /** The response is larger than the store keeps. FAILED_PRECONDITION. */
   RESPONSE_TOO_LARGE: "RESPONSE_TOO_LARGE",
+  /**
+   * The interceptor's scope function threw something other than a
+   * ConnectError (a ConnectError reaches the client as it is). INTERNAL.
+   */
+  SCOPE_FAILED: "SCOPE_FAILED",
+  /**
+   * The interceptor's scope function returned no string, typically because
+   * it reads a context value that an interceptor placed after this one sets.
+   * INTERNAL.
+   */
+  SCOPE_INVALID: "SCOPE_INVALID",
 } as const;
 
 /** One of the reasons in `ErrorReason`. */

@@ -10,6 +10,8 @@ export interface IdempotencyErrorDetails {
   readonly metadata?: Readonly<Record<string, string>>;
   /** When set, a `google.rpc.RetryInfo` with this delay is attached. */
   readonly retryDelayMs?: number;
+  /** What caused it (a store error, say): kept as the ConnectError's `cause`, never sent. */
+  readonly cause?: unknown;
 }
 
 /**
@@ -35,7 +37,7 @@ export function createIdempotencyError(
       value: create(RetryInfoSchema, { retryDelay: durationFromMs(details.retryDelayMs) }),
     });
   }
-  return new ConnectError(message, code, undefined, outgoing);
+  return new ConnectError(message, code, undefined, outgoing, details.cause);
 }
 
 /** The ErrorInfo reason of an error sent by connect-idempotency, if any. */

@@ -11,9 +11,9 @@ import type {
 } from "../store/atomic-idempotency-store.js";
 import type { IdempotencyStore, RecordKey } from "../store/idempotency-store.js";
 import { deriveRequestId } from "./derived-key.js";
-import { releaseOnError } from "./error-disposition.js";
 import type { StoreOperation } from "./idempotency-event.js";
 import { type PhaseCodec, type PhaseJsonResult, createJsonPhaseCodec, createMessagePhaseCodec } from "./phase-codec.js";
+import { hasDispositionMark, interruptOnError } from "./error-disposition.js";
 import { encodeStoredOutcome } from "./stored-outcome.js";
 
 /**
@@ -31,11 +31,16 @@ export interface AtomicEffects<Tx, Mode extends TransactionMode> {
    *
    * Resolves to the response, which the handler returns; the client receives
    * exactly what was committed, even if the handler later returns something
-   * else or throws. When `fn` throws, everything rolls back, the request ID is
-   * released, and the promise rejects with that error. Call it at most once,
-   * as the last step. Without a request ID, `fn` runs in a plain transaction.
+   * else or throws. When `fn` throws, its writes roll back and the promise
+   * rejects with that error, marked indefinite: the record keeps its phases
+   * and the next call takes it over and runs again (mark the error with
+   * `releaseOnError` or `storeOnError` inside `fn` to decide otherwise).
+   * Call it at most once, as the last step. Without a request ID, `fn` runs
+   * in a plain transaction.
    */
-  commit<R extends Message>(fn: TransactionWork<Tx, R, Mode>): Promise<R>;
+  commit<R extends Message | (Mode extends "sync" ? PromiseLike<unknown> : never)>(
+    fn: TransactionWork<Tx, R, Mode>,
+  ): Promise<Awaited<R>>;
   /**
    * Runs one step of the handler and records its result under the request
    * ID: JSON as `JSON.stringify` writes it, or nothing. When a retry takes
@@ -82,8 +87,8 @@ export interface AtomicClaim {
   readonly key: RecordKey;
   /** The owner token of the claim. */
   readonly owner: string;
-  /** The interceptor's clock. */
-  readonly now: () => number;
+  /** The attempt of the claim: with `owner`, what every write is fenced by. */
+  readonly attempt: number;
   /** How long the completed record is kept, as for the interceptor's own completion. */
   readonly retentionMs: number;
   /** Runs a store operation, timed and, when it rejects, reported as a store error. */
@@ -227,11 +232,10 @@ function createAtomicEffects<Tx, Mode extends TransactionMode>(
         const stored = claim.storedForm(outcome);
         return { value: { response, outcome, stored }, outcome: stored.bytes };
       };
-      const now = claim.now();
       const result = await claim.storeCall("commit", () =>
         store
           .completeWithin(
-            { key: claim.key, owner: claim.owner, now, expiresAt: now + claim.retentionMs },
+            { key: claim.key, owner: claim.owner, attempt: claim.attempt, retentionMs: claim.retentionMs },
             ((tx: Tx) => run(tx, completion)) as TransactionWork<Tx, AtomicCompletion<Committed<R>>, Mode>,
           )
           // A failure of fn is the handler's, not the store's.
@@ -249,8 +253,12 @@ function createAtomicEffects<Tx, Mode extends TransactionMode>(
       return response;
     } catch (error) {
       if (fnFailed) {
-        // Nothing of fn is in the database: a retry must run the handler again.
-        throw releaseOnError(error instanceof Object ? error : ConnectError.from(error));
+        // Nothing of fn is in the database, but steps before the commit
+        // (phases, downstream calls) may have acted: a retry runs the handler
+        // again as a takeover, with the recorded phases, unless the error
+        // says otherwise.
+        const thrown = error instanceof Object ? error : ConnectError.from(error);
+        throw hasDispositionMark(thrown) ? thrown : interruptOnError(thrown);
       }
       throw error instanceof ConnectError
         ? error
@@ -288,7 +296,7 @@ function createAtomicEffects<Tx, Mode extends TransactionMode>(
     }
     const result = await runStep();
     const held = await storeCall(claim, "record_phase", () =>
-      store.recordPhase({ key: claim.key, owner: claim.owner, name, result, now: claim.now() }),
+      store.recordPhase({ key: claim.key, owner: claim.owner, attempt: claim.attempt, name, result }),
     );
     if (!held) {
       claim.claimLost("record_phase");
@@ -299,7 +307,7 @@ function createAtomicEffects<Tx, Mode extends TransactionMode>(
   }
 
   return {
-    commit,
+    commit: commit as AtomicEffects<Tx, Mode>["commit"],
     phase(
       name: string,
       schemaOrFn: DescMessage | (() => unknown),
@@ -338,14 +346,11 @@ async function storeCall<T>(claim: AtomicClaim, operation: AtomicStoreOperation,
 }
 
 function storeFailed(cause: unknown, message: string): ConnectError {
-  // UNAVAILABLE releases the key by default: a retry runs the handler again.
-  const error = createIdempotencyError(
-    Code.Unavailable,
-    ErrorReason.STORE_UNAVAILABLE,
-    `${message}; retry with the same request ID`,
-  );
-  error.cause = cause;
-  return error;
+  // UNAVAILABLE is indefinite by default: the record keeps its phases, and a
+  // retry takes it over at once (or replays it, if the commit did land).
+  return createIdempotencyError(Code.Unavailable, ErrorReason.STORE_UNAVAILABLE, `${message}; retry with the same request ID`, {
+    cause,
+  });
 }
 
 function claimLost(): ConnectError {

@@ -11,11 +11,27 @@ export interface IdempotencyContextValue {
   /** The fully qualified method, such as `demo.v1.PaymentService/CreatePayment`. */
   readonly method: string;
   /**
-   * True when an earlier execution with this request ID started but never
-   * finished (its process died and its lease expired): side effects of that
-   * attempt may exist, and the handler should look for them before acting.
+   * Which execution under this request ID this is: 1 for the first, one
+   * more for every later one (after a crash, a stall past the lease, or an
+   * indefinite error). A release (`releaseOnError`) or an expired record
+   * starts again at 1.
+   */
+  readonly attempt: number;
+  /**
+   * True when an earlier execution under this request ID may have acted (it
+   * crashed, stalled past its lease, or failed with an indefinite error):
+   * its side effects may exist, and the handler should look for them before
+   * acting. Recorded phases (`atomicEffects(...).phase`) return what the
+   * earlier execution recorded.
    */
   readonly takeover: boolean;
+  /**
+   * Aborts when this execution loses its claim (another execution took the
+   * key over after this one's lease ran out): whatever it does from then on
+   * is not stored, and its caller gets the successor's outcome. Pass it to
+   * downstream calls to stop work nobody will use.
+   */
+  readonly signal: AbortSignal;
 }
 
 /**
@@ -31,5 +47,12 @@ export const idempotencyContext = createContextKey<IdempotencyContextValue | und
 
 /** Builds the context value of one claimed execution; the only place that does. */
 export function createIdempotencyContextValue(init: IdempotencyContextValue): IdempotencyContextValue {
-  return { key: init.key, scope: init.scope, method: init.method, takeover: init.takeover };
+  return {
+    key: init.key,
+    scope: init.scope,
+    method: init.method,
+    attempt: init.attempt,
+    takeover: init.takeover,
+    signal: init.signal,
+  };
 }

@@ -17,9 +17,19 @@ export type IdempotencyEventType =
   | "conflict"
   /** A duplicate had another payload: REQUEST_ID_REUSED. */
   | "mismatch"
-  /** The handler failed with a released code; the key was freed for a retry. */
+  /** The handler failed with a released code or a `releaseOnError` mark; the key was freed for a fresh run. */
   | "released"
-  /** This call took over a claim whose lease had expired (its process died), and runs the handler. */
+  /**
+   * The handler failed with an indefinite error (it may have acted, see
+   * `code`): the record and its phases stay, its lease ended, and the next
+   * call with the same payload takes it over.
+   */
+  | "interrupted"
+  /**
+   * This call took over a claim that was interrupted, or whose lease and
+   * grace period ran out (its process died or stalled), and runs the handler
+   * (see `attempt`).
+   */
   | "takeover"
   /** This call claimed a key whose completed record had expired, and runs the handler. */
   | "expired"
@@ -34,6 +44,19 @@ export type IdempotencyEventType =
    * than the lease) and another call took the key over. See `operation`.
    */
   | "claim_lost"
+  /**
+   * The outcome could not be written and did not fit in memory until it can
+   * be (`maxPendingCompletions`, `maxPendingBytes`; see `responseBytes`): the
+   * caller got it, but its claim is no longer renewed, so a retry takes the
+   * key over after the lease and grace, as a new attempt.
+   */
+  | "completion_dropped"
+  /**
+   * The scope function threw or returned no string (see `error`): the call
+   * failed with SCOPE_FAILED or SCOPE_INVALID, or the ConnectError the
+   * scope function threw. `keyHash` is empty, since there is no scope.
+   */
+  | "scope_error"
   /** The store failed (see `operation`, `error`, `willRetry`). */
   | "store_error";
 
@@ -42,6 +65,7 @@ export type StoreOperation =
   | "claim"
   | "complete"
   | "release"
+  | "interrupt"
   | "renew"
   | "get"
   /** A handler's `commit`: its writes and the completion in one transaction. */
@@ -72,7 +96,7 @@ export interface IdempotencyEvent {
   readonly method: string;
   /** Hex SHA-256 of scope, method and request ID (first 32 characters). */
   readonly keyHash: string;
-  /** When the decision was made, by the interceptor's clock. */
+  /** When the decision was made, in milliseconds since the epoch (this process's clock). */
   readonly at: number;
   /** Milliseconds this call spent in store operations so far. */
   readonly storeMs: number;
@@ -85,14 +109,16 @@ export interface IdempotencyEvent {
   readonly waitedMs?: number;
   /** For `waited`: what the wait ended with. */
   readonly waitResult?: "outcome" | "released" | "timeout";
-  /** For `replayed`, `completed` and `released`: the error code, undefined for success. */
+  /** For `claimed`, `takeover` and `expired`: which execution of the key this is (1 for the first). */
+  readonly attempt?: number;
+  /** For `replayed`, `completed`, `released` and `interrupted`: the error code, undefined for success. */
   readonly code?: Code;
-  /** For `too_large`: the size of the encoded outcome in bytes. */
+  /** For `too_large` and `completion_dropped`: the size of the encoded outcome in bytes. */
   readonly responseBytes?: number;
   /** For `store_error` and `claim_lost`: the operation that failed or found the claim gone. */
   readonly operation?: StoreOperation;
-  /** For `store_error`: the error the store raised. */
+  /** For `store_error`: the error the store raised; for `scope_error`, what the scope function threw or returned. */
   readonly error?: unknown;
-  /** For `store_error`: whether the operation is retried (completion) or the call fails. */
+  /** For `store_error`: whether the operation is retried (completion, interruption, renewal) or the call fails. */
   readonly willRetry?: boolean;
 }

@@ -3,7 +3,8 @@ import { waitAtMost } from "./bounded-wait.js";
 /**
  * How an execution this process ran ended, as its duplicates learn it:
  * with an outcome (a binary `idempotency.v1.StoredOutcome`, exactly what is
- * stored), or with the key released for a retry.
+ * or will be stored), or with the key left to the store (released,
+ * interrupted, or lost to another execution), where they look next.
  */
 export type InFlightResult =
   | { readonly kind: "outcome"; readonly outcome: Uint8Array }
@@ -14,14 +15,20 @@ export interface InFlightExecution {
   /** The fingerprint of the request that runs. */
   readonly fingerprint: string;
   /**
-   * Resolves with the result, or undefined when `timeoutMs` passes or
-   * `signal` aborts first.
+   * Resolves with the result, at once when it is known already, or with
+   * undefined when `timeoutMs` passes or `signal` aborts first.
    */
   wait(timeoutMs: number, signal: AbortSignal): Promise<InFlightResult | undefined>;
 }
 
 /** The handle of the execution that `begin` registered. */
 export interface InFlightOwner {
+  /**
+   * Answers every waiter, present and future, with `outcome`, and keeps the
+   * execution registered: while its outcome is not yet written, duplicates
+   * reaching this process are answered from memory and never claim.
+   */
+  hold(outcome: Uint8Array): void;
   /** Wakes every waiter with the result and forgets the execution. */
   settle(result: InFlightResult): void;
 }
@@ -34,8 +41,10 @@ export interface InFlightOwner {
 export interface InFlightWaiters {
   /** Registers an execution that claimed `id`. */
   begin(id: string, fingerprint: string): InFlightOwner;
-  /** The execution of this process that runs `id`, if any. */
+  /** The execution of this process that runs `id`, or whose outcome is not yet written, if any. */
   find(id: string): InFlightExecution | undefined;
+  /** How many executions are registered (running, or holding an unwritten outcome). */
+  readonly size: number;
 }
 
 /** Creates an empty registry of in-flight executions. */
@@ -50,16 +59,25 @@ export function createInFlightWaiters(): InFlightWaiters {
         wait: (timeoutMs, signal) => waitAtMost(result, timeoutMs, signal),
       };
       running.set(id, execution);
+      const forget = () => {
+        // A later execution of the same key may have replaced this one.
+        if (running.get(id) === execution) {
+          running.delete(id);
+        }
+      };
       return {
+        hold(outcome) {
+          resolve({ kind: "outcome", outcome });
+        },
         settle(value) {
-          // A later execution of the same key may have replaced this one.
-          if (running.get(id) === execution) {
-            running.delete(id);
-          }
+          forget();
           resolve(value);
         },
       };
     },
     find: (id) => running.get(id),
+    get size() {
+      return running.size;
+    },
   };
 }

@@ -2,14 +2,10 @@ import type { Code, UnaryRequest } from "@connectrpc/connect";
 import type { IdempotencyExtensions } from "../policy/idempotency-extensions.js";
 import { runtimeExtensions } from "../policy/runtime-extensions.js";
 import type { IdempotencyStore } from "../store/idempotency-store.js";
-import { resolveReleasedCodes } from "./error-disposition.js";
+import { type ErrorDisposition, resolveCodeDispositions } from "./error-disposition.js";
 import { createIdempotencyTelemetry, type IdempotencyTelemetry } from "../otel/idempotency-telemetry.js";
 import type { IdempotencyEvent } from "./idempotency-event.js";
-
-/** A source of the current time in milliseconds since the epoch. */
-export interface IdempotencyClock {
-  now(): number;
-}
+import { createRecordKeyHasher, type RecordKeyHasher } from "./key-hash.js";
 
 /** Options of `createIdempotencyInterceptor`. */
 export interface IdempotencyInterceptorOptions {
@@ -21,19 +17,39 @@ export interface IdempotencyInterceptorOptions {
    * never receives another's stored response. Derive it from the
    * authenticated identity (a context value set by your auth interceptor),
    * never from the payload. May be async. Default: one shared scope `""`.
+   *
+   * It must return a string. When it returns anything else (typically
+   * `undefined`, because it reads a context value that an interceptor after
+   * this one sets), the call fails with INTERNAL, reason SCOPE_INVALID: put
+   * the auth interceptor before the idempotency interceptor. A ConnectError
+   * it throws (say, UNAUTHENTICATED) reaches the client as it is; anything
+   * else it throws fails the call with INTERNAL, reason SCOPE_FAILED.
    */
   readonly scope?: (req: UnaryRequest) => string | Promise<string>;
   /**
    * How long a completed request ID is remembered, in milliseconds. A
-   * method's `(idempotency.v1.policy).retention` overrides it. Default 24 h.
+   * method's `(idempotency.v1.policy).retention` overrides it. Default 24 h,
+   * at most 100 years.
    */
   readonly retention?: number;
   /**
    * How long a claim holds without renewal, in milliseconds. A running
    * handler renews it every third of the lease; when its process dies, the
-   * next retry takes the key over once the lease has run out. Default 30 s.
+   * next retry takes the key over once the lease and `leaseGrace` have run
+   * out. At least 1 s, and at least 3 times the store's longest blocking
+   * wait (the SQLite store's `busyTimeoutMs`), during which no renewal can
+   * run. Default 30 s.
    */
   readonly lease?: number;
+  /**
+   * How long past the end of a lease a claim still counts as held, in
+   * milliseconds: a takeover needs the lease plus this. An owner whose
+   * renewals or completion were held up by a store outage retries every
+   * 250 ms once the store answers again, so with a grace longer than that it
+   * wins against a retry that arrives at the same moment. An interrupted
+   * claim (an indefinite error) is taken over at once. Default 2 s.
+   */
+  readonly leaseGrace?: number;
   /**
    * How long a duplicate that arrives while the first call runs waits for
    * its outcome, in milliseconds, never beyond the call's deadline. After
@@ -41,16 +57,23 @@ export interface IdempotencyInterceptorOptions {
    */
   readonly maxWait?: number;
   /**
-   * The codes whose errors are stored and replayed. Alone, it decides every
-   * code: errors with other codes release the key. Default: see
-   * `defaultStoredCodes`.
+   * Codes whose errors the handler decided: stored and replayed to every
+   * retry. Codes not named in any of the three lists keep their default
+   * (`defaultStoredCodes`, `defaultIndefiniteCodes`).
    */
   readonly storedCodes?: readonly Code[];
   /**
-   * The codes whose errors release the key so that a retry runs again.
-   * Alone, it decides every code: errors with other codes are stored. With
-   * `storedCodes`, the two must not overlap and other codes are stored.
-   * Default: see `defaultReleasedCodes`.
+   * Codes whose errors are indefinite (the handler may have acted): the
+   * record and its phases stay, its lease ends at once, and the next call
+   * with the same payload takes it over with `attempt` + 1. Default:
+   * `defaultIndefiniteCodes`.
+   */
+  readonly indefiniteCodes?: readonly Code[];
+  /**
+   * Codes whose errors mean that nothing happened: the record and its phases
+   * are deleted and a retry runs afresh. Default: `defaultReleasedCodes`
+   * (UNAUTHENTICATED and PERMISSION_DENIED, refusals of who the caller is);
+   * a handler marks one error with `releaseOnError` instead.
    */
   readonly releasedCodes?: readonly Code[];
   /**
@@ -60,17 +83,32 @@ export interface IdempotencyInterceptorOptions {
    * ran instead of running it again. Default 4 MiB.
    */
   readonly maxStoredBytes?: number;
+  /**
+   * How many completed outcomes may wait in memory for their write to the
+   * store (while the store refuses writes) at once. Past it, an outcome is
+   * dropped from memory (event `completion_dropped`): its claim is no longer
+   * renewed, so a retry takes it over after the lease and grace, as a new
+   * attempt that knows (`takeover: true`). Default 1,000.
+   */
+  readonly maxPendingCompletions?: number;
+  /** The bytes of outcomes that may wait in memory for their write, as `maxPendingCompletions`. Default 64 MiB. */
+  readonly maxPendingBytes?: number;
+  /**
+   * The secret of the keyed hash (HMAC-SHA-256) that events carry instead of
+   * request IDs (`keyHash`). Give every process of a deployment the same
+   * secret to correlate their events. Default: a random secret per
+   * interceptor, so hashes match only within one process.
+   */
+  readonly keyHashSecret?: string | Uint8Array;
   /** Receives every decision, for logs and metrics. Must not throw. */
   readonly onEvent?: (event: IdempotencyEvent) => void;
   /**
    * Turns every decision into OpenTelemetry metrics and span attributes,
    * before `onEvent` sees it. Default: `createIdempotencyTelemetry()` on the
    * global providers of `@opentelemetry/api`, a no-op until the application
-   * installs an SDK. `false` turns it off. See "Operations" in the README.
+   * installs an SDK. `false` turns it off. See docs/operations.md.
    */
   readonly telemetry?: IdempotencyTelemetry | false;
-  /** The time used for leases and expiry. Default `Date`. */
-  readonly clock?: IdempotencyClock;
   /** The proto extensions that mark request IDs. Default `runtimeExtensions`. */
   readonly extensions?: IdempotencyExtensions;
   /**
@@ -88,9 +126,13 @@ export interface InterceptorSettings {
   readonly scope: (req: UnaryRequest) => string | Promise<string>;
   readonly retentionMs: number;
   readonly leaseMs: number;
+  readonly leaseGraceMs: number;
   readonly maxWaitMs: number;
-  readonly releasedCodes: ReadonlySet<Code>;
+  readonly dispositions: ReadonlyMap<Code, ErrorDisposition>;
   readonly maxStoredBytes: number;
+  readonly maxPendingCompletions: number;
+  readonly maxPendingBytes: number;
+  readonly hashKey: RecordKeyHasher;
   readonly onEvent: ((event: IdempotencyEvent) => void) | undefined;
   /**
    * Whether `onEvent` would do anything with an event emitted now: false
@@ -98,31 +140,130 @@ export interface InterceptorSettings {
    * interceptor then builds no event.
    */
   readonly listening: () => boolean;
-  readonly clock: IdempotencyClock;
   readonly extensions: IdempotencyExtensions;
   readonly compressions: readonly string[];
 }
 
 const hour = 60 * 60 * 1000;
 
+/** How long a completed request ID is remembered unless configured: 24 h. */
+export const defaultRetentionMs = 24 * hour;
+/** How long a claim holds without renewal unless configured: 30 s. */
+export const defaultLeaseMs = 30_000;
+/** The shortest lease accepted: 1 s. */
+export const minLeaseMs = 1_000;
+/** How long past its lease a claim still counts as held unless configured: 2 s. */
+export const defaultLeaseGraceMs = 2_000;
+/**
+ * How often a pending completion, interruption or renewal is retried while
+ * the store fails: short, so that an owner whose store comes back writes
+ * first, well within the lease grace.
+ */
+export const storeRetryMs = 250;
+/** How long a duplicate waits for a running execution unless configured: 5 s. */
+export const defaultMaxWaitMs = 5_000;
+/** The largest outcome stored unless configured: 4 MiB. */
+export const defaultMaxStoredBytes = 4 * 1024 * 1024;
+/** The longest retention accepted: 100 years, far inside what every store's times can hold. */
+export const maxRetentionMs = 100 * 365 * 24 * hour;
+/** How many outcomes may wait in memory for their write unless configured: 1,000. */
+export const defaultMaxPendingCompletions = 1_000;
+/** How many bytes of outcomes may wait in memory for their write unless configured: 64 MiB. */
+export const defaultMaxPendingBytes = 64 * 1024 * 1024;
+
+// Every option name, to refuse a misspelled one (`retentionMs`, `leaseMs`)
+// rather than ignore it.
+const optionNames: ReadonlySet<string> = new Set<keyof IdempotencyInterceptorOptions>([
+  "store",
+  "scope",
+  "retention",
+  "lease",
+  "leaseGrace",
+  "maxWait",
+  "storedCodes",
+  "indefiniteCodes",
+  "releasedCodes",
+  "maxStoredBytes",
+  "maxPendingCompletions",
+  "maxPendingBytes",
+  "keyHashSecret",
+  "onEvent",
+  "telemetry",
+  "extensions",
+  "acceptCompression",
+]);
+
+const storeMethods = ["claim", "complete", "interrupt", "release", "renew", "get", "sweep", "close"] as const;
+
 /** Applies the defaults; throws on a value that cannot work. */
 export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions): InterceptorSettings {
+  checkOptionNames(options);
+  checkStore(options.store);
+  if (options.scope !== undefined && typeof options.scope !== "function") {
+    throw new Error(`idempotency interceptor: scope must be a function of the request, got ${typeof options.scope}`);
+  }
+  const retentionMs = positive("retention", options.retention ?? defaultRetentionMs, "milliseconds");
+  if (retentionMs > maxRetentionMs) {
+    throw new Error(
+      `idempotency interceptor: retention must be at most ${maxRetentionMs} ms (100 years), got ${retentionMs}: ` +
+        "the stores keep times as milliseconds since the epoch, and such an expiry is past what they can represent",
+    );
+  }
+  const leaseMs = resolveLease(options.lease ?? defaultLeaseMs, options.store);
+  const leaseGraceMs = positive("leaseGrace", options.leaseGrace ?? defaultLeaseGraceMs, "milliseconds");
+  if (leaseGraceMs < 2 * storeRetryMs) {
+    throw new Error(
+      `idempotency interceptor: leaseGrace must be at least ${2 * storeRetryMs} ms (twice the ${storeRetryMs} ms at which an owner retries the store), got ${leaseGraceMs}`,
+    );
+  }
   return {
     store: options.store,
     scope: options.scope ?? (() => ""),
-    retentionMs: positive("retention", options.retention ?? 24 * hour, "milliseconds"),
-    leaseMs: positive("lease", options.lease ?? 30_000, "milliseconds"),
-    maxWaitMs: nonNegative("maxWait", options.maxWait ?? 5_000),
-    releasedCodes: resolveReleasedCodes(options.storedCodes, options.releasedCodes),
-    maxStoredBytes: positive("maxStoredBytes", options.maxStoredBytes ?? 4 * 1024 * 1024, "bytes"),
+    retentionMs,
+    leaseMs,
+    leaseGraceMs,
+    maxWaitMs: nonNegative("maxWait", options.maxWait ?? defaultMaxWaitMs, "milliseconds"),
+    dispositions: resolveCodeDispositions(options),
+    maxStoredBytes: positive("maxStoredBytes", options.maxStoredBytes ?? defaultMaxStoredBytes, "bytes"),
+    maxPendingCompletions: nonNegative(
+      "maxPendingCompletions",
+      options.maxPendingCompletions ?? defaultMaxPendingCompletions,
+      "outcomes",
+    ),
+    maxPendingBytes: nonNegative("maxPendingBytes", options.maxPendingBytes ?? defaultMaxPendingBytes, "bytes"),
+    hashKey: createRecordKeyHasher(options.keyHashSecret),
     ...combineListeners(
       options.telemetry === false ? undefined : (options.telemetry ?? createIdempotencyTelemetry()),
       options.onEvent,
     ),
-    clock: options.clock ?? Date,
     extensions: options.extensions ?? runtimeExtensions,
     compressions: (options.acceptCompression ?? [{ name: "gzip" }, { name: "br" }]).map((c) => c.name),
   };
+}
+
+/**
+ * A lease renewals can keep: at least `minLeaseMs`, and at least three times
+ * the longest wait during which the store blocks the process. Renewals run
+ * every third of the lease; one held up by such a wait must still land
+ * before the lease ends.
+ */
+function resolveLease(leaseMs: number, store: IdempotencyStore | undefined): number {
+  positive("lease", leaseMs, "milliseconds");
+  if (leaseMs < minLeaseMs) {
+    throw new Error(
+      `idempotency interceptor: lease must be at least ${minLeaseMs} ms, got ${leaseMs}: a shorter lease ends before a ` +
+        "renewal can reach the store, and every retry would take over a live execution. Use seconds, not less",
+    );
+  }
+  const blockingWaitMs = typeof store === "object" && store !== null ? (store.blockingWaitMs ?? 0) : 0;
+  if (leaseMs < 3 * blockingWaitMs) {
+    throw new Error(
+      `idempotency interceptor: lease ${leaseMs} ms is too short for a store that can block the process for ` +
+        `${blockingWaitMs} ms (the SQLite store's busyTimeoutMs): no renewal runs during such a wait, so another ` +
+        `process could take over a live execution. Use a lease of at least ${3 * blockingWaitMs} ms, or a shorter busyTimeoutMs`,
+    );
+  }
+  return leaseMs;
 }
 
 function positive(name: string, value: number, unit: string): number {
@@ -132,11 +273,46 @@ function positive(name: string, value: number, unit: string): number {
   return value;
 }
 
-function nonNegative(name: string, value: number): number {
+function nonNegative(name: string, value: number, unit: string): number {
   if (!Number.isFinite(value) || value < 0) {
-    throw new Error(`idempotency interceptor: ${name} must be zero or a positive number of milliseconds, got ${value}`);
+    throw new Error(`idempotency interceptor: ${name} must be zero or a positive number of ${unit}, got ${value}`);
   }
   return value;
+}
+
+function checkOptionNames(options: IdempotencyInterceptorOptions): void {
+  if (typeof options !== "object" || options === null) {
+    throw new Error("idempotency interceptor: pass an options object, such as { store }");
+  }
+  for (const name of Object.keys(options)) {
+    if (!optionNames.has(name)) {
+      const bare = name.replace(/(Ms|Millis|Milliseconds)$/, "");
+      const hint = bare !== name && optionNames.has(bare) ? `; did you mean ${bare} (in milliseconds)?` : "";
+      throw new Error(
+        `idempotency interceptor: unknown option ${JSON.stringify(name)}${hint} Known options: ${[...optionNames].join(", ")}`,
+      );
+    }
+  }
+}
+
+function checkStore(store: unknown): asserts store is IdempotencyStore {
+  if (store === undefined || store === null) {
+    throw new Error(
+      "idempotency interceptor: the store option is missing; pass a store such as createSqliteStore({ path: \"idempotency.db\" })",
+    );
+  }
+  if (typeof (store as { then?: unknown }).then === "function") {
+    throw new Error(
+      "idempotency interceptor: store is a Promise; did you forget `await createPostgresStore(...)`?",
+    );
+  }
+  const missing = storeMethods.filter((method) => typeof (store as Record<string, unknown>)[method] !== "function");
+  if (missing.length > 0) {
+    throw new Error(
+      `idempotency interceptor: store is not an IdempotencyStore: it lacks ${missing.join(", ")}; ` +
+        "pass createSqliteStore(...) or await createPostgresStore(...)",
+    );
+  }
 }
 
 const always = () => true;

@@ -8,7 +8,8 @@ import { sha256Hex } from "./sha256-hex.js";
  * the same field values: the order of map entries or of JSON object keys,
  * and the codec the client used, do not matter, while a changed field does.
  * Field numbers rather than names are hashed, so renaming a field keeps
- * fingerprints stable.
+ * fingerprints stable. Unknown fields (from a client with a newer schema)
+ * are ignored.
  */
 export function fingerprintRequest(schema: DescMessage, message: Message, requestIdField: DescField): string {
   // Shallow copies are enough to clear a top-level string field and to
@@ -17,7 +18,9 @@ export function fingerprintRequest(schema: DescMessage, message: Message, reques
   if (containsMap(schema)) {
     sortMaps(schema, canonical);
   }
-  return sha256Hex(toBinary(schema, canonical as unknown as Message));
+  // Unknown fields are left out: a client with a newer schema sends them in
+  // binary but cannot in JSON, and its retries must match either way.
+  return sha256Hex(toBinary(schema, canonical as unknown as Message, { writeUnknownFields: false }));
 }
 
 // Whether a message type has a map field, directly or in nested messages;

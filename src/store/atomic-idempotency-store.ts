@@ -10,11 +10,22 @@ export type TransactionMode = "sync" | "async";
 /**
  * The application's part of a transaction: it receives the transaction
  * handle and returns its result, synchronously when the store's transactions
- * are synchronous.
+ * are synchronous. An `async` function given to a synchronous store fails to
+ * compile with `SynchronousTransactionRequired` as the expected return type.
  */
 export type TransactionWork<Tx, T, Mode extends TransactionMode> = (
   tx: Tx,
-) => Mode extends "sync" ? T : T | Promise<T>;
+) => Mode extends "sync" ? (T extends PromiseLike<unknown> ? SynchronousTransactionRequired : T) : T | Promise<T>;
+
+/**
+ * The return type TypeScript expects, and names in its error, when an `async`
+ * function (or one returning a promise) is given to a store whose
+ * transactions are synchronous: better-sqlite3 commits before any `await`
+ * resumes, so the function must do its writes synchronously.
+ */
+export interface SynchronousTransactionRequired {
+  readonly "this store's transactions cannot span an await: the function must be synchronous": never;
+}
 
 /** What the work of `completeWithin` gives back: its value and the outcome to store. */
 export interface AtomicCompletion<T> {
@@ -26,10 +37,8 @@ export interface AtomicCompletion<T> {
 
 /** Completes a claimed key in the same transaction as the application's writes. */
 export interface CompleteWithinInput extends OwnerInput {
-  /** The current time. */
-  readonly now: number;
-  /** When the completed record expires: now plus the retention. */
-  readonly expiresAt: number;
+  /** How long from now the completed record is kept. */
+  readonly retentionMs: number;
 }
 
 /**
@@ -55,8 +64,6 @@ export interface RecordPhaseInput extends OwnerInput {
   readonly name: string;
   /** The step's result: a `google.protobuf.Any` in binary. */
   readonly result: Uint8Array;
-  /** The current time. */
-  readonly now: number;
 }
 
 /**
@@ -69,8 +76,8 @@ export interface RecordPhaseInput extends OwnerInput {
  *
  * Phases belong to their record: releasing, sweeping or evicting the record
  * deletes them, and so does a claim that replaces an expired record. A
- * takeover keeps them, which is what lets a retry resume where a crashed
- * execution stopped.
+ * takeover (after a crash, a stall or an indefinite error) keeps them, which
+ * is what lets a retry resume where an earlier execution stopped.
  */
 export interface AtomicIdempotencyStore<Tx, Mode extends TransactionMode> extends IdempotencyStore {
   /** How `transact` and `completeWithin` run their work. */
@@ -82,7 +89,7 @@ export interface AtomicIdempotencyStore<Tx, Mode extends TransactionMode> extend
    */
   transact<T>(work: TransactionWork<Tx, T, Mode>): Promise<T>;
   /**
-   * In one transaction: checks that `owner` holds the in-progress claim, runs
+   * In one transaction: checks that `owner` and `attempt` hold the running claim, runs
    * `work`, and completes the key with the outcome it returns. When `work`
    * throws, the transaction rolls back and the promise rejects with that
    * error; the claim stays as it was. When `owner` does not hold the claim,
@@ -96,8 +103,8 @@ export interface AtomicIdempotencyStore<Tx, Mode extends TransactionMode> extend
   getPhase(input: PhaseKey): Promise<Uint8Array | undefined>;
   /**
    * Records the result of a step, replacing an earlier one of the same name;
-   * false (and nothing recorded) when `owner` no longer holds the in-progress
-   * claim.
+   * false (and nothing recorded) when `owner` and `attempt` no longer hold
+   * the running claim.
    */
   recordPhase(input: RecordPhaseInput): Promise<boolean>;
 }

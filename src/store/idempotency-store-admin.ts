@@ -2,7 +2,7 @@ import type { IdempotencyRecord, RecordKey, RecordStatus } from "./idempotency-s
 
 /** A record without its stored outcome, for listings. */
 export interface RecordSummary extends Omit<IdempotencyRecord, "outcome"> {
-  /** The size of the stored outcome in bytes; 0 while in progress. */
+  /** The size of the stored outcome in bytes; 0 until completed. */
   readonly outcomeBytes: number;
 }
 
@@ -14,8 +14,8 @@ export interface RecordFilter {
   readonly scope?: string;
   /** Only records in this status. */
   readonly status?: RecordStatus;
-  /** Only records created before this time (ms since the epoch). */
-  readonly createdBefore?: number;
+  /** Only records created longer ago than this, by the store's clock. */
+  readonly olderThanMs?: number;
   /** At most this many records. */
   readonly limit: number;
 }
@@ -34,6 +34,8 @@ export interface MethodStats {
   readonly method: string;
   /** Claims still running (or whose process died before its lease ended). */
   readonly inProgress: number;
+  /** Claims whose handler failed with an indefinite error; the next retry takes them over. */
+  readonly interrupted: number;
   /** Records with a stored outcome. */
   readonly completed: number;
 }
@@ -44,6 +46,8 @@ export interface StoreStats {
   readonly location: string;
   /** All in-progress records. */
   readonly inProgress: number;
+  /** All interrupted records. */
+  readonly interrupted: number;
   /** All completed records. */
   readonly completed: number;
   /** Counts per method, by method name. */
@@ -54,6 +58,8 @@ export interface StoreStats {
   readonly expired: number;
   /** Bytes on disk: the database file with its WAL (SQLite), or the table with its indexes and TOAST (PostgreSQL). */
   readonly sizeBytes: number;
+  /** The store's clock when it counted: compare the records' times with this. */
+  readonly readAt: number;
 }
 
 /**
@@ -62,8 +68,8 @@ export interface StoreStats {
  * change a record, and only `evict` and `sweep` delete.
  */
 export interface IdempotencyStoreAdmin {
-  /** Counts records as of `now` (ms since the epoch). */
-  stats(now: number): Promise<StoreStats>;
+  /** Counts records, judging expiry by the store's clock (the database's, for PostgreSQL). */
+  stats(): Promise<StoreStats>;
   /** Lists records, newest first. */
   list(filter: RecordFilter): Promise<RecordSummary[]>;
   /** Every record with this request ID, narrowed by `where`. */
@@ -75,8 +81,8 @@ export interface IdempotencyStoreAdmin {
    * outcome: its owner token no longer matches.
    */
   evict(key: RecordKey): Promise<boolean>;
-  /** Deletes every record the sweeper may delete as of `now`; returns how many. */
-  sweep(now: number): Promise<number>;
+  /** Deletes every record the sweeper may delete now, by the store's clock; returns how many. */
+  sweep(): Promise<number>;
   /** Closes the connection. Idempotent. */
   close(): Promise<void>;
 }
@@ -87,20 +93,14 @@ export interface IdempotencyStoreAdmin {
  */
 export function tallyRecordCounts(
   rows: Iterable<{ readonly method: string; readonly status: RecordStatus; readonly n: number }>,
-): Pick<StoreStats, "inProgress" | "completed" | "byMethod"> {
-  const byMethod = new Map<string, { method: string; inProgress: number; completed: number }>();
-  let inProgress = 0;
-  let completed = 0;
+): Pick<StoreStats, "inProgress" | "interrupted" | "completed" | "byMethod"> {
+  const byMethod = new Map<string, MethodStats>();
+  const totals = { inProgress: 0, interrupted: 0, completed: 0 };
+  const field = { in_progress: "inProgress", interrupted: "interrupted", completed: "completed" } as const;
   for (const { method, status, n } of rows) {
-    const entry = byMethod.get(method) ?? { method, inProgress: 0, completed: 0 };
-    if (status === "in_progress") {
-      entry.inProgress += n;
-      inProgress += n;
-    } else {
-      entry.completed += n;
-      completed += n;
-    }
-    byMethod.set(method, entry);
+    const entry = byMethod.get(method) ?? { method, inProgress: 0, interrupted: 0, completed: 0 };
+    byMethod.set(method, { ...entry, [field[status]]: entry[field[status]] + n });
+    totals[field[status]] += n;
   }
-  return { inProgress, completed, byMethod: [...byMethod.values()] };
+  return { ...totals, byMethod: [...byMethod.values()] };
 }

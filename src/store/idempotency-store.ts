@@ -12,32 +12,52 @@ export interface RecordKey {
   readonly key: string;
 }
 
-/** The life cycle of a record: claimed and running, or done with a stored outcome. */
-export type RecordStatus = "in_progress" | "completed";
+/**
+ * The life cycle of a record:
+ *
+ * - `in_progress`: claimed, and its owner runs the handler under a lease;
+ * - `interrupted`: the handler started and failed with an indefinite error
+ *   (it may have acted). The record and its phases stay; the lease has ended,
+ *   and the next call with the same payload takes it over at once;
+ * - `completed`: done, with a stored outcome.
+ */
+export type RecordStatus = "in_progress" | "interrupted" | "completed";
 
-/** One record as a store keeps it. Times are milliseconds since the epoch. */
+/**
+ * One record as a store keeps it. Times are milliseconds since the epoch, by
+ * the store's clock: the database server's for PostgreSQL, the machine's
+ * for SQLite. Compare them with `readAt`, never with the local clock.
+ */
 export interface IdempotencyRecord extends RecordKey {
-  /** Running or done. */
+  /** Running, interrupted or done. */
   readonly status: RecordStatus;
   /** Hex SHA-256 of the canonical request with the request ID cleared. */
   readonly fingerprint: string;
   /** The owner token of the latest claim. */
   readonly owner: string;
+  /**
+   * Which execution of this key the latest claim is: 1 for the first, one
+   * more for every takeover (after a crash, a stall or an indefinite error).
+   */
+  readonly attempt: number;
   /** When the key was first claimed. */
   readonly createdAt: number;
   /** When the record last changed. */
   readonly updatedAt: number;
-  /** Until when the owner's claim holds; after it a new request may take over. */
+  /** Until when the owner's claim holds; after it (and a grace period) a new request may take over. */
   readonly leaseUntil: number;
   /** After this the record counts as absent and the sweeper may delete it. */
   readonly expiresAt: number;
-  /** How many times an expired claim was taken over. */
-  readonly takeovers: number;
   /** The `idempotency.v1.StoredOutcome` in binary, once completed. */
   readonly outcome: Uint8Array | undefined;
+  /** The store's clock when this record was read. */
+  readonly readAt: number;
 }
 
-/** Asks a store to claim a key for one execution. */
+/**
+ * Asks a store to claim a key for one execution. Durations, not times: the
+ * store reads its own clock, so that servers with skewed clocks agree.
+ */
 export interface ClaimInput {
   /** The record to claim. */
   readonly key: RecordKey;
@@ -45,15 +65,21 @@ export interface ClaimInput {
   readonly fingerprint: string;
   /** A fresh random token that identifies this execution. */
   readonly owner: string;
-  /** The current time. */
-  readonly now: number;
-  /** The end of the lease this claim holds. */
-  readonly leaseUntil: number;
+  /** How long the claim holds from now without renewal. */
+  readonly leaseMs: number;
   /**
-   * When the record expires if it is never completed, so that the sweeper
-   * eventually removes claims that nobody came back for.
+   * How long past the end of a lease a claim still counts as held: a takeover
+   * of an `in_progress` claim needs its lease plus this grace period to have
+   * passed, so that an owner whose renewals were delayed by an outage wins
+   * the race when the store answers again. An `interrupted` claim is taken
+   * over at once.
    */
-  readonly expiresAt: number;
+  readonly graceMs: number;
+  /**
+   * How long from now the record lives if it is never completed, so that the
+   * sweeper eventually removes claims that nobody came back for.
+   */
+  readonly expiresInMs: number;
 }
 
 /**
@@ -61,49 +87,49 @@ export interface ClaimInput {
  * constraint, never by reading first and inserting after.
  *
  * - `claimed`: this request owns the key now. `replaced` says what was there:
- *   nothing, a completed record past its expiry (`expired`), or an in-progress
- *   claim with the same fingerprint whose lease ran out (`takeover`).
+ *   nothing, a completed record past its expiry (`expired`: a fresh start, its
+ *   phases deleted), or a claim with the same fingerprint whose lease and
+ *   grace period ran out or that was interrupted (`takeover`: the phases stay,
+ *   and `record.attempt` counts up).
  * - `existing`: another record holds the key: completed and unexpired, in
- *   progress with a live lease, or in progress with an expired lease but
- *   another fingerprint (never taken over: that would run a different payload
- *   under a key that may already have had effects).
+ *   progress with a live lease, or interrupted or dead with another
+ *   fingerprint (never taken over: that would run a different payload under
+ *   a key that may already have had effects).
  */
 export type ClaimResult =
   | { readonly kind: "claimed"; readonly replaced: "none" | "expired" | "takeover"; readonly record: IdempotencyRecord }
   | { readonly kind: "existing"; readonly record: IdempotencyRecord };
 
-/** Stores the outcome of a claimed execution. */
-export interface CompleteInput {
-  /** The claimed record. */
-  readonly key: RecordKey;
-  /** The owner token of the claim. */
-  readonly owner: string;
-  /** The `idempotency.v1.StoredOutcome` in binary. */
-  readonly outcome: Uint8Array;
-  /** The current time. */
-  readonly now: number;
-  /** When the completed record expires: now plus the retention. */
-  readonly expiresAt: number;
-}
-
-/** Refers to a claim held by one owner. */
+/**
+ * Refers to the claim of one execution. Every write of an execution is
+ * fenced by both: a store changes a record only while its owner token and
+ * attempt are these.
+ */
 export interface OwnerInput {
   /** The claimed record. */
   readonly key: RecordKey;
   /** The owner token of the claim. */
   readonly owner: string;
+  /** The attempt of the claim (`IdempotencyRecord.attempt` of the claim). */
+  readonly attempt: number;
+}
+
+/** Stores the outcome of a claimed execution. */
+export interface CompleteInput extends OwnerInput {
+  /** The `idempotency.v1.StoredOutcome` in binary. */
+  readonly outcome: Uint8Array;
+  /** How long from now the completed record is kept. */
+  readonly retentionMs: number;
 }
 
 /** Extends the lease of a running claim. */
 export interface RenewInput extends OwnerInput {
-  /** The new end of the lease. */
-  readonly leaseUntil: number;
+  /** The new lease, from now. */
+  readonly leaseMs: number;
 }
 
 /** Deletes expired records. */
 export interface SweepInput {
-  /** The current time. */
-  readonly now: number;
   /** Deletes at most this many records. */
   readonly limit: number;
 }
@@ -113,23 +139,45 @@ export interface SweepInput {
  * through this interface, and the store conformance suite
  * (`test/store-conformance.ts`) holds every implementation to it.
  *
- * Every operation that changes a claimed record checks the owner token, so an
- * execution whose claim was taken over can never overwrite its successor.
- * Operations reject with an error when the store cannot answer (busy, disk
- * full, connection lost); the interceptor then fails closed.
+ * Every operation that changes a claimed record checks the owner token and
+ * attempt, so an execution whose claim was taken over can never overwrite its
+ * successor. Operations reject with an error when the store cannot answer
+ * (busy, disk full, connection lost); the interceptor then fails closed.
+ * Leases, expiry and sweeping are judged by the store's own clock.
  */
 export interface IdempotencyStore {
+  /**
+   * The longest time one operation may block the process (not just its own
+   * promise), such as SQLite's busy timeout: the interceptor refuses a lease
+   * that renewals could not keep through such a wait. 0 or absent when
+   * operations never block the event loop.
+   */
+  readonly blockingWaitMs?: number;
   /** Claims a key atomically, or returns the record that holds it. */
   claim(input: ClaimInput): Promise<ClaimResult>;
-  /** Stores the outcome; false when `owner` no longer holds the claim. */
+  /**
+   * Stores the outcome. True when this owner and attempt completed the
+   * record, now or by an earlier call whose answer was lost (so a retried
+   * completion is a success); false when the claim is no longer theirs.
+   */
   complete(input: CompleteInput): Promise<boolean>;
-  /** Deletes a claim so that a retry runs again; false when `owner` no longer holds it. */
+  /**
+   * Marks a running claim `interrupted`: the handler may have acted, so the
+   * record and its phases stay, and the lease ends now so that the next call
+   * with the same payload takes over at once. False when `owner` no longer
+   * holds the claim.
+   */
+  interrupt(input: OwnerInput): Promise<boolean>;
+  /**
+   * Deletes a running claim and its phases so that a retry runs afresh (the
+   * handler said nothing happened); false when `owner` no longer holds it.
+   */
   release(input: OwnerInput): Promise<boolean>;
-  /** Extends a lease; false when `owner` no longer holds the claim. */
+  /** Extends a lease; false when `owner` no longer holds the running claim. */
   renew(input: RenewInput): Promise<boolean>;
-  /** Reads a record, expired or not; the caller judges expiry. */
+  /** Reads a record, expired or not, with the store's clock in `readAt`; the caller judges expiry. */
   get(key: RecordKey): Promise<IdempotencyRecord | undefined>;
-  /** Deletes up to `limit` expired records whose lease has also ended; returns how many. */
+  /** Deletes up to `limit` records expired by the store's clock whose lease has also ended; returns how many. */
   sweep(input: SweepInput): Promise<number>;
   /** Stops the background sweeper and closes connections. Idempotent. */
   close(): Promise<void>;

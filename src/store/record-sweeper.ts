@@ -12,14 +12,18 @@ export interface SweepReport {
 
 /** Options of `createRecordSweeper`. */
 export interface RecordSweeperOptions {
-  /** Deletes up to `limit` records that are expired with no live lease as of `now`, in one statement; returns how many. */
-  readonly deleteBatch: (now: number, limit: number) => Promise<number>;
+  /**
+   * Deletes up to `limit` records that are expired with no live lease, in
+   * one statement; returns how many. The store judges expiry by its own
+   * clock (the database's, for PostgreSQL), so that a sweeper on a machine
+   * whose clock runs ahead never deletes a record another server still counts
+   * as live.
+   */
+  readonly deleteBatch: (limit: number) => Promise<number>;
   /** Milliseconds between background passes; 0 runs none. */
   readonly intervalMs: number;
   /** At most this many records per delete statement. */
   readonly batchSize: number;
-  /** The time background passes sweep as of. */
-  readonly clock: () => number;
   /**
    * Called after each background pass. Without it, a failed pass is reported
    * with `process.emitWarning` rather than dropped.
@@ -42,7 +46,7 @@ export interface RecordSweeper {
  * a process alive, and passes never overlap.
  */
 export function createRecordSweeper(options: RecordSweeperOptions): RecordSweeper {
-  const { deleteBatch, intervalMs, batchSize, clock, onSweep } = options;
+  const { deleteBatch, intervalMs, batchSize, onSweep } = options;
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new Error(`sweep batch size must be a positive integer, got ${batchSize}`);
   }
@@ -54,11 +58,11 @@ export function createRecordSweeper(options: RecordSweeperOptions): RecordSweepe
   let running: Promise<void> | undefined;
 
   // Only a background pass stops early on `stop()`; a caller's sweep runs to its limit.
-  async function pass(now: number, limit: number, progress: Progress, background: boolean): Promise<void> {
+  async function pass(limit: number, progress: Progress, background: boolean): Promise<void> {
     while (progress.deleted < limit && !(background && stopped)) {
       const want = Math.min(batchSize, Math.floor(limit - progress.deleted));
       if (want < 1) break;
-      const count = await deleteBatch(now, want);
+      const count = await deleteBatch(want);
       progress.deleted += count;
       progress.batches++;
       if (count < want) break;
@@ -69,7 +73,7 @@ export function createRecordSweeper(options: RecordSweeperOptions): RecordSweepe
     const progress: Progress = { deleted: 0, batches: 0 };
     let report: SweepReport;
     try {
-      await pass(clock(), Number.POSITIVE_INFINITY, progress, true);
+      await pass(Number.POSITIVE_INFINITY, progress, true);
       report = { ...progress };
     } catch (error) {
       report = { ...progress, error };
@@ -95,7 +99,7 @@ export function createRecordSweeper(options: RecordSweeperOptions): RecordSweepe
   return {
     async sweep(input) {
       const progress: Progress = { deleted: 0, batches: 0 };
-      await pass(input.now, input.limit, progress, false);
+      await pass(input.limit, progress, false);
       return progress.deleted;
     },
     async stop() {

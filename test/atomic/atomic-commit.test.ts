@@ -14,11 +14,13 @@ import {
   ErrorReason,
   type IdempotencyInterceptorOptions,
   findErrorReason,
+  releaseOnError,
   replayedHeader,
 } from "../../src/index.js";
 import { atomicEffects } from "../../src/server/atomic-effects.js";
 import { createSqliteStore, type SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { type IdempotencyTestServer, startIdempotencyTestServer } from "../support/idempotency-test-server.js";
+import { type ManualClock, createManualClock } from "../support/manual-clock.js";
 import { createTestTransport, transportVariants } from "../support/test-transports.js";
 
 const method = "demo.v1.PaymentService/CreatePayment";
@@ -27,6 +29,7 @@ const requestId = "3f0c8d4e-5b7a-4c1e-9d2f-6a8b0c1d2e3f";
 type Handler = (req: CreatePaymentRequest, ctx: HandlerContext) => Promise<CreatePaymentResponse>;
 
 let store: SqliteStore;
+let clock: ManualClock;
 let server: IdempotencyTestServer;
 let handler: Handler;
 let runs: number;
@@ -63,7 +66,8 @@ function client() {
 const request = { requestId, accountId: "acct-1", amountMinor: 100n, currency: "EUR" };
 
 beforeEach(() => {
-  store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0 });
+  clock = createManualClock();
+  store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock: () => clock.now() });
   store.database.exec("CREATE TABLE payments (payment_id TEXT PRIMARY KEY, request_id TEXT NOT NULL)");
   runs = 0;
 });
@@ -75,7 +79,7 @@ afterEach(async () => {
 describe("commit", () => {
   beforeEach(() => start());
 
-  it("rolls back the handler's writes and releases the key when fn throws, so a retry runs again", async () => {
+  it("rolls back the handler's writes and interrupts the key when fn throws, so a retry runs again as attempt 2", async () => {
     handler = async (_req, ctx) =>
       atomicEffects(ctx, store).commit((db) => {
         insertPayment(db, `pay_${runs}`);
@@ -92,17 +96,18 @@ describe("commit", () => {
     expect(failed?.code).toBe(Code.Internal);
     expect(failed?.rawMessage).toBe("ledger rejected the payment");
     expect(countPayments()).toBe(0);
-    expect(await store.get({ scope: "", method, key: requestId })).toBeUndefined();
-    expect(server.events.map((event) => event.type)).toEqual(["claimed", "released"]);
+    expect((await store.get({ scope: "", method, key: requestId }))?.status).toBe("interrupted");
+    expect(server.events.map((event) => event.type)).toEqual(["claimed", "interrupted"]);
 
     const retried = await client().createPayment(request);
     expect(runs).toBe(2);
+    expect(server.events.map((event) => event.type)).toContain("takeover");
     expect(retried).toEqual(paymentResponse("pay_2"));
     expect(countPayments()).toBe(1);
     expect((await store.get({ scope: "", method, key: requestId }))?.status).toBe("completed");
   });
 
-  it("releases the key when fn throws something that is not an Error", async () => {
+  it("interrupts the key when fn throws something that is not an Error", async () => {
     handler = async (_req, ctx) =>
       atomicEffects(ctx, store).commit((db) => {
         insertPayment(db, "pay_1");
@@ -110,7 +115,19 @@ describe("commit", () => {
       });
     await expect(client().createPayment(request)).rejects.toThrow();
     expect(countPayments()).toBe(0);
+    expect((await store.get({ scope: "", method, key: requestId }))?.status).toBe("interrupted");
+  });
+
+  it("releases the key when fn throws an error marked with releaseOnError, so a retry runs afresh", async () => {
+    handler = async (_req, ctx) =>
+      atomicEffects(ctx, store).commit((db) => {
+        insertPayment(db, "pay_1");
+        throw releaseOnError(new ConnectError("nothing happened", Code.FailedPrecondition));
+      });
+    await expect(client().createPayment(request)).rejects.toThrow("nothing happened");
+    expect(countPayments()).toBe(0);
     expect(await store.get({ scope: "", method, key: requestId })).toBeUndefined();
+    expect(server.events.map((event) => event.type)).toEqual(["claimed", "released"]);
   });
 
   it("completes the key once, in the commit, and answers exactly what was committed", async () => {
@@ -191,13 +208,14 @@ describe("commit", () => {
     await running;
     // The lease ran out (the process stalled) and a retry elsewhere took over.
     const record = await store.get({ scope: "", method, key: requestId });
+    clock.advance(32_000);
     const takeover = await store.claim({
       key: { scope: "", method, key: requestId },
       fingerprint: record!.fingerprint,
       owner: "successor",
-      now: record!.leaseUntil,
-      leaseUntil: record!.leaseUntil + 30_000,
-      expiresAt: record!.expiresAt,
+      leaseMs: 30_000,
+      graceMs: 2_000,
+      expiresInMs: 86_400_000,
     });
     expect(takeover.kind === "claimed" && takeover.replaced).toBe("takeover");
     proceed();
@@ -218,7 +236,7 @@ describe("commit", () => {
       }) as never);
     await expect(client().createPayment(request)).rejects.toThrow();
     expect(countPayments()).toBe(0);
-    expect(await store.get({ scope: "", method, key: requestId })).toBeUndefined();
+    expect((await store.get({ scope: "", method, key: requestId }))?.status).toBe("interrupted");
   });
 
   it("refuses a response of another type, writing nothing", async () => {

@@ -21,7 +21,8 @@ import type { CrashBoundary } from "./support/crash-payment-server.js";
 
 const script = fileURLToPath(new URL("./support/crash-payment-server.ts", import.meta.url));
 const method = "demo.v1.PaymentService/CreatePayment";
-const leaseMs = 400;
+// The shortest lease the interceptor accepts; a takeover also waits out the 2 s grace.
+const leaseMs = 1_000;
 const runsPerBoundary = 3;
 
 let dir: string;

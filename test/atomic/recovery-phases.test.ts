@@ -9,11 +9,12 @@ import {
   CreatePaymentResponseSchema,
   PaymentService,
 } from "../../gen/demo/v1/payments_pb.js";
-import { ErrorReason, findErrorReason } from "../../src/index.js";
+import { ErrorReason, findErrorReason, idempotencyContext, releaseOnError } from "../../src/index.js";
 import { atomicEffects } from "../../src/server/atomic-effects.js";
 import { deriveRequestId } from "../../src/server/derived-key.js";
 import { createSqliteStore, type SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { type IdempotencyTestServer, startIdempotencyTestServer } from "../support/idempotency-test-server.js";
+import { type ManualClock, createManualClock } from "../support/manual-clock.js";
 
 const method = "demo.v1.PaymentService/CreatePayment";
 const requestId = "3f0c8d4e-5b7a-4c1e-9d2f-6a8b0c1d2e3f";
@@ -23,13 +24,15 @@ const leaseMs = 60_000;
 type Handler = (req: CreatePaymentRequest, ctx: HandlerContext) => Promise<CreatePaymentResponse>;
 
 let store: SqliteStore;
+let clock: ManualClock;
 const servers: IdempotencyTestServer[] = [];
 let handler: Handler;
 
 /**
  * A server of its own on the shared store, as another process would be: a
  * duplicate sent to it does not wait for an execution running in another
- * server, but takes the key over once the lease has run out by its clock.
+ * server, but takes the key over once the lease (and its grace) has run
+ * out by the store's clock.
  */
 async function startServer(): Promise<IdempotencyTestServer> {
   const server = await startIdempotencyTestServer({
@@ -46,7 +49,8 @@ function clientOf(server: IdempotencyTestServer) {
 }
 
 beforeEach(() => {
-  store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0 });
+  clock = createManualClock();
+  store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock: () => clock.now() });
   store.database.exec("CREATE TABLE payments (payment_id TEXT PRIMARY KEY, charge_id TEXT NOT NULL)");
 });
 
@@ -94,15 +98,12 @@ describe("phase", () => {
     };
     const first = await startServer();
     const second = await startServer();
-    const stalledCall = clientOf(first).createPayment(request).then(
-      () => undefined,
-      (error: unknown) => ConnectError.from(error),
-    );
+    const stalledCall = clientOf(first).createPayment(request);
     await atStall;
     expect(stepRuns).toEqual({ reserve: 1, charge: 1, notify: 0 });
 
-    // The lease has run out by the second server's clock: it takes over.
-    second.clock.advance(leaseMs);
+    // The lease and its grace (2 s by default) have run out: the second server takes over.
+    clock.advance(leaseMs + 2_000);
     const resumed = await clientOf(second).createPayment(request);
     expect(second.events.map((event) => event.type)).toContain("takeover");
     // Recorded steps returned what the first execution recorded, without running.
@@ -111,11 +112,10 @@ describe("phase", () => {
       create(CreatePaymentResponseSchema, { payment: { paymentId: "slot-1", chargeId: "ch_1", amountMinor: 2n } }),
     );
 
-    // The stalled execution wakes up: it can no longer commit anything.
+    // The stalled execution wakes up: it can no longer commit anything, and
+    // its caller gets the stored outcome of the execution that took over.
     release();
-    const error = await stalledCall;
-    expect(error?.code).toBe(Code.Aborted);
-    expect(findErrorReason(error!)).toBe(ErrorReason.REQUEST_IN_PROGRESS);
+    expect(await stalledCall).toEqual(resumed);
     expect(store.database.prepare("SELECT payment_id FROM payments").all()).toEqual([{ payment_id: "slot-1" }]);
     expect(stepRuns).toEqual({ reserve: 1, charge: 1, notify: 1 });
   });
@@ -148,6 +148,26 @@ describe("phase", () => {
     ]);
   });
 
+  it("keeps the steps of a key interrupted by an indefinite error: the retry takes over and charges once", async () => {
+    let charges = 0;
+    const attempts: (number | undefined)[] = [];
+    handler = async (_req, ctx) => {
+      attempts.push(ctx.values.get(idempotencyContext)?.attempt);
+      const effects = atomicEffects(ctx, store);
+      await effects.phase("charge", () => ++charges);
+      if (attempts.length === 1) {
+        throw new ConnectError("downstream busy", Code.Unavailable);
+      }
+      return create(CreatePaymentResponseSchema, {});
+    };
+    const client = clientOf(await startServer());
+    await expect(client.createPayment(request)).rejects.toThrow(/downstream busy/);
+    expect(await store.getPhase({ key: { scope: "", method, key: requestId }, name: "charge" })).toBeDefined();
+    await client.createPayment(request);
+    expect(charges).toBe(1);
+    expect(attempts).toEqual([1, 2]);
+  });
+
   it("forgets the steps of a released key: a retry runs them again", async () => {
     let charges = 0;
     let attempt = 0;
@@ -155,12 +175,12 @@ describe("phase", () => {
       const effects = atomicEffects(ctx, store);
       await effects.phase("charge", () => ++charges);
       if (++attempt === 1) {
-        throw new ConnectError("downstream busy", Code.Unavailable);
+        throw releaseOnError(new ConnectError("the bank refused before charging", Code.Unavailable));
       }
       return create(CreatePaymentResponseSchema, {});
     };
     const client = clientOf(await startServer());
-    await expect(client.createPayment(request)).rejects.toThrow(/downstream busy/);
+    await expect(client.createPayment(request)).rejects.toThrow(/refused before charging/);
     expect(await store.getPhase({ key: { scope: "", method, key: requestId }, name: "charge" })).toBeUndefined();
     await client.createPayment(request);
     expect(charges).toBe(2);
@@ -209,7 +229,7 @@ describe("phase", () => {
     expect(runs).toBe(2);
   });
 
-  it("fails with UNAVAILABLE and releases the key when the store cannot record a step", async () => {
+  it("fails with UNAVAILABLE and interrupts the key when the store cannot record a step", async () => {
     const failing: SqliteStore = {
       ...store,
       recordPhase: () => Promise.reject(new Error("disk I/O error")),
@@ -231,6 +251,7 @@ describe("phase", () => {
     );
     expect(error?.code).toBe(Code.Unavailable);
     expect(findErrorReason(error!)).toBe(ErrorReason.STORE_UNAVAILABLE);
-    expect(await store.get({ scope: "", method, key: requestId })).toBeUndefined();
+    // The step ran but is not recorded: the record stays, and a retry takes it over knowing so.
+    expect((await store.get({ scope: "", method, key: requestId }))?.status).toBe("interrupted");
   });
 });

@@ -28,7 +28,7 @@ function bufCurl(baseUrl: string, protocol: "grpc" | "connect", data: object): P
       [
         "curl",
         "--schema",
-        "proto",
+        "demo/proto",
         "--http2-prior-knowledge",
         "--protocol",
         protocol,

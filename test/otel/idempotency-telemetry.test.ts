@@ -24,6 +24,7 @@ import {
   type IdempotencyTestServer,
   type IdempotencyTestServerOptions,
   startIdempotencyTestServer,
+  testKeyHashSecret,
 } from "../support/idempotency-test-server.js";
 import { createTestTransport } from "../support/test-transports.js";
 
@@ -77,8 +78,7 @@ let server: IdempotencyTestServer | undefined;
 async function startServer(options: IdempotencyTestServerOptions & { onEnter?: (method: string) => void } = {}) {
   server = await startIdempotencyTestServer({
     ...options,
-    // Real time: the wait histogram measures wall time anyway.
-    interceptor: { clock: Date, ...options.interceptor },
+    interceptor: { ...options.interceptor },
     adapter: { interceptors: [serverSpans(options.onEnter)] },
   });
   return { server, client: createClient(PaymentService, createTestTransport(server.baseUrl, { protocol: "connect", binary: true, gzip: false })) };
@@ -130,7 +130,7 @@ describe("idempotency telemetry through the default global providers", () => {
     expect(second.payment?.paymentId).toBe(first.payment?.paymentId);
 
     expect(outcomeCounts(await collect())).toEqual({ claimed: 1, replayed: 1 });
-    const keyHash = hashRecordKey({ scope: "", method: createPayment, key: requestId });
+    const keyHash = hashRecordKey({ scope: "", method: createPayment, key: requestId }, testKeyHashSecret);
     expect(spanAttributes()).toEqual([
       {
         [TelemetryAttribute.outcome]: "claimed",
@@ -257,7 +257,7 @@ describe("idempotency telemetry through the default global providers", () => {
     await expectConnectError(client.createPayment({ requestId, accountId: "acc_1", amountMinor: 1n }));
 
     const exported = serialize({ metrics: await collect(), spans: spanExporter.getFinishedSpans() });
-    expect(exported).toContain(hashRecordKey({ scope: "", method: createPayment, key: requestId }));
+    expect(exported).toContain(hashRecordKey({ scope: "", method: createPayment, key: requestId }, testKeyHashSecret));
     expect(exported).not.toContain(requestId);
     // Nor in another spelling of the same UUID.
     expect(exported.toLowerCase()).not.toContain(requestId.replaceAll("-", ""));

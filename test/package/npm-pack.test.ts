@@ -56,55 +56,8 @@ describe("npm package", () => {
     ]) {
       expect(files).toContain(proto);
     }
-  });
-
-  it("runs in plain Node ESM: a server on a file store deduplicates, a replay carries the header, checkpoints run in the worker", async () => {
-    const script = `
-      import { existsSync } from "node:fs";
-      import * as http2 from "node:http2";
-      import { createClient } from "@connectrpc/connect";
-      import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-node";
-      import { createIdempotencyInterceptor, createSqliteStore } from "connect-idempotency";
-      import { createRequestIdInterceptor, createRetryInterceptor } from "connect-idempotency/client";
-      import { PaymentService } from "connect-idempotency/gen/demo/v1/payments_pb.js";
-      let executions = 0;
-      const store = createSqliteStore({ path: "smoke.db", durability: "full" });
-      const server = http2.createServer(connectNodeAdapter({
-        interceptors: [createIdempotencyInterceptor({ store })],
-        routes: (r) => r.service(PaymentService, {
-          createPayment: (req) => ({ payment: { paymentId: "p" + ++executions, amountMinor: req.amountMinor } }),
-        }),
-      }));
-      const sessions = new Set();
-      server.on("session", (s) => sessions.add(s));
-      await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-      const transport = createGrpcTransport({
-        baseUrl: "http://127.0.0.1:" + server.address().port,
-        interceptors: [createRetryInterceptor(), createRequestIdInterceptor()],
-      });
-      const client = createClient(PaymentService, transport);
-      const requestId = "3f0c8d4e-5b7a-4c1e-9d2f-6a8b0c1d2e3f";
-      const replayed = [];
-      for (let i = 0; i < 2; i++) {
-        await client.createPayment({ requestId, amountMinor: 5n }, {
-          onHeader: (h) => replayed.push(h.get("idempotency-replayed")),
-        });
-      }
-      await client.createPayment({ amountMinor: 7n });
-      // Long enough for the worker to have started, or to have failed and handed checkpoints back.
-      await new Promise((ok) => setTimeout(ok, 500));
-      const autocheckpoint = store.database.pragma("wal_autocheckpoint", { simple: true });
-      for (const s of sessions) s.destroy();
-      server.close();
-      await store.close();
-      console.log(JSON.stringify({ executions, replayed, autocheckpoint, walLeft: existsSync("smoke.db-wal") }));
-    `;
-    writeFileSync(join(project, "smoke.mjs"), script);
-    const { stdout } = await run("node", ["smoke.mjs"], { cwd: project });
-    // The store's connection leaves checkpoints to the worker thread, which
-    // runs from the compiled package, but for its 4,096-page backstop; the
-    // last close removes the WAL.
-    expect(JSON.parse(stdout)).toEqual({ executions: 2, replayed: [null, "true"], autocheckpoint: 4096, walLeft: false });
+    // The demo's services live with the demo: nothing of them reaches a user's workspace.
+    expect(files.filter((f) => f.includes("demo"))).toEqual([]);
   });
 
   it("exposes the CLI bin", async () => {
@@ -178,6 +131,57 @@ plugins:
       }),
     );
     await run("node", [join(repo, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.json"], { cwd: project });
+  });
+
+  it("runs in Node ESM: a server on a file store deduplicates, a replay carries the header, checkpoints run in the worker", async () => {
+    const script = `
+      import { existsSync } from "node:fs";
+      import * as http2 from "node:http2";
+      import { createClient } from "@connectrpc/connect";
+      import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-node";
+      import { createIdempotencyInterceptor, createSqliteStore } from "connect-idempotency";
+      import { createRequestIdInterceptor, createRetryInterceptor } from "connect-idempotency/client";
+      import { OrderService } from "./gen/shop/v1/shop_pb.js";
+      let executions = 0;
+      const store = createSqliteStore({ path: "smoke.db", durability: "full" });
+      const server = http2.createServer(connectNodeAdapter({
+        readMaxBytes: 4 * 1024 * 1024,
+        interceptors: [createIdempotencyInterceptor({ store })],
+        routes: (r) => r.service(OrderService, {
+          placeOrder: (req) => ({ orderId: req.sku + ++executions }),
+        }),
+      }));
+      const sessions = new Set<http2.ServerHttp2Session>();
+      server.on("session", (s) => sessions.add(s));
+      await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+      const transport = createGrpcTransport({
+        baseUrl: "http://127.0.0.1:" + (server.address() as { port: number }).port,
+        interceptors: [createRetryInterceptor(), createRequestIdInterceptor()],
+      });
+      const client = createClient(OrderService, transport);
+      const requestId = "3f0c8d4e-5b7a-4c1e-9d2f-6a8b0c1d2e3f";
+      const replayed: (string | null)[] = [];
+      for (let i = 0; i < 2; i++) {
+        await client.placeOrder({ requestId, sku: "a" }, {
+          onHeader: (h) => replayed.push(h.get("idempotency-replayed")),
+        });
+      }
+      await client.placeOrder({ sku: "b" });
+      // Long enough for the worker to have started, or to have failed and handed checkpoints back.
+      await new Promise((ok) => setTimeout(ok, 500));
+      const autocheckpoint = store.database.pragma("wal_autocheckpoint", { simple: true });
+      for (const s of sessions) s.destroy();
+      server.close();
+      await store.close();
+      console.log(JSON.stringify({ executions, replayed, autocheckpoint, walLeft: existsSync("smoke.db-wal") }));
+    `;
+    // TypeScript, run through tsx, so that it imports the code buf generated above.
+    writeFileSync(join(project, "smoke.ts"), script);
+    const { stdout } = await run("node", ["--import", "tsx", "smoke.ts"], { cwd: project });
+    // The store's connection leaves checkpoints to the worker thread, which
+    // runs from the compiled package, but for its 4,096-page backstop; the
+    // last close removes the WAL.
+    expect(JSON.parse(stdout)).toEqual({ executions: 2, replayed: [null, "true"], autocheckpoint: 4096, walLeft: false });
   });
 
   it("lints a user's buf workspace with the CLI bin", async () => {

@@ -15,7 +15,7 @@ import {
 } from "../../src/index.js";
 import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { captureMetadata, describeError, expectConnectError } from "../support/connect-assertions.js";
-import { type IdempotencyTestServer, startIdempotencyTestServer } from "../support/idempotency-test-server.js";
+import { type IdempotencyTestServer, startIdempotencyTestServer, testKeyHashSecret } from "../support/idempotency-test-server.js";
 import { createTestTransport } from "../support/test-transports.js";
 
 const createPaymentMethod = "demo.v1.PaymentService/CreatePayment";
@@ -50,7 +50,15 @@ describe("rule 1: which calls", () => {
     const second = await payments.createPayment(payment(key));
     expect(second).toEqual(first);
     expect(server.runs).toHaveLength(1);
-    expect(server.runs[0]?.context).toEqual({ key, scope: "", method: createPaymentMethod, takeover: false });
+    expect(server.runs[0]?.context).toEqual({
+      key,
+      scope: "",
+      method: createPaymentMethod,
+      attempt: 1,
+      takeover: false,
+      signal: expect.any(AbortSignal),
+    });
+    expect(server.runs[0]?.context?.signal.aborted).toBe(false);
   });
 
   it("passes unary calls without a request ID field through untouched", async () => {
@@ -279,16 +287,14 @@ describe("rule 8: errors", () => {
     Code.InvalidArgument,
     Code.NotFound,
     Code.AlreadyExists,
-    Code.PermissionDenied,
     Code.FailedPrecondition,
     Code.OutOfRange,
     Code.Unimplemented,
-    Code.Unauthenticated,
     Code.Internal,
     Code.Unknown,
     Code.DataLoss,
   ];
-  const releasedByDefault = [Code.Unavailable, Code.ResourceExhausted, Code.Aborted, Code.DeadlineExceeded, Code.Canceled];
+  const indefiniteByDefault = [Code.Unavailable, Code.ResourceExhausted, Code.Aborted, Code.DeadlineExceeded, Code.Canceled];
 
   function failingPayments(makeError: (n: number) => unknown): Partial<ServiceImpl<typeof PaymentService>> {
     return {
@@ -326,21 +332,33 @@ describe("rule 8: errors", () => {
     expect(server.events.filter((e) => e.type === "replayed").map((e) => e.code)).toEqual(storedByDefault);
   });
 
-  it("releases the key for the default released codes, so that a retry runs again", async () => {
+  it("interrupts the key for the default indefinite codes: a retry takes it over at once, as attempt 2", async () => {
     let code: Code = Code.Unavailable;
     const { server, payments } = await start({ payments: failingPayments(() => new ConnectError("try again", code)) });
-    for (const released of releasedByDefault) {
-      code = released;
+    for (const indefinite of indefiniteByDefault) {
+      code = indefinite;
       const key = crypto.randomUUID();
       const before = server.runs.length;
-      expect((await expectConnectError(payments.createPayment(payment(key)))).code).toBe(released);
-      expect((await expectConnectError(payments.createPayment(payment(key)))).code).toBe(released);
-      expect(server.runs.length - before).toBe(2);
-      expect(await server.store.get({ scope: "", method: createPaymentMethod, key })).toBeUndefined();
+      expect((await expectConnectError(payments.createPayment(payment(key)))).code).toBe(indefinite);
+      expect(await server.store.get({ scope: "", method: createPaymentMethod, key })).toMatchObject({
+        status: "interrupted",
+        attempt: 1,
+      });
+      // No lease wait: the manual clock does not move, yet the retry runs.
+      expect((await expectConnectError(payments.createPayment(payment(key)))).code).toBe(indefinite);
+      expect(server.runs.slice(before).map((r) => [r.context?.attempt, r.context?.takeover])).toEqual([
+        [1, false],
+        [2, true],
+      ]);
+      expect(await server.store.get({ scope: "", method: createPaymentMethod, key })).toMatchObject({
+        status: "interrupted",
+        attempt: 2,
+      });
     }
-    expect(server.events.filter((e) => e.type === "released").map((e) => e.code)).toEqual(
-      releasedByDefault.flatMap((c) => [c, c]),
+    expect(server.events.filter((e) => e.type === "interrupted").map((e) => e.code)).toEqual(
+      indefiniteByDefault.flatMap((c) => [c, c]),
     );
+    expect(server.events.filter((e) => e.type === "released")).toEqual([]);
   });
 
   it("lets a handler release or store one error explicitly", async () => {
@@ -353,8 +371,14 @@ describe("rule 8: errors", () => {
     });
     const released = crypto.randomUUID();
     await expectConnectError(payments.createPayment(payment(released)));
+    expect(await server.store.get({ scope: "", method: createPaymentMethod, key: released })).toBeUndefined();
     await expectConnectError(payments.createPayment(payment(released)));
     expect(server.runs).toHaveLength(2);
+    // A released key starts afresh: attempt 1, no takeover.
+    expect(server.runs.map((r) => [r.context?.attempt, r.context?.takeover])).toEqual([
+      [1, false],
+      [1, false],
+    ]);
     const stored = crypto.randomUUID();
     await expectConnectError(payments.createPayment(payment(stored)));
     const replayed = await expectConnectError(payments.createPayment(payment(stored)));
@@ -374,39 +398,40 @@ describe("rule 8: errors", () => {
     expect(server.runs).toHaveLength(1);
   });
 
-  it("follows configured code sets", async () => {
+  it("follows configured code lists, each code keeping its default unless named", async () => {
     let code: Code = Code.NotFound;
     const { server, payments } = await start({
-      interceptor: { releasedCodes: [Code.NotFound] },
+      interceptor: { releasedCodes: [Code.NotFound], storedCodes: [Code.Unavailable], indefiniteCodes: [Code.Internal] },
       payments: failingPayments(() => new ConnectError("x", code)),
     });
-    const notFound = crypto.randomUUID();
-    await expectConnectError(payments.createPayment(payment(notFound)));
-    await expectConnectError(payments.createPayment(payment(notFound)));
-    expect(server.runs).toHaveLength(2);
-    code = Code.Unavailable;
-    const unavailable = crypto.randomUUID();
-    await expectConnectError(payments.createPayment(payment(unavailable)));
-    await expectConnectError(payments.createPayment(payment(unavailable)));
-    expect(server.runs).toHaveLength(3);
+    const runsOf = async (c: Code) => {
+      code = c;
+      const key = crypto.randomUUID();
+      const before = server.runs.length;
+      await expectConnectError(payments.createPayment(payment(key)));
+      const status = (await server.store.get({ scope: "", method: createPaymentMethod, key }))?.status;
+      await expectConnectError(payments.createPayment(payment(key)));
+      return { runs: server.runs.length - before, status };
+    };
+    expect(await runsOf(Code.NotFound)).toEqual({ runs: 2, status: undefined });
+    expect(await runsOf(Code.Unavailable)).toEqual({ runs: 1, status: "completed" });
+    expect(await runsOf(Code.Internal)).toEqual({ runs: 2, status: "interrupted" });
+    // Not named: the defaults.
+    expect(await runsOf(Code.InvalidArgument)).toEqual({ runs: 1, status: "completed" });
+    expect(await runsOf(Code.ResourceExhausted)).toEqual({ runs: 2, status: "interrupted" });
   });
 
-  it("with storedCodes alone, releases every other code", async () => {
-    const { server, payments } = await start({
-      interceptor: { storedCodes: [Code.InvalidArgument] },
-      payments: failingPayments(() => new ConnectError("x", Code.NotFound)),
-    });
-    const key = crypto.randomUUID();
-    await expectConnectError(payments.createPayment(payment(key)));
-    await expectConnectError(payments.createPayment(payment(key)));
-    expect(server.runs).toHaveLength(2);
-  });
-
-  it("refuses overlapping code sets", () => {
+  it("refuses a code in two lists, and a value that is no error code", () => {
     const store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0 });
     expect(() =>
       createIdempotencyInterceptor({ store, storedCodes: [Code.Unavailable], releasedCodes: [Code.Unavailable] }),
-    ).toThrow("codes Unavailable are in both storedCodes and releasedCodes");
+    ).toThrow("code Unavailable is in both storedCodes and releasedCodes");
+    expect(() =>
+      createIdempotencyInterceptor({ store, indefiniteCodes: [Code.Internal], storedCodes: [Code.Internal] }),
+    ).toThrow("code Internal is in both storedCodes and indefiniteCodes");
+    expect(() => createIdempotencyInterceptor({ store, releasedCodes: [99 as Code] })).toThrow(
+      "releasedCodes holds 99, which is not an error code",
+    );
     void store.close();
   });
 });
@@ -531,10 +556,11 @@ describe("events", () => {
     await payments.createPayment(payment(key));
     await payments.createPayment(payment(key));
     expect(server.events.map((e) => e.type)).toEqual(["claimed", "completed", "replayed"]);
-    const keyHash = hashRecordKey({ scope: "tenant-a", method: createPaymentMethod, key });
+    const keyHash = hashRecordKey({ scope: "tenant-a", method: createPaymentMethod, key }, testKeyHashSecret);
     expect(keyHash).toMatch(/^[0-9a-f]{32}$/);
     for (const event of server.events) {
-      expect(event).toMatchObject({ method: createPaymentMethod, keyHash, at: server.clock.now() });
+      expect(event).toMatchObject({ method: createPaymentMethod, keyHash });
+      expect(Math.abs(event.at - Date.now())).toBeLessThan(60_000);
       expect(JSON.stringify(event, (_, v: unknown) => (typeof v === "bigint" ? String(v) : v))).not.toContain(key);
     }
     expect(server.events.map((e) => e.storeCalls?.map((c) => [c.operation, c.failed]))).toEqual([
@@ -542,7 +568,7 @@ describe("events", () => {
       [["complete", false]],
       [["claim", false]],
     ]);
-    expect(hashRecordKey({ scope: "tenant-b", method: createPaymentMethod, key })).not.toBe(keyHash);
+    expect(hashRecordKey({ scope: "tenant-b", method: createPaymentMethod, key }, testKeyHashSecret)).not.toBe(keyHash);
   });
 
   it("a throwing listener does not fail calls", async () => {

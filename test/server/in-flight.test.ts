@@ -28,14 +28,24 @@ const method = "demo.v1.PaymentService/CreatePayment";
 
 const scratch = usePerTestScratch("idempotency-in-flight-");
 
-function sharedStore(): IdempotencyStore {
-  return createSqliteStore({ path: join(scratch.dir, "records.db"), sweepIntervalMs: 0 });
+/**
+ * A store on this test's file, as another process would open it: on
+ * `clock` (the store's clock decides leases), with a busy timeout short
+ * enough for the 1 s leases of the tests below.
+ */
+function sharedStore(clock?: ManualClock): IdempotencyStore {
+  return createSqliteStore({
+    path: join(scratch.dir, "records.db"),
+    sweepIntervalMs: 0,
+    busyTimeoutMs: 300,
+    ...(clock === undefined ? {} : { clock: () => clock.now() }),
+  });
 }
 
 /**
  * Starts a server whose CreatePayment handler signals `entered` and then
  * waits for `gate`; with `failFirst`, its first run fails with Unavailable
- * (a released code) once the gate opens.
+ * (an indefinite error) once the gate opens.
  */
 async function startGated(
   gate: Gate,
@@ -154,7 +164,7 @@ describe("rule 11: in flight", () => {
     await first;
   }, 20_000);
 
-  it("when the first call releases the key, the waiting duplicate claims it and runs", async () => {
+  it("when the first call fails indefinitely, the waiting duplicate takes it over at once and runs as attempt 2", async () => {
     const gate = createGate();
     const arrivals = createArrivalCounter();
     const { server, entered, client } = await startGated(gate, {
@@ -170,11 +180,15 @@ describe("rule 11: in flight", () => {
     expect((await first).code).toBe(Code.Unavailable);
     expect((await second).payment?.paymentId).toBe(`pay_2_${server.port}`);
     expect(server.runs).toHaveLength(2);
+    expect(server.runs.map((r) => [r.context?.attempt, r.context?.takeover])).toEqual([
+      [1, false],
+      [2, true],
+    ]);
     expect(server.events.map((e) => [e.type, e.waitResult])).toEqual([
       ["claimed", undefined],
-      ["released", undefined],
+      ["interrupted", undefined],
       ["waited", "released"],
-      ["claimed", undefined],
+      ["takeover", undefined],
       ["completed", undefined],
     ]);
   });
@@ -182,8 +196,8 @@ describe("rule 11: in flight", () => {
   it("a duplicate in another process polls the store until the outcome is there", async () => {
     const gate = createGate();
     const clock = createManualClock();
-    const a = await startGated(gate, { store: sharedStore(), clock });
-    const observed = observedStore(sharedStore(), "get");
+    const a = await startGated(gate, { store: sharedStore(clock), clock });
+    const observed = observedStore(sharedStore(clock), "get");
     const b = await startGated(createGate(), { store: observed.store, clock });
     const key = crypto.randomUUID();
     const first = a.client.createPayment(payment(key));
@@ -204,8 +218,8 @@ describe("rule 11: in flight", () => {
   it("refuses another payload under a key in flight, in this process or another", async () => {
     const gate = createGate();
     const clock = createManualClock();
-    const a = await startGated(gate, { store: sharedStore(), clock });
-    const b = await startGated(createGate(), { store: sharedStore(), clock });
+    const a = await startGated(gate, { store: sharedStore(clock), clock });
+    const b = await startGated(createGate(), { store: sharedStore(clock), clock });
     const key = crypto.randomUUID();
     const first = a.client.createPayment(payment(key, 100n));
     await a.entered;
@@ -221,27 +235,26 @@ describe("rule 11: in flight", () => {
 
 describe("rule 12: crash recovery", () => {
   /** Claims a key as a process would that then died. */
-  async function claimAsDeadProcess(store: IdempotencyStore, clock: ManualClock, key: string, amountMinor = 100n) {
+  async function claimAsDeadProcess(store: IdempotencyStore, key: string, amountMinor = 100n) {
     const message = create(CreatePaymentRequestSchema, payment(key, amountMinor));
     const fingerprint = fingerprintRequest(CreatePaymentRequestSchema, message, CreatePaymentRequestSchema.field.requestId);
-    const now = clock.now();
     const claim = await store.claim({
       key: { scope: "", method, key },
       fingerprint,
       owner: "owner-of-a-dead-process",
-      now,
-      leaseUntil: now + 30_000,
-      expiresAt: now + 86_400_000,
+      leaseMs: 30_000,
+      graceMs: 2_000,
+      expiresInMs: 86_400_000,
     });
     expect(claim.kind).toBe("claimed");
   }
 
-  it("takes over a claim whose lease expired, with a new owner token and takeover: true", async () => {
+  it("takes over a claim whose lease and grace expired, with a new owner token, attempt 2 and takeover: true", async () => {
     const server = await startIdempotencyTestServer({ interceptor: { maxWait: 20 } });
     scratch.closeAfter(() => server.close());
     const client = paymentsClient(server);
     const key = crypto.randomUUID();
-    await claimAsDeadProcess(server.store, server.clock, key);
+    await claimAsDeadProcess(server.store, key);
 
     // While the lease lasts, the key is in progress.
     expect(findErrorReason(await expectConnectError(client.createPayment(payment(key))))).toBe(
@@ -249,12 +262,18 @@ describe("rule 12: crash recovery", () => {
     );
     expect(server.runs).toHaveLength(0);
 
+    // At the end of the lease the claim still holds for the grace period (2 s by default).
     server.clock.advance(30_000);
+    expect(findErrorReason(await expectConnectError(client.createPayment(payment(key))))).toBe(
+      ErrorReason.REQUEST_IN_PROGRESS,
+    );
+    expect(server.runs).toHaveLength(0);
+    server.clock.advance(2_000);
     const recovered = await client.createPayment(payment(key));
     expect(server.runs).toHaveLength(1);
-    expect(server.runs[0]?.context).toMatchObject({ key, takeover: true });
+    expect(server.runs[0]?.context).toMatchObject({ key, attempt: 2, takeover: true });
     const record = await server.store.get({ scope: "", method, key });
-    expect(record).toMatchObject({ status: "completed", takeovers: 1 });
+    expect(record).toMatchObject({ status: "completed", attempt: 2 });
     expect(record?.owner).not.toBe("owner-of-a-dead-process");
     expect(server.events.map((e) => e.type)).toContain("takeover");
 
@@ -266,7 +285,7 @@ describe("rule 12: crash recovery", () => {
     const server = await startIdempotencyTestServer();
     scratch.closeAfter(() => server.close());
     const key = crypto.randomUUID();
-    await claimAsDeadProcess(server.store, server.clock, key, 100n);
+    await claimAsDeadProcess(server.store, key, 100n);
     server.clock.advance(60_000);
     const error = await expectConnectError(paymentsClient(server).createPayment(payment(key, 200n)));
     expect(findErrorReason(error)).toBe(ErrorReason.REQUEST_ID_REUSED);
@@ -276,22 +295,26 @@ describe("rule 12: crash recovery", () => {
   it("a slow but live handler keeps its claim: the lease is renewed while it runs", async () => {
     const gate = createGate();
     const clock = createManualClock();
-    // Lease 300 ms of the manual clock: renewed every 100 ms of real time.
-    const observed = observedStore(sharedStore(), "renew");
-    const a = await startGated(gate, { store: observed.store, clock, interceptor: { lease: 300 } });
-    const b = await startGated(createGate(), { store: sharedStore(), clock, interceptor: { lease: 300, maxWait: 20 } });
+    // Lease 1 s of the manual clock: renewed every 333 ms of real time.
+    const observed = observedStore(sharedStore(clock), "renew");
+    const a = await startGated(gate, { store: observed.store, clock, interceptor: { lease: 1_000, leaseGrace: 500 } });
+    const b = await startGated(createGate(), {
+      store: sharedStore(clock),
+      clock,
+      interceptor: { lease: 1_000, leaseGrace: 500, maxWait: 20 },
+    });
     const key = crypto.randomUUID();
     const first = a.client.createPayment(payment(key));
     await a.entered;
     const claimedAt = clock.now();
     for (let i = 0; i < 3; i++) {
-      clock.advance(250);
+      clock.advance(700);
       await observed.next();
     }
-    // The first lease ended at claimedAt + 300; renewals moved it along.
+    // The first lease ended at claimedAt + 1,000 (+ 500 grace); renewals moved it along.
     const record = await a.server.store.get({ scope: "", method, key });
     expect(record?.leaseUntil).toBeGreaterThan(clock.now());
-    expect(clock.now()).toBeGreaterThan(claimedAt + 300);
+    expect(clock.now()).toBeGreaterThan(claimedAt + 1_500);
     // So a duplicate elsewhere waits instead of taking over.
     expect(findErrorReason(await expectConnectError(b.client.createPayment(payment(key))))).toBe(
       ErrorReason.REQUEST_IN_PROGRESS,
@@ -301,30 +324,34 @@ describe("rule 12: crash recovery", () => {
     expect(a.server.runs.length + b.server.runs.length).toBe(1);
   });
 
-  it("an execution that lost its claim never overwrites its successor's outcome", async () => {
+  it("an execution that lost its claim never overwrites its successor's outcome, and its caller gets the successor's", async () => {
     const gate = createGate();
     const clock = createManualClock();
-    const real = sharedStore();
+    const real = sharedStore(clock);
     // The first process cannot renew (say, its store connection hangs).
     const stalled: IdempotencyStore = {
       ...real,
       renew: () => Promise.reject(new Error("connection lost")),
       close: () => real.close(),
     };
-    const a = await startGated(gate, { store: stalled, clock, interceptor: { lease: 300 } });
+    const leases = { lease: 1_000, leaseGrace: 500 };
+    const a = await startGated(gate, { store: stalled, clock, interceptor: leases });
     const open = createGate();
     open.open();
-    const b = await startGated(open, { store: sharedStore(), clock, interceptor: { lease: 300 } });
+    const b = await startGated(open, { store: sharedStore(clock), clock, interceptor: leases });
     const key = crypto.randomUUID();
     const first = a.client.createPayment(payment(key));
     await a.entered;
-    clock.advance(300);
+    clock.advance(1_500);
     const successor = await b.client.createPayment(payment(key));
-    expect(b.server.runs[0]?.context?.takeover).toBe(true);
+    expect(b.server.runs[0]?.context).toMatchObject({ attempt: 2, takeover: true });
     gate.open();
+    // Its own result is not what the store holds: the caller gets the successor's, replayed.
     const late = await first;
-    expect(late.payment?.paymentId).not.toBe(successor.payment?.paymentId);
-    expect(a.server.events.at(-1)).toMatchObject({ type: "claim_lost", operation: "complete" });
+    expect(late).toEqual(successor);
+    expect(a.server.events.map((e) => e.type)).toContain("claim_lost");
+    expect(a.server.events.find((e) => e.type === "claim_lost")).toMatchObject({ operation: "complete" });
+    expect(a.server.events.at(-1)).toMatchObject({ type: "replayed" });
     // The store keeps the successor's outcome.
     expect(await b.client.createPayment(payment(key))).toEqual(successor);
     expect(await a.client.createPayment(payment(key))).toEqual(successor);
@@ -348,8 +375,8 @@ describe("concurrency", () => {
   it("200 concurrent calls with one key spread over two processes sharing a store: one execution", async () => {
     const gate = createGate();
     const clock = createManualClock();
-    const a = await startGated(gate, { store: sharedStore(), clock });
-    const b = await startGated(gate, { store: sharedStore(), clock });
+    const a = await startGated(gate, { store: sharedStore(clock), clock });
+    const b = await startGated(gate, { store: sharedStore(clock), clock });
     const key = crypto.randomUUID();
     const calls = Array.from({ length: 200 }, (_, i) =>
       retryWhileInProgress(() => (i % 2 === 0 ? a.client : b.client).createPayment(payment(key))),

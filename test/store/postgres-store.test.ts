@@ -3,9 +3,10 @@ import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import pg from "pg";
 import { describe, expect, it, vi } from "vitest";
-import type { RecordKey } from "../../src/store/idempotency-store.js";
+import type { ClaimInput, RecordKey } from "../../src/store/idempotency-store.js";
 import type { SweepReport } from "../../src/store/record-sweeper.js";
 import { createPostgresStore } from "../../src/store/postgres/postgres-store.js";
+import { postgresClockMs } from "../../src/store/postgres/postgres-statements.js";
 import {
   migratePostgresSchema,
   postgresMetaTable,
@@ -14,17 +15,19 @@ import {
 } from "../../src/store/postgres/postgres-migrations.js";
 import { describeStoreConformance } from "../store-conformance.js";
 import { createTestSchema, terminateBackends, testConnectionString, useTestSchema } from "../support/postgres-database.js";
+import { useTestDatabaseClock } from "../support/postgres-test-clock.js";
 
 const schema = useTestSchema("pgstore");
+const clock = useTestDatabaseClock("pgclock");
 
-function claimInput(key: string, now: number, owner = randomBytes(8).toString("hex")) {
+function claimInput(key: string, owner = randomBytes(8).toString("hex")): ClaimInput {
   return {
     key: { scope: "tenant", method: "demo.v1.PaymentService/CreatePayment", key },
     fingerprint: "f".repeat(64),
     owner,
-    now,
-    leaseUntil: now + 1000,
-    expiresAt: now + 60_000,
+    leaseMs: 1000,
+    graceMs: 0,
+    expiresInMs: 60_000,
   };
 }
 
@@ -50,10 +53,15 @@ async function countBackends(applicationName: string): Promise<number> {
 }
 
 describeStoreConformance("PostgreSQL", async () => {
-  const store = await schema.openStore({ sweepIntervalMs: 0 });
+  await clock.reset();
+  const pool = clock.pool();
+  const store = await createPostgresStore({ pool, schema: schema.name, table: schema.nextTable(), sweepIntervalMs: 0 });
   return {
     store,
+    travel: clock.travel,
+    exact: false,
     async cleanup() {
+      await pool.end();
       await schema.admin.query(`DROP TABLE ${schema.name}.${store.table}_phases, ${schema.name}.${store.table}`);
     },
   };
@@ -83,6 +91,7 @@ describe("PostgreSQL migrations", () => {
         expires_at: "bigint",
         takeovers: "integer",
         outcome: "bytea",
+        interrupted: "boolean",
       });
     } finally {
       await store.close();
@@ -92,7 +101,7 @@ describe("PostgreSQL migrations", () => {
   it("re-opens an existing table without migrating again, keeping its records", async () => {
     const table = schema.nextTable();
     const first = await schema.openStore({ table });
-    const input = claimInput("kept", 1_000);
+    const input = claimInput("kept");
     expect((await first.claim(input)).kind).toBe("claimed");
     await first.close();
 
@@ -133,8 +142,8 @@ describe("PostgreSQL migrations", () => {
         const meta = await fresh.admin.query(`SELECT table_name, schema_version FROM ${fresh.name}.${postgresMetaTable}`);
         expect(meta.rows).toEqual([{ table_name: "connect_idempotency_records", schema_version: postgresSchemaVersion }]);
         // Every store works on the one table.
-        expect((await stores[0]!.claim(claimInput("shared", 1_000))).kind).toBe("claimed");
-        expect((await stores[5]!.claim(claimInput("shared", 1_000))).kind).toBe("existing");
+        expect((await stores[0]!.claim(claimInput("shared"))).kind).toBe("claimed");
+        expect((await stores[5]!.claim(claimInput("shared"))).kind).toBe("existing");
       } finally {
         await Promise.all(stores.map((store) => store.close()));
       }
@@ -156,10 +165,11 @@ describe("PostgreSQL migrations", () => {
 });
 
 describe("PostgreSQL sweeper", () => {
+  /** Inserts `count` rows; `values` gives status to outcome, with `now` the database's clock in ms. */
   async function insertRows(table: string, count: number, values: string): Promise<void> {
     await schema.admin.query(
       `INSERT INTO ${schema.name}.${table} (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, outcome)
-SELECT 's', 'm', $1 || i, ${values} FROM generate_series(1, $2::int) AS i`,
+SELECT 's', 'm', $1 || i, ${values} FROM generate_series(1, $2::int) AS i, (SELECT ${postgresClockMs} AS now) AS clock`,
       [`${table}-`, count],
     );
   }
@@ -167,19 +177,15 @@ SELECT 's', 'm', $1 || i, ${values} FROM generate_series(1, $2::int) AS i`,
   it("removes 5,000 expired rows in batches of the configured size, sparing live ones", async () => {
     const table = schema.nextTable();
     const reports: SweepReport[] = [];
-    const store = await schema.openStore({
-      table,
-      sweepIntervalMs: 0,
-      clock: () => 10_000,
-    });
+    const store = await schema.openStore({ table, sweepIntervalMs: 0 });
     // Expired and completed, expired with an ended lease, expired but with a
-    // live lease (kept), and completed but unexpired (kept).
-    await insertRows(table, 4_000, "'completed', 'f', 'o', 1, 1, 1, 5000, '\\x01'::bytea");
+    // live lease (kept), and completed but unexpired (kept), by the database's clock.
+    await insertRows(table, 4_000, "'completed', 'f', 'o', now - 9000, now - 9000, now - 9000, now - 5000, '\\x01'::bytea");
     await schema.admin.query(
       `INSERT INTO ${schema.name}.${table} (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at)
-SELECT 's2', 'm', 'k' || i, 'in_progress', 'f', 'o', 1, 1, 9000, 10000 FROM generate_series(1, 1000) AS i
-UNION ALL SELECT 'live', 'm', 'leased', 'in_progress', 'f', 'o', 1, 1, 20000, 5000
-UNION ALL SELECT 'live', 'm', 'retained', 'completed', 'f', 'o', 1, 1, 1, 20000`,
+SELECT 's2', 'm', 'k' || i, 'in_progress', 'f', 'o', now - 9000, now - 9000, now - 1000, now - 1 FROM generate_series(1, 1000) AS i, (SELECT ${postgresClockMs} AS now) AS clock
+UNION ALL SELECT 'live', 'm', 'leased', 'in_progress', 'f', 'o', now, now, now + 600000, now - 5000 FROM (SELECT ${postgresClockMs} AS now) AS clock
+UNION ALL SELECT 'live', 'm', 'retained', 'completed', 'f', 'o', now, now, now, now + 600000 FROM (SELECT ${postgresClockMs} AS now) AS clock`,
     );
     await store.close();
 
@@ -187,7 +193,6 @@ UNION ALL SELECT 'live', 'm', 'retained', 'completed', 'f', 'o', 1, 1, 1, 20000`
       table,
       sweepIntervalMs: 10,
       sweepBatchSize: 500,
-      clock: () => 10_000,
       onSweep: (report) => reports.push(report),
     });
     try {
@@ -208,10 +213,10 @@ UNION ALL SELECT 'live', 'm', 'retained', 'completed', 'f', 'o', 1, 1, 1, 20000`
     const table = schema.nextTable();
     const store = await schema.openStore({ table, sweepIntervalMs: 0, sweepBatchSize: 4 });
     try {
-      await insertRows(table, 10, "'completed', 'f', 'o', 1, 1, 1, 5000, NULL");
-      expect(await store.sweep({ now: 10_000, limit: 7 })).toBe(7);
-      expect(await store.sweep({ now: 10_000, limit: 7 })).toBe(3);
-      expect(await store.sweep({ now: 10_000, limit: 7 })).toBe(0);
+      await insertRows(table, 10, "'completed', 'f', 'o', now - 9000, now - 9000, now - 9000, now - 5000, NULL");
+      expect(await store.sweep({ limit: 7 })).toBe(7);
+      expect(await store.sweep({ limit: 7 })).toBe(3);
+      expect(await store.sweep({ limit: 7 })).toBe(0);
     } finally {
       await store.close();
     }
@@ -240,11 +245,11 @@ describe("PostgreSQL identifiers", () => {
     const oddTable = `Tab"le -- 名; DROP TABLE x`;
     const store = await schema.openStore({ schema: oddSchema, table: oddTable });
     try {
-      const input = claimInput("odd", 1_000);
+      const input = claimInput("odd");
       expect((await store.claim(input)).kind).toBe("claimed");
-      expect(await store.complete({ ...input, outcome: new Uint8Array([7]), expiresAt: 2_000 })).toBe(true);
+      expect(await store.complete({ ...input, attempt: 1, outcome: new Uint8Array([7]), retentionMs: 0 })).toBe(true);
       expect((await store.get(input.key))?.outcome).toEqual(new Uint8Array([7]));
-      expect(await store.sweep({ now: 3_000, limit: 10 })).toBe(1);
+      expect(await store.sweep({ limit: 10 })).toBe(1);
       const found = await schema.admin.query("SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1", [
         oddSchema,
       ]);
@@ -263,8 +268,8 @@ describe("PostgreSQL identifiers", () => {
     const table = schema.nextTable();
     const store = await schema.openStore({ table });
     try {
-      const plain = claimInput("Req-1 \\ 'quoted'", 1_000);
-      const controlInput = claimInput("a\u0000b\u0001c", 1_000);
+      const plain = claimInput("Req-1 \\ 'quoted'");
+      const controlInput = claimInput("a\u0000b\u0001c");
       const control = { ...controlInput, key: { ...controlInput.key, scope: "t\u0000" } };
       await store.claim(plain);
       await store.claim(control);
@@ -294,13 +299,13 @@ describe("PostgreSQL connections", () => {
   it("close() ends the pool it created and leaves a pool passed in open", async () => {
     const applicationName = `pg-own-${randomBytes(4).toString("hex")}`;
     const own = await schema.openStore({ applicationName });
-    await own.get(claimInput("any", 1).key);
+    await own.get(claimInput("any").key);
     expect(await countBackends(applicationName)).toBeGreaterThan(0);
     await own.close();
     await own.close();
     // The server notices the closed connections a moment later.
     await vi.waitFor(async () => expect(await countBackends(applicationName)).toBe(0));
-    await expect(own.get(claimInput("any", 1).key)).rejects.toThrow(/closed/);
+    await expect(own.get(claimInput("any").key)).rejects.toThrow(/closed/);
 
     const pool = new pg.Pool({ connectionString: testConnectionString, max: 2 });
     try {
@@ -321,7 +326,7 @@ describe("PostgreSQL connections", () => {
     try {
       // An uncommitted row with the same key makes the claim wait on the
       // primary key, so that it is in flight when its connection dies.
-      const input = claimInput("killed", 1_000);
+      const input = claimInput("killed");
       await holdKey(blocker, table, input.key);
       const claimFailure = store.claim(input).then(
         (result) => result,
@@ -354,7 +359,7 @@ describe("PostgreSQL connections", () => {
     const store = await schema.openStore({ table, statementTimeoutMs: 200 });
     const blocker = await schema.admin.connect();
     try {
-      const input = claimInput("slow", 1_000);
+      const input = claimInput("slow");
       await holdKey(blocker, table, input.key);
       await expect(store.claim(input)).rejects.toThrow(/statement timeout/);
       await blocker.query("ROLLBACK");

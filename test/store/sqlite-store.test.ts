@@ -15,6 +15,7 @@ import { startSqliteCheckpointer } from "../../src/store/sqlite/sqlite-checkpoin
 import { sqliteSchemaVersion } from "../../src/store/sqlite/sqlite-schema.js";
 import { createSqliteStore, type SqliteStore, type SqliteStoreOptions } from "../../src/store/sqlite/sqlite-store.js";
 import { describeStoreConformance } from "../store-conformance.js";
+import { t0 } from "../support/conformance-claim.js";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const workerPath = fileURLToPath(new URL("../support/sqlite-claim-worker.ts", import.meta.url));
@@ -24,32 +25,50 @@ async function tempDir(): Promise<{ dir: string; remove(): Promise<void> }> {
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
 }
 
-describeStoreConformance("SQLite :memory:", async () => ({
-  store: createSqliteStore({ path: ":memory:", sweepIntervalMs: 0 }),
-  cleanup: async () => {},
-}));
+/** A store clock that moves only when a test moves it, from `t0` on. */
+function manualClock(): { now: () => number; travel(ms: number): Promise<void> } {
+  let now = t0;
+  return {
+    now: () => now,
+    async travel(ms) {
+      now += ms;
+    },
+  };
+}
+
+describeStoreConformance("SQLite :memory:", async () => {
+  const clock = manualClock();
+  return {
+    store: createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock: clock.now }),
+    travel: clock.travel,
+    exact: true,
+    cleanup: async () => {},
+  };
+});
 
 for (const durability of ["normal", "full"] as const) {
   describeStoreConformance(`SQLite file, durability ${durability}`, async () => {
     const temp = await tempDir();
+    const clock = manualClock();
     return {
-      store: createSqliteStore({ path: join(temp.dir, "records.db"), durability, sweepIntervalMs: 0 }),
+      store: createSqliteStore({ path: join(temp.dir, "records.db"), durability, sweepIntervalMs: 0, clock: clock.now }),
+      travel: clock.travel,
+      exact: true,
       cleanup: temp.remove,
     };
   });
 }
 
 const method = "demo.v1.PaymentService/CreatePayment";
-const t0 = 1_000_000;
 
 function claimInput(id: string, overrides: Partial<ClaimInput> = {}): ClaimInput {
   return {
     key: { scope: "s", method, key: id },
     fingerprint: "fp",
     owner: `owner-${id}`,
-    now: t0,
-    leaseUntil: t0 + 30_000,
-    expiresAt: t0 + 3_600_000,
+    leaseMs: 30_000,
+    graceMs: 10_000,
+    expiresInMs: 3_600_000,
     ...overrides,
   };
 }
@@ -340,10 +359,11 @@ describe("createSqliteStore", () => {
       store.database.pragma("query_only = ON");
       const attempts = [
         store.claim(claimInput("b")),
-        store.complete({ key: keyOf("a"), owner: "owner-a", outcome: new Uint8Array([1]), now: t0, expiresAt: t0 + 1 }),
-        store.release({ key: keyOf("a"), owner: "owner-a" }),
-        store.renew({ key: keyOf("a"), owner: "owner-a", leaseUntil: t0 + 60_000 }),
-        store.sweep({ now: t0 + 9_999_999, limit: 10 }),
+        store.complete({ key: keyOf("a"), owner: "owner-a", attempt: 1, outcome: new Uint8Array([1]), retentionMs: 1 }),
+        store.interrupt({ key: keyOf("a"), owner: "owner-a", attempt: 1 }),
+        store.release({ key: keyOf("a"), owner: "owner-a", attempt: 1 }),
+        store.renew({ key: keyOf("a"), owner: "owner-a", attempt: 1, leaseMs: 60_000 }),
+        store.sweep({ limit: 10 }),
       ];
       for (const attempt of attempts) {
         await expect(attempt).rejects.toMatchObject({ code: "SQLITE_READONLY" });
@@ -373,7 +393,7 @@ describe("createSqliteStore", () => {
       store.database.pragma(`max_page_count = ${pages + 2}`);
       const [small, big, after] = await Promise.allSettled([
         store.claim(claimInput("small")),
-        store.complete({ key: keyOf("big"), owner: "owner-big", outcome: new Uint8Array(1 << 20), now: t0, expiresAt: t0 + 1 }),
+        store.complete({ key: keyOf("big"), owner: "owner-big", attempt: 1, outcome: new Uint8Array(1 << 20), retentionMs: 1 }),
         store.claim(claimInput("after")),
       ]);
       expect(big).toMatchObject({ status: "rejected", reason: { code: "SQLITE_FULL" } });
@@ -390,10 +410,11 @@ describe("createSqliteStore", () => {
   });
 
   describe("sweeper", () => {
-    async function seedExpired(store: SqliteStore, count: number, expiresAt: number): Promise<void> {
+    /** Claims `count` keys whose claims end and expire `expiresInMs` from the store's now. */
+    async function seedExpired(store: SqliteStore, count: number, expiresInMs: number): Promise<void> {
       await Promise.all(
         Array.from({ length: count }, (_, i) =>
-          store.claim(claimInput(`expired-${expiresAt}-${i}`, { leaseUntil: expiresAt, expiresAt })),
+          store.claim(claimInput(`expired-${expiresInMs}-${i}`, { leaseMs: expiresInMs, expiresInMs })),
         ),
       );
     }
@@ -412,8 +433,8 @@ describe("createSqliteStore", () => {
           passDone();
         },
       });
-      await seedExpired(store, 10, t0 + 100);
-      await store.claim(claimInput("live", { leaseUntil: t0 + 100, expiresAt: t0 + 1_000_000 }));
+      await seedExpired(store, 10, 100);
+      await store.claim(claimInput("live", { leaseMs: 100, expiresInMs: 1_000_000 }));
       now = t0 + 500;
       const firstPass = new Promise<void>((resolve) => (passDone = resolve));
       await vi.advanceTimersByTimeAsync(1_000);
@@ -432,8 +453,10 @@ describe("createSqliteStore", () => {
     it("reports a failed pass instead of dropping the error", async () => {
       vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
       let passDone: (report: SweepReport) => void = () => {};
-      const store = open({ sweepIntervalMs: 1_000, clock: () => t0 + 500, onSweep: (report) => passDone(report) });
-      await seedExpired(store, 2, t0 + 100);
+      let now = t0;
+      const store = open({ sweepIntervalMs: 1_000, clock: () => now, onSweep: (report) => passDone(report) });
+      await seedExpired(store, 2, 100);
+      now = t0 + 500;
       store.database.pragma("query_only = ON");
       const pass = new Promise<SweepReport>((resolve) => (passDone = resolve));
       await vi.advanceTimersByTimeAsync(1_000);
@@ -441,11 +464,13 @@ describe("createSqliteStore", () => {
     });
 
     it("lets other operations run between its batches", async () => {
-      const store = open({ sweepBatchSize: 3 });
-      await seedExpired(store, 10, t0 + 100);
+      let now = t0;
+      const store = open({ sweepBatchSize: 3, clock: () => now });
+      await seedExpired(store, 10, 100);
       await store.claim(claimInput("live"));
+      now = t0 + 500;
       const order: string[] = [];
-      const sweep = store.sweep({ now: t0 + 500, limit: 100 }).then((count) => order.push(`sweep:${count}`));
+      const sweep = store.sweep({ limit: 100 }).then((count) => order.push(`sweep:${count}`));
       const read = store.get(keyOf("live")).then((record) => order.push(`get:${record?.owner}`));
       await Promise.all([sweep, read]);
       expect(order).toEqual(["get:owner-live", "sweep:10"]);
@@ -489,7 +514,7 @@ describe("createSqliteStore", () => {
           // Random like request IDs, so that each write lands on its own index page.
           const name = randomUUID();
           await store.claim(claimInput(name));
-          await store.complete({ key: keyOf(name), owner: `owner-${name}`, outcome: new Uint8Array(64), now: t0, expiresAt: t0 + 60_000 });
+          await store.complete({ key: keyOf(name), owner: `owner-${name}`, attempt: 1, outcome: new Uint8Array(64), retentionMs: 60_000 });
           if (next % 500 === 0) largest = Math.max(largest, statSync(wal).size);
         }
       };

@@ -8,23 +8,33 @@ export const conformanceKey: RecordKey = {
 };
 
 /**
- * The time the conformance suites start at: well before any wall clock a
- * store might consult by mistake, so that such a store fails them.
+ * Where a manual store clock starts in the conformance suites: well before
+ * any wall clock a store might consult by mistake, so that such a store
+ * fails them.
  */
 export const t0 = 1_000_000;
 
+/** The lease of `claimInput`. */
+export const leaseMs = 30_000;
+
+/** The grace period of `claimInput`: a takeover waits for the lease and this. */
+export const graceMs = 10_000;
+
+/** How long an unfinished claim of `claimInput` lives: a day. */
+export const expiresInMs = 86_400_000;
+
 /**
- * A claim of `conformanceKey` at `t0` by `owner-1` with fingerprint `fp-1`,
- * a 30 s lease and a day's retention, with `overrides` on top.
+ * A claim of `conformanceKey` by `owner-1` with fingerprint `fp-1`, a 30 s
+ * lease, a 10 s grace period and a day's expiry, with `overrides` on top.
  */
 export function claimInput(overrides: Partial<ClaimInput> = {}): ClaimInput {
   return {
     key: conformanceKey,
     fingerprint: "fp-1",
     owner: "owner-1",
-    now: t0,
-    leaseUntil: t0 + 30_000,
-    expiresAt: t0 + 86_400_000,
+    leaseMs,
+    graceMs,
+    expiresInMs,
     ...overrides,
   };
 }

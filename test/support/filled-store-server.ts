@@ -6,9 +6,11 @@ import { FixtureService } from "../../gen/fixture/v1/fixture_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { hashRecordKey } from "../../src/server/key-hash.js";
 import type { IdempotencyStore } from "../../src/store/idempotency-store.js";
+import type { PostgresStore } from "../../src/store/postgres/postgres-store.js";
+import type { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import type { StoreStats } from "../../src/store/idempotency-store-admin.js";
 import { createGate } from "./call-gates.js";
-import { type IdempotencyTestServer, startIdempotencyTestServer } from "./idempotency-test-server.js";
+import { type IdempotencyTestServer, startIdempotencyTestServer, testKeyHashSecret } from "./idempotency-test-server.js";
 import { createTestTransport } from "./test-transports.js";
 
 /** The scope of a call, from this request header; absent means the default scope `""`. */
@@ -38,12 +40,13 @@ export interface FilledKeys {
 /** The counts `stats` reports of a store `startFilledStoreServer` has just filled. */
 export const filledStoreCounts = {
   inProgress: 1,
+  interrupted: 0,
   completed: 7,
   expired: 1,
   byMethod: [
-    { method: "demo.v1.PaymentService/CreatePayment", inProgress: 1, completed: 5 },
-    { method: "demo.v1.PaymentService/RefundPayment", inProgress: 0, completed: 1 },
-    { method: "fixture.v1.FixtureService/Opaque", inProgress: 0, completed: 1 },
+    { method: "demo.v1.PaymentService/CreatePayment", inProgress: 1, interrupted: 0, completed: 5 },
+    { method: "demo.v1.PaymentService/RefundPayment", inProgress: 0, interrupted: 0, completed: 1 },
+    { method: "fixture.v1.FixtureService/Opaque", inProgress: 0, interrupted: 0, completed: 1 },
   ],
 } satisfies Partial<StoreStats>;
 
@@ -62,16 +65,14 @@ export interface FilledStoreServer {
 /**
  * Starts the test server on `store` and fills the store through real calls:
  * 8 records, 7 completed and 1 in progress, over 3 methods and 3 scopes, one
- * expired. The interceptor's clock is wall time, moved back three hours for
- * the old records.
+ * expired. The old records are made three hours old afterwards, by moving
+ * their times back in the table (stores take time from their own clock).
  */
 export async function startFilledStoreServer(store: IdempotencyStore): Promise<FilledStoreServer> {
-  let offsetMs = 0;
   const slow = createGate();
   const server: IdempotencyTestServer = await startIdempotencyTestServer({
     store,
     interceptor: {
-      clock: { now: () => Date.now() + offsetMs },
       scope: (req) => req.header.get(tenantHeader) ?? "",
     },
     payments: {
@@ -104,12 +105,11 @@ export async function startFilledStoreServer(store: IdempotencyStore): Promise<F
   };
   const freshRequest = { requestId: keys.fresh, accountId: "acc_fresh", amountMinor: 1250n, currency: "EUR" };
 
-  offsetMs = -3 * hour;
   for (const requestId of keys.old) {
     await payments.createPayment({ requestId, accountId: "acc_old", amountMinor: 100n, currency: "EUR" });
   }
   await fixture.opaque({ key: keys.expired, text: "expires after a minute" });
-  offsetMs = 0;
+  await ageRecords(store, [...keys.old, keys.expired], 3 * hour);
   const freshResponse = await payments.createPayment(freshRequest);
   for (const scope of ["acme", "globex"]) {
     await payments.createPayment(
@@ -119,7 +119,7 @@ export async function startFilledStoreServer(store: IdempotencyStore): Promise<F
   }
   await payments.refundPayment({ requestId: keys.refused, paymentId: "pay_1", amountMinor: 100n }).catch(() => {});
   const slowCall = payments.createPayment({ requestId: keys.running, accountId: "slow", amountMinor: 1n });
-  const runningHash = hashRecordKey({ scope: "", method: "demo.v1.PaymentService/CreatePayment", key: keys.running });
+  const runningHash = hashRecordKey({ scope: "", method: "demo.v1.PaymentService/CreatePayment", key: keys.running }, testKeyHashSecret);
   await vi.waitFor(() => {
     if (!server.events.some((event) => event.type === "claimed" && event.keyHash === runningHash)) {
       throw new Error("the slow call has not claimed its key yet");
@@ -136,4 +136,31 @@ export async function startFilledStoreServer(store: IdempotencyStore): Promise<F
       await slowCall;
     },
   };
+}
+
+/**
+ * Moves every time of the records with these request IDs back by `ms`, as
+ * if they had been written that long ago by the store's clock.
+ */
+async function ageRecords(store: IdempotencyStore, requestIds: readonly string[], ms: number): Promise<void> {
+  const shift = "created_at = created_at - $ms, updated_at = updated_at - $ms, lease_until = lease_until - $ms, expires_at = expires_at - $ms";
+  if ("database" in store && "executor" in store) {
+    const sqlite = store as unknown as SqliteStore;
+    const update = sqlite.database.prepare(
+      `UPDATE "${sqlite.table}" SET ${shift.replaceAll("$ms", "@ms")} WHERE key = @key`,
+    );
+    await sqlite.executor.run(() => {
+      for (const key of requestIds) update.run({ ms, key });
+    });
+    return;
+  }
+  if ("pool" in store) {
+    const postgres = store as unknown as PostgresStore;
+    await postgres.pool.query(
+      `UPDATE "${postgres.schema}"."${postgres.table}" SET ${shift.replaceAll("$ms", "$1::bigint")} WHERE key = ANY($2::text[])`,
+      [ms, requestIds],
+    );
+    return;
+  }
+  throw new Error("ageRecords knows the SQLite and PostgreSQL stores only");
 }

@@ -19,6 +19,9 @@ import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { type TestHttp2Server, startHttp2Server } from "./http2-server.js";
 import { type ManualClock, createManualClock } from "./manual-clock.js";
 
+/** The secret the test server's interceptor keys its event hashes with: `hashRecordKey(key, testKeyHashSecret)`. */
+export const testKeyHashSecret = "connect-idempotency tests";
+
 /** One run of a handler, as the test server records it. */
 export interface HandlerRun {
   /** The method's local name, such as `createPayment`. */
@@ -31,15 +34,15 @@ export interface HandlerRun {
 
 /** Options of `startIdempotencyTestServer`. */
 export interface IdempotencyTestServerOptions {
-  /** Interceptor options on top of the defaults (store, clock, onEvent are filled in). */
+  /** Interceptor options on top of the defaults (store and onEvent are filled in). */
   readonly interceptor?: Partial<IdempotencyInterceptorOptions>;
-  /** The store; default a fresh in-memory SQLite store without background sweeps. */
+  /** The store; default a fresh in-memory SQLite store on `clock`, without background sweeps. */
   readonly store?: IdempotencyStore;
   /** PaymentService methods replacing the default ones. */
   readonly payments?: Partial<ServiceImpl<typeof PaymentService>>;
   /** FixtureService methods replacing the default ones. */
   readonly fixture?: Partial<ServiceImpl<typeof FixtureService>>;
-  /** The interceptor's clock; default a new manual clock. Share one between servers that share a store file. */
+  /** The default store's clock; default a new manual clock. Share one between servers that share a store file. */
   readonly clock?: ManualClock;
   /** More adapter options, such as `compressMinBytes`. */
   readonly adapter?: Partial<ConnectNodeAdapterOptions>;
@@ -49,7 +52,7 @@ export interface IdempotencyTestServerOptions {
 export interface IdempotencyTestServer extends TestHttp2Server {
   /** The store the interceptor uses. */
   readonly store: IdempotencyStore;
-  /** The interceptor's clock. */
+  /** The default store's clock (a store passed in keeps its own). */
   readonly clock: ManualClock;
   /** Every event the interceptor emitted, in order. */
   readonly events: IdempotencyEvent[];
@@ -62,7 +65,7 @@ export interface IdempotencyTestServer extends TestHttp2Server {
 /**
  * Starts PaymentService and FixtureService on an HTTP/2 server behind
  * `createIdempotencyInterceptor` with a real store (in-memory SQLite by
- * default) and a manual clock. The default handlers record each run and
+ * default, on a manual clock). The default handlers record each run and
  * answer with the run's number, so that a replay is recognizable:
  * CreatePayment answers `payment_id: pay_<n>`, Opaque answers its text, the
  * run number in `executions` and `response_size` bytes of filler.
@@ -73,7 +76,7 @@ export async function startIdempotencyTestServer(
   const clock = options.clock ?? createManualClock();
   const events: IdempotencyEvent[] = [];
   const runs: HandlerRun[] = [];
-  const store = options.store ?? createSqliteStore({ path: ":memory:", sweepIntervalMs: 0 });
+  const store = options.store ?? createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock: () => clock.now() });
   const record = (method: string, requestId: string, context: IdempotencyContextValue | undefined) =>
     runs.push({ method, requestId, context });
   const payments: ServiceImpl<typeof PaymentService> = {
@@ -123,7 +126,7 @@ export async function startIdempotencyTestServer(
       ...(options.adapter?.interceptors ?? []),
       createIdempotencyInterceptor({
         store,
-        clock,
+        keyHashSecret: testKeyHashSecret,
         onEvent: (event) => events.push(event),
         ...options.interceptor,
       }),

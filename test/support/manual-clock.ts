@@ -1,7 +1,7 @@
-import type { IdempotencyClock } from "../../src/server/interceptor-options.js";
-
-/** A clock that only moves when a test moves it. */
-export interface ManualClock extends IdempotencyClock {
+/** A clock that only moves when a test moves it; pass `() => clock.now()` as a SQLite store's `clock`. */
+export interface ManualClock {
+  /** The current time in milliseconds since the epoch. */
+  now(): number;
   /** Moves the clock forward by `ms`. */
   advance(ms: number): void;
 }

@@ -88,6 +88,8 @@ async function openStore(): Promise<IdempotencyStore> {
       return createSqliteStore({
         path: required("SQLITE_PATH"),
         durability: env.SQLITE_DURABILITY === "full" ? "full" : "normal",
+        // Short leases need short busy waits (the lease must outlast three).
+        busyTimeoutMs: optionalNumber("BUSY_TIMEOUT_MS") ?? Math.min(5_000, Math.floor((optionalNumber("LEASE_MS") ?? 30_000) / 3)),
       });
     case "postgres":
       return createPostgresStore({ connectionString: required("POSTGRES_URL"), schema: env.POSTGRES_SCHEMA });

@@ -12,7 +12,6 @@ import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 const [path, mode, worker, keyCountArg] = process.argv.slice(2);
 if (path === undefined) throw new Error("usage: sqlite-claim-worker.ts <path> claim|idle ...");
 const method = "fixture.v1.FixtureService/Plain";
-const now = 1_000_000;
 
 if (mode === "idle") {
   const store = createSqliteStore({ path, sweepIntervalMs: 60_000 });
@@ -20,9 +19,9 @@ if (mode === "idle") {
     key: { scope: "idle", method, key: "idle" },
     fingerprint: "fp",
     owner: "idle",
-    now,
-    leaseUntil: now + 1,
-    expiresAt: now + 2,
+    leaseMs: 1,
+    graceMs: 0,
+    expiresInMs: 2,
   });
 } else if (mode === "claim" && worker !== undefined && keyCountArg !== undefined) {
   const store = createSqliteStore({ path, sweepIntervalMs: 0, busyTimeoutMs: 30_000 });
@@ -40,13 +39,14 @@ if (mode === "idle") {
       keys.map(async (id) => {
         const key = { scope: "shared", method, key: id };
         const owner = `worker-${worker}`;
-        const result = await store.claim({ key, fingerprint: "fp", owner, now, leaseUntil: now + 60_000, expiresAt: now + 3_600_000 });
+        const result = await store.claim({ key, fingerprint: "fp", owner, leaseMs: 60_000, graceMs: 10_000, expiresInMs: 3_600_000 });
         if (result.kind === "existing") {
           existing++;
           return;
         }
         claimed.push(id);
-        const done = await store.complete({ key, owner, outcome: new TextEncoder().encode(owner), now, expiresAt: now + 3_600_000 });
+        const { attempt } = result.record;
+        const done = await store.complete({ key, owner, attempt, outcome: new TextEncoder().encode(owner), retentionMs: 3_600_000 });
         if (!done) throw new Error(`worker ${worker} lost its claim on ${id}`);
       }),
     );

@@ -7,7 +7,7 @@ import type {
   TransactionWork,
 } from "../atomic-idempotency-store.js";
 import type { RecordKey } from "../idempotency-store.js";
-import { type PostgresStatements, toPostgresText } from "./postgres-statements.js";
+import { type PostgresStatements, postgresClockMs, toPostgresText } from "./postgres-statements.js";
 
 /** What the atomic operations of the PostgreSQL store build on. */
 export interface PostgresAtomicOperationsInit {
@@ -42,13 +42,14 @@ function keyValues(key: RecordKey): string[] {
 export function createPostgresAtomicOperations(init: PostgresAtomicOperationsInit): PostgresAtomicOperations {
   const { records, phases, statements } = init;
   const keyMatch = "scope = $1 AND method = $2 AND key = $3";
-  const lockClaim = `SELECT 1 FROM ${records} WHERE ${keyMatch} AND owner = $4 AND status = 'in_progress' FOR UPDATE`;
+  const running = "owner = $4 AND takeovers = $5 AND status = 'in_progress' AND NOT interrupted";
+  const lockClaim = `SELECT 1 FROM ${records} WHERE ${keyMatch} AND ${running} FOR UPDATE`;
   const getPhase = `SELECT result FROM ${phases} WHERE ${keyMatch} AND name = $4`;
   // Owner check and write in one statement; FOR SHARE waits for a takeover
   // in flight and then sees its new owner, so a lost claim records nothing.
   const recordPhase = `INSERT INTO ${phases} (scope, method, key, name, result, recorded_at)
-SELECT $1::text, $2::text, $3::text, $5::text, $6::bytea, $7::bigint
-WHERE EXISTS (SELECT 1 FROM ${records} WHERE ${keyMatch} AND owner = $4 AND status = 'in_progress' FOR SHARE)
+SELECT $1::text, $2::text, $3::text, $6::text, $7::bytea, ${postgresClockMs}
+WHERE EXISTS (SELECT 1 FROM ${records} WHERE ${keyMatch} AND ${running} FOR SHARE)
 ON CONFLICT (scope, method, key, name) DO UPDATE SET result = EXCLUDED.result, recorded_at = EXCLUDED.recorded_at`;
 
   /** Runs `body` in one transaction on one client; rolls back when it throws. */
@@ -85,15 +86,18 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = EXCLUDED.result, r
       work: TransactionWork<PoolClient, AtomicCompletion<T>, "async">,
     ): Promise<CompleteWithinResult<T>> {
       return inTransaction(async (client): Promise<CompleteWithinResult<T>> => {
-        const held = await client.query(lockClaim, [...keyValues(input.key), input.owner]);
+        const { key, owner, attempt, retentionMs } = input;
+        // A record this execution completed already is `not_owner` too: the
+        // work must not run a second time.
+        const held = await client.query(lockClaim, [...keyValues(key), owner, attempt - 1]);
         if (held.rowCount !== 1) {
           return { kind: "not_owner" };
         }
         const { value, outcome } = await work(client);
-        const completed = await client.query(
-          statements.complete({ key: input.key, owner: input.owner, outcome, now: input.now, expiresAt: input.expiresAt }),
+        const completed = await client.query<{ completed: boolean }>(
+          statements.complete({ key, owner, attempt, outcome, retentionMs }),
         );
-        if (completed.rowCount !== 1) {
+        if (completed.rows[0]?.completed !== true) {
           // The work itself deleted or changed the locked record: undo its writes.
           throw new Error("the claim changed inside its own completion transaction");
         }
@@ -106,7 +110,7 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = EXCLUDED.result, r
       return row === undefined ? undefined : new Uint8Array(row.result.buffer, row.result.byteOffset, row.result.byteLength);
     },
     async recordPhase(input) {
-      const values = [...keyValues(input.key), input.owner, toPostgresText(input.name), input.result, input.now];
+      const values = [...keyValues(input.key), input.owner, input.attempt - 1, toPostgresText(input.name), input.result];
       return (await init.pool().query(recordPhase, values)).rowCount === 1;
     },
   };

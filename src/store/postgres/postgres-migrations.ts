@@ -68,6 +68,13 @@ FOR EACH ROW WHEN (NEW.takeovers = 0) EXECUTE FUNCTION ${resetPhases}()`,
       ];
     },
   },
+  {
+    version: 3,
+    // A flag beside `status` rather than a third status, as in the SQLite
+    // store, which cannot change a CHECK constraint. With a constant default
+    // PostgreSQL adds the column without rewriting the table.
+    statements: (table) => [`ALTER TABLE ${table} ADD COLUMN interrupted boolean NOT NULL DEFAULT false`],
+  },
 ];
 
 /** The table of the recovery points (phases) that goes with a records table. */
@@ -106,6 +113,13 @@ export const postgresMetaTable = "connect_idempotency_meta";
  * `recorded_at`, with a foreign key to the record that deletes them with it,
  * and a trigger (function `connect_idempotency_reset_phases` in the schema)
  * that deletes them when a claim replaces an expired record.
+ *
+ * Version 3 adds `interrupted` (`boolean`): true on an `in_progress` row
+ * whose owner gave up after an indefinite error
+ * (`IdempotencyStore.interrupt`); records expose it as status `interrupted`.
+ * `takeovers` counts the takeovers of the current execution, so a record's
+ * `attempt` is `takeovers + 1`. Times in rows are the database server's
+ * clock, never an application server's.
  *
  * An up-to-date table costs two reads and no lock, so that processes running
  * with a role without DDL rights start once the table exists. Otherwise

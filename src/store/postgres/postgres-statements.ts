@@ -15,6 +15,7 @@ export interface RecordRow {
   readonly scope: string;
   readonly method: string;
   readonly key: string;
+  /** Never `interrupted`: that is the `interrupted` column. */
   readonly status: "in_progress" | "completed";
   readonly fingerprint: string;
   readonly owner: string;
@@ -23,7 +24,10 @@ export interface RecordRow {
   readonly lease_until: string;
   readonly expires_at: string;
   readonly takeovers: number;
+  readonly interrupted: boolean;
   readonly outcome: Buffer | null;
+  /** The database's clock when the statement read the row. */
+  readonly read_at: string;
 }
 
 /** A claim row: a record row, and whether the claim inserted it. */
@@ -35,24 +39,53 @@ export interface ClaimRow extends RecordRow {
  * The SQL of every store operation on one table, as `pg` query configs, so
  * that the store and code running inside a caller's transaction (such as the
  * completion of a key together with the handler's own writes) share one text.
+ *
+ * Every time is the database server's clock (`clock_timestamp()`, read once
+ * per statement), never the application server's: servers whose clocks
+ * disagree still agree on leases and expiry. Writes of an execution match
+ * its owner token and attempt (`takeovers` holds `attempt - 1`), and a
+ * running claim is `in_progress` and not interrupted.
  */
 export interface PostgresStatements {
-  /** Inserts a claim, or takes over an expired one; returns no row when another record holds the key. */
+  /**
+   * Inserts a claim, replaces an expired record, or takes over an
+   * interrupted claim or one whose lease and grace ended, with the same
+   * fingerprint; returns no row when another record holds the key.
+   */
   claim(input: ClaimInput): QueryConfig<unknown[]>;
-  /** Reads one record. */
+  /** Reads one record, with the database's clock as `read_at`. */
   get(key: RecordKey): QueryConfig<unknown[]>;
-  /** Stores the outcome if `owner` still holds the claim; one row affected on success. */
+  /**
+   * Stores the outcome if `owner` and `attempt` hold the running claim.
+   * Returns one row whose `completed` is true when they completed the
+   * record, by this statement or by an earlier one whose answer was lost.
+   */
   complete(input: CompleteInput): QueryConfig<unknown[]>;
-  /** Deletes the claim if `owner` still holds it; one row affected on success. */
+  /**
+   * Marks the running claim of `owner` and `attempt` interrupted and ends its
+   * lease; one row affected on success, also when it already was.
+   */
+  interrupt(input: OwnerInput): QueryConfig<unknown[]>;
+  /** Deletes the claim if `owner` and `attempt` hold it and it is running; one row affected on success. */
   release(input: OwnerInput): QueryConfig<unknown[]>;
-  /** Extends the lease if `owner` still holds the claim; one row affected on success. */
+  /** Extends the lease if `owner` and `attempt` hold the running claim; one row affected on success. */
   renew(input: RenewInput): QueryConfig<unknown[]>;
-  /** Deletes up to `limit` expired records whose lease has ended. */
+  /** Deletes up to `limit` records expired by the database's clock whose lease has ended. */
   sweep(input: SweepInput): QueryConfig<unknown[]>;
 }
 
-const columns =
-  "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, outcome";
+/**
+ * The database server's clock in ms since the epoch, as SQL. Statements that
+ * need it more than once read it once in a CTE, so that one statement sees
+ * one time.
+ */
+export const postgresClockMs = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/** The columns of a record row, without `read_at`. */
+export const postgresRecordColumns =
+  "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, interrupted, outcome";
+
+const columns = postgresRecordColumns;
 
 /**
  * Builds the statements for a table whose name is already quoted and
@@ -60,61 +93,92 @@ const columns =
  */
 export function createPostgresStatements(qualifiedTable: string): PostgresStatements {
   const keyMatch = "scope = $1 AND method = $2 AND key = $3";
-  // A record counts as absent once it expired, unless an in-progress claim
-  // still holds a lease: the same rule as the sweeper's. A completed record's
-  // lease ended when it completed.
-  const expired = "(r.expires_at <= $6 AND (r.status = 'completed' OR r.lease_until <= $6))";
-  // Only the same payload may take over a dead claim: another payload under
-  // a key that may already have had effects is a client bug.
-  const takeover = "(r.status = 'in_progress' AND r.lease_until <= $6 AND r.fingerprint = EXCLUDED.fingerprint)";
+  const running = "owner = $4 AND takeovers = $5 AND status = 'in_progress' AND NOT interrupted";
+  // In the upsert, EXCLUDED holds the attempted insert, whose `updated_at` is
+  // the statement's time. A record counts as absent once it expired, unless
+  // an in-progress claim still holds a lease: the same rule as the
+  // sweeper's, so a claim never depends on whether the sweeper already ran.
+  // A completed or interrupted record's lease ended when it completed or was
+  // interrupted.
+  const expired =
+    "(r.expires_at <= EXCLUDED.updated_at AND (r.status = 'completed' OR r.lease_until <= EXCLUDED.updated_at))";
+  // Only the same payload may take over an unfinished claim: another payload
+  // under a key that may already have had effects is a client bug. A running
+  // claim is taken over once its lease and the grace period passed, an
+  // interrupted one at once.
+  const takeover =
+    "(r.status = 'in_progress' AND r.fingerprint = EXCLUDED.fingerprint " +
+    "AND (r.interrupted OR r.lease_until + $7::bigint <= EXCLUDED.updated_at))";
   // `xmax` is 0 only on a row this statement inserted; an updated row carries
-  // the lock of the conflict. What an update replaced follows from
-  // `takeovers`, which only a takeover leaves above 0.
-  const claimText = `INSERT INTO ${qualifiedTable} AS r (${columns})
-VALUES ($1::text, $2::text, $3::text, 'in_progress', $4::text, $5::text, $6::bigint, $6::bigint, $7::bigint, $8::bigint, 0, NULL)
+  // the lock of the conflict. SET sees the old row and the WHERE lets only
+  // `expired` or `takeover` through, so `expired` alone tells them apart;
+  // what an update replaced then follows from `takeovers`, which only a
+  // takeover leaves above 0 (and the phases trigger reads it so too).
+  const claimText = `WITH clock AS (SELECT ${postgresClockMs} AS ms)
+INSERT INTO ${qualifiedTable} AS r (${columns})
+SELECT $1::text, $2::text, $3::text, 'in_progress', $4::text, $5::text, ms, ms, ms + $6::bigint, ms + $8::bigint, 0, false, NULL::bytea
+FROM clock
 ON CONFLICT (scope, method, key) DO UPDATE SET
   status = 'in_progress',
   fingerprint = EXCLUDED.fingerprint,
   owner = EXCLUDED.owner,
-  created_at = CASE WHEN ${takeover} THEN r.created_at ELSE EXCLUDED.created_at END,
+  created_at = CASE WHEN ${expired} THEN EXCLUDED.created_at ELSE r.created_at END,
   updated_at = EXCLUDED.updated_at,
   lease_until = EXCLUDED.lease_until,
   expires_at = EXCLUDED.expires_at,
-  takeovers = CASE WHEN ${takeover} THEN r.takeovers + 1 ELSE 0 END,
+  takeovers = CASE WHEN ${expired} THEN 0 ELSE r.takeovers + 1 END,
+  interrupted = false,
   outcome = NULL
-WHERE ${takeover} OR ${expired}
-RETURNING ${columns}, (r.xmax = 0) AS inserted`;
-  const getText = `SELECT ${columns} FROM ${qualifiedTable} WHERE ${keyMatch}`;
-  const completeText = `UPDATE ${qualifiedTable}
-SET status = 'completed', outcome = $5, updated_at = $6, lease_until = $6, expires_at = $7
-WHERE ${keyMatch} AND owner = $4 AND status = 'in_progress'`;
-  const releaseText = `DELETE FROM ${qualifiedTable} WHERE ${keyMatch} AND owner = $4 AND status = 'in_progress'`;
-  const renewText = `UPDATE ${qualifiedTable} SET lease_until = $5
-WHERE ${keyMatch} AND owner = $4 AND status = 'in_progress'`;
+WHERE ${expired} OR ${takeover}
+RETURNING ${columns}, r.updated_at AS read_at, (r.xmax = 0) AS inserted`;
+  const getText = `SELECT ${columns}, ${postgresClockMs} AS read_at FROM ${qualifiedTable} WHERE ${keyMatch}`;
+  // The outer SELECT reads the table as it was before the UPDATE: a row
+  // completed by this owner and attempt then is an earlier completion of
+  // theirs whose answer was lost (a connection cut after COMMIT).
+  const completeText = `WITH clock AS (SELECT ${postgresClockMs} AS ms),
+done AS (
+  UPDATE ${qualifiedTable}
+  SET status = 'completed', outcome = $6, updated_at = clock.ms, lease_until = clock.ms, expires_at = clock.ms + $7::bigint
+  FROM clock
+  WHERE ${keyMatch} AND ${running}
+  RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM done) OR EXISTS (
+  SELECT 1 FROM ${qualifiedTable} WHERE ${keyMatch} AND owner = $4 AND takeovers = $5 AND status = 'completed'
+) AS completed`;
+  // Interrupting twice keeps the first end of the lease.
+  const interruptText = `WITH clock AS (SELECT ${postgresClockMs} AS ms)
+UPDATE ${qualifiedTable}
+SET interrupted = true, lease_until = CASE WHEN interrupted THEN lease_until ELSE clock.ms END, updated_at = clock.ms
+FROM clock
+WHERE ${keyMatch} AND owner = $4 AND takeovers = $5 AND status = 'in_progress'`;
+  const releaseText = `DELETE FROM ${qualifiedTable} WHERE ${keyMatch} AND ${running}`;
+  const renewText = `UPDATE ${qualifiedTable} SET lease_until = ${postgresClockMs} + $6::bigint
+WHERE ${keyMatch} AND ${running}`;
   // Small batches keep each statement short; SKIP LOCKED lets several
   // processes sweep at once without waiting on each other or on claims. The
   // outer condition is checked again on the row version the delete sees.
-  const sweepText = `DELETE FROM ${qualifiedTable}
-WHERE (scope, method, key) IN (
-  SELECT scope, method, key FROM ${qualifiedTable}
-  WHERE expires_at <= $1 AND lease_until <= $1
-  LIMIT $2
-  FOR UPDATE SKIP LOCKED
-) AND expires_at <= $1 AND lease_until <= $1`;
+  const sweepText = `WITH clock AS (SELECT ${postgresClockMs} AS ms)
+DELETE FROM ${qualifiedTable} AS d USING clock
+WHERE (d.scope, d.method, d.key) IN (
+  SELECT s.scope, s.method, s.key FROM ${qualifiedTable} AS s, clock
+  WHERE s.expires_at <= clock.ms AND s.lease_until <= clock.ms
+  LIMIT $1
+  FOR UPDATE OF s SKIP LOCKED
+) AND d.expires_at <= clock.ms AND d.lease_until <= clock.ms`;
   const keyValues = (key: RecordKey) => [toPostgresText(key.scope), toPostgresText(key.method), toPostgresText(key.key)];
+  const ownerValues = (input: OwnerInput) => [...keyValues(input.key), input.owner, input.attempt - 1];
   return {
     claim: (input) => ({
       text: claimText,
-      values: [...keyValues(input.key), input.fingerprint, input.owner, input.now, input.leaseUntil, input.expiresAt],
+      values: [...keyValues(input.key), input.fingerprint, input.owner, input.leaseMs, input.graceMs, input.expiresInMs],
     }),
     get: (key) => ({ text: getText, values: keyValues(key) }),
-    complete: (input) => ({
-      text: completeText,
-      values: [...keyValues(input.key), input.owner, input.outcome, input.now, input.expiresAt],
-    }),
-    release: (input) => ({ text: releaseText, values: [...keyValues(input.key), input.owner] }),
-    renew: (input) => ({ text: renewText, values: [...keyValues(input.key), input.owner, input.leaseUntil] }),
-    sweep: (input) => ({ text: sweepText, values: [input.now, input.limit] }),
+    complete: (input) => ({ text: completeText, values: [...ownerValues(input), input.outcome, input.retentionMs] }),
+    interrupt: (input) => ({ text: interruptText, values: ownerValues(input) }),
+    release: (input) => ({ text: releaseText, values: ownerValues(input) }),
+    renew: (input) => ({ text: renewText, values: [...ownerValues(input), input.leaseMs] }),
+    sweep: (input) => ({ text: sweepText, values: [input.limit] }),
   };
 }
 
@@ -124,16 +188,17 @@ export function toIdempotencyRecord(row: RecordRow): IdempotencyRecord {
     scope: fromPostgresText(row.scope),
     method: fromPostgresText(row.method),
     key: fromPostgresText(row.key),
-    status: row.status,
+    status: row.interrupted ? "interrupted" : row.status,
     fingerprint: row.fingerprint,
     owner: row.owner,
+    attempt: row.takeovers + 1,
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
     leaseUntil: Number(row.lease_until),
     expiresAt: Number(row.expires_at),
-    takeovers: row.takeovers,
     // A plain Uint8Array view: callers compare and decode it like any other store's.
     outcome: row.outcome === null ? undefined : new Uint8Array(row.outcome.buffer, row.outcome.byteOffset, row.outcome.byteLength),
+    readAt: Number(row.read_at),
   };
 }
 

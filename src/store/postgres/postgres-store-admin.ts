@@ -12,6 +12,8 @@ import { postgresMetaTable, postgresSchemaVersion } from "./postgres-migrations.
 import {
   createPostgresStatements,
   fromPostgresText,
+  postgresClockMs,
+  postgresRecordColumns,
   type RecordRow,
   toIdempotencyRecord,
   toPostgresText,
@@ -71,16 +73,17 @@ export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions)
 
   const statements = createPostgresStatements(qualified);
   const sweeper = createRecordSweeper({
-    deleteBatch: async (now, limit) => (await pool.query(statements.sweep({ now, limit }))).rowCount ?? 0,
+    deleteBatch: async (limit) => (await pool.query(statements.sweep({ limit }))).rowCount ?? 0,
     intervalMs: 0,
     batchSize: sweepBatchSize,
-    clock: Date.now,
   });
+  // Every time is the database's, as the store's: an operator's machine
+  // whose clock is off must not report live records as expired.
+  const clock = `(SELECT ${postgresClockMs} AS read_at) AS clock`;
   const summaryColumns =
     "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, " +
-    "NULL::bytea AS outcome, coalesce(octet_length(outcome), 0)::int AS outcome_bytes";
-  const recordColumns =
-    "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, outcome";
+    "interrupted, NULL::bytea AS outcome, coalesce(octet_length(outcome), 0)::int AS outcome_bytes, clock.read_at";
+  const statusOf = "CASE WHEN interrupted THEN 'interrupted' ELSE status END";
   const writable = () => {
     if (readonly) {
       throw new Error(`${qualified} was opened read-only`);
@@ -89,17 +92,19 @@ export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions)
   let closed: Promise<void> | undefined;
 
   return {
-    async stats(now): Promise<StoreStats> {
+    async stats(): Promise<StoreStats> {
       const counts = await pool.query<{ method: string; status: RecordStatus; n: number }>(
-        `SELECT method, status, count(*)::int AS n FROM ${qualified} GROUP BY method, status ORDER BY method`,
+        `SELECT method, ${statusOf} AS status, count(*)::int AS n FROM ${qualified} GROUP BY 1, 2 ORDER BY method`,
       );
       const oldest = await pool.query<SummaryRow>(
-        `SELECT ${summaryColumns} FROM ${qualified} WHERE status = 'in_progress' ORDER BY created_at LIMIT 1`,
+        `SELECT ${summaryColumns} FROM ${qualified} CROSS JOIN ${clock}
+WHERE status = 'in_progress' AND NOT interrupted ORDER BY created_at LIMIT 1`,
       );
       // The sweeper's condition: expired, and no live lease.
-      const expired = await pool.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM ${qualified} WHERE expires_at <= $1 AND lease_until <= $1`,
-        [now],
+      const expired = await pool.query<{ n: number; read_at: string }>(
+        `SELECT count(${qualified}.key)::int AS n, clock.read_at FROM ${clock}
+LEFT JOIN ${qualified} ON expires_at <= clock.read_at AND lease_until <= clock.read_at
+GROUP BY clock.read_at`,
       );
       const size = await pool.query<{ bytes: string }>("SELECT pg_total_relation_size($1::regclass) AS bytes", [
         qualified,
@@ -111,6 +116,7 @@ export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions)
         oldestInProgress: oldestRow === undefined ? undefined : summaryFromRow(oldestRow),
         expired: expired.rows[0]?.n ?? 0,
         sizeBytes: Number(size.rows[0]?.bytes ?? 0),
+        readAt: Number(expired.rows[0]?.read_at),
       };
     },
     async list(filter) {
@@ -122,12 +128,12 @@ export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions)
       };
       if (filter.method !== undefined) add((p) => `method = ${p}`, toPostgresText(filter.method));
       if (filter.scope !== undefined) add((p) => `scope = ${p}`, toPostgresText(filter.scope));
-      if (filter.status !== undefined) add((p) => `status = ${p}`, filter.status);
-      if (filter.createdBefore !== undefined) add((p) => `created_at < ${p}`, filter.createdBefore);
+      if (filter.status !== undefined) add((p) => `${statusOf} = ${p}`, filter.status);
+      if (filter.olderThanMs !== undefined) add((p) => `created_at < clock.read_at - ${p}::bigint`, filter.olderThanMs);
       values.push(filter.limit);
       const where = conditions.length > 0 ? `WHERE ${conditions.join(" AND ")}` : "";
       const result = await pool.query<SummaryRow>(
-        `SELECT ${summaryColumns} FROM ${qualified} ${where}
+        `SELECT ${summaryColumns} FROM ${qualified} CROSS JOIN ${clock} ${where}
 ORDER BY created_at DESC, method, scope, key LIMIT $${values.length}`,
         values,
       );
@@ -135,7 +141,7 @@ ORDER BY created_at DESC, method, scope, key LIMIT $${values.length}`,
     },
     async find(key, where = {}): Promise<IdempotencyRecord[]> {
       const result = await pool.query<RecordRow>(
-        `SELECT ${recordColumns} FROM ${qualified}
+        `SELECT ${postgresRecordColumns}, clock.read_at FROM ${qualified} CROSS JOIN ${clock}
 WHERE key = $1 AND ($2::text IS NULL OR method = $2) AND ($3::text IS NULL OR scope = $3)
 ORDER BY method, scope`,
         [
@@ -155,9 +161,9 @@ ORDER BY method, scope`,
       ]);
       return result.rowCount === 1;
     },
-    async sweep(now) {
+    async sweep() {
       writable();
-      return sweeper.sweep({ now, limit: Number.POSITIVE_INFINITY });
+      return sweeper.sweep({ limit: Number.POSITIVE_INFINITY });
     },
     close() {
       closed ??= pool.end();

@@ -46,8 +46,6 @@ export interface PostgresStoreOptions {
   readonly sweepIntervalMs?: number;
   /** Records deleted per sweep statement. Default 1,000. */
   readonly sweepBatchSize?: number;
-  /** The time background sweeps use, in ms since the epoch. Default `Date.now`. */
-  readonly clock?: () => number;
   /**
    * Called after every background sweep, with what it deleted or why it
    * failed. Without it, a failed sweep is reported with `process.emitWarning`.
@@ -82,10 +80,14 @@ const maxClaimAttempts = 10;
  * so the promise rejects when the database cannot be reached.
  *
  * A claim is one `INSERT ... ON CONFLICT DO UPDATE ... WHERE` against the
- * primary key: insert, take over an expired claim, or leave the record that
- * holds the key, atomically. Every change of a claimed record checks the
- * owner token. A lost connection rejects the operation; the pool opens new
- * connections when the database is back.
+ * primary key: insert, replace an expired record, take over an interrupted or
+ * dead claim, or leave the record that holds the key, atomically. Every
+ * change of a claimed record checks the owner token and attempt. Leases,
+ * expiry and sweeping are timed by the database server's clock, so
+ * application servers whose clocks disagree still agree on who holds a key. A
+ * lost connection rejects the operation; the pool opens new connections when
+ * the database is back, and a completion retried after its answer was lost
+ * reports success.
  *
  * `pg` is an optional dependency, loaded here only when the store creates its
  * own pool, so that the package works without it when PostgreSQL is not used.
@@ -112,10 +114,9 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   try {
     await migratePostgresSchema(pool, schema, table);
     sweeper = createRecordSweeper({
-      deleteBatch: async (now, limit) => (await open().query(statements.sweep({ now, limit }))).rowCount ?? 0,
+      deleteBatch: async (limit) => (await open().query(statements.sweep({ limit }))).rowCount ?? 0,
       intervalMs: options.sweepIntervalMs ?? 60_000,
       batchSize: options.sweepBatchSize ?? 1000,
-      clock: options.clock ?? Date.now,
       onSweep: options.onSweep,
     });
   } catch (error) {
@@ -148,7 +149,10 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       );
     },
     async complete(input) {
-      return (await open().query(statements.complete(input))).rowCount === 1;
+      return (await open().query<{ completed: boolean }>(statements.complete(input))).rows[0]?.completed === true;
+    },
+    async interrupt(input) {
+      return (await open().query(statements.interrupt(input))).rowCount === 1;
     },
     async release(input) {
       return (await open().query(statements.release(input))).rowCount === 1;

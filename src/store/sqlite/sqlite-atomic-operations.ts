@@ -19,6 +19,8 @@ export interface SqliteAtomicOperationsInit {
   readonly table: string;
   /** The store's statements, for the completion inside the work's transaction. */
   readonly statements: SqliteStatements;
+  /** The store's clock, which times recorded phases. */
+  readonly clock: () => number;
 }
 
 /** The part of `AtomicIdempotencyStore` the SQLite store adds to its plain operations. */
@@ -35,29 +37,21 @@ export type SqliteAtomicOperations = Pick<
  * Work must be synchronous, as every better-sqlite3 transaction is.
  */
 export function createSqliteAtomicOperations(init: SqliteAtomicOperationsInit): SqliteAtomicOperations {
-  const { db, executor, table } = init;
+  const { db, executor, table, statements, clock } = init;
   const records = quoteSqliteIdentifier(table);
   const phases = quoteSqliteIdentifier(sqlitePhasesTable(table));
-  const keyMatch = "scope = @scope AND method = @method AND key = @key";
-  const holdsClaim = db.prepare<{ scope: string; method: string; key: string; owner: string }, { held: number }>(
-    `SELECT 1 AS held FROM ${records} WHERE ${keyMatch} AND owner = @owner AND status = 'in_progress'`,
-  );
-  const getPhase = db.prepare<{ scope: string; method: string; key: string; name: string }, { result: Buffer }>(
-    `SELECT result FROM ${phases} WHERE ${keyMatch} AND name = @name`,
+  const keyMatch = "scope = ? AND method = ? AND key = ?";
+  const getPhase = db.prepare<[scope: string, method: string, key: string, name: string], { result: Buffer }>(
+    `SELECT result FROM ${phases} WHERE ${keyMatch} AND name = ?`,
   );
   // The owner check and the write are one statement: a claim taken over
   // between them is impossible.
-  const recordPhase = db.prepare<{
-    scope: string;
-    method: string;
-    key: string;
-    owner: string;
-    name: string;
-    result: Uint8Array;
-    now: number;
-  }>(`INSERT INTO ${phases} (scope, method, key, name, result, recorded_at)
-SELECT @scope, @method, @key, @name, @result, @now
-WHERE EXISTS (SELECT 1 FROM ${records} WHERE ${keyMatch} AND owner = @owner AND status = 'in_progress')
+  const recordPhase = db.prepare<RecordPhaseParams>(`INSERT INTO ${phases} (scope, method, key, name, result, recorded_at)
+SELECT ?, ?, ?, ?, ?, ?
+WHERE EXISTS (
+  SELECT 1 FROM ${records}
+  WHERE ${keyMatch} AND owner = ? AND takeovers = ? AND status = 'in_progress' AND interrupted = 0
+)
 ON CONFLICT (scope, method, key, name) DO UPDATE SET result = excluded.result, recorded_at = excluded.recorded_at`);
 
   function runSync<T>(work: TransactionWork<Database, T, "sync">): T {
@@ -66,7 +60,7 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = excluded.result, r
       // Resolving later would run the rest of the work outside the transaction.
       throw new TypeError("the SQLite store's transactions cannot span an await: the work must be synchronous");
     }
-    return result;
+    return result as T;
   }
 
   return {
@@ -78,13 +72,15 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = excluded.result, r
       input: Parameters<SqliteAtomicOperations["completeWithin"]>[0],
       work: TransactionWork<Database, AtomicCompletion<T>, "sync">,
     ): Promise<CompleteWithinResult<T>> {
-      const owner = { scope: input.key.scope, method: input.key.method, key: input.key.key, owner: input.owner };
+      const { key, owner, attempt, retentionMs } = input;
       return executor.run((): CompleteWithinResult<T> => {
-        if (holdsClaim.get(owner) === undefined) {
+        // A record this execution completed already is `not_owner` too: the
+        // work must not run a second time.
+        if (!statements.holds({ key, owner, attempt })) {
           return { kind: "not_owner" };
         }
         const { value, outcome } = runSync(work);
-        if (!init.statements.complete({ key: input.key, owner: input.owner, outcome, now: input.now, expiresAt: input.expiresAt })) {
+        if (!statements.complete({ key, owner, attempt, outcome, retentionMs })) {
           // The work itself deleted or changed the record: undo its writes.
           throw new Error("the claim changed inside its own completion transaction");
         }
@@ -92,23 +88,24 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = excluded.result, r
       });
     },
     getPhase(input) {
-      const params = { scope: input.key.scope, method: input.key.method, key: input.key.key, name: input.name };
+      const { scope, method, key } = input.key;
       return executor.run(() => {
-        const row = getPhase.get(params);
+        const row = getPhase.get(scope, method, key, input.name);
         return row === undefined ? undefined : new Uint8Array(row.result.buffer, row.result.byteOffset, row.result.byteLength);
       }, { write: false, savepoint: false });
     },
     recordPhase(input) {
-      const params = {
-        scope: input.key.scope,
-        method: input.key.method,
-        key: input.key.key,
-        owner: input.owner,
-        name: input.name,
-        result: input.result,
-        now: input.now,
-      };
-      return executor.run(() => recordPhase.run(params).changes === 1, { write: true, savepoint: false });
+      const { scope, method, key } = input.key;
+      return executor.run(
+        () =>
+          recordPhase.run(scope, method, key, input.name, input.result, clock(), scope, method, key, input.owner, input.attempt - 1)
+            .changes === 1,
+        { write: true, savepoint: false },
+      );
     },
   };
 }
+
+type KeyParams = [scope: string, method: string, key: string];
+
+type RecordPhaseParams = [...KeyParams, name: string, result: Uint8Array, recordedAt: number, ...KeyParams, owner: string, takeovers: number];

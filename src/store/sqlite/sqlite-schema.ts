@@ -76,6 +76,14 @@ WHEN NEW.replaced = 'expired' BEGIN ${forget} END`,
       ];
     },
   },
+  {
+    version: 3,
+    // SQLite cannot change the CHECK constraint of `status`, so an
+    // interrupted claim is an in-progress row with this flag set.
+    statements: (quoted) => [
+      `ALTER TABLE ${quoted} ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0 CHECK (interrupted IN (0, 1))`,
+    ],
+  },
 ];
 
 /** The phases table that goes with a records table. */
@@ -116,6 +124,12 @@ export const sqliteSchemaVersion = migrations.length;
  * (primary key), `result` (BLOB, a binary `google.protobuf.Any`) and
  * `recorded_at`. Triggers delete a record's phases when the record is
  * deleted, and when a claim replaces an expired record.
+ *
+ * Version 3 adds `interrupted` (INTEGER, 0 or 1): 1 on an `in_progress` row
+ * whose owner gave up after an indefinite error (`IdempotencyStore.interrupt`).
+ * Records expose such a row as status `interrupted`. `takeovers` counts the
+ * takeovers of the current execution, so a record's `attempt` is
+ * `takeovers + 1`.
  *
  * Runs in one `BEGIN IMMEDIATE` transaction, so that several processes
  * opening a new file at once serialize on the write lock and each step runs
@@ -167,14 +181,15 @@ export function quoteSqliteIdentifier(name: string): string {
 
 /** The columns of a records table in the order `SqliteRecordRow` lists them. */
 export const sqliteRecordColumns =
-  "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, replaced, outcome";
+  "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, replaced, interrupted, outcome";
 
 /** One row of a records table as better-sqlite3 returns it. */
 export interface SqliteRecordRow {
   readonly scope: string;
   readonly method: string;
   readonly key: string;
-  readonly status: RecordStatus;
+  /** Never `interrupted`: that is the `interrupted` column. */
+  readonly status: Exclude<RecordStatus, "interrupted">;
   readonly fingerprint: string;
   readonly owner: string;
   readonly created_at: number;
@@ -183,25 +198,27 @@ export interface SqliteRecordRow {
   readonly expires_at: number;
   readonly takeovers: number;
   readonly replaced: "none" | "expired" | "takeover";
+  readonly interrupted: 0 | 1;
   readonly outcome: Buffer | null;
 }
 
-/** Converts a row into a record. */
-export function recordFromSqliteRow(row: SqliteRecordRow): IdempotencyRecord {
+/** Converts a row, read when the store's clock said `readAt`, into a record. */
+export function recordFromSqliteRow(row: SqliteRecordRow, readAt: number): IdempotencyRecord {
   return {
     scope: row.scope,
     method: row.method,
     key: row.key,
-    status: row.status,
+    status: row.interrupted === 1 ? "interrupted" : row.status,
     fingerprint: row.fingerprint,
     owner: row.owner,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     leaseUntil: row.lease_until,
     expiresAt: row.expires_at,
-    takeovers: row.takeovers,
+    attempt: row.takeovers + 1,
     // A plain Uint8Array view: callers compare and decode it like any other store's.
     outcome:
       row.outcome === null ? undefined : new Uint8Array(row.outcome.buffer, row.outcome.byteOffset, row.outcome.byteLength),
+    readAt,
   };
 }

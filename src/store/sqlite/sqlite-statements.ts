@@ -15,87 +15,115 @@ import { quoteSqliteIdentifier, recordFromSqliteRow, sqliteRecordColumns, type S
  * Every store operation on one records table, as synchronous functions over
  * statements prepared once. They run inside a transaction of the store's
  * executor (`SqliteStore.executor.run`), so that code completing a key
- * together with its own writes shares the store's SQL.
+ * together with its own writes shares the store's SQL. Each reads the
+ * store's clock when it runs, not when it was queued.
  *
  * Expiry and lease ends are inclusive: a record whose `expires_at` equals
- * `now` is expired, a lease whose `lease_until` equals `now` has ended.
+ * now is expired, a lease whose `lease_until` equals now has ended. Writes
+ * of an execution match its owner token and attempt (`takeovers` holds
+ * `attempt - 1`), and a running claim is `in_progress` and not interrupted.
  */
 export interface SqliteStatements {
   /**
    * One upsert against the primary key: inserts, replaces a record that
-   * counts as absent (expired, with no live lease: `expired`) or a dead claim
-   * with the same fingerprint (`takeover`), or else reads the record that
-   * holds the key. Needs a transaction, so that the record it reads is the
-   * one that blocked it.
+   * counts as absent (expired, with no live lease: `expired`) or a claim
+   * with the same fingerprint that was interrupted or whose lease and grace
+   * ended (`takeover`), or else reads the record that holds the key. Needs a
+   * transaction, so that the record it reads is the one that blocked it.
    */
   claim(input: ClaimInput): ClaimResult;
   /** Reads one record. */
   get(key: RecordKey): IdempotencyRecord | undefined;
-  /** Stores the outcome if `owner` holds the in-progress claim. */
+  /**
+   * Stores the outcome if `owner` and `attempt` hold the running claim; true
+   * too when they completed it already (a retried completion).
+   */
   complete(input: CompleteInput): boolean;
-  /** Deletes the claim if `owner` holds it and it is still in progress. */
+  /** Marks the running claim of `owner` and `attempt` interrupted and ends its lease; true too when it already is. */
+  interrupt(input: OwnerInput): boolean;
+  /** Deletes the claim if `owner` and `attempt` hold it and it is still running. */
   release(input: OwnerInput): boolean;
-  /** Sets the lease end if `owner` holds the in-progress claim. */
+  /** Sets the lease end if `owner` and `attempt` hold the running claim. */
   renew(input: RenewInput): boolean;
   /** Deletes up to `limit` expired records whose lease ended, in one statement; returns how many. */
   sweep(input: SweepInput): number;
+  /** Whether `owner` and `attempt` hold the running claim, for work that completes it later in the same transaction. */
+  holds(input: OwnerInput): boolean;
 }
 
-/** Prepares the statements of a records table that `migrateSqliteSchema` created. */
-export function createSqliteStatements(db: Database, table: string): SqliteStatements {
+/**
+ * Prepares the statements of a records table that `migrateSqliteSchema`
+ * created. `clock` is the store's time in ms since the epoch.
+ */
+export function createSqliteStatements(db: Database, table: string, clock: () => number): SqliteStatements {
   const quoted = quoteSqliteIdentifier(table);
   // Positional parameters throughout: binding named ones reads each from a
   // JS object, which costs more than the statement itself on the hot path.
   const keyMatch = "scope = ? AND method = ? AND key = ?";
+  const running = "owner = ? AND takeovers = ? AND status = 'in_progress' AND interrupted = 0";
   // In the upsert, `excluded.*` holds the values of the attempted insert, so
   // the conditions below need no parameters of their own: `updated_at` is now.
   // A record counts as absent once it expired, unless an in-progress claim
   // still holds a lease: the sweeper's own rule, so a claim never depends on
-  // whether the sweeper already ran. A completed record's lease ended when it
-  // completed.
+  // whether the sweeper already ran (an expired record it deleted would be
+  // claimed afresh too). A completed or interrupted record's lease ended when
+  // it completed or was interrupted.
   const expired =
     "(expires_at <= excluded.updated_at AND (status = 'completed' OR lease_until <= excluded.updated_at))";
-  // Only the same payload may take over a dead claim: another payload under a
-  // key that may already have had effects is a client bug.
+  // Only the same payload may take over an unfinished claim: another payload
+  // under a key that may already have had effects is a client bug. A running
+  // claim is taken over only once its lease and the grace period (the one
+  // parameter after the values) passed, an interrupted one at once.
   const takeover =
-    "(status = 'in_progress' AND lease_until <= excluded.updated_at AND fingerprint = excluded.fingerprint)";
+    "(status = 'in_progress' AND fingerprint = excluded.fingerprint AND (interrupted = 1 OR lease_until + ? <= excluded.updated_at))";
   // Every other column of a claimed record is what the claim wrote, so only
-  // these come back.
+  // these come back. SQLite evaluates SET against the old row, and the WHERE
+  // let only `expired` or `takeover` through, so `expired` alone tells them
+  // apart; it comes first so that the parameter of `takeover` stays last.
   const claim = db.prepare<ClaimParams, ClaimedRow>(`INSERT INTO ${quoted}
-  (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, replaced, outcome)
-VALUES (?, ?, ?, 'in_progress', ?, ?, ?, ?, ?, ?, 0, 'none', NULL)
+  (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, replaced, interrupted, outcome)
+VALUES (?, ?, ?, 'in_progress', ?, ?, ?, ?, ?, ?, 0, 'none', 0, NULL)
 ON CONFLICT (scope, method, key) DO UPDATE SET
   status = 'in_progress',
   fingerprint = excluded.fingerprint,
   owner = excluded.owner,
-  created_at = CASE WHEN ${takeover} THEN created_at ELSE excluded.created_at END,
+  created_at = CASE WHEN ${expired} THEN excluded.created_at ELSE created_at END,
   updated_at = excluded.updated_at,
   lease_until = excluded.lease_until,
   expires_at = excluded.expires_at,
-  takeovers = CASE WHEN ${takeover} THEN takeovers + 1 ELSE 0 END,
-  replaced = CASE WHEN ${takeover} THEN 'takeover' ELSE 'expired' END,
+  takeovers = CASE WHEN ${expired} THEN 0 ELSE takeovers + 1 END,
+  replaced = CASE WHEN ${expired} THEN 'expired' ELSE 'takeover' END,
+  interrupted = 0,
   outcome = NULL
-WHERE ${takeover} OR ${expired}
+WHERE ${expired} OR ${takeover}
 RETURNING created_at, takeovers, replaced`);
   const get = db.prepare<KeyParams, SqliteRecordRow>(`SELECT ${sqliteRecordColumns} FROM ${quoted} WHERE ${keyMatch}`);
   const complete = db.prepare<CompleteParams>(`UPDATE ${quoted}
 SET status = 'completed', outcome = ?, updated_at = ?, lease_until = ?, expires_at = ?
-WHERE ${keyMatch} AND owner = ? AND status = 'in_progress'`);
+WHERE ${keyMatch} AND ${running}`);
+  // Only asked when the completion changed nothing: was it this execution's own, committed earlier?
+  const completedBy = db.prepare<OwnerParams, { done: number }>(
+    `SELECT 1 AS done FROM ${quoted} WHERE ${keyMatch} AND owner = ? AND takeovers = ? AND status = 'completed'`,
+  );
+  // Interrupting twice keeps the first end of the lease.
+  const interrupt = db.prepare<InterruptParams>(`UPDATE ${quoted}
+SET interrupted = 1, lease_until = CASE WHEN interrupted = 1 THEN lease_until ELSE ? END, updated_at = ?
+WHERE ${keyMatch} AND owner = ? AND takeovers = ? AND status = 'in_progress'`);
   // A completed record is never released: that would drop a stored outcome.
-  const release = db.prepare<OwnerParams>(
-    `DELETE FROM ${quoted} WHERE ${keyMatch} AND owner = ? AND status = 'in_progress'`,
-  );
-  const renew = db.prepare<RenewParams>(
-    `UPDATE ${quoted} SET lease_until = ? WHERE ${keyMatch} AND owner = ? AND status = 'in_progress'`,
-  );
+  const release = db.prepare<OwnerParams>(`DELETE FROM ${quoted} WHERE ${keyMatch} AND ${running}`);
+  const renew = db.prepare<RenewParams>(`UPDATE ${quoted} SET lease_until = ? WHERE ${keyMatch} AND ${running}`);
+  const holds = db.prepare<OwnerParams, { held: number }>(`SELECT 1 AS held FROM ${quoted} WHERE ${keyMatch} AND ${running}`);
   const sweep = db.prepare<[now: number, now: number, limit: number]>(`DELETE FROM ${quoted} WHERE rowid IN (
   SELECT rowid FROM ${quoted} WHERE expires_at <= ? AND lease_until <= ? LIMIT ?
 )`);
 
   return {
     claim(input) {
-      const { key, fingerprint, owner, now, leaseUntil, expiresAt } = input;
-      const row = claim.get(key.scope, key.method, key.key, fingerprint, owner, now, now, leaseUntil, expiresAt);
+      const { key, fingerprint, owner, leaseMs, graceMs, expiresInMs } = input;
+      const now = clock();
+      const leaseUntil = now + leaseMs;
+      const expiresAt = now + expiresInMs;
+      const row = claim.get(key.scope, key.method, key.key, fingerprint, owner, now, now, leaseUntil, expiresAt, graceMs);
       if (row !== undefined) {
         return {
           kind: "claimed",
@@ -107,12 +135,13 @@ WHERE ${keyMatch} AND owner = ? AND status = 'in_progress'`);
             status: "in_progress",
             fingerprint,
             owner,
+            attempt: row.takeovers + 1,
             createdAt: row.created_at,
             updatedAt: now,
             leaseUntil,
             expiresAt,
-            takeovers: row.takeovers,
             outcome: undefined,
+            readAt: now,
           },
         };
       }
@@ -120,30 +149,47 @@ WHERE ${keyMatch} AND owner = ? AND status = 'in_progress'`);
       if (holder === undefined) {
         throw new Error(`claim of ${key.method} found neither a free key nor a record; run it in a transaction`);
       }
-      return { kind: "existing", record: recordFromSqliteRow(holder) };
+      return { kind: "existing", record: recordFromSqliteRow(holder, now) };
     },
     get(key) {
       const row = get.get(key.scope, key.method, key.key);
-      return row === undefined ? undefined : recordFromSqliteRow(row);
+      return row === undefined ? undefined : recordFromSqliteRow(row, clock());
     },
-    complete({ key, owner, outcome, now, expiresAt }) {
-      return complete.run(outcome, now, now, expiresAt, key.scope, key.method, key.key, owner).changes === 1;
+    complete({ key, owner, attempt, outcome, retentionMs }) {
+      const now = clock();
+      const takeovers = attempt - 1;
+      if (complete.run(outcome, now, now, now + retentionMs, key.scope, key.method, key.key, owner, takeovers).changes === 1) {
+        return true;
+      }
+      return completedBy.get(key.scope, key.method, key.key, owner, takeovers) !== undefined;
     },
-    release({ key, owner }) {
-      return release.run(key.scope, key.method, key.key, owner).changes === 1;
+    interrupt({ key, owner, attempt }) {
+      const now = clock();
+      return interrupt.run(now, now, key.scope, key.method, key.key, owner, attempt - 1).changes === 1;
     },
-    renew({ key, owner, leaseUntil }) {
-      return renew.run(leaseUntil, key.scope, key.method, key.key, owner).changes === 1;
+    release({ key, owner, attempt }) {
+      return release.run(key.scope, key.method, key.key, owner, attempt - 1).changes === 1;
     },
-    sweep({ now, limit }) {
+    renew({ key, owner, attempt, leaseMs }) {
+      return renew.run(clock() + leaseMs, key.scope, key.method, key.key, owner, attempt - 1).changes === 1;
+    },
+    sweep({ limit }) {
+      const now = clock();
       return sweep.run(now, now, limit).changes;
+    },
+    holds({ key, owner, attempt }) {
+      return holds.get(key.scope, key.method, key.key, owner, attempt - 1) !== undefined;
     },
   };
 }
 
 type KeyParams = [scope: string, method: string, key: string];
 
-type OwnerParams = [...KeyParams, owner: string];
+type OwnerParams = [...KeyParams, owner: string, takeovers: number];
+
+type InterruptParams = [leaseUntil: number, updatedAt: number, ...OwnerParams];
+
+type RenewParams = [leaseUntil: number, ...OwnerParams];
 
 type ClaimParams = [
   ...KeyParams,
@@ -153,6 +199,7 @@ type ClaimParams = [
   updatedAt: number,
   leaseUntil: number,
   expiresAt: number,
+  graceMs: number,
 ];
 
 type CompleteParams = [
@@ -162,8 +209,6 @@ type CompleteParams = [
   expiresAt: number,
   ...OwnerParams,
 ];
-
-type RenewParams = [leaseUntil: number, ...OwnerParams];
 
 /** What a successful claim returns: the columns it did not take from its input. */
 interface ClaimedRow {

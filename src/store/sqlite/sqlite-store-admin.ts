@@ -32,6 +32,11 @@ export interface SqliteStoreAdminOptions {
   readonly readonly?: boolean;
   /** How long `evict` and `sweep` wait for a server holding the write lock. Defaults to 5000 ms. */
   readonly busyTimeoutMs?: number;
+  /**
+   * The time expiry and ages are judged by, in ms since the epoch; the
+   * servers on this machine use the same clock. Defaults to `Date.now`.
+   */
+  readonly clock?: () => number;
 }
 
 // Records deleted per sweep statement, as the store's own sweeper does.
@@ -47,6 +52,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
   const table = options.table ?? sqliteDefaultTable;
   const quoted = quoteSqliteIdentifier(table);
   const readonly = options.readonly ?? false;
+  const clock = options.clock ?? Date.now;
   let db: Database.Database;
   try {
     db = new Database(options.path, { readonly, fileMustExist: true, timeout: options.busyTimeoutMs ?? 5000 });
@@ -62,12 +68,13 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
 
   const summaryColumns =
     "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, " +
-    "replaced, NULL AS outcome, coalesce(length(outcome), 0) AS outcome_bytes";
+    "replaced, interrupted, NULL AS outcome, coalesce(length(outcome), 0) AS outcome_bytes";
+  const statusOf = "CASE WHEN interrupted = 1 THEN 'interrupted' ELSE status END";
   const countByMethod = db.prepare<[], { method: string; status: RecordStatus; n: number }>(
-    `SELECT method, status, count(*) AS n FROM ${quoted} GROUP BY method, status ORDER BY method`,
+    `SELECT method, ${statusOf} AS status, count(*) AS n FROM ${quoted} GROUP BY 1, 2 ORDER BY method`,
   );
   const oldestInProgress = db.prepare<[], SummaryRow>(
-    `SELECT ${summaryColumns} FROM ${quoted} WHERE status = 'in_progress' ORDER BY created_at LIMIT 1`,
+    `SELECT ${summaryColumns} FROM ${quoted} WHERE status = 'in_progress' AND interrupted = 0 ORDER BY created_at LIMIT 1`,
   );
   // The sweeper's condition: expired, and no live lease.
   const countExpired = db.prepare<{ now: number }, { n: number }>(
@@ -78,14 +85,13 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
     : db.prepare<{ scope: string; method: string; key: string }>(
         `DELETE FROM ${quoted} WHERE scope = @scope AND method = @method AND key = @key`,
       );
-  const statements = readonly ? undefined : createSqliteStatements(db, table);
+  const statements = readonly ? undefined : createSqliteStatements(db, table, clock);
   const sweeper =
     statements &&
     createRecordSweeper({
-      deleteBatch: async (now, limit) => statements.sweep({ now, limit }),
+      deleteBatch: async (limit) => statements.sweep({ limit }),
       intervalMs: 0,
       batchSize: sweepBatchSize,
-      clock: Date.now,
     });
   const writable = () => {
     if (deleteRecord === undefined || sweeper === undefined) {
@@ -95,14 +101,16 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
   };
 
   return {
-    async stats(now): Promise<StoreStats> {
+    async stats(): Promise<StoreStats> {
+      const now = clock();
       const oldest = oldestInProgress.get();
       return {
         location: options.path,
         ...tallyRecordCounts(countByMethod.all()),
-        oldestInProgress: oldest === undefined ? undefined : summaryFromRow(oldest),
+        oldestInProgress: oldest === undefined ? undefined : summaryFromRow(oldest, now),
         expired: countExpired.get({ now })?.n ?? 0,
         sizeBytes: fileSize(options.path) + fileSize(`${options.path}-wal`),
+        readAt: now,
       };
     },
     async list(filter) {
@@ -117,12 +125,13 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
         params.scope = filter.scope;
       }
       if (filter.status !== undefined) {
-        conditions.push("status = @status");
+        conditions.push(`${statusOf} = @status`);
         params.status = filter.status;
       }
-      if (filter.createdBefore !== undefined) {
+      const now = clock();
+      if (filter.olderThanMs !== undefined) {
         conditions.push("created_at < @createdBefore");
-        params.createdBefore = filter.createdBefore;
+        params.createdBefore = now - filter.olderThanMs;
       }
       const where = conditions.length > 0 ? `WHERE ${conditions.join(" AND ")}` : "";
       return db
@@ -130,7 +139,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
           `SELECT ${summaryColumns} FROM ${quoted} ${where} ORDER BY created_at DESC, method, scope, key LIMIT @limit`,
         )
         .all(params)
-        .map(summaryFromRow);
+        .map((row) => summaryFromRow(row, now));
     },
     async find(key, where = {}): Promise<IdempotencyRecord[]> {
       return db
@@ -140,13 +149,13 @@ WHERE key = @key AND (@method IS NULL OR method = @method) AND (@scope IS NULL O
 ORDER BY method, scope`,
         )
         .all({ key, method: where.method ?? null, scope: where.scope ?? null })
-        .map(recordFromSqliteRow);
+        .map((row) => recordFromSqliteRow(row, clock()));
     },
     async evict(key) {
       return writable().deleteRecord.run({ scope: key.scope, method: key.method, key: key.key }).changes === 1;
     },
-    async sweep(now) {
-      return writable().sweeper.sweep({ now, limit: Number.POSITIVE_INFINITY });
+    async sweep() {
+      return writable().sweeper.sweep({ limit: Number.POSITIVE_INFINITY });
     },
     async close() {
       if (db.open) {
@@ -160,8 +169,8 @@ interface SummaryRow extends SqliteRecordRow {
   readonly outcome_bytes: number;
 }
 
-function summaryFromRow(row: SummaryRow): RecordSummary {
-  const { outcome: _, ...record } = recordFromSqliteRow(row);
+function summaryFromRow(row: SummaryRow, readAt: number): RecordSummary {
+  const { outcome: _, ...record } = recordFromSqliteRow(row, readAt);
   return { ...record, outcomeBytes: row.outcome_bytes };
 }
 

@@ -41,7 +41,11 @@ export interface SqliteStoreOptions {
   readonly sweepIntervalMs?: number;
   /** At most this many records per delete statement when sweeping. Defaults to 500. */
   readonly sweepBatchSize?: number;
-  /** The time background sweeps use, in ms since the epoch. Defaults to `Date.now`. */
+  /**
+   * The store's clock, in ms since the epoch: every claim, lease, completion,
+   * expiry and sweep is timed by it. One machine shares one clock, so the
+   * default `Date.now` suits; tests pass a clock they move by hand.
+   */
   readonly clock?: () => number;
   /** Called after each background sweep; see `RecordSweeperOptions.onSweep`. */
   readonly onSweep?: (report: SweepReport) => void;
@@ -66,7 +70,8 @@ export interface SqliteStore extends AtomicIdempotencyStore<Database.Database, "
   readonly table: string;
   /**
    * The connection. Run anything that writes through `executor`, so that it
-   * joins the store's transactions instead of interleaving with them.
+   * joins the store's transactions instead of interleaving with them. Your
+   * own tables in this file: see docs/atomic-effects.md.
    */
   readonly database: Database.Database;
   /** The group-commit executor every operation goes through; also counts transactions. */
@@ -75,8 +80,9 @@ export interface SqliteStore extends AtomicIdempotencyStore<Database.Database, "
   readonly statements: SqliteStatements;
 }
 
-// Each operation writes with one statement (a claim's read comes after its
-// only write, and only when that wrote nothing), so it needs no savepoint.
+// Each operation writes with one statement (a claim's or a completion's read
+// comes after its only write, and only when that wrote nothing), so it needs
+// no savepoint.
 const singleWrite = { write: true, savepoint: false } as const;
 
 /**
@@ -87,12 +93,13 @@ const singleWrite = { write: true, savepoint: false } as const;
  * A claim is a single `INSERT ... ON CONFLICT DO UPDATE ... WHERE ...
  * RETURNING` against the primary key `(scope, method, key)`: it inserts, or
  * replaces a record that counts as absent (expired, with no live lease) or a
- * dead claim with the same fingerprint (a takeover), or returns nothing, in
- * which case the record that holds the key is read in the same transaction.
- * Expiry and lease ends are inclusive: a record whose `expiresAt` equals
- * `now` is expired, a lease whose `leaseUntil` equals `now` has ended.
- * Completion, release and renewal only touch an in-progress record whose
- * owner token matches.
+ * claim with the same fingerprint that was interrupted or whose lease and
+ * grace period ended (a takeover), or returns nothing, in which case the
+ * record that holds the key is read in the same transaction. Expiry and lease
+ * ends are inclusive: a record whose `expiresAt` equals now is expired, a
+ * lease whose `leaseUntil` equals now has ended. Completion, interruption,
+ * release and renewal only touch a running record whose owner token and
+ * attempt match. Every time comes from `clock`, read when the operation runs.
  *
  * Operations submitted during one event loop turn share one transaction and
  * one commit (group commit, see `SqliteBatchExecutor`), which is what makes
@@ -112,6 +119,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
   if (durability !== "normal" && durability !== "full") {
     throw new Error(`durability must be "normal" or "full", got ${JSON.stringify(durability)}`);
   }
+  const clock = options.clock ?? Date.now;
   const db = new Database(options.path, { timeout: busyTimeoutMs });
   let statements: SqliteStatements;
   let executor: SqliteBatchExecutor;
@@ -123,7 +131,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     // Full durability syncs after the commit, off the event loop (walSync).
     db.pragma("synchronous = NORMAL");
     migrateSqliteSchema(db, table);
-    statements = createSqliteStatements(db, table);
+    statements = createSqliteStatements(db, table, clock);
     // An in-memory database has no WAL: nothing to sync or checkpoint.
     const inFile = !db.memory;
     walSync = inFile && durability === "full" ? openSqliteWalSync(db.name) : undefined;
@@ -133,10 +141,9 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     });
     checkpointer = inFile ? startSqliteCheckpointer(db, db.name) : undefined;
     sweeper = createRecordSweeper({
-      deleteBatch: (now, limit) => executor.run(() => statements.sweep({ now, limit }), singleWrite),
+      deleteBatch: (limit) => executor.run(() => statements.sweep({ limit }), singleWrite),
       intervalMs: options.sweepIntervalMs ?? 60_000,
       batchSize: options.sweepBatchSize ?? 500,
-      clock: options.clock ?? Date.now,
       onSweep: options.onSweep,
     });
   } catch (error) {
@@ -153,13 +160,18 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     database: db,
     executor,
     statements,
+    // better-sqlite3 waits for another process's write lock synchronously,
+    // holding the event loop (and every lease renewal) for up to this long.
+    // A private in-memory database has no other process to wait for.
+    blockingWaitMs: db.memory ? 0 : busyTimeoutMs,
     claim: (input) => executor.run(() => statements.claim(input), singleWrite),
     complete: (input) => executor.run(() => statements.complete(input), singleWrite),
+    interrupt: (input) => executor.run(() => statements.interrupt(input), singleWrite),
     release: (input) => executor.run(() => statements.release(input), singleWrite),
     renew: (input) => executor.run(() => statements.renew(input), singleWrite),
     get: (key) => executor.run(() => statements.get(key), { write: false, savepoint: false }),
     sweep: (input) => sweeper.sweep(input),
-    ...createSqliteAtomicOperations({ db, executor, table, statements }),
+    ...createSqliteAtomicOperations({ db, executor, table, statements, clock }),
     close() {
       closing ??= (async () => {
         await sweeper.stop();

@@ -31,7 +31,8 @@ export type CrashBoundary = "after-charge" | "after-write" | "after-complete";
 
 const env = process.env;
 const crashAt = (env.CRASH_AT ?? "") as CrashBoundary | "";
-const store = createSqliteStore({ path: required("SQLITE_PATH"), sweepIntervalMs: 0 });
+// A 1 s lease must outlast three busy waits.
+const store = createSqliteStore({ path: required("SQLITE_PATH"), sweepIntervalMs: 0, busyTimeoutMs: 300 });
 
 function crash(): never {
   process.kill(process.pid, "SIGKILL");
@@ -67,7 +68,7 @@ if (crashAt === "after-write" && env.HANDLER !== "plain") {
 const server = await startHttp2Server({
   interceptors: [
     ...(crashAt === "after-complete" ? [crashAfter] : []),
-    createIdempotencyInterceptor({ store, lease: Number(required("LEASE_MS")) }),
+    createIdempotencyInterceptor({ store, lease: Number(required("LEASE_MS")), leaseGrace: 500 }),
   ],
   routes(router) {
     router.service(PaymentService, payments);

@@ -1,0 +1,30 @@
+import type { ClaimResult } from "../store/idempotency-store.js";
+import { emit, timed } from "./call-events.js";
+import type { DedupeCall } from "./dedupe-call.js";
+import { storeUnavailable } from "./dedupe-errors.js";
+
+/**
+ * Claims the key for a new execution owned by `owner`, or learns which
+ * record holds it. Fails closed with UNAVAILABLE STORE_UNAVAILABLE when the
+ * store cannot answer: nothing runs without a claim.
+ */
+export async function claimKey(call: DedupeCall, owner: string): Promise<ClaimResult> {
+  const { store, leaseMs, leaseGraceMs } = call.settings;
+  const expiresInMs = Math.max(call.retentionMs, leaseMs);
+  call.claimDeadline = performance.now() + expiresInMs;
+  try {
+    return await timed(call, "claim", () =>
+      store.claim({
+        key: call.record,
+        fingerprint: call.fingerprint,
+        owner,
+        leaseMs,
+        graceMs: leaseGraceMs,
+        expiresInMs,
+      }),
+    );
+  } catch (error) {
+    emit(call, "store_error", { operation: "claim", error, willRetry: false });
+    throw storeUnavailable(error);
+  }
+}

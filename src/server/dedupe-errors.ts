@@ -1,0 +1,40 @@
+import { Code, type ConnectError } from "@connectrpc/connect";
+import { ErrorReason } from "../errors/error-reason.js";
+import { createIdempotencyError } from "../errors/idempotency-error.js";
+import { emit } from "./call-events.js";
+import type { DedupeCall } from "./dedupe-call.js";
+
+// What REQUEST_IN_PROGRESS suggests in its RetryInfo.
+const inProgressRetryDelayMs = 1_000;
+
+/** FAILED_PRECONDITION REQUEST_ID_REUSED: the key holds another payload's record. */
+export function requestIdReused(call: DedupeCall): ConnectError {
+  emit(call, "mismatch");
+  return createIdempotencyError(
+    Code.FailedPrecondition,
+    ErrorReason.REQUEST_ID_REUSED,
+    `the request ID in field ${call.fieldName} was already used for a request with different content; ` +
+      "use a new request ID for a new request",
+    { metadata: { field: call.fieldName } },
+  );
+}
+
+/**
+ * ABORTED REQUEST_IN_PROGRESS: another execution holds the key and has no
+ * outcome yet. `message` says whose.
+ */
+export function requestInProgress(message: string): ConnectError {
+  return createIdempotencyError(Code.Aborted, ErrorReason.REQUEST_IN_PROGRESS, message, {
+    retryDelayMs: inProgressRetryDelayMs,
+  });
+}
+
+/** UNAVAILABLE STORE_UNAVAILABLE: the key could not be claimed, so nothing ran. */
+export function storeUnavailable(cause: unknown): ConnectError {
+  return createIdempotencyError(
+    Code.Unavailable,
+    ErrorReason.STORE_UNAVAILABLE,
+    "the idempotency store is unavailable, so the request did not run; retry later",
+    { cause },
+  );
+}

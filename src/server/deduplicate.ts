@@ -1,0 +1,60 @@
+import { randomUUID } from "node:crypto";
+import type { UnaryResponse } from "@connectrpc/connect";
+import type { IdempotencyRecord } from "../store/idempotency-store.js";
+import { claimKey } from "./claim-key.js";
+import type { DedupeCall, UnaryNext } from "./dedupe-call.js";
+import { requestIdReused } from "./dedupe-errors.js";
+import { replayOutcome } from "./replay-outcome.js";
+import { runExecution } from "./run-execution.js";
+import { pollRecord, waitFor } from "./wait-for-outcome.js";
+
+/**
+ * Claims the key and runs the handler, or answers from what holds the key:
+ * an execution of this process (wait for it, or replay its outcome from
+ * memory), or a record in the store (replay it, refuse another payload, or
+ * wait for it). A wait that ends with the key free again loops back to the
+ * claim.
+ */
+export async function deduplicate(call: DedupeCall, next: UnaryNext): Promise<UnaryResponse> {
+  for (;;) {
+    const local = call.inFlight.find(call.id);
+    if (local !== undefined) {
+      if (local.fingerprint !== call.fingerprint) {
+        throw requestIdReused(call);
+      }
+      const result = await waitFor(call, (ms) => local.wait(ms, call.req.signal));
+      if (result.kind === "outcome") {
+        return replayOutcome(call, result.outcome);
+      }
+      continue;
+    }
+    const owner = randomUUID();
+    const claim = await claimKey(call, owner);
+    if (claim.kind === "claimed") {
+      return runExecution(call, owner, claim.record, claim.replaced, next);
+    }
+    const answer = await answerFromRecord(call, claim.record);
+    if (answer !== undefined) {
+      return answer;
+    }
+  }
+}
+
+/**
+ * Answers a duplicate from the record that holds the key, or undefined when
+ * the key came free while it waited and is to be claimed again.
+ */
+async function answerFromRecord(call: DedupeCall, record: IdempotencyRecord): Promise<UnaryResponse | undefined> {
+  if (record.fingerprint !== call.fingerprint) {
+    throw requestIdReused(call);
+  }
+  if (record.status === "completed") {
+    return replayOutcome(call, record.outcome ?? new Uint8Array(0));
+  }
+  if (call.inFlight.find(call.id) !== undefined) {
+    // The owner runs in this process after all: wait for it without polling.
+    return undefined;
+  }
+  const result = await waitFor(call, (ms) => pollRecord(call, ms));
+  return result.kind === "outcome" ? replayOutcome(call, result.outcome) : undefined;
+}

@@ -1,0 +1,120 @@
+import { ErrorReason } from "../errors/error-reason.js";
+import type { IdempotencyRecord } from "../store/idempotency-store.js";
+import { type AtomicClaim, atomicClaimKey } from "./atomic-effects.js";
+import { emit, timed } from "./call-events.js";
+import type { DedupeCall } from "./dedupe-call.js";
+import { requestInProgress } from "./dedupe-errors.js";
+import { createIdempotencyContextValue, idempotencyContext } from "./idempotency-context.js";
+import type { StoreOperation } from "./idempotency-event.js";
+import type { InFlightOwner } from "./in-flight-waiters.js";
+import { storeRetryMs } from "./interceptor-options.js";
+import { type LeaseKeeper, startLeaseKeeper } from "./lease-keeper.js";
+import { storedForm } from "./outcome-form.js";
+
+/** One execution of the handler under a claim, from the claim until its outcome is settled. */
+export interface Execution {
+  /** The owner token of the claim. */
+  readonly owner: string;
+  /** Which execution of the key this is (1 for the first). */
+  readonly attempt: number;
+  /** Its entry among this process's in-flight executions. */
+  readonly running: InFlightOwner;
+  /** Renews the lease while the handler runs and while the outcome is not yet written. */
+  readonly keeper: LeaseKeeper;
+  /** Aborts when the claim is lost; the handler sees it as `idempotencyContext.signal`. */
+  readonly lostSignal: AbortController;
+  /** Set by `commit` when the handler completed the key together with its own writes. */
+  readonly atomic: AtomicClaim;
+  /** Another execution took the key over: nothing of this one is written any more. */
+  lost: boolean;
+}
+
+/**
+ * Starts an execution on a fresh claim: registers it for duplicates in this
+ * process, starts renewing its lease, and tells the handler (through the
+ * call's context values) which attempt it is and how to commit atomically.
+ */
+export function startExecution(call: DedupeCall, owner: string, claimed: IdempotencyRecord, replaced: string): Execution {
+  const running = call.inFlight.begin(call.id, call.fingerprint);
+  emit(call, replaced === "none" ? "claimed" : replaced === "takeover" ? "takeover" : "expired", {
+    attempt: claimed.attempt,
+  });
+  const lostSignal = new AbortController();
+  const { attempt } = claimed;
+  const execution: Execution = {
+    owner,
+    attempt,
+    running,
+    keeper: keepLease(call, owner, attempt, () => markClaimLost(call, execution, "renew")),
+    lostSignal,
+    atomic: {
+      store: call.settings.store,
+      key: call.record,
+      owner,
+      attempt,
+      retentionMs: call.retentionMs,
+      storeCall: (operation, run) => atomicStoreCall(call, operation, run),
+      claimLost: (operation) => markClaimLost(call, execution, operation),
+      storedForm: (outcome) => storedForm(call, { bytes: outcome, code: undefined }),
+      committed: undefined,
+    },
+    lost: false,
+  };
+  const values = call.req.contextValues;
+  values.set(
+    idempotencyContext,
+    createIdempotencyContextValue({
+      key: call.record.key,
+      scope: call.record.scope,
+      method: call.record.method,
+      attempt: claimed.attempt,
+      takeover: claimed.attempt > 1,
+      signal: lostSignal.signal,
+    }),
+  );
+  values.set(atomicClaimKey, execution.atomic);
+  return execution;
+}
+
+/**
+ * Records that another execution took the key over: this one writes
+ * nothing more, its handler's signal aborts, and its caller is answered
+ * from the store.
+ */
+export function markClaimLost(call: DedupeCall, execution: Execution, operation: StoreOperation): void {
+  if (execution.lost) {
+    return;
+  }
+  execution.lost = true;
+  execution.keeper.stop();
+  emit(call, "claim_lost", { operation });
+  execution.lostSignal.abort(
+    requestInProgress(
+      `another execution took over this request ID (${ErrorReason.REQUEST_IN_PROGRESS}); this one's outcome is not stored`,
+    ),
+  );
+}
+
+function keepLease(call: DedupeCall, owner: string, attempt: number, onLost: () => void): LeaseKeeper {
+  const { store, leaseMs } = call.settings;
+  return startLeaseKeeper({
+    intervalMs: Math.max(1, Math.floor(leaseMs / 3)),
+    retryMs: storeRetryMs,
+    renew: () => timed(call, "renew", () => store.renew({ key: call.record, owner, attempt, leaseMs })),
+    onError: (error) => emit(call, "store_error", { operation: "renew", error, willRetry: true }),
+    onLost,
+  });
+}
+
+/**
+ * Runs a store operation of the handler's atomic effects: timed, and
+ * reported when it fails (the handler's call then fails).
+ */
+async function atomicStoreCall<T>(call: DedupeCall, operation: StoreOperation, run: () => Promise<T>): Promise<T> {
+  try {
+    return await timed(call, operation, run);
+  } catch (error) {
+    emit(call, "store_error", { operation, error, willRetry: false });
+    throw error;
+  }
+}

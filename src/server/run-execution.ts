@@ -1,0 +1,82 @@
+import { toBinary } from "@bufbuild/protobuf";
+import type { UnaryResponse } from "@connectrpc/connect";
+import type { IdempotencyRecord } from "../store/idempotency-store.js";
+import { answerAfterLostClaim } from "./answer-after-lost-claim.js";
+import type { DedupeCall, UnaryNext } from "./dedupe-call.js";
+import { errorAsClientSees, errorDisposition } from "./error-disposition.js";
+import { type Execution, startExecution } from "./execution.js";
+import { encodeOutcome, storedForm } from "./outcome-form.js";
+import { answerCommitted } from "./replay-outcome.js";
+import { interruptExecution, releaseExecution, storeOutcome } from "./settle-execution.js";
+
+/**
+ * Runs the handler under a fresh claim, then settles its outcome: stores a
+ * response or a definite error, interrupts the record after an indefinite
+ * one, or releases it when nothing happened. A caller whose execution lost
+ * its claim meanwhile is answered from the store instead.
+ */
+export async function runExecution(
+  call: DedupeCall,
+  owner: string,
+  claimed: IdempotencyRecord,
+  replaced: string,
+  next: UnaryNext,
+): Promise<UnaryResponse> {
+  const execution = startExecution(call, owner, claimed, replaced);
+  let response: UnaryResponse;
+  try {
+    response = await next(call.req);
+  } catch (thrown) {
+    return settleFailure(call, execution, thrown);
+  }
+  return settleSuccess(call, execution, response);
+}
+
+async function settleSuccess(call: DedupeCall, execution: Execution, response: UnaryResponse): Promise<UnaryResponse> {
+  const committed = execution.atomic.committed;
+  if (committed !== undefined) {
+    return answerCommitted(call, execution, committed);
+  }
+  if (execution.lost) {
+    execution.running.settle({ kind: "released" });
+    return answerAfterLostClaim(call);
+  }
+  const form = storedForm(
+    call,
+    encodeOutcome(() => ({
+      kind: "response",
+      response: toBinary(call.req.method.output, response.message),
+      header: response.header,
+      trailer: response.trailer,
+    })),
+  );
+  return (await storeOutcome(call, execution, form)) === "lost" ? answerAfterLostClaim(call) : response;
+}
+
+async function settleFailure(call: DedupeCall, execution: Execution, thrown: unknown): Promise<UnaryResponse> {
+  const committed = execution.atomic.committed;
+  if (committed !== undefined) {
+    return answerCommitted(call, execution, committed);
+  }
+  if (execution.lost) {
+    execution.running.settle({ kind: "released" });
+    return answerAfterLostClaim(call);
+  }
+  const { signal } = call.req;
+  const error = errorAsClientSees(thrown, signal);
+  switch (errorDisposition(thrown, error, call.settings.dispositions, signal)) {
+    case "release":
+      await releaseExecution(call, execution, error.code);
+      break;
+    case "interrupt":
+      await interruptExecution(call, execution, error.code);
+      break;
+    case "store": {
+      const form = storedForm(call, encodeOutcome(() => ({ kind: "error", error })));
+      if ((await storeOutcome(call, execution, form)) === "lost") {
+        return answerAfterLostClaim(call);
+      }
+    }
+  }
+  throw thrown;
+}

@@ -1,0 +1,35 @@
+import { describe, expect, it } from "vitest";
+import { createInFlightWaiters } from "../../src/server/in-flight-waiters.js";
+
+const never = new AbortController().signal;
+
+describe("createInFlightWaiters()", () => {
+  it("wakes waiters with the outcome and forgets the execution on settle", async () => {
+    const waiters = createInFlightWaiters();
+    const owner = waiters.begin("k", "fp");
+    const waiting = waiters.find("k")!.wait(1_000, never);
+    owner.settle({ kind: "outcome", outcome: new Uint8Array([1]) });
+    expect(await waiting).toEqual({ kind: "outcome", outcome: new Uint8Array([1]) });
+    expect(waiters.find("k")).toBeUndefined();
+    expect(waiters.size).toBe(0);
+  });
+
+  it("holds an unwritten outcome: later duplicates get it at once, until settle", async () => {
+    const waiters = createInFlightWaiters();
+    const owner = waiters.begin("k", "fp");
+    owner.hold(new Uint8Array([7]));
+    expect(await waiters.find("k")!.wait(1_000, never)).toEqual({ kind: "outcome", outcome: new Uint8Array([7]) });
+    expect(await waiters.find("k")!.wait(1_000, never)).toEqual({ kind: "outcome", outcome: new Uint8Array([7]) });
+    owner.settle({ kind: "outcome", outcome: new Uint8Array([7]) });
+    expect(waiters.find("k")).toBeUndefined();
+  });
+
+  it("times out a waiter, and a later execution of the same key is not forgotten by an earlier one", async () => {
+    const waiters = createInFlightWaiters();
+    const first = waiters.begin("k", "fp");
+    expect(await waiters.find("k")!.wait(10, never)).toBeUndefined();
+    waiters.begin("k", "fp2");
+    first.settle({ kind: "released" });
+    expect(waiters.find("k")?.fingerprint).toBe("fp2");
+  });
+});
