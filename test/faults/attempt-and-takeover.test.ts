@@ -145,7 +145,7 @@ describe("attempt and takeover", () => {
     const successor = await startFaultServer({
       dir: scratch.dir,
       sqlite: { path, busyTimeoutMs: 1_000 },
-      interceptor: { lease: leaseMs, leaseGrace: graceMs } as never,
+      interceptor: { lease: leaseMs, leaseGrace: graceMs },
       async createPayment(_req, _ctx, { charge }) {
         await charge("plain");
         return undefined;

@@ -43,7 +43,7 @@ async function serverHoldingFirstRun(
 ): Promise<FaultServer> {
   const server = await startFaultServer({
     dir: scratch.dir,
-    ...(storeKind === "postgres" ? { store: (await postgres.openStore()) as never } : {}),
+    ...(storeKind === "postgres" ? { store: await postgres.openStore() } : {}),
     async createPayment(_req, _ctx, { run, charge, sleepUnlessAborted }) {
       const chargeId = await charge("phase");
       if (run.n === 1) {

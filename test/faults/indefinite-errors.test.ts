@@ -49,7 +49,7 @@ async function serverFailingFirstRun(
   const server = await startFaultServer({
     dir: scratch.dir,
     interceptor,
-    ...(storeKind === "postgres" ? { store: (await postgres.openStore()) as never } : {}),
+    ...(storeKind === "postgres" ? { store: await postgres.openStore() } : {}),
     async createPayment(_req, _ctx, { run, charge }) {
       const chargeId = await charge(mode);
       if (run.n === 1) {
@@ -296,7 +296,7 @@ describe("indefiniteCodes, storedCodes and releasedCodes move a code between cla
   });
 
   it("indefiniteCodes: [Internal] makes Internal indefinite: the retry takes over (attempt 2) and the phase charged once", async () => {
-    expect(await outcomeOf(Code.Internal, { indefiniteCodes: [Code.Internal] } as never)).toEqual(
+    expect(await outcomeOf(Code.Internal, { indefiniteCodes: [Code.Internal] })).toEqual(
       takenOver(Code.Internal),
     );
   });

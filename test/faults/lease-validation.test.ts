@@ -22,10 +22,14 @@ afterAll(async () => {
   await Promise.all(children.map((child) => child.kill("SIGKILL")));
 });
 
-/** The message `createIdempotencyInterceptor` throws with these options, or "accepted". */
+/**
+ * The message `createIdempotencyInterceptor` throws with these options, or
+ * "accepted". The store is a file: an in-memory database has no other
+ * process to wait for, so it never blocks (blockingWaitMs 0).
+ */
 function construction(lease: number | undefined, busyTimeoutMs?: number): string {
   const store = createSqliteStore({
-    path: ":memory:",
+    path: join(scratch.dir, `construction-${++stores}.db`),
     sweepIntervalMs: 0,
     ...(busyTimeoutMs === undefined ? {} : { busyTimeoutMs }),
   });
@@ -38,6 +42,8 @@ function construction(lease: number | undefined, busyTimeoutMs?: number): string
     void store.close();
   }
 }
+
+let stores = 0;
 
 // 1000, 1,000, 1 000 or 1_000.
 const number = (n: number) => new RegExp(String(n).replace(/(\d)(?=(\d{3})+$)/g, "$1[,_ ]?"));
@@ -101,6 +107,15 @@ describe("lease validation", () => {
       close: () => Promise.resolve(),
     } as IdempotencyStore;
     expect(() => createIdempotencyInterceptor({ store, lease: 1_000, telemetry: false })).not.toThrow();
+  });
+
+  it("accepts lease 1,000 on an in-memory SQLite store whatever its busyTimeoutMs: no other process can hold its lock", async () => {
+    const store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, busyTimeoutMs: 5_000 });
+    try {
+      expect(() => createIdempotencyInterceptor({ store, lease: 1_000, telemetry: false })).not.toThrow();
+    } finally {
+      await store.close();
+    }
   });
 });
 

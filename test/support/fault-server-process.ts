@@ -44,7 +44,7 @@ const server = await startHttp2Server({
     router.service(PaymentService, {
       async createPayment(req, ctx) {
         executions += 1;
-        const context = ctx.values.get(idempotencyContext) as { attempt?: number; takeover?: boolean } | undefined;
+        const context = ctx.values.get(idempotencyContext);
         if (env.EXECUTIONS_FILE) {
           appendFileSync(
             env.EXECUTIONS_FILE,

@@ -117,9 +117,7 @@ export async function startFaultServer(options: FaultServerOptions): Promise<Fau
     routes(router) {
       router.service(PaymentService, {
         async createPayment(req, ctx) {
-          const context = ctx.values.get(idempotencyContext) as
-            | { attempt?: number; takeover?: boolean }
-            | undefined;
+          const context = ctx.values.get(idempotencyContext);
           let finish = () => {};
           const run: FaultRun = {
             requestId: req.requestId,
