@@ -8,6 +8,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { describe, expect, it } from "vitest";
 import { createPaymentServiceClient } from "../../gen/demo/v1/payments_idempotency.js";
 import { isRetryableError } from "../../src/client/retryable-error.js";
+import { findErrorReason } from "../../src/errors/idempotency-error.js";
 import { releaseOnError, storeOnError } from "../../src/index.js";
 import {
   type ChargeMode,
@@ -176,6 +177,109 @@ describe("indefinite errors: the record stays and the next call takes over at on
         );
       },
     );
+  }
+});
+
+describe("an interrupted record is in the store, not in one process", () => {
+  /**
+   * Two servers on one store (one SQLite file, or one PostgreSQL table), as
+   * two processes would be. The first execution of a request ID, on either,
+   * charges in a phase and throws Unavailable; later ones take 200 ms.
+   */
+  async function twoServers(storeKind: StoreKind) {
+    const failed = new Set<string>();
+    const table = postgres.nextTable();
+    const path = `${scratch.dir}/shared.db`;
+    const start = async () => {
+      const server = await startFaultServer({
+        dir: scratch.dir,
+        ...(storeKind === "postgres" ? { store: await postgres.openStore({ table }) } : { sqlite: { path } }),
+        async createPayment(req, _ctx, { run, charge }) {
+          const chargeId = await charge("phase");
+          if (!failed.has(req.requestId)) {
+            failed.add(req.requestId);
+            throw new ConnectError("bank reply lost", Code.Unavailable);
+          }
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          return { payment: { paymentId: `pay_${run.n}_${run.attempt}`, chargeId } };
+        },
+      });
+      scratch.closeAfter(() => server.close());
+      return server;
+    };
+    const a = await start();
+    const b = await start();
+    const executions = (requestId: string) =>
+      [...a.runsOf(requestId).map((r) => `a ${r.attempt}/${r.takeover}`), ...b.runsOf(requestId).map((r) => `b ${r.attempt}/${r.takeover}`)];
+    const charges = (requestId: string) => (a.charges.get(requestId) ?? 0) + (b.charges.get(requestId) ?? 0);
+    return { a, b, executions, charges };
+  }
+
+  for (const storeKind of storeKinds) {
+    it(`${storeKind}: after an indefinite error in one process, a retry through another process takes over at once (attempt 2, takeover)`, async () => {
+      const { a, b, executions, charges } = await twoServers(storeKind);
+      const req = newRequest();
+      const first = await answerOf(a.client().createPayment(req));
+      const retry = await timed(answerOf(b.client().createPayment(req)));
+      expect({
+        first,
+        retry: retry.value,
+        withinMs: retry.ms < noLeaseWaitMs ? `< ${noLeaseWaitMs}` : Math.round(retry.ms),
+        executions: executions(req.requestId),
+        charges: charges(req.requestId),
+      }).toEqual({
+        first: "Unavailable: bank reply lost",
+        retry: "ok pay_1_2",
+        withinMs: `< ${noLeaseWaitMs}`,
+        executions: ["a 1/false", "b 2/true"],
+        charges: 1,
+      });
+    });
+
+    it(`${storeKind}: 8 concurrent retries through two processes after an indefinite error: one takeover, and every caller gets its answer`, async () => {
+      const { a, b, executions, charges } = await twoServers(storeKind);
+      const req = newRequest();
+      const first = await answerOf(a.client().createPayment(req));
+      const answers = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => answerOf((i % 2 === 0 ? a : b).client().createPayment(req))),
+      );
+      const takeovers = executions(req.requestId).slice(1);
+      expect({
+        first,
+        distinctAnswers: [...new Set(answers)],
+        takeovers: takeovers.map((e) => e.slice(2)),
+        charges: charges(req.requestId),
+      }).toEqual({
+        first: "Unavailable: bank reply lost",
+        distinctAnswers: [expect.stringMatching(/^ok pay_[12]_2$/)],
+        takeovers: ["2/true"],
+        charges: 1,
+      });
+    });
+
+    it(`${storeKind}: an interrupted record is never taken over by another payload under its ID (REQUEST_ID_REUSED), and its own payload still takes over`, async () => {
+      const { a, b, executions, charges } = await twoServers(storeKind);
+      const req = newRequest();
+      const first = await answerOf(a.client().createPayment(req));
+      const other = await b
+        .client()
+        .createPayment({ ...req, amountMinor: 1n })
+        .then(
+          () => "ok",
+          (error: unknown) => {
+            const e = ConnectError.from(error);
+            return `${codeName(e.code)} ${findErrorReason(e)}`;
+          },
+        );
+      const own = await answerOf(b.client().createPayment(req));
+      expect({ first, other, own, executions: executions(req.requestId), charges: charges(req.requestId) }).toEqual({
+        first: "Unavailable: bank reply lost",
+        other: "FailedPrecondition REQUEST_ID_REUSED",
+        own: "ok pay_1_2",
+        executions: ["a 1/false", "b 2/true"],
+        charges: 1,
+      });
+    });
   }
 });
 
