@@ -9,10 +9,11 @@
 // fires, so the server sees either its own DeadlineExceeded or an Internal
 // "http/2 stream closed" first: a race, run 20 times per protocol here. The
 // lease is the default 30 s; every retry must answer within a few seconds.
-import { type Client, type Interceptor, createClient } from "@connectrpc/connect";
+import { type Client, Code, ConnectError, type Interceptor, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { describe, expect, it } from "vitest";
 import { PaymentService } from "../../gen/demo/v1/payments_pb.js";
+import { releaseOnError, storeOnError } from "../../src/index.js";
 import {
   type FaultRun,
   type FaultServer,
@@ -241,5 +242,84 @@ describe("a client that went away while the handler ran", () => {
         });
       });
     }
+
+    it(`${protocol}: a retry that arrives while the abandoned handler still runs waits for it and replays its outcome (no takeover)`, async () => {
+      const server = await serverHoldingFirstRun(1_500, false);
+      const client = server.client(protocol);
+      const req = newRequest();
+      const first = await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(100) }));
+      const retry = await answerOf(client.createPayment(req));
+      expect({
+        first: first.split(":")[0],
+        retry,
+        executions: server.runsOf(req.requestId).map((r) => [r.attempt, r.takeover]),
+        charges: server.charges.get(req.requestId),
+      }).toEqual({ first: "Canceled", retry: "ok pay_1", executions: [[1, false]], charges: 1 });
+    });
   }
+});
+
+describe("a handler's own mark wins over the client's abort", () => {
+  /** A server whose first execution charges, waits for the abort, and throws `mark(error)`. */
+  async function serverMarkingOnAbort(mark: (error: ConnectError) => ConnectError) {
+    const server = await startFaultServer({
+      dir: scratch.dir,
+      async createPayment(_req, _ctx, { run, charge, sleepUnlessAborted }) {
+        await charge("phase");
+        if (run.n === 1) {
+          await sleepUnlessAborted(5_000).catch(() => {
+            throw mark(new ConnectError("gave up after the bank call", Code.Unavailable));
+          });
+        }
+        return undefined;
+      },
+    });
+    scratch.closeAfter(() => server.close());
+    return server;
+  }
+
+  it("storeOnError(err) thrown after the client aborted is stored: the retry replays it, nothing runs again", async () => {
+    const server = await serverMarkingOnAbort(storeOnError);
+    const client = server.client();
+    const req = newRequest();
+    const first = await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(200) }));
+    await firstRunDone(server, req.requestId);
+    const record = await server.settled(req.requestId);
+    const retry = await answerOf(client.createPayment(req));
+    expect({
+      first: first.split(":")[0],
+      record: `${record?.status} ${describeOutcome(record)}`,
+      retry,
+      executions: server.runsOf(req.requestId).length,
+    }).toEqual({
+      first: "Canceled",
+      record: "completed error Unavailable gave up after the bank call",
+      retry: "Unavailable: gave up after the bank call",
+      executions: 1,
+    });
+  });
+
+  it("releaseOnError(err) thrown after the client aborted releases: the retry runs afresh (attempt 1, takeover false)", async () => {
+    const server = await serverMarkingOnAbort(releaseOnError);
+    const client = server.client();
+    const req = newRequest();
+    await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(200) }));
+    await firstRunDone(server, req.requestId);
+    const record = await server.settled(req.requestId);
+    const retry = await answerOf(client.createPayment(req));
+    expect({
+      record: record?.status ?? "deleted",
+      retry,
+      executions: server.runsOf(req.requestId).map((r) => [r.attempt, r.takeover]),
+      charges: server.charges.get(req.requestId),
+    }).toEqual({
+      record: "deleted",
+      retry: "ok pay_2",
+      executions: [
+        [1, false],
+        [1, false],
+      ],
+      charges: 2,
+    });
+  });
 });
