@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { PaymentService } from "../../gen/demo/v1/payments_pb.js";
 import { ErrorReason } from "../../src/errors/error-reason.js";
 import { findErrorReason } from "../../src/errors/idempotency-error.js";
-import { releaseOnError } from "../../src/index.js";
+import { idempotencyContext, releaseOnError } from "../../src/index.js";
 import { type FaultServer, answerOf, startFaultServer } from "../support/fault-test-server.js";
 import { createManualClock } from "../support/manual-clock.js";
 import { usePerTestScratch } from "../support/per-test-scratch.js";
@@ -122,6 +122,63 @@ describe("attempt and takeover", () => {
     });
     // The expired record's phases went with it: the new execution charged again.
     expect(server.charges.get(req.requestId)).toBe(2);
+  });
+
+  it("after a stalled owner's lease and grace ran out (the store's manual clock): attempt 2, takeover true; the stalled owner's caller gets the successor's answer", async () => {
+    // Two servers on one SQLite file with one manual clock, as two processes
+    // on one machine. The owner's handler waits on a gate; its renewals (every
+    // 10 s of real time, a third of the default lease) never come in time.
+    const clock = createManualClock();
+    const path = join(scratch.dir, "stalled.db");
+    let openGate = () => {};
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    const lostClaim: boolean[] = [];
+    const start = (name: string, hold: boolean) =>
+      startFaultServer({
+        dir: scratch.dir,
+        sqlite: { path, clock: () => clock.now() },
+        async createPayment(_req, ctx, { run, charge }) {
+          await charge("plain");
+          if (hold) {
+            await gate;
+            lostClaim.push(ctx.values.get(idempotencyContext)?.signal.aborted ?? false);
+          }
+          return { payment: { paymentId: `pay_${name}_${run.n}` } };
+        },
+      });
+    const owner = await start("owner", true);
+    const successor = await start("successor", false);
+    scratch.closeAfter(() => Promise.all([owner.close(), successor.close()]));
+    const req = newRequest();
+    const stalled = answerOf(owner.client().createPayment(req));
+    for (let i = 0; i < 100 && owner.runs.length === 0; i++) {
+      await sleep(10);
+    }
+    clock.advance(29_000);
+    const beforeLeaseEnd = await answerOf(successor.client().createPayment(req, { timeoutMs: 300 }));
+    clock.advance(2_000); // the lease (30 s) ended, its grace (2 s) not
+    const withinGrace = await answerOf(successor.client().createPayment(req, { timeoutMs: 300 }));
+    clock.advance(1_000);
+    const afterGrace = await answerOf(successor.client().createPayment(req));
+    openGate();
+    expect({
+      beforeLeaseEnd: beforeLeaseEnd.split(":")[0],
+      withinGrace: withinGrace.split(":")[0],
+      afterGrace,
+      stalledCaller: await stalled,
+      owner: contexts(owner, req.requestId),
+      successor: contexts(successor, req.requestId),
+      replay: await answerOf(owner.client().createPayment(req)),
+    }).toEqual({
+      beforeLeaseEnd: expect.stringMatching(/Aborted|DeadlineExceeded/),
+      withinGrace: expect.stringMatching(/Aborted|DeadlineExceeded/),
+      afterGrace: "ok pay_successor_1",
+      stalledCaller: expect.stringMatching(/^ok pay_successor_1$|^Aborted: /),
+      owner: [{ attempt: 1, takeover: false }],
+      successor: [{ attempt: 2, takeover: true }],
+      replay: "ok pay_successor_1",
+    });
+    console.log(`stalled owner: its caller got "${await stalled}", its signal aborted when it finished: ${lostClaim}`);
   });
 
   it("after a dead owner's lease and grace ran out: attempt 2, takeover true, and not before lease + grace", async () => {
