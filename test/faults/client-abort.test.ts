@@ -259,6 +259,72 @@ describe("a client that went away while the handler ran", () => {
   }
 });
 
+describe("an abort decides by the signal, not by the code the handler threw", () => {
+  it("a stored-class error (InvalidArgument) thrown after the client aborted interrupts: the retry takes over (attempt 2, takeover)", async () => {
+    const server = await startFaultServer({
+      dir: scratch.dir,
+      async createPayment(_req, _ctx, { run, charge, sleepUnlessAborted }) {
+        await charge("phase");
+        if (run.n === 1) {
+          await sleepUnlessAborted(5_000).catch(() => {
+            throw new ConnectError("amount no longer valid", Code.InvalidArgument);
+          });
+        }
+        return undefined;
+      },
+    });
+    scratch.closeAfter(() => server.close());
+    const client = server.client();
+    const req = newRequest();
+    await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(200) }));
+    await firstRunDone(server, req.requestId);
+    const record = await server.settled(req.requestId);
+    const retry = await answerOf(client.createPayment(req));
+    expect({
+      record: `${record?.status} ${describeOutcome(record)}`,
+      retry,
+      executions: server.runsOf(req.requestId).map((r) => [r.attempt, r.takeover]),
+      charges: server.charges.get(req.requestId),
+    }).toEqual({
+      record: "interrupted none",
+      retry: "ok pay_2",
+      executions: [
+        [1, false],
+        [2, true],
+      ],
+      charges: 1,
+    });
+  });
+
+  for (const leave of ["abort", "deadline"] as const) {
+    it(`a waiting duplicate whose client leaves (${leave}) changes nothing: the running execution completes, and a later call replays it`, async () => {
+      const server = await serverHoldingFirstRun(1_000, false);
+      const client = server.client();
+      const req = newRequest();
+      const running = answerOf(client.createPayment(req));
+      while (server.runsOf(req.requestId).length === 0) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const duplicate = await answerOf(
+        client.createPayment(req, leave === "abort" ? { signal: AbortSignal.timeout(100) } : { timeoutMs: 100 }),
+      );
+      expect({
+        duplicate: duplicate.split(":")[0],
+        running: await running,
+        later: await answerOf(client.createPayment(req)),
+        executions: server.runsOf(req.requestId).length,
+        charges: server.charges.get(req.requestId),
+      }).toEqual({
+        duplicate: leave === "abort" ? "Canceled" : expect.stringMatching(/DeadlineExceeded|Aborted/),
+        running: "ok pay_1",
+        later: "ok pay_1",
+        executions: 1,
+        charges: 1,
+      });
+    });
+  }
+});
+
 describe("a handler's own mark wins over the client's abort", () => {
   /** A server whose first execution charges, waits for the abort, and throws `mark(error)`. */
   async function serverMarkingOnAbort(mark: (error: ConnectError) => ConnectError) {

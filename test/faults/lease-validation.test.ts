@@ -14,9 +14,11 @@ import type { IdempotencyStore } from "../../src/store/idempotency-store.js";
 import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { answerOf } from "../support/fault-test-server.js";
 import { usePerTestScratch } from "../support/per-test-scratch.js";
+import { useTestSchema } from "../support/postgres-database.js";
 import { type ServerProcess, startServerProcess } from "../support/server-process.js";
 
 const scratch = usePerTestScratch("lease-validation-");
+const postgres = useTestSchema("faults_lease");
 const children: ServerProcess[] = [];
 afterAll(async () => {
   await Promise.all(children.map((child) => child.kill("SIGKILL")));
@@ -112,6 +114,41 @@ describe("lease validation", () => {
   it("accepts lease 1,000 on an in-memory SQLite store whatever its busyTimeoutMs: no other process can hold its lock", async () => {
     const store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, busyTimeoutMs: 5_000 });
     try {
+      expect(() => createIdempotencyInterceptor({ store, lease: 1_000, telemetry: false })).not.toThrow();
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("lease grace validation", () => {
+  /** The message with this `leaseGrace`, or "accepted". */
+  function withGrace(leaseGrace: number): string {
+    const store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0 });
+    try {
+      createIdempotencyInterceptor({ store, leaseGrace, telemetry: false });
+      return "accepted";
+    } catch (error) {
+      return error instanceof Error ? error.message : String(error);
+    } finally {
+      void store.close();
+    }
+  }
+
+  it("refuses a leaseGrace that is not a positive number, or too short for an owner's store retries", () => {
+    for (const grace of [Number.NaN, -1, 0, 499]) {
+      expect(withGrace(grace)).toMatch(/leaseGrace/);
+    }
+    expect(withGrace(500)).toBe("accepted");
+    expect(withGrace(2_000)).toBe("accepted");
+  });
+});
+
+describe("lease validation on PostgreSQL", () => {
+  it("accepts lease 1,000 on the PostgreSQL store, whose operations never block the process", async () => {
+    const store = await postgres.openStore();
+    try {
+      expect(store.blockingWaitMs ?? 0).toBe(0);
       expect(() => createIdempotencyInterceptor({ store, lease: 1_000, telemetry: false })).not.toThrow();
     } finally {
       await store.close();
