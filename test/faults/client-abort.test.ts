@@ -259,6 +259,63 @@ describe("a client that went away while the handler ran", () => {
   }
 });
 
+describe("a handler that ends just as the deadline passes", () => {
+  for (const protocol of protocols) {
+    it(`${protocol}: ${trials} trials with the handler ending 180-220 ms into a 200 ms deadline: one charge, one answer per ID`, async () => {
+      // Each trial lands on either side: the handler's answer stored (the
+      // retry replays pay_1) or its abort interrupting (the retry takes over
+      // with pay_2). Both are fine; a stored error or a second charge is not.
+      const server = await startFaultServer({
+        dir: scratch.dir,
+        async createPayment(_req, _ctx, { run, charge, sleepUnlessAborted }) {
+          await charge("phase");
+          if (run.n === 1) {
+            await sleepUnlessAborted(180 + Math.floor(Math.random() * 41));
+          }
+          return undefined;
+        },
+      });
+      scratch.closeAfter(() => server.close());
+      const client = server.client(protocol);
+      const seen: { first: string; record: string; retry: string; again: string; charges: number | undefined }[] = [];
+      for (let i = 0; i < trials; i++) {
+        const req = newRequest();
+        const first = await answerOf(client.createPayment(req, { timeoutMs: 200 }));
+        await firstRunDone(server, req.requestId);
+        const record = await server.settled(req.requestId);
+        const retry = await answerOf(client.createPayment(req));
+        const again = await answerOf(client.createPayment(req));
+        seen.push({
+          first: first.split(":")[0] ?? first,
+          record: `${record?.status ?? "deleted"} ${describeOutcome(record)}`,
+          retry,
+          again,
+          charges: server.charges.get(req.requestId),
+        });
+      }
+      console.log(
+        `${protocol} handler ending at the deadline, ${trials} trials:`,
+        JSON.stringify({
+          "first call": tally(seen.map((s) => s.first)),
+          "record after it": tally(seen.map((s) => s.record)),
+          retry: tally(seen.map((s) => s.retry)),
+        }),
+      );
+      expect({
+        storedErrors: seen.filter((s) => s.record.includes("error")).map((s) => s.record),
+        secondCharges: seen.filter((s) => s.charges !== 1).length,
+        // A stored response is replayed; an interrupted record is taken over.
+        inconsistent: seen.filter(
+          (s) =>
+            s.retry !== s.again ||
+            (s.record === "completed response" ? s.retry !== "ok pay_1" : s.retry !== "ok pay_2") ||
+            (s.first === "ok pay_1" && s.retry !== "ok pay_1"),
+        ),
+      }).toEqual({ storedErrors: [], secondCharges: 0, inconsistent: [] });
+    });
+  }
+});
+
 describe("an abort decides by the signal, not by the code the handler threw", () => {
   it("a stored-class error (InvalidArgument) thrown after the client aborted interrupts: the retry takes over (attempt 2, takeover)", async () => {
     const server = await startFaultServer({
