@@ -9,11 +9,14 @@
 // fires, so the server sees either its own DeadlineExceeded or an Internal
 // "http/2 stream closed" first: a race, run 20 times per protocol here. The
 // lease is the default 30 s; every retry must answer within a few seconds.
+import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError, type Interceptor, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { describe, expect, it } from "vitest";
-import { PaymentService } from "../../gen/demo/v1/payments_pb.js";
-import { releaseOnError, storeOnError } from "../../src/index.js";
+import { CreatePaymentResponseSchema, PaymentService } from "../../gen/demo/v1/payments_pb.js";
+import { atomicEffects, releaseOnError, storeOnError } from "../../src/index.js";
+import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import {
   type FaultRun,
   type FaultServer,
@@ -380,6 +383,170 @@ describe("an abort decides by the signal, not by the code the handler threw", ()
       });
     });
   }
+});
+
+describe("effects that land after the client left are kept", () => {
+  it("a phase that finishes after the client aborted is recorded: the takeover does not charge again", async () => {
+    const server = await startFaultServer({
+      dir: scratch.dir,
+      async createPayment(_req, ctx, { run, sleepUnlessAborted }) {
+        // The bank call outlasts the client and ignores its abort.
+        await atomicEffects(ctx, server.store).phase("charge", async () => {
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          server.charges.set(_req.requestId, (server.charges.get(_req.requestId) ?? 0) + 1);
+          return "charged";
+        });
+        if (run.n === 1) {
+          await sleepUnlessAborted(5_000);
+        }
+        return undefined;
+      },
+    });
+    scratch.closeAfter(() => server.close());
+    const client = server.client();
+    const req = newRequest();
+    const first = await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(100) }));
+    await firstRunDone(server, req.requestId);
+    const record = await server.settled(req.requestId);
+    const retry = await answerOf(client.createPayment(req));
+    expect({
+      first: first.split(":")[0],
+      record: `${record?.status} ${describeOutcome(record)}`,
+      retry,
+      executions: server.runsOf(req.requestId).map((r) => [r.attempt, r.takeover]),
+      charges: server.charges.get(req.requestId),
+    }).toEqual({
+      first: "Canceled",
+      record: "interrupted none",
+      retry: "ok pay_2",
+      executions: [
+        [1, false],
+        [2, true],
+      ],
+      charges: 1,
+    });
+  });
+
+  it("sqlite: a commit after the client aborted commits the write with the outcome: the retry replays it, and the write happened once", async () => {
+    const store = createSqliteStore({ path: join(scratch.dir, "commit.db"), sweepIntervalMs: 0 });
+    store.database.exec("CREATE TABLE payments (request_id TEXT PRIMARY KEY)");
+    let commits = 0;
+    const server = await startFaultServer({
+      dir: scratch.dir,
+      store,
+      async createPayment(req, ctx) {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const response = await atomicEffects(ctx, store).commit((db) => {
+          commits += 1;
+          db.prepare("INSERT INTO payments (request_id) VALUES (?)").run(req.requestId);
+          return create(CreatePaymentResponseSchema, { payment: { paymentId: "pay_committed" } });
+        });
+        return response;
+      },
+    });
+    scratch.closeAfter(() => server.close());
+    const client = server.client();
+    const req = newRequest();
+    const first = await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(100) }));
+    await firstRunDone(server, req.requestId);
+    const record = await server.settled(req.requestId);
+    const retry = await answerOf(client.createPayment(req));
+    const rows = store.database.prepare("SELECT count(*) AS n FROM payments").get() as { n: number };
+    expect({
+      first: first.split(":")[0],
+      record: `${record?.status} ${describeOutcome(record)}`,
+      retry,
+      executions: server.runsOf(req.requestId).length,
+      commits,
+      rows: rows.n,
+    }).toEqual({
+      first: "Canceled",
+      record: "completed response",
+      retry: "ok pay_committed",
+      executions: 1,
+      commits: 1,
+      rows: 1,
+    });
+  });
+
+  it("postgres: a commit after the client aborted commits the write with the outcome: the retry replays it, and the write happened once", async () => {
+    const store = await postgres.openStore();
+    await postgres.admin.query(`CREATE TABLE IF NOT EXISTS ${postgres.name}.payments (request_id text PRIMARY KEY)`);
+    let commits = 0;
+    const server = await startFaultServer({
+      dir: scratch.dir,
+      store,
+      async createPayment(req, ctx) {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        return atomicEffects(ctx, store).commit(async (tx) => {
+          commits += 1;
+          await tx.query(`INSERT INTO ${postgres.name}.payments (request_id) VALUES ($1)`, [req.requestId]);
+          return create(CreatePaymentResponseSchema, { payment: { paymentId: "pay_committed" } });
+        });
+      },
+    });
+    scratch.closeAfter(() => server.close());
+    const client = server.client();
+    const req = newRequest();
+    const first = await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(100) }));
+    await firstRunDone(server, req.requestId);
+    const record = await server.settled(req.requestId);
+    const retry = await answerOf(client.createPayment(req));
+    const rows = await postgres.admin.query(`SELECT count(*)::int AS n FROM ${postgres.name}.payments WHERE request_id = $1`, [
+      req.requestId,
+    ]);
+    expect({
+      first: first.split(":")[0],
+      record: `${record?.status} ${describeOutcome(record)}`,
+      retry,
+      executions: server.runsOf(req.requestId).length,
+      commits,
+      rows: rows.rows[0]?.n,
+    }).toEqual({
+      first: "Canceled",
+      record: "completed response",
+      retry: "ok pay_committed",
+      executions: 1,
+      commits: 1,
+      rows: 1,
+    });
+  });
+
+  it("a client that aborts the takeover too leaves the record interrupted again: the next retry is attempt 3", async () => {
+    const server = await startFaultServer({
+      dir: scratch.dir,
+      async createPayment(_req, _ctx, { run, charge, sleepUnlessAborted }) {
+        await charge("phase");
+        if (run.n <= 2) {
+          await sleepUnlessAborted(5_000);
+        }
+        return undefined;
+      },
+    });
+    scratch.closeAfter(() => server.close());
+    const client = server.client();
+    const req = newRequest();
+    const answers: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      answers.push(await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(150) })));
+      await server.runsOf(req.requestId)[i]?.done;
+      await server.settled(req.requestId);
+    }
+    answers.push(await answerOf(client.createPayment(req)));
+    expect({
+      answers: answers.map((a) => a.split(":")[0]),
+      executions: server.runsOf(req.requestId).map((r) => [r.attempt, r.takeover]),
+      charges: server.charges.get(req.requestId),
+    }).toEqual({
+      answers: ["Canceled", "Canceled", "ok pay_3"],
+      executions: [
+        [1, false],
+        [2, true],
+        [3, true],
+      ],
+      charges: 1,
+    });
+  });
 });
 
 describe("a handler's own mark wins over the client's abort", () => {
