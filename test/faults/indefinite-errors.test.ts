@@ -27,6 +27,7 @@ const postgres = useTestSchema("faults_indefinite");
 /** The stores the record-keeping tests run on: a SQLite file, or the local PostgreSQL (own schema). */
 type StoreKind = "sqlite" | "postgres";
 const storeKinds: readonly StoreKind[] = ["sqlite", "postgres"];
+const protocols = ["connect", "grpc"] as const;
 
 /** The codes that are indefinite by default. */
 const indefiniteCodes = [
@@ -75,11 +76,11 @@ describe("indefinite errors: the record stays and the next call takes over at on
   for (const code of indefiniteCodes) {
     const name = codeName(code);
 
-    for (const storeKind of storeKinds) {
-      it(`${name} after a phase charged (${storeKind}): the client gets ${name}; the retry takes over at once (attempt 2, takeover) and the phase charged once`, async () => {
+    for (const [storeKind, protocol] of storeKinds.flatMap((k) => protocols.map((p) => [k, p] as const))) {
+      it(`${name} after a phase charged (${storeKind}, ${protocol}): the client gets ${name}; the retry takes over at once (attempt 2, takeover) and the phase charged once`, async () => {
         const fail = () => new ConnectError("bank reply lost", code);
         const server = await serverFailingFirstRun("phase", fail, {}, storeKind);
-        const client = server.client();
+        const client = server.client(protocol);
         const req = newRequest();
         const first = await answerOf(client.createPayment(req));
         const afterFirst = await server.record(req.requestId);
