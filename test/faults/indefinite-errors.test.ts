@@ -9,7 +9,13 @@ import { describe, expect, it } from "vitest";
 import { createPaymentServiceClient } from "../../gen/demo/v1/payments_idempotency.js";
 import { isRetryableError } from "../../src/client/retryable-error.js";
 import { findErrorReason } from "../../src/errors/idempotency-error.js";
-import { releaseOnError, storeOnError } from "../../src/index.js";
+import {
+  createIdempotencyInterceptor,
+  type IdempotencyInterceptorOptions,
+  releaseOnError,
+  storeOnError,
+} from "../../src/index.js";
+import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import {
   type ChargeMode,
   type FaultServerOptions,
@@ -428,5 +434,27 @@ describe("indefiniteCodes, storedCodes and releasedCodes move a code between cla
       aborted: released(Code.Aborted),
       unavailable: takenOver(Code.Unavailable),
     });
+  });
+
+  it("a code named in two of the lists is refused at construction, naming the code and both lists", () => {
+    const store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0 });
+    const refusal = (options: Partial<IdempotencyInterceptorOptions>) => {
+      try {
+        createIdempotencyInterceptor({ store, telemetry: false, ...options });
+        return "accepted";
+      } catch (error) {
+        return error instanceof Error ? error.message : String(error);
+      }
+    };
+    try {
+      expect(refusal({ storedCodes: [Code.Unavailable], indefiniteCodes: [Code.Unavailable] })).toMatch(
+        /Unavailable.*storedCodes.*indefiniteCodes/,
+      );
+      expect(refusal({ indefiniteCodes: [Code.Aborted], releasedCodes: [Code.Aborted] })).toMatch(
+        /Aborted.*(indefiniteCodes.*releasedCodes|releasedCodes.*indefiniteCodes)/,
+      );
+    } finally {
+      void store.close();
+    }
   });
 });
