@@ -79,6 +79,8 @@ function tally(values: readonly string[]): Record<string, number> {
 
 /** What one deadline trial showed: the first call's answer, the handler's abort, the record, the retry. */
 interface DeadlineTrial {
+  /** Whether the first call reached the handler before its deadline (under load it may not). */
+  readonly reachedHandler: boolean;
   readonly client: string;
   readonly server: string;
   readonly afterFirst: string;
@@ -103,6 +105,7 @@ async function deadlineTrials(
     const start = performance.now();
     const retry = await answerOf(client.createPayment(req));
     seen.push({
+      reachedHandler: run !== undefined,
       client: first.split(":")[0] ?? first,
       server: (run?.aborted ?? "not aborted").slice(0, 60),
       afterFirst: `${afterFirst?.status ?? "deleted"} ${describeOutcome(afterFirst)}`,
@@ -121,6 +124,7 @@ async function deadlineTrials(
 /** How often each side of the race and each result happened. */
 function report(seen: readonly DeadlineTrial[]) {
   return {
+    "first call reached the handler": tally(seen.map((s) => String(s.reachedHandler))),
     "client saw": tally(seen.map((s) => s.client)),
     "handler's signal aborted with": tally(seen.map((s) => s.server)),
     "record after the first call": tally(seen.map((s) => s.afterFirst)),
@@ -138,20 +142,24 @@ function verdict(seen: readonly DeadlineTrial[]) {
     secondCharges: seen.filter((s) => s.charges !== 1).length,
     failedRetries: seen.filter((s) => !s.retry.startsWith("ok")).map((s) => s.retry),
     retriesThatWaited: seen.filter((s) => s.retryMs >= noLeaseWaitMs).length,
-    takeovers: tally(seen.map((s) => s.contexts)),
+    // A first call that reached the handler is taken over by the retry; one
+    // that did not (its deadline passed while it claimed) left nothing behind.
+    wrongExecutions: seen
+      .filter((s) => s.contexts !== (s.reachedHandler ? "1/false 2/true" : "1/false"))
+      .map((s) => s.contexts),
+    someReachedHandler: seen.some((s) => s.reachedHandler),
   };
 }
 
-/** `verdict` when every one of `count` trials interrupted, took over at once and charged once. */
-function exactlyOnce(count: number) {
-  return {
-    storedTransportErrors: [],
-    secondCharges: 0,
-    failedRetries: [],
-    retriesThatWaited: 0,
-    takeovers: { "1/false 2/true": count },
-  };
-}
+/** `verdict` when every trial interrupted (or never started), took over at once and charged once. */
+const exactlyOnce = {
+  storedTransportErrors: [],
+  secondCharges: 0,
+  failedRetries: [],
+  retriesThatWaited: 0,
+  wrongExecutions: [],
+  someReachedHandler: true,
+};
 
 /** A client interceptor that drops the deadline header, so that only the client's own timer knows the deadline. */
 const withoutTimeoutHeader: Interceptor = (next) => (req) => {
@@ -199,7 +207,7 @@ describe("a client that went away while the handler ran", () => {
         const server = await serverHoldingFirstRun(1_000, true, storeKind);
         const seen = await deadlineTrials(server, server.client(protocol), trials);
         console.log(`${protocol} ${storeKind} deadline race, ${trials} trials:`, JSON.stringify(report(seen), null, 1));
-        expect(verdict(seen)).toEqual(exactlyOnce(trials));
+        expect(verdict(seen)).toEqual(exactlyOnce);
       });
 
       it(`${protocol}, ${storeKind}: the client's stream reset alone (its deadline timer, no timeout header) is never stored either`, async () => {
@@ -214,8 +222,9 @@ describe("a client that went away while the handler ran", () => {
         });
         const seen = await deadlineTrials(server, createClient(PaymentService, transport), 5);
         console.log(`${protocol} ${storeKind} stream reset, 5 trials:`, JSON.stringify(report(seen), null, 1));
-        expect(tally(seen.map((s) => s.server.split(" ")[0] ?? ""))).toEqual({ Internal: 5 });
-        expect(verdict(seen)).toEqual(exactlyOnce(5));
+        const sides = seen.filter((s) => s.reachedHandler).map((s) => s.server.split(" ")[0]);
+        expect([...new Set(sides)]).toEqual(["Internal"]);
+        expect(verdict(seen)).toEqual(exactlyOnce);
       });
     }
 
@@ -280,6 +289,11 @@ describe("a handler that ends just as the deadline passes", () => {
       });
       scratch.closeAfter(() => server.close());
       const client = server.client(protocol);
+      const expectedRetry: Record<string, string> = {
+        "completed response": "ok pay_1",
+        "interrupted none": "ok pay_2",
+        "deleted none": "ok pay_1",
+      };
       const seen: { first: string; record: string; retry: string; again: string; charges: number | undefined }[] = [];
       for (let i = 0; i < trials; i++) {
         const req = newRequest();
@@ -307,11 +321,13 @@ describe("a handler that ends just as the deadline passes", () => {
       expect({
         storedErrors: seen.filter((s) => s.record.includes("error")).map((s) => s.record),
         secondCharges: seen.filter((s) => s.charges !== 1).length,
-        // A stored response is replayed; an interrupted record is taken over.
+        // A stored response is replayed; an interrupted record is taken over;
+        // without a record (under load the deadline may pass before the
+        // handler starts) the retry is the first execution.
         inconsistent: seen.filter(
           (s) =>
             s.retry !== s.again ||
-            (s.record === "completed response" ? s.retry !== "ok pay_1" : s.retry !== "ok pay_2") ||
+            s.retry !== expectedRetry[s.record] ||
             (s.first === "ok pay_1" && s.retry !== "ok pay_1"),
         ),
       }).toEqual({ storedErrors: [], secondCharges: 0, inconsistent: [] });
