@@ -69,6 +69,25 @@ async function firstRunDone(server: FaultServer, requestId: string): Promise<Fau
   return run;
 }
 
+/**
+ * An AbortSignal that aborts `afterMs` after the `nth` execution of
+ * `requestId` started, so that the client leaves while the handler runs
+ * however slowly the machine reaches it (waits at most 5 s for the start).
+ */
+function abortOnceRunning(server: FaultServer, requestId: string, afterMs = 50, nth = 1): AbortSignal {
+  const controller = new AbortController();
+  const until = Date.now() + 5_000;
+  const poll = () => {
+    if (server.runsOf(requestId).length >= nth || Date.now() > until) {
+      setTimeout(() => controller.abort(), afterMs);
+    } else {
+      setTimeout(poll, 5);
+    }
+  };
+  poll();
+  return controller.signal;
+}
+
 function tally(values: readonly string[]): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const value of values) {
@@ -175,7 +194,7 @@ describe("a client that went away while the handler ran", () => {
         const server = await serverHoldingFirstRun(5_000, true, storeKind);
         const client = server.client(protocol);
         const req = newRequest();
-        const first = await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(200) }));
+        const first = await answerOf(client.createPayment(req, { signal: abortOnceRunning(server, req.requestId) }));
         const run = await firstRunDone(server, req.requestId);
         const afterFirst = await server.settled(req.requestId);
         const start = performance.now();
@@ -234,7 +253,7 @@ describe("a client that went away while the handler ran", () => {
         const client = server.client(protocol);
         const req = newRequest();
         const first = await answerOf(
-          client.createPayment(req, leave === "abort" ? { signal: AbortSignal.timeout(100) } : { timeoutMs: 100 }),
+          client.createPayment(req, leave === "abort" ? { signal: abortOnceRunning(server, req.requestId) } : { timeoutMs: 100 }),
         );
         await firstRunDone(server, req.requestId);
         const record = await server.settled(req.requestId);
@@ -259,7 +278,7 @@ describe("a client that went away while the handler ran", () => {
       const server = await serverHoldingFirstRun(1_500, false);
       const client = server.client(protocol);
       const req = newRequest();
-      const first = await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(100) }));
+      const first = await answerOf(client.createPayment(req, { signal: abortOnceRunning(server, req.requestId) }));
       const retry = await answerOf(client.createPayment(req));
       expect({
         first: first.split(":")[0],
@@ -352,7 +371,7 @@ describe("an abort decides by the signal, not by the code the handler threw", ()
     scratch.closeAfter(() => server.close());
     const client = server.client();
     const req = newRequest();
-    await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(200) }));
+    await answerOf(client.createPayment(req, { signal: abortOnceRunning(server, req.requestId) }));
     await firstRunDone(server, req.requestId);
     const record = await server.settled(req.requestId);
     const retry = await answerOf(client.createPayment(req));
@@ -421,7 +440,7 @@ describe("effects that land after the client left are kept", () => {
     scratch.closeAfter(() => server.close());
     const client = server.client();
     const req = newRequest();
-    const first = await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(100) }));
+    const first = await answerOf(client.createPayment(req, { signal: abortOnceRunning(server, req.requestId) }));
     await firstRunDone(server, req.requestId);
     const record = await server.settled(req.requestId);
     const retry = await answerOf(client.createPayment(req));
@@ -463,7 +482,7 @@ describe("effects that land after the client left are kept", () => {
     scratch.closeAfter(() => server.close());
     const client = server.client();
     const req = newRequest();
-    const first = await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(100) }));
+    const first = await answerOf(client.createPayment(req, { signal: abortOnceRunning(server, req.requestId) }));
     await firstRunDone(server, req.requestId);
     const record = await server.settled(req.requestId);
     const retry = await answerOf(client.createPayment(req));
@@ -504,7 +523,7 @@ describe("effects that land after the client left are kept", () => {
     scratch.closeAfter(() => server.close());
     const client = server.client();
     const req = newRequest();
-    const first = await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(100) }));
+    const first = await answerOf(client.createPayment(req, { signal: abortOnceRunning(server, req.requestId) }));
     await firstRunDone(server, req.requestId);
     const record = await server.settled(req.requestId);
     const retry = await answerOf(client.createPayment(req));
@@ -544,7 +563,7 @@ describe("effects that land after the client left are kept", () => {
     const req = newRequest();
     const answers: string[] = [];
     for (let i = 0; i < 2; i++) {
-      answers.push(await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(150) })));
+      answers.push(await answerOf(client.createPayment(req, { signal: abortOnceRunning(server, req.requestId, 50, i + 1) })));
       await server.runsOf(req.requestId)[i]?.done;
       await server.settled(req.requestId);
     }
@@ -588,7 +607,7 @@ describe("a handler's own mark wins over the client's abort", () => {
     const server = await serverMarkingOnAbort(storeOnError);
     const client = server.client();
     const req = newRequest();
-    const first = await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(200) }));
+    const first = await answerOf(client.createPayment(req, { signal: abortOnceRunning(server, req.requestId) }));
     await firstRunDone(server, req.requestId);
     const record = await server.settled(req.requestId);
     const retry = await answerOf(client.createPayment(req));
@@ -609,7 +628,7 @@ describe("a handler's own mark wins over the client's abort", () => {
     const server = await serverMarkingOnAbort(releaseOnError);
     const client = server.client();
     const req = newRequest();
-    await answerOf(client.createPayment(req, { signal: AbortSignal.timeout(200) }));
+    await answerOf(client.createPayment(req, { signal: abortOnceRunning(server, req.requestId) }));
     await firstRunDone(server, req.requestId);
     const record = await server.settled(req.requestId);
     const retry = await answerOf(client.createPayment(req));
