@@ -15,7 +15,7 @@ export interface RawResponse {
   /** Empty when the server sent no trailers (a trailers-only gRPC answer puts them in `headers`). */
   readonly trailers: http2.IncomingHttpHeaders;
   readonly body: Buffer;
-  /** Set when the server reset the stream (an RST_STREAM code other than NO_ERROR). */
+  /** Set when the stream was reset before the server's answer ended (an RST_STREAM code other than NO_ERROR). */
   readonly resetCode: number | undefined;
   /** From sending the headers to the stream's close. */
   readonly elapsedMs: number;
@@ -50,6 +50,18 @@ export function sendRaw(session: http2.ClientHttp2Session, request: RawRequest, 
     });
     stream.on("trailers", (t) => (trailers = t));
     stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    // The server may answer before it read the whole body (an oversized one):
+    // it then reads no more, and flow control would hold the rest of the body,
+    // and the stream, forever. Cancel the rest, as connect-es clients do.
+    let cancelledByUs = false;
+    stream.on("end", () =>
+      setImmediate(() => {
+        if (!stream.closed) {
+          cancelledByUs = true;
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+        }
+      }),
+    );
     // A reset by the server surfaces as an error first; the close that follows settles.
     stream.on("error", () => {});
     stream.on("close", () => {
@@ -59,7 +71,7 @@ export function sendRaw(session: http2.ClientHttp2Session, request: RawRequest, 
         headers,
         trailers,
         body: Buffer.concat(chunks),
-        resetCode: stream.rstCode === http2.constants.NGHTTP2_NO_ERROR ? undefined : stream.rstCode,
+        resetCode: cancelledByUs || stream.rstCode === http2.constants.NGHTTP2_NO_ERROR ? undefined : stream.rstCode,
         elapsedMs: performance.now() - started,
       });
     });
