@@ -134,7 +134,10 @@ describe("a compression bomb against the demo server", () => {
     expect(bombs.br.byteLength).toBeLessThan(4 * 1024);
     expect(bombs.gzip.byteLength).toBeLessThan(demoReadMaxBytes);
     expect(await inflatedLength(zlib.createBrotliDecompress(), bombs.br)).toBe(inflatedBytes);
-    expect(await inflatedLength(zlib.createGunzip(), bombs.gzip)).toBe(inflatedBytes);
+    // 64 copies of one member: inflating the member once says what the whole inflates to.
+    const memberLength = bombs.gzip.byteLength / 64;
+    expect(bombs.gzip.subarray(0, memberLength).equals(bombs.gzip.subarray(63 * memberLength))).toBe(true);
+    expect(64 * (await inflatedLength(zlib.createGunzip(), bombs.gzip.subarray(0, memberLength)))).toBe(inflatedBytes);
   });
 
   it.each(cases)(
