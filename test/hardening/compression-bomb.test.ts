@@ -66,7 +66,7 @@ const cases = (["grpc", "grpc-web", "connect"] as const).flatMap((protocol) =>
 
 describe("a compression bomb against the demo server", () => {
   const dataDir = createTempDataDir();
-  const sessions = { current: undefined as ReturnType<typeof createSessionPool> | undefined };
+  let pool: ReturnType<typeof createSessionPool> | undefined;
   const clientSessions: Http2SessionManager[] = [];
   let server: ChildProcess;
   let baseUrl: string;
@@ -105,7 +105,7 @@ describe("a compression bomb against the demo server", () => {
       });
       server.once("exit", (status) => reject(new Error(`the demo server exited with ${status}:\n${stdout}\n${stderr}`)));
     });
-    sessions.current = createSessionPool(baseUrl);
+    pool = createSessionPool(baseUrl);
     bombs = await buildBombs();
     // One real payment first: the server has loaded everything a call needs,
     // so that its memory before the bombs is that of a server at work.
@@ -120,7 +120,7 @@ describe("a compression bomb against the demo server", () => {
     for (const manager of clientSessions) {
       manager.abort();
     }
-    await sessions.current?.closeAll();
+    await pool?.closeAll();
     if (server !== undefined && server.exitCode === null && server.signalCode === null) {
       await new Promise((resolve) => {
         server.once("exit", resolve);
@@ -143,13 +143,12 @@ describe("a compression bomb against the demo server", () => {
   it.each(cases)(
     "$encoding over $protocol: three at once get RESOURCE_EXHAUSTED, memory stays bounded, nothing runs",
     async ({ protocol, encoding }: { protocol: RawProtocol; encoding: "gzip" | "br" }) => {
-      const pool = sessions.current!;
       const rowsBefore = countRows();
       const before = readProcessMemory(server.pid!);
       const body = protocol === "connect" ? bombs[encoding] : envelope(bombs[encoding], 1);
       const headers = unaryHeaders(protocol, "/demo.v1.PaymentService/CreatePayment", { binary: true, encoding });
       const settled = await Promise.allSettled(
-        Array.from({ length: bombsPerCase }, () => sendRaw(pool.session(), { headers, body }, answerWithinMs)),
+        Array.from({ length: bombsPerCase }, () => sendRaw(pool!.session(), { headers, body }, answerWithinMs)),
       );
       // Read before asserting anything, so that a failure reports the figures too.
       const after = readProcessMemory(server.pid!);
