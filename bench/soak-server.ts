@@ -20,8 +20,6 @@ export interface SoakServer {
   measure(): Promise<SoakMeasurement>;
   /** Every handler run so far, in order. */
   executions(): SoakExecution[];
-  /** Whether the process is still running. */
-  alive(): boolean;
   /** Closes the server and waits for its exit; kills it when it does not stop within 10 s. */
   stop(): Promise<void>;
 }
@@ -31,7 +29,6 @@ export async function startSoakServer(options: SoakServerOptions): Promise<SoakS
   const child: BenchChild<SoakServerApi> = forkChild(new URL("./soak-server-main.ts", import.meta.url), {
     execArgv: ["--expose-gc"],
   });
-  let exited = false;
   let baseUrl: string;
   try {
     baseUrl = await child.call("start", options);
@@ -51,22 +48,10 @@ export async function startSoakServer(options: SoakServerOptions): Promise<SoakS
           const [method, requestId] = line.split("\t") as [string, string];
           return { method, requestId: JSON.parse(requestId) as string };
         }),
-    alive() {
-      if (exited) {
-        return false;
-      }
-      try {
-        process.kill(child.pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    },
     async stop() {
       const timer = setTimeout(() => child.kill(), 10_000);
       await child.stop("stop");
       clearTimeout(timer);
-      exited = true;
     },
   };
 }
