@@ -15,6 +15,16 @@ import { createPaymentServiceImpl } from "./payment-service.js";
 /** The two services of the demo, as named in events. */
 export type DemoService = "payments" | "bank";
 
+/**
+ * The largest request message the demo server reads, in bytes, after
+ * decompression: 4 MiB. connect-node's default is about 4 GiB, so without it
+ * a 1.6 KB brotli body that inflates to 1 GiB is decompressed in full (three
+ * at once took the server to 5.3 GB of memory); with it, such a body gets
+ * RESOURCE_EXHAUSTED as soon as its output passes the limit. Set it on every
+ * server: no payment comes near it.
+ */
+export const demoReadMaxBytes = 4 * 1024 * 1024;
+
 /** The SQLite files of the demo in its data folder. */
 export interface DemoDatabaseFiles {
   /** The payment service: its idempotency records and the `payments` table. */
@@ -96,6 +106,8 @@ export async function startDemoServer(options: DemoServerOptions): Promise<DemoS
   server.on(
     "request",
     connectNodeAdapter({
+      // Bounds what a compressed body may inflate to: see demoReadMaxBytes.
+      readMaxBytes: demoReadMaxBytes,
       routes(router) {
         router.service(PaymentService, createPaymentServiceImpl({ ledger: paymentsStore, bank }), {
           interceptors: interceptorsOf("payments", paymentsStore),
