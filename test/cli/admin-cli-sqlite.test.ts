@@ -62,7 +62,7 @@ describe("stats", () => {
     expect(table).toContain("records    8 (1 in progress, 0 interrupted, 7 completed)");
     expect(table).toContain("expired    1 not yet swept");
     expect(table).toMatch(new RegExp(`oldest in progress: "${filled.keys.running}" of ${createPayment}, claimed \\S+ ago, lease held for`));
-    expect(table).toMatch(/demo\.v1\.PaymentService\/CreatePayment\s+1\s+5\n/);
+    expect(table).toMatch(/demo\.v1\.PaymentService\/CreatePayment\s+1\s+0\s+5\n/);
   });
 });
 
