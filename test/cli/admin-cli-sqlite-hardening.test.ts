@@ -81,10 +81,10 @@ describe("stored text on a terminal", () => {
   });
 
   it("escapes them in error messages too", async () => {
-    const run = await runCli(["keys", "show", "k-1", "--scope", "no\u001b]0;title\u0007such", "--db", db]);
+    const run = await runCli(["keys", "show", "k-1", "--scope", "no\u001b]0;title\u0007such\u202e", "--db", db]);
     expect(run.code).toBe(2);
     expect(run.stderr).not.toMatch(raw);
-    expect(run.stderr).toBe(`connect-idempotency: no record with request ID "k-1" in scope "no\\u001b]0;title\\u0007such"\n`);
+    expect(run.stderr).toBe(`connect-idempotency: no record with request ID "k-1" in scope "no\\u001b]0;title\\u0007such\\u202e"\n`);
   });
 });
 

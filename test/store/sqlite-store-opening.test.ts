@@ -103,6 +103,8 @@ describe("opening the file", () => {
     );
     expect(run.stdout).toMatch(/cannot open the SQLite file .*idem\.db for writing \(SQLITE_READONLY/);
     // It was readable all along.
-    expect(new Database(path, { readonly: true }).prepare("SELECT count(*) FROM connect_idempotency_meta").pluck().get()).toBe(1);
+    const reader = new Database(path, { readonly: true });
+    expect(reader.prepare("SELECT count(*) FROM connect_idempotency_meta").pluck().get()).toBe(1);
+    reader.close();
   });
 });

@@ -185,6 +185,8 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     checkpointer = inFile
       ? startSqliteCheckpointer(db, db.name, {
           onFailure: (error, failures) =>
+            // A deleted database file is the guard's to report (file_lost).
+            (error as { code?: string }).code !== "SQLITE_READONLY_DBMOVED" &&
             report({
               kind: "checkpoint_failed",
               path,
