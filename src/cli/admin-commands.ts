@@ -38,9 +38,13 @@ const defaultWaitMs = 5000;
  * Adds the operator commands to the `connect-idempotency` program: `stats`,
  * `keys list`, `keys show`, `keys evict` and `sweep`, on a SQLite file
  * (`--db`) or a PostgreSQL table (`--postgres`). Only `keys evict` and
- * `sweep` change records; the others open the store read-only. Output is a
- * table for people or JSON with `--json`; errors are one line on stderr, with
- * exit status 2 for what the operator can correct.
+ * `sweep` change records; the others open the store read-only. `keys evict`
+ * and `sweep` wait up to `--wait` (default 5 s) for another process holding
+ * the SQLite write lock, then fail with a message naming the lock and, when
+ * `/proc/locks` tells, the process holding it. Output is a table for people
+ * or JSON with `--json`, stored strings with their control and bidirectional
+ * characters escaped; errors are one line on stderr, with exit status 2 for
+ * what the operator can correct.
  */
 export function addAdminCommands(program: Command): void {
   adminCommand(program, "stats")

@@ -1,5 +1,5 @@
-import { dirname } from "node:path";
 import { statSync } from "node:fs";
+import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { describeSqliteLockHolder } from "./sqlite-lock-holder.js";
 
@@ -52,7 +52,13 @@ export function openSqliteDatabase(path: string, busyTimeoutMs: number): Databas
 
 /** Refuses a path that names a directory or another kind of non-file. */
 function checkPath(path: string): void {
-  const stats = statSync(path, { throwIfNoEntry: false });
+  let stats;
+  try {
+    stats = statSync(path, { throwIfNoEntry: false });
+  } catch {
+    // ENOTDIR, EACCES: SQLite's own error says more below.
+    return;
+  }
   if (stats?.isDirectory() === true) {
     throw new Error(
       `createSqliteStore: path ${path} is a directory; pass the database file, such as ${path.replace(/\/+$/, "")}/idempotency.db`,

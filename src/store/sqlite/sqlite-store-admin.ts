@@ -60,7 +60,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
   const readonly = options.readonly ?? false;
   const clock = options.clock ?? Date.now;
   const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
-  if (statSync(options.path, { throwIfNoEntry: false })?.isDirectory() === true) {
+  if (isDirectory(options.path)) {
     throw new Error(`${options.path} is a directory, not a SQLite database file`);
   }
   let db: Database.Database;
@@ -227,6 +227,14 @@ function checkLayout(db: Database.Database, path: string, table: string): void {
       `${path}: table ${table} has schema version ${version}, this version of connect-idempotency reads ${sqliteSchemaVersion}` +
         (version < sqliteSchemaVersion ? "; start a server of this version once to migrate it" : "; upgrade connect-idempotency"),
     );
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
+  } catch {
+    return false;
   }
 }
 
