@@ -58,6 +58,7 @@ export {
   type SqliteDurability,
   type SqliteStore,
   type SqliteStoreOptions,
+  type SqliteStoreProblem,
 } from "./store/sqlite/sqlite-store.js";
 export type { SqliteBatchExecutor, SqliteJobOptions } from "./store/sqlite/sqlite-batch-executor.js";
 // `pg` stays optional: the PostgreSQL store loads it only when it creates its own pool.

@@ -4,6 +4,7 @@ import type { IdempotencyRecord, RecordStatus } from "../store/idempotency-store
 import type { IdempotencyStoreAdmin, RecordSummary, RecordWhere, StoreStats } from "../store/idempotency-store-admin.js";
 import { createCliError, runCliAction } from "./cli-error.js";
 import { describeOutcome, type OutcomeView } from "./describe-outcome.js";
+import { displayText, escapeControls, escapeJsonControls, quoteText } from "./escape-text.js";
 import { formatDuration, parseDuration } from "./duration-text.js";
 import { formatTable } from "./format-table.js";
 import { loadDescriptors } from "./load-descriptors.js";
@@ -30,13 +31,20 @@ interface EvictFlags extends StoreFlags, OutputFlags, RecordWhere {
   readonly yes?: boolean;
 }
 
+/** The default of --wait: as long as a server waits for the write lock. */
+const defaultWaitMs = 5000;
+
 /**
  * Adds the operator commands to the `connect-idempotency` program: `stats`,
  * `keys list`, `keys show`, `keys evict` and `sweep`, on a SQLite file
  * (`--db`) or a PostgreSQL table (`--postgres`). Only `keys evict` and
- * `sweep` change records; the others open the store read-only. Output is a
- * table for people or JSON with `--json`; errors are one line on stderr, with
- * exit status 2 for what the operator can correct.
+ * `sweep` change records; the others open the store read-only. `keys evict`
+ * and `sweep` wait up to `--wait` (default 5 s) for another process holding
+ * the SQLite write lock, then fail with a message naming the lock and, when
+ * `/proc/locks` tells, the process holding it. Output is a table for people
+ * or JSON with `--json`, stored strings with their control and bidirectional
+ * characters escaped; errors are one line on stderr, with exit status 2 for
+ * what the operator can correct.
  */
 export function addAdminCommands(program: Command): void {
   adminCommand(program, "stats")
@@ -95,6 +103,7 @@ export function addAdminCommands(program: Command): void {
     .option("--method <method>", "the method, when the request ID exists under several")
     .option("--scope <scope>", "the scope, when the request ID exists under several")
     .option("-y, --yes", "do not ask for confirmation")
+    .option(...waitOption)
     .action(runCliAction(async (key: string, flags: EvictFlags) => {
       await withAdmin(flags, "write", async (admin) => {
         const record = await findOne(admin, key, flags);
@@ -111,7 +120,7 @@ export function addAdminCommands(program: Command): void {
             throw new Error("not evicted");
           }
         }
-        if (!(await admin.evict(record))) {
+        if (!(await lockHint(admin.evict(record)))) {
           throw createCliError(`the ${what} was deleted meanwhile`);
         }
         const evicted = { evicted: true, scope: record.scope, method: record.method, key: record.key };
@@ -121,12 +130,37 @@ export function addAdminCommands(program: Command): void {
 
   adminCommand(program, "sweep")
     .description("delete expired records now")
+    .option(...waitOption)
     .action(runCliAction(async (flags: StoreFlags & OutputFlags) => {
       await withAdmin(flags, "write", async (admin) => {
-        const deleted = await admin.sweep();
+        const deleted = await lockHint(admin.sweep());
         report(flags, { deleted }, () => `Deleted ${deleted} expired record${deleted === 1 ? "" : "s"}.`);
       });
     }));
+}
+
+/** `--wait`, for the commands that write. */
+const waitOption = [
+  "--wait <ms>",
+  `how long to wait for a server or another tool holding the SQLite write lock, in ms or as a duration such as 30s (default ${defaultWaitMs})`,
+  parseWait,
+] as const;
+
+/**
+ * Adds to a write that gave up on another connection's lock what to do
+ * about it; the store admin's message already names the lock and, when it
+ * can tell, the process holding it.
+ */
+async function lockHint<T>(write: Promise<T>): Promise<T> {
+  try {
+    return await write;
+  } catch (error) {
+    if ((error as { code?: unknown } | null)?.code !== "SQLITE_BUSY") throw error;
+    const message = error instanceof Error ? error.message : String(error);
+    throw new Error(`${message}; nothing was changed: run it again once the lock is free, or wait longer with --wait <ms>`, {
+      cause: error,
+    });
+  }
 }
 
 /** A subcommand with the store and output options every admin command takes. */
@@ -158,13 +192,11 @@ async function findOne(admin: IdempotencyStoreAdmin, key: string, where: RecordW
   const found = await admin.find(key, { method: where.method, scope: where.scope });
   const only = found[0];
   if (only === undefined) {
-    throw createCliError(`no record with request ID ${JSON.stringify(key)}${describeWhere(where)}`);
+    throw createCliError(`no record with request ID ${quoteText(key)}${describeWhere(where)}`);
   }
   if (found.length > 1) {
-    const candidates = found.map((record) => `--method ${record.method} --scope ${JSON.stringify(record.scope)}`);
-    throw createCliError(
-      `request ID ${JSON.stringify(key)} has ${found.length} records; pick one with ${candidates.join(" or ")}`,
-    );
+    const candidates = found.map((record) => `--method ${displayText(record.method)} --scope ${quoteText(record.scope)}`);
+    throw createCliError(`request ID ${quoteText(key)} has ${found.length} records; pick one with ${candidates.join(" or ")}`);
   }
   return only;
 }
@@ -184,7 +216,7 @@ function formatStats(stats: StoreStats): string {
   const now = stats.readAt;
   const total = stats.inProgress + stats.interrupted + stats.completed;
   const lines = [
-    `store      ${stats.location} (${formatBytes(stats.sizeBytes)})`,
+    `store      ${displayText(stats.location)} (${formatBytes(stats.sizeBytes)})`,
     `records    ${total} (${stats.inProgress} in progress, ${stats.interrupted} interrupted, ${stats.completed} completed)`,
     `expired    ${stats.expired} not yet swept`,
   ];
@@ -204,7 +236,7 @@ function formatStats(stats: StoreStats): string {
       "",
       formatTable(
         ["METHOD", "IN PROGRESS", "INTERRUPTED", "COMPLETED"],
-        stats.byMethod.map((m) => [m.method, String(m.inProgress), String(m.interrupted), String(m.completed)]),
+        stats.byMethod.map((m) => [displayText(m.method), String(m.inProgress), String(m.interrupted), String(m.completed)]),
       ),
     );
   }
@@ -220,9 +252,9 @@ function formatList(records: readonly RecordSummary[]): string {
     records.map((r) => [
       `${formatDuration(r.readAt - r.createdAt)} ago`,
       r.status,
-      r.method,
-      r.scope === "" ? "-" : r.scope,
-      r.key,
+      displayText(r.method),
+      r.scope === "" ? "-" : displayText(r.scope),
+      displayText(r.key),
       r.expiresAt <= r.readAt ? "expired" : `in ${formatDuration(r.expiresAt - r.readAt)}`,
       r.status === "completed" ? formatBytes(r.outcomeBytes) : "-",
     ]),
@@ -234,12 +266,12 @@ function formatRecord(record: IdempotencyRecord, outcome: OutcomeView | undefine
   const time = (ms: number) =>
     `${new Date(ms).toISOString()} (${ms <= now ? `${formatDuration(now - ms)} ago` : `in ${formatDuration(ms - now)}`})`;
   const lines = [
-    `key          ${record.key}`,
-    `method       ${record.method}`,
-    `scope        ${record.scope === "" ? '"" (the default scope)' : record.scope}`,
+    `key          ${displayText(record.key)}`,
+    `method       ${displayText(record.method)}`,
+    `scope        ${record.scope === "" ? '"" (the default scope)' : displayText(record.scope)}`,
     `status       ${record.status}`,
-    `fingerprint  ${record.fingerprint}`,
-    `owner        ${record.owner}`,
+    `fingerprint  ${displayText(record.fingerprint)}`,
+    `owner        ${displayText(record.owner)}`,
     `created      ${time(record.createdAt)}`,
     `updated      ${time(record.updatedAt)}`,
     `lease until  ${time(record.leaseUntil)}`,
@@ -259,17 +291,20 @@ function formatRecord(record: IdempotencyRecord, outcome: OutcomeView | undefine
       lines.push(`outcome      ${formatBytes(outcome.bytes)}, not a StoredOutcome: ${outcome.problem}`, hexDump(outcome.base64));
       break;
     case "error":
-      lines.push(`outcome      error ${outcome.code}: ${outcome.message}`);
+      lines.push(`outcome      error ${outcome.code}: ${displayText(outcome.message)}`);
       for (const detail of outcome.details) {
-        const value = detail.json !== undefined ? JSON.stringify(detail.json) : `(base64) ${detail.base64}`;
-        lines.push(`detail       ${detail.type} ${value}`);
+        const value = detail.json !== undefined ? escapeJsonControls(JSON.stringify(detail.json)) : `(base64) ${detail.base64}`;
+        lines.push(`detail       ${displayText(detail.type)} ${value}`);
       }
       lines.push(...headerLines("metadata", outcome.metadata));
       break;
     case "response":
       lines.push(...headerLines("header", outcome.header), ...headerLines("trailer", outcome.trailer));
       if (outcome.json !== undefined) {
-        lines.push(`outcome      response ${outcome.type}`, indent(JSON.stringify(outcome.json, null, 2)));
+        lines.push(
+          `outcome      response ${displayText(outcome.type ?? "")}`,
+          indent(escapeJsonControls(JSON.stringify(outcome.json, null, 2))),
+        );
       } else {
         const size = formatBytes(Buffer.from(outcome.base64, "base64").byteLength);
         lines.push(
@@ -288,7 +323,7 @@ function describeTakeovers(takeovers: number): string {
 }
 
 function headerLines(label: string, headers: Record<string, string>): string[] {
-  return Object.entries(headers).map(([name, value]) => `${label.padEnd(12)} ${name}: ${value}`);
+  return Object.entries(headers).map(([name, value]) => `${label.padEnd(12)} ${displayText(name)}: ${displayText(value)}`);
 }
 
 // The first 256 bytes, 16 per line, as `xxd` prints them.
@@ -316,13 +351,13 @@ function indent(text: string): string {
 }
 
 function describeKey(record: Pick<IdempotencyRecord, "key" | "method" | "scope">): string {
-  return `${JSON.stringify(record.key)} of ${record.method}${record.scope === "" ? "" : ` in scope ${JSON.stringify(record.scope)}`}`;
+  return `${quoteText(record.key)} of ${displayText(record.method)}${record.scope === "" ? "" : ` in scope ${quoteText(record.scope)}`}`;
 }
 
 function describeWhere(where: RecordWhere): string {
   return (
-    (where.method === undefined ? "" : ` of ${where.method}`) +
-    (where.scope === undefined ? "" : ` in scope ${JSON.stringify(where.scope)}`)
+    (where.method === undefined ? "" : ` of ${displayText(where.method)}`) +
+    (where.scope === undefined ? "" : ` in scope ${quoteText(where.scope)}`)
   );
 }
 
@@ -332,9 +367,14 @@ function formatBytes(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-/** Prints `data` as JSON with --json, else the text for people. */
+/**
+ * Prints `data` as JSON with --json, else the text for people. Stored text
+ * never reaches the terminal raw: fields are escaped where they are laid
+ * out, and whatever control character is left is escaped here.
+ */
 function report(flags: OutputFlags, data: unknown, text: () => string): void {
-  process.stdout.write(`${flags.json === true ? JSON.stringify(data, null, 2) : text()}\n`);
+  const output = flags.json === true ? escapeJsonControls(JSON.stringify(data, null, 2)) : escapeControls(text(), true);
+  process.stdout.write(`${output}\n`);
 }
 
 function parseStatus(value: string): RecordStatus {
@@ -348,6 +388,14 @@ function parseAge(value: string): number {
   const ms = parseDuration(value);
   if (ms === undefined) {
     throw new InvalidArgumentError("expected a duration such as 90s, 10m, 2h or 7d");
+  }
+  return ms;
+}
+
+function parseWait(value: string): number {
+  const ms = /^\d+$/.test(value.trim()) ? Number(value) : parseDuration(value);
+  if (ms === undefined || !Number.isSafeInteger(ms)) {
+    throw new InvalidArgumentError("expected milliseconds, such as 30000, or a duration such as 30s or 2m");
   }
   return ms;
 }

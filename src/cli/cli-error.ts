@@ -1,3 +1,5 @@
+import { escapeControls } from "./escape-text.js";
+
 /** The exit status of a command the operator can correct: a missing file, a bad URL, an unknown key. */
 const usageExitCode = 2;
 
@@ -22,7 +24,7 @@ export function runCliAction<A extends unknown[]>(action: (...args: A) => Promis
     } catch (error) {
       const exitCode = isCliError(error) ? error.exitCode : 1;
       const message = error instanceof Error ? error.message : String(error);
-      process.stderr.write(`connect-idempotency: ${message.split("\n")[0]}\n`);
+      process.stderr.write(`connect-idempotency: ${escapeControls(message.split("\n")[0] ?? "")}\n`);
       process.exitCode = exitCode;
     }
   };

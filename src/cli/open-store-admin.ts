@@ -1,4 +1,5 @@
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
 import type { IdempotencyStoreAdmin } from "../store/idempotency-store-admin.js";
 import { openPostgresStoreAdmin } from "../store/postgres/postgres-store-admin.js";
 import { openSqliteStoreAdmin } from "../store/sqlite/sqlite-store-admin.js";
@@ -14,6 +15,8 @@ export interface StoreFlags {
   readonly schema?: string;
   /** The records table. */
   readonly table?: string;
+  /** How long a write waits for another process's write lock, in ms (SQLite only). */
+  readonly wait?: number;
 }
 
 /**
@@ -33,11 +36,17 @@ export async function openStoreAdmin(flags: StoreFlags, access: "read" | "write"
     if (!existsSync(flags.db)) {
       throw createCliError(`no such file: ${flags.db}`);
     }
+    if (statSync(flags.db).isDirectory()) {
+      throw createCliError(directoryMessage(flags.db));
+    }
     try {
-      return openSqliteStoreAdmin({ path: flags.db, table: flags.table, readonly });
+      return openSqliteStoreAdmin({ path: flags.db, table: flags.table, readonly, busyTimeoutMs: flags.wait });
     } catch (error) {
       throw createCliError(messageOf(error), { cause: error });
     }
+  }
+  if (flags.wait !== undefined) {
+    throw createCliError("--wait applies to --db only: a PostgreSQL statement waits up to the admin's statement_timeout (30 s)");
   }
   const url = flags.postgres as string;
   const shown = redactPassword(url);
@@ -54,6 +63,22 @@ export async function openStoreAdmin(flags: StoreFlags, access: "read" | "write"
   } catch (error) {
     throw createCliError(`${shown}: ${messageOf(error)}`, { cause: error });
   }
+}
+
+/** Says that --db named a directory, and which database files it holds, if any. */
+function directoryMessage(dir: string): string {
+  let files: string[] = [];
+  try {
+    files = readdirSync(dir)
+      .filter((name) => /\.(db|sqlite3?)$/i.test(name))
+      .sort()
+      .slice(0, 3);
+  } catch {
+    // Unreadable: just say what it is.
+  }
+  const suggestion =
+    files.length > 0 ? `; it holds ${files.map((name) => join(dir, name)).join(", ")}` : "";
+  return `--db ${dir} is a directory: pass the SQLite file of the store, such as ${join(dir, "idempotency.db")}${suggestion}`;
 }
 
 function isPostgresUrl(text: string): boolean {

@@ -5,6 +5,11 @@ import type { Database } from "better-sqlite3";
 /** Stops background checkpoints of one database. */
 export interface SqliteCheckpointer {
   /**
+   * The error of the latest checkpoint when it failed, undefined when it
+   * succeeded (or none ran yet).
+   */
+  readonly failure: Error | undefined;
+  /**
    * Stops checkpointing and closes the worker's connection to the file, so
    * that the store's own connection is the last one when it closes (and
    * checkpoints and removes the WAL as SQLite does on a last close).
@@ -12,8 +17,20 @@ export interface SqliteCheckpointer {
   stop(): Promise<void>;
 }
 
+/** Options of `startSqliteCheckpointer`. */
+export interface SqliteCheckpointerOptions {
+  /**
+   * Called when checkpoints start failing (not for a busy database: that
+   * only postpones them), then at most once a minute while they keep
+   * failing, with SQLite's error and how many failed in a row.
+   */
+  readonly onFailure?: (error: Error, failuresInARow: number) => void;
+}
+
 /** How often the worker checkpoints each database. */
 const checkpointIntervalMs = 50;
+/** While checkpoints of a database keep failing, the store hears of it at most this often. */
+const failureReportIntervalMs = 60_000;
 /** What `wal_autocheckpoint` goes back to when the worker cannot do it: SQLite's default. */
 const autocheckpointPages = 1000;
 /**
@@ -29,7 +46,8 @@ const backstopPages = 4096;
 
 /**
  * Moves the bulk of the WAL checkpoints of a store's connection into a
- * worker thread.
+ * worker thread, and reports checkpoints that fail (`onFailure`): a WAL
+ * that cannot be copied back grows with every write.
  *
  * SQLite checkpoints in the connection whose commit crosses
  * `wal_autocheckpoint` pages: with better-sqlite3 that is a call on the event
@@ -41,7 +59,11 @@ const backstopPages = 4096;
  * of the process. When the worker cannot open the file or dies, the store's
  * connection checkpoints at SQLite's default again.
  */
-export function startSqliteCheckpointer(db: Database, path: string): SqliteCheckpointer {
+export function startSqliteCheckpointer(
+  db: Database,
+  path: string,
+  options: SqliteCheckpointerOptions = {},
+): SqliteCheckpointer {
   const id = nextId++;
   let worker: Worker;
   try {
@@ -49,8 +71,21 @@ export function startSqliteCheckpointer(db: Database, path: string): SqliteCheck
   } catch {
     // No worker here (a bundle without better-sqlite3 beside it, a runtime
     // without worker threads): the connection keeps checkpointing by itself.
-    return { stop: async () => {} };
+    return { failure: undefined, stop: async () => {} };
   }
+  let failure: Error | undefined;
+  outcomes.set(id, (message) => {
+    if (message.type === "checkpointed") {
+      failure = undefined;
+      return;
+    }
+    failure = Object.assign(new Error(message.message), { code: message.code });
+    try {
+      options.onFailure?.(failure, message.failures);
+    } catch {
+      // A failing listener must not stop the reports.
+    }
+  });
   db.pragma(`wal_autocheckpoint = ${backstopPages}`);
   const fallBack = () => {
     if (db.open) {
@@ -61,6 +96,9 @@ export function startSqliteCheckpointer(db: Database, path: string): SqliteCheck
   worker.postMessage({ type: "add", id, path } satisfies ToWorker);
   let stopping: Promise<void> | undefined;
   return {
+    get failure() {
+      return failure;
+    },
     stop() {
       stopping ??= new Promise<void>((resolve) => {
         if (!fallbacks.has(id)) {
@@ -80,7 +118,11 @@ export function startSqliteCheckpointer(db: Database, path: string): SqliteCheck
 }
 
 type ToWorker = { type: "add"; id: number; path: string } | { type: "remove"; id: number };
-type FromWorker = { type: "failed"; id: number } | { type: "removed"; id: number };
+/** Checkpoints that failed (the first time, then once a minute), or one that succeeded after failures. */
+type CheckpointOutcome =
+  | { type: "checkpoint_failed"; id: number; message: string; code: string | undefined; failures: number }
+  | { type: "checkpointed"; id: number };
+type FromWorker = { type: "failed"; id: number } | { type: "removed"; id: number } | CheckpointOutcome;
 
 let nextId = 1;
 let shared: Worker | undefined;
@@ -88,6 +130,8 @@ let shared: Worker | undefined;
 const fallbacks = new Map<number, () => void>();
 /** Per database being removed: resolves its `stop()`. */
 const removals = new Map<number, () => void>();
+/** Per registered database: what its checkpoints did, when they fail or recover. */
+const outcomes = new Map<number, (message: CheckpointOutcome) => void>();
 
 // Plain CommonJS for `eval`, so that it runs the same from TypeScript sources
 // (tests, tsx) and from the compiled package.
@@ -95,13 +139,25 @@ const workerSource = `
 const { parentPort, workerData } = require("node:worker_threads");
 const Database = require(workerData.driver);
 const databases = new Map();
+// Per database that fails: { failures, reportedAt }.
+const failing = new Map();
 let timer;
 function checkpointAll() {
-  for (const db of databases.values()) {
+  for (const [id, db] of databases) {
     try {
       db.pragma("wal_checkpoint(PASSIVE)");
-    } catch {
-      // Busy or failing now: the next tick tries again.
+      if (failing.delete(id)) parentPort.postMessage({ type: "checkpointed", id });
+    } catch (error) {
+      const code = typeof error?.code === "string" ? error.code : undefined;
+      // Busy only postpones the checkpoint: the next tick tries again.
+      if (code !== undefined && (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED"))) continue;
+      const state = failing.get(id) ?? { failures: 0, reportedAt: -Infinity };
+      state.failures++;
+      failing.set(id, state);
+      const now = Date.now();
+      if (now - state.reportedAt < workerData.reportIntervalMs) continue;
+      state.reportedAt = now;
+      parentPort.postMessage({ type: "checkpoint_failed", id, message: String(error?.message ?? error), code, failures: state.failures });
     }
   }
 }
@@ -116,6 +172,7 @@ parentPort.on("message", (message) => {
   } else if (message.type === "remove") {
     const db = databases.get(message.id);
     databases.delete(message.id);
+    failing.delete(message.id);
     try {
       db?.close();
     } catch {}
@@ -135,9 +192,14 @@ function sharedWorker(): Worker {
   const driver = createRequire(import.meta.url).resolve("better-sqlite3");
   const started = new Worker(workerSource, {
     eval: true,
-    workerData: { driver, intervalMs: checkpointIntervalMs },
+    workerData: { driver, intervalMs: checkpointIntervalMs, reportIntervalMs: failureReportIntervalMs },
   });
   started.on("message", (message: FromWorker) => {
+    if (message.type === "checkpoint_failed" || message.type === "checkpointed") {
+      outcomes.get(message.id)?.(message);
+      return;
+    }
+    outcomes.delete(message.id);
     if (message.type === "failed") {
       fallbacks.get(message.id)?.();
       fallbacks.delete(message.id);
@@ -156,6 +218,7 @@ function sharedWorker(): Worker {
     }
     for (const fallBack of fallbacks.values()) fallBack();
     fallbacks.clear();
+    outcomes.clear();
     for (const resolve of removals.values()) resolve();
     removals.clear();
   };

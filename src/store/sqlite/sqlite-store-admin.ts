@@ -17,6 +17,8 @@ import {
   type SqliteRecordRow,
   sqliteSchemaVersion,
 } from "./sqlite-schema.js";
+import { isSqliteBusy } from "./sqlite-batch-executor.js";
+import { describeSqliteLockHolder } from "./sqlite-lock-holder.js";
 import { createSqliteStatements } from "./sqlite-statements.js";
 
 /** Options of `openSqliteStoreAdmin`. */
@@ -30,7 +32,11 @@ export interface SqliteStoreAdminOptions {
    * `sweep` then reject. Defaults to false.
    */
   readonly readonly?: boolean;
-  /** How long `evict` and `sweep` wait for a server holding the write lock. Defaults to 5000 ms. */
+  /**
+   * How long `evict` and `sweep` wait for a server holding the write lock;
+   * past it they reject with `SQLITE_BUSY` and a message that names the
+   * holding process when it can tell. Defaults to 5000 ms.
+   */
   readonly busyTimeoutMs?: number;
   /**
    * The time expiry and ages are judged by, in ms since the epoch; the
@@ -53,12 +59,32 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
   const quoted = quoteSqliteIdentifier(table);
   const readonly = options.readonly ?? false;
   const clock = options.clock ?? Date.now;
+  const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+  if (isDirectory(options.path)) {
+    throw new Error(`${options.path} is a directory, not a SQLite database file`);
+  }
   let db: Database.Database;
   try {
-    db = new Database(options.path, { readonly, fileMustExist: true, timeout: options.busyTimeoutMs ?? 5000 });
+    db = new Database(options.path, { readonly, fileMustExist: true, timeout: busyTimeoutMs });
   } catch (error) {
     throw new Error(`cannot open SQLite file ${options.path}: ${messageOf(error)}`);
   }
+  /** Runs a write, naming the lock and its holder when another connection keeps it too long. */
+  const writing = <T>(write: () => T): T => {
+    try {
+      return write();
+    } catch (error) {
+      if (!isSqliteBusy(error)) throw error;
+      throw Object.assign(
+        new Error(
+          `the SQLite file ${options.path} is locked: another connection held its write lock for longer than ` +
+            `${busyTimeoutMs} ms${describeSqliteLockHolder(options.path)}`,
+          { cause: error },
+        ),
+        { code: "SQLITE_BUSY" },
+      );
+    }
+  };
   try {
     checkLayout(db, options.path, table);
   } catch (error) {
@@ -89,7 +115,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
   const sweeper =
     statements &&
     createRecordSweeper({
-      deleteBatch: async (limit) => statements.sweep({ limit }),
+      deleteBatch: async (limit) => writing(() => statements.sweep({ limit })),
       intervalMs: 0,
       batchSize: sweepBatchSize,
     });
@@ -152,7 +178,8 @@ ORDER BY method, scope`,
         .map((row) => recordFromSqliteRow(row, clock()));
     },
     async evict(key) {
-      return writable().deleteRecord.run({ scope: key.scope, method: key.method, key: key.key }).changes === 1;
+      const { deleteRecord } = writable();
+      return writing(() => deleteRecord.run({ scope: key.scope, method: key.method, key: key.key }).changes === 1);
     },
     async sweep() {
       return writable().sweeper.sweep({ limit: Number.POSITIVE_INFINITY });
@@ -200,6 +227,14 @@ function checkLayout(db: Database.Database, path: string, table: string): void {
       `${path}: table ${table} has schema version ${version}, this version of connect-idempotency reads ${sqliteSchemaVersion}` +
         (version < sqliteSchemaVersion ? "; start a server of this version once to migrate it" : "; upgrade connect-idempotency"),
     );
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
+  } catch {
+    return false;
   }
 }
 

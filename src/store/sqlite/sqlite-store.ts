@@ -1,11 +1,18 @@
-import Database from "better-sqlite3";
+import { resolve } from "node:path";
+import type Database from "better-sqlite3";
 import type { AtomicIdempotencyStore } from "../atomic-idempotency-store.js";
 import { createRecordSweeper, type RecordSweeper, type SweepReport } from "../record-sweeper.js";
 import { createSqliteAtomicOperations } from "./sqlite-atomic-operations.js";
 import { createSqliteBatchExecutor, type SqliteBatchExecutor } from "./sqlite-batch-executor.js";
 import { type SqliteCheckpointer, startSqliteCheckpointer } from "./sqlite-checkpointer.js";
-import { migrateSqliteSchema, quoteSqliteIdentifier, sqliteDefaultTable } from "./sqlite-schema.js";
+import { claimFromRead } from "./sqlite-claim-from-read.js";
+import { createSqliteFileGuard, formatWalBytes } from "./sqlite-file-guard.js";
+import { describeSqliteLockHolder } from "./sqlite-lock-holder.js";
+import { openSqliteDatabase } from "./sqlite-open-database.js";
+import { migrateSqliteSchema } from "./sqlite-schema.js";
 import { createSqliteStatements, type SqliteStatements } from "./sqlite-statements.js";
+import { resolveSqliteStoreOptions } from "./sqlite-store-options.js";
+import { createSqliteProblemReporter, type SqliteStoreProblem } from "./sqlite-store-problem.js";
 import { openSqliteWalSync, type SqliteWalSync } from "./sqlite-wal-sync.js";
 
 /**
@@ -26,15 +33,23 @@ import { openSqliteWalSync, type SqliteWalSync } from "./sqlite-wal-sync.js";
  */
 export type SqliteDurability = "normal" | "full";
 
-/** Options of `createSqliteStore`. */
+/** Options of `createSqliteStore`. Unknown names throw, naming the known ones. */
 export interface SqliteStoreOptions {
-  /** The database file, created when missing, or `":memory:"` for a private in-memory database. */
+  /**
+   * The database file, created when missing (its directory must exist), or
+   * `":memory:"` for a private in-memory database that forgets every request
+   * ID on restart. Required: undefined or `""` throws rather than open a
+   * private database.
+   */
   readonly path: string;
   /** See `SqliteDurability`. Defaults to `"normal"`. */
   readonly durability?: SqliteDurability;
   /**
    * How long an operation waits for another process holding the write lock
-   * before it rejects with `SQLITE_BUSY`. Defaults to 5000 ms.
+   * before it rejects with `SQLITE_BUSY`. The wait is asynchronous: the
+   * event loop, reads and replays go on meanwhile (see
+   * `SqliteBatchExecutor`). Opening the store waits synchronously, as long.
+   * Defaults to 5000 ms.
    */
   readonly busyTimeoutMs?: number;
   /** Milliseconds between background sweeps; 0 disables them. Defaults to 60 000. */
@@ -49,6 +64,14 @@ export interface SqliteStoreOptions {
   readonly clock?: () => number;
   /** Called after each background sweep; see `RecordSweeperOptions.onSweep`. */
   readonly onSweep?: (report: SweepReport) => void;
+  /**
+   * Called when the store's files go wrong behind its back: the database
+   * file deleted or replaced, checkpoints failing, the WAL past
+   * `maxWalBytes` (see `SqliteStoreProblem`). Defaults to
+   * `process.emitWarning`. The operations that fail because of it reject
+   * with an error of the same message.
+   */
+  readonly onProblem?: (problem: SqliteStoreProblem) => void;
   /** The records table, a plain identifier. Defaults to `connect_idempotency_records`. */
   readonly table?: string;
   /**
@@ -56,7 +79,16 @@ export interface SqliteStoreOptions {
    * Defaults to true; turning it off is meant for measuring what it saves.
    */
   readonly groupCommit?: boolean;
+  /**
+   * Writes are refused (reads and replays go on) while the write-ahead log
+   * is larger than this many bytes, which only happens when checkpoints
+   * cannot copy it back into the database file: better an error than a full
+   * disk. `Infinity` turns the limit off. Defaults to 1 GiB.
+   */
+  readonly maxWalBytes?: number;
 }
+
+export type { SqliteStoreProblem } from "./sqlite-store-problem.js";
 
 /**
  * The SQLite store: an `IdempotencyStore` whose atomic effects hand the
@@ -86,9 +118,17 @@ export interface SqliteStore extends AtomicIdempotencyStore<Database.Database, "
 const singleWrite = { write: true, savepoint: false } as const;
 
 /**
+ * How long the connection itself waits for another connection's lock, inside
+ * SQLite and so on the event loop, before the executor takes over and waits
+ * asynchronously (see `SqliteBatchExecutor`): the longest the store blocks
+ * the process on a lock (`blockingWaitMs`).
+ */
+const lockTryMs = 2;
+
+/**
  * Creates the default store: records in one SQLite table, in WAL mode so that
  * readers never block the writer and several processes can share one file
- * (each waits up to `busyTimeoutMs` for the write lock).
+ * (each waits up to `busyTimeoutMs` for the write lock, asynchronously).
  *
  * A claim is a single `INSERT ... ON CONFLICT DO UPDATE ... WHERE ...
  * RETURNING` against the primary key `(scope, method, key)`: it inserts, or
@@ -106,45 +146,89 @@ const singleWrite = { write: true, savepoint: false } as const;
  * `durability: "full"` affordable; each promise resolves once its
  * transaction committed.
  *
- * Opening runs the schema migrations, so it throws when the file cannot be
- * opened or migrated; operations reject with the SQLite error (`SQLITE_BUSY`,
- * `SQLITE_FULL`, `SQLITE_READONLY`, ...) when the database cannot answer.
+ * While another process holds the write lock, writes wait for it without
+ * blocking the event loop, reads go on, and a claim that a read can answer
+ * (the key's record is completed, or running under a live lease: a replay or
+ * a duplicate) is answered from the read (`claimFromRead`).
+ *
+ * The store watches its files (`createSqliteFileGuard`): when the database
+ * file or its `-wal` or `-shm` is deleted or replaced under it, every
+ * operation rejects from then on, and past `maxWalBytes` of write-ahead log
+ * writes do; `onProblem` hears of both, and of failing checkpoints.
+ *
+ * Opening checks the options, opens the file for writing (a read-only or
+ * immutable file, a directory or a missing directory throws with a message
+ * that says so) and runs the schema migrations; operations reject with the
+ * SQLite error (`SQLITE_BUSY` once `busyTimeoutMs` passed, `SQLITE_FULL`,
+ * ...) when the database cannot answer.
  */
 export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
-  const table = options.table ?? sqliteDefaultTable;
-  // Checked before the file is created.
-  quoteSqliteIdentifier(table);
-  const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
-  const durability = options.durability ?? "normal";
-  if (durability !== "normal" && durability !== "full") {
-    throw new Error(`durability must be "normal" or "full", got ${JSON.stringify(durability)}`);
-  }
-  const clock = options.clock ?? Date.now;
-  const db = new Database(options.path, { timeout: busyTimeoutMs });
+  const settings = resolveSqliteStoreOptions(options);
+  const { table, busyTimeoutMs, durability, clock } = settings;
+  const report = createSqliteProblemReporter(settings.onProblem);
+  const db = openSqliteDatabase(settings.path, busyTimeoutMs);
+  // An in-memory database has no files, no WAL and no other process.
+  const inFile = !db.memory;
+  const path = inFile ? resolve(settings.path) : settings.path;
   let statements: SqliteStatements;
   let executor: SqliteBatchExecutor;
   let sweeper: RecordSweeper;
   let walSync: SqliteWalSync | undefined;
   let checkpointer: SqliteCheckpointer | undefined;
   try {
-    db.pragma("journal_mode = WAL");
     // Full durability syncs after the commit, off the event loop (walSync).
     db.pragma("synchronous = NORMAL");
     migrateSqliteSchema(db, table);
+    // From now on the executor waits for locks, off the event loop.
+    db.pragma(`busy_timeout = ${inFile ? lockTryMs : 0}`);
     statements = createSqliteStatements(db, table, clock);
-    // An in-memory database has no WAL: nothing to sync or checkpoint.
-    const inFile = !db.memory;
     walSync = inFile && durability === "full" ? openSqliteWalSync(db.name) : undefined;
+    checkpointer = inFile
+      ? startSqliteCheckpointer(db, db.name, {
+          onFailure: (error, failures) =>
+            // A deleted database file is the guard's to report (file_lost).
+            (error as { code?: string }).code !== "SQLITE_READONLY_DBMOVED" &&
+            report({
+              kind: "checkpoint_failed",
+              path,
+              message:
+                `connect-idempotency: checkpoints of the SQLite file ${path} fail (${failures} in a row): ` +
+                `${(error as { code?: string }).code ?? "error"}: ${error.message}; the write-ahead log grows with every write ` +
+                `until they succeed, and writes stop once it passes maxWalBytes (${formatWalBytes(settings.maxWalBytes)}). ` +
+                "Is the database file read-only or immutable, or the disk failing?",
+              error,
+            }),
+        })
+      : undefined;
+    const guard = inFile
+      ? createSqliteFileGuard({
+          db,
+          path,
+          maxWalBytes: settings.maxWalBytes,
+          report,
+          checkpointError: () => checkpointer?.failure,
+        })
+      : undefined;
     executor = createSqliteBatchExecutor(db, {
-      ...(options.groupCommit === false ? { maxBatchSize: 1 } : {}),
+      ...(settings.groupCommit ? {} : { maxBatchSize: 1 }),
       ...(walSync === undefined ? {} : { sync: walSync.sync }),
+      busyTimeoutMs,
+      ...(guard === undefined ? {} : { admit: guard.admit }),
+      busyError: (cause, waitedMs) =>
+        Object.assign(
+          new Error(
+            `connect-idempotency: the SQLite file ${path} is locked: another connection has held its write lock for ` +
+              `${Math.round(waitedMs)} ms, longer than busyTimeoutMs (${busyTimeoutMs} ms)${describeSqliteLockHolder(path)}`,
+            { cause },
+          ),
+          { code: "SQLITE_BUSY" },
+        ),
     });
-    checkpointer = inFile ? startSqliteCheckpointer(db, db.name) : undefined;
     sweeper = createRecordSweeper({
       deleteBatch: (limit) => executor.run(() => statements.sweep({ limit }), singleWrite),
-      intervalMs: options.sweepIntervalMs ?? 60_000,
-      batchSize: options.sweepBatchSize ?? 500,
-      onSweep: options.onSweep,
+      intervalMs: settings.sweepIntervalMs,
+      batchSize: settings.sweepBatchSize,
+      onSweep: settings.onSweep,
     });
   } catch (error) {
     void walSync?.close();
@@ -155,16 +239,19 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
   let closing: Promise<void> | undefined;
 
   return {
-    path: options.path,
+    path: settings.path,
     table,
     database: db,
     executor,
     statements,
-    // better-sqlite3 waits for another process's write lock synchronously,
-    // holding the event loop (and every lease renewal) for up to this long.
-    // A private in-memory database has no other process to wait for.
-    blockingWaitMs: db.memory ? 0 : busyTimeoutMs,
-    claim: (input) => executor.run(() => statements.claim(input), singleWrite),
+    // Only the connection's own busy timeout waits on the event loop; the
+    // executor waits for the rest of busyTimeoutMs asynchronously.
+    blockingWaitMs: inFile ? lockTryMs : 0,
+    claim: (input) =>
+      executor.run(() => statements.claim(input), {
+        ...singleWrite,
+        readFallback: () => claimFromRead(statements, input),
+      }),
     complete: (input) => executor.run(() => statements.complete(input), singleWrite),
     interrupt: (input) => executor.run(() => statements.interrupt(input), singleWrite),
     release: (input) => executor.run(() => statements.release(input), singleWrite),
@@ -178,7 +265,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
         // The checkpointer lets go of the file first, so that closing the
         // store's connection, the last one, checkpoints and removes the WAL.
         await checkpointer?.stop();
-        executor.close();
+        await executor.close();
         await walSync?.close();
       })();
       return closing;

@@ -1,0 +1,100 @@
+import type { SweepReport } from "../record-sweeper.js";
+import { quoteSqliteIdentifier, sqliteDefaultTable } from "./sqlite-schema.js";
+import type { SqliteStoreProblem } from "./sqlite-store-problem.js";
+import type { SqliteDurability, SqliteStoreOptions } from "./sqlite-store.js";
+
+/** `SqliteStoreOptions` with every default applied, checked. */
+export interface SqliteStoreSettings {
+  readonly path: string;
+  readonly table: string;
+  readonly durability: SqliteDurability;
+  readonly busyTimeoutMs: number;
+  readonly sweepIntervalMs: number;
+  readonly sweepBatchSize: number;
+  readonly clock: () => number;
+  readonly onSweep: ((report: SweepReport) => void) | undefined;
+  readonly onProblem: ((problem: SqliteStoreProblem) => void) | undefined;
+  readonly groupCommit: boolean;
+  readonly maxWalBytes: number;
+}
+
+/** How long an operation waits for another process's write lock unless told otherwise. */
+export const defaultSqliteBusyTimeoutMs = 5000;
+/** The largest write-ahead log the store writes to unless told otherwise: 1 GiB. */
+export const defaultSqliteMaxWalBytes = 1 << 30;
+const defaultSweepIntervalMs = 60_000;
+const defaultSweepBatchSize = 500;
+
+const optionNames: ReadonlySet<string> = new Set<keyof SqliteStoreOptions>([
+  "path",
+  "durability",
+  "busyTimeoutMs",
+  "sweepIntervalMs",
+  "sweepBatchSize",
+  "clock",
+  "onSweep",
+  "onProblem",
+  "table",
+  "groupCommit",
+  "maxWalBytes",
+]);
+
+/**
+ * Checks the options of `createSqliteStore` before any file is touched and
+ * applies the defaults. Throws for a missing or empty `path` (which SQLite
+ * would open as a private database that forgets everything on restart), for
+ * option names it does not know (a misspelt `busyTimeout` would silently keep
+ * the default), and for values out of range.
+ */
+export function resolveSqliteStoreOptions(options: SqliteStoreOptions): SqliteStoreSettings {
+  if (typeof options !== "object" || options === null) {
+    throw new Error('createSqliteStore: pass an options object, such as { path: "idempotency.db" }');
+  }
+  const unknown = Object.keys(options).filter((name) => !optionNames.has(name));
+  if (unknown.length > 0) {
+    throw new Error(
+      `createSqliteStore: unknown option${unknown.length === 1 ? "" : "s"} ${unknown.map((name) => JSON.stringify(name)).join(", ")}; ` +
+        `the options are ${[...optionNames].join(", ")}`,
+    );
+  }
+  const { path } = options;
+  if (typeof path !== "string" || path.trim() === "") {
+    throw new Error(
+      `createSqliteStore: path must name the database file, got ${path === undefined ? "undefined" : JSON.stringify(path)}; ` +
+        'pass a file path, or ":memory:" explicitly for a private in-memory database that forgets every request ID on restart',
+    );
+  }
+  const table = options.table ?? sqliteDefaultTable;
+  quoteSqliteIdentifier(table);
+  const durability = options.durability ?? "normal";
+  if (durability !== "normal" && durability !== "full") {
+    throw new Error(`createSqliteStore: durability must be "normal" or "full", got ${JSON.stringify(durability)}`);
+  }
+  return {
+    path,
+    table,
+    durability,
+    busyTimeoutMs: atLeast("busyTimeoutMs", options.busyTimeoutMs ?? defaultSqliteBusyTimeoutMs, 0),
+    sweepIntervalMs: atLeast("sweepIntervalMs", options.sweepIntervalMs ?? defaultSweepIntervalMs, 0),
+    sweepBatchSize: atLeast("sweepBatchSize", options.sweepBatchSize ?? defaultSweepBatchSize, 1),
+    clock: callable("clock", options.clock) ?? Date.now,
+    onSweep: callable("onSweep", options.onSweep),
+    onProblem: callable("onProblem", options.onProblem),
+    groupCommit: options.groupCommit ?? true,
+    maxWalBytes: atLeast("maxWalBytes", options.maxWalBytes ?? defaultSqliteMaxWalBytes, 1, true),
+  };
+}
+
+function atLeast(name: string, value: unknown, min: number, infinite = false): number {
+  if (typeof value !== "number" || Number.isNaN(value) || value < min || (!infinite && !Number.isFinite(value))) {
+    throw new Error(`createSqliteStore: ${name} must be a number of at least ${min}, got ${String(value)}`);
+  }
+  return value;
+}
+
+function callable<F>(name: string, value: F | undefined): F | undefined {
+  if (value !== undefined && typeof value !== "function") {
+    throw new Error(`createSqliteStore: ${name} must be a function, got ${typeof value}`);
+  }
+  return value;
+}
