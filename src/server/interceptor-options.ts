@@ -37,8 +37,7 @@ export interface IdempotencyInterceptorOptions {
    * handler renews it every third of the lease; when its process dies, the
    * next retry takes the key over once the lease and `leaseGrace` have run
    * out. At least 1 s, and at least 3 times the store's longest blocking
-   * wait (the SQLite store's `busyTimeoutMs`), during which no renewal can
-   * run. Default 30 s.
+   * wait (`blockingWaitMs`), during which no renewal can run. Default 30 s.
    */
   readonly lease?: number;
   /**
@@ -259,8 +258,9 @@ function resolveLease(leaseMs: number, store: IdempotencyStore | undefined): num
   if (leaseMs < 3 * blockingWaitMs) {
     throw new Error(
       `idempotency interceptor: lease ${leaseMs} ms is too short for a store that can block the process for ` +
-        `${blockingWaitMs} ms (the SQLite store's busyTimeoutMs): no renewal runs during such a wait, so another ` +
-        `process could take over a live execution. Use a lease of at least ${3 * blockingWaitMs} ms, or a shorter busyTimeoutMs`,
+        `${blockingWaitMs} ms (its blockingWaitMs, the longest synchronous wait of one operation): no renewal runs ` +
+        `during such a wait, so another process could take over a live execution. Use a lease of at least ` +
+        `${3 * blockingWaitMs} ms`,
     );
   }
   return leaseMs;

@@ -148,10 +148,10 @@ describe("createSqliteStore", () => {
       expect(store.database.pragma("busy_timeout", { simple: true })).toBe(store.blockingWaitMs);
     });
 
-    it("says that an operation may block the event loop for the busy timeout", () => {
-      // better-sqlite3 waits for another process's write lock synchronously.
-      expect(open().blockingWaitMs).toBe(5000);
-      expect(open({ table: "other", busyTimeoutMs: 250 }).blockingWaitMs).toBe(250);
+    it("says that an operation blocks the event loop for a few milliseconds at most, whatever the busy timeout", () => {
+      // Lock waits are retried off the event loop; only SQLite's own short busy wait blocks.
+      expect(open().blockingWaitMs).toBeLessThanOrEqual(5);
+      expect(open({ table: "other", busyTimeoutMs: 250 }).blockingWaitMs).toBeLessThanOrEqual(5);
     });
 
     it("rejects a table name that is not a plain identifier, and an unknown durability", () => {

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type Database from "better-sqlite3";
 import type { AtomicIdempotencyStore } from "../atomic-idempotency-store.js";
@@ -186,8 +187,10 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     checkpointer = inFile
       ? startSqliteCheckpointer(db, db.name, {
           onFailure: (error, failures) =>
-            // A deleted database file is the guard's to report (file_lost).
+            // A deleted database file is the guard's to report (file_lost);
+            // checkpoints of it fail with DBMOVED or, racing the unlink, IOERR.
             (error as { code?: string }).code !== "SQLITE_READONLY_DBMOVED" &&
+            existsSync(path) &&
             report({
               kind: "checkpoint_failed",
               path,
