@@ -1,0 +1,60 @@
+import type { Database } from "better-sqlite3";
+import { recordChecksum, recordChecksumMatches } from "../record-checksum.js";
+import type { SqliteRecordRow } from "./sqlite-schema.js";
+
+/** The SQL function `registerSqliteChecksum` adds to a connection. */
+const sqlFunction = "connect_idempotency_checksum";
+
+/**
+ * Adds `connect_idempotency_checksum(scope, method, key, fingerprint,
+ * status, expires_at, outcome)` to a connection: `recordChecksum` as SQL,
+ * for statements that write a checksum from a row's own columns (a
+ * completion knows no fingerprint) or compare one inside a statement. It
+ * returns NULL for arguments of the wrong type, which a damaged column can
+ * come back as, so that a comparison with it fails.
+ */
+export function registerSqliteChecksum(db: Database): void {
+  db.function(sqlFunction, { deterministic: true }, (scope, method, key, fingerprint, status, expiresAt, outcome) => {
+    if (
+      typeof scope !== "string" ||
+      typeof method !== "string" ||
+      typeof key !== "string" ||
+      typeof fingerprint !== "string" ||
+      typeof status !== "string" ||
+      typeof expiresAt !== "number" ||
+      !Number.isSafeInteger(expiresAt) ||
+      !(outcome === null || outcome instanceof Uint8Array)
+    ) {
+      return null;
+    }
+    return recordChecksum({ scope, method, key, fingerprint, status, expiresAt, outcome });
+  });
+}
+
+/**
+ * The checksum of a row from its own columns, as SQL; `status`,
+ * `expiresAt` and `outcome` replace those columns when given (SQL
+ * expressions or `?`). Needs `registerSqliteChecksum` on the connection.
+ */
+export function sqliteChecksumSql(replace: { status?: string; expiresAt?: string; outcome?: string } = {}): string {
+  return `${sqlFunction}(scope, method, key, fingerprint, ${replace.status ?? "status"}, ${replace.expiresAt ?? "expires_at"}, ${replace.outcome ?? "outcome"})`;
+}
+
+/**
+ * SQL that is true for a row whose checksum matches its columns, and for a
+ * row written before the store kept checksums (NULL).
+ */
+export const sqliteRowIntactSql = `(checksum IS NULL OR checksum = ${sqliteChecksumSql()})`;
+
+/** Whether a row read back matches its checksum (or has none, from before version 4). */
+export function sqliteRowIntact(row: SqliteRecordRow): boolean {
+  return recordChecksumMatches(row.checksum, {
+    scope: row.scope,
+    method: row.method,
+    key: row.key,
+    fingerprint: row.fingerprint,
+    status: row.status,
+    expiresAt: row.expires_at,
+    outcome: row.outcome,
+  });
+}
