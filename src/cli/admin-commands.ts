@@ -28,11 +28,17 @@ interface ShowFlags extends StoreFlags, OutputFlags, RecordWhere {
 
 interface EvictFlags extends StoreFlags, OutputFlags, RecordWhere {
   readonly yes?: boolean;
+  readonly corrupt?: boolean;
+}
+
+interface CorruptFlags extends StoreFlags, OutputFlags {
+  readonly limit: number;
 }
 
 /**
  * Adds the operator commands to the `connect-idempotency` program: `stats`,
- * `keys list`, `keys show`, `keys evict` and `sweep`, on a SQLite file
+ * `keys list`, `keys show`, `keys corrupt`, `keys evict` (one record, or
+ * every damaged one with `--corrupt`) and `sweep`, on a SQLite file
  * (`--db`) or a PostgreSQL table (`--postgres`). Only `keys evict` and
  * `sweep` change records; the others open the store read-only. Output is a
  * table for people or JSON with `--json`; errors are one line on stderr, with
@@ -89,27 +95,47 @@ export function addAdminCommands(program: Command): void {
       });
     }));
 
+  adminCommand(keys, "corrupt")
+    .description("list records whose checksum does not match what they hold; calls with their request IDs fail with STORE_CORRUPT")
+    .option("--limit <n>", "at most this many records", parseLimit, 1000)
+    .action(runCliAction(async (flags: CorruptFlags) => {
+      await withAdmin(flags, "read", async (admin) => {
+        const records = await admin.corrupt(flags.limit);
+        report(flags, records, () =>
+          records.length === 0
+            ? "No damaged records."
+            : `${formatList(records)}\n\n${records.length} damaged record${records.length === 1 ? "" : "s"}: ` +
+              "calls with these request IDs fail with DATA_LOSS STORE_CORRUPT until evicted (keys evict --corrupt).",
+        );
+      });
+    }));
+
   adminCommand(keys, "evict")
     .description("delete one record, so that the next call with its request ID runs the handler again")
-    .argument("<key>", "the request ID")
+    .argument("[key]", "the request ID")
     .option("--method <method>", "the method, when the request ID exists under several")
     .option("--scope <scope>", "the scope, when the request ID exists under several")
+    .option("--corrupt", "instead of one record, delete every record whose checksum does not match (see keys corrupt)")
     .option("-y, --yes", "do not ask for confirmation")
-    .action(runCliAction(async (key: string, flags: EvictFlags) => {
+    .action(runCliAction(async (key: string | undefined, flags: EvictFlags) => {
+      if (flags.corrupt === true) {
+        if (key !== undefined || flags.method !== undefined || flags.scope !== undefined) {
+          throw createCliError("--corrupt evicts every damaged record: pass no request ID, --method or --scope with it");
+        }
+        await withAdmin(flags, "write", (admin) => evictCorrupt(admin, flags));
+        return;
+      }
+      if (key === undefined) {
+        throw createCliError("name the record to evict by its request ID, or pass --corrupt");
+      }
       await withAdmin(flags, "write", async (admin) => {
         const record = await findOne(admin, key, flags);
         const what = `${record.status} record ${describeKey(record)}`;
         if (flags.yes !== true) {
-          if (process.stdin.isTTY !== true) {
-            throw createCliError(
-              `refusing to evict the ${what} without confirmation (stdin is not a terminal): pass --yes`,
-            );
-          }
-          const question = `Evict the ${what}? The next call with this request ID runs the handler again. [y/N] `;
-          if (!(await confirm(question))) {
-            // The operator said no: a failure, but not a usage error.
-            throw new Error("not evicted");
-          }
+          await confirmOrRefuse(
+            `evict the ${what}`,
+            `Evict the ${what}? The next call with this request ID runs the handler again. [y/N] `,
+          );
         }
         if (!(await admin.evict(record))) {
           throw createCliError(`the ${what} was deleted meanwhile`);
@@ -167,6 +193,35 @@ async function findOne(admin: IdempotencyStoreAdmin, key: string, where: RecordW
     );
   }
   return only;
+}
+
+/** Deletes every damaged record, after confirmation unless --yes. */
+async function evictCorrupt(admin: IdempotencyStoreAdmin, flags: EvictFlags): Promise<void> {
+  if (flags.yes !== true) {
+    const found = await admin.corrupt(Number.MAX_SAFE_INTEGER);
+    if (found.length === 0) {
+      report(flags, { evicted: 0 }, () => "No damaged records.");
+      return;
+    }
+    const what = `${found.length} damaged record${found.length === 1 ? "" : "s"}`;
+    await confirmOrRefuse(
+      `evict ${what}`,
+      `Evict ${what}? The next call with each of their request IDs runs the handler again, though it may have run before. [y/N] `,
+    );
+  }
+  const evicted = await admin.evictCorrupt();
+  report(flags, { evicted }, () => `Evicted ${evicted} damaged record${evicted === 1 ? "" : "s"}.`);
+}
+
+/** Asks on the terminal; refuses without one, and fails when the operator says no. */
+async function confirmOrRefuse(action: string, question: string): Promise<void> {
+  if (process.stdin.isTTY !== true) {
+    throw createCliError(`refusing to ${action} without confirmation (stdin is not a terminal): pass --yes`);
+  }
+  if (!(await confirm(question))) {
+    // The operator said no: a failure, but not a usage error.
+    throw new Error("not evicted");
+  }
 }
 
 async function confirm(question: string): Promise<boolean> {

@@ -65,7 +65,7 @@ export interface StoreStats {
 /**
  * Inspection and repair of the records of a store, for operators. It works
  * on the same tables as the store, next to running servers: reads never
- * change a record, and only `evict` and `sweep` delete.
+ * change a record, and only `evict`, `evictCorrupt` and `sweep` delete.
  */
 export interface IdempotencyStoreAdmin {
   /** Counts records, judging expiry by the store's clock (the database's, for PostgreSQL). */
@@ -83,6 +83,18 @@ export interface IdempotencyStoreAdmin {
   evict(key: RecordKey): Promise<boolean>;
   /** Deletes every record the sweeper may delete now, by the store's clock; returns how many. */
   sweep(): Promise<number>;
+  /**
+   * Records whose checksum does not match what they hold (damaged on disk,
+   * or changed by hand), oldest first: the store answers calls with their
+   * request IDs with DATA_LOSS STORE_CORRUPT. Reads every record. Records
+   * written before the store kept checksums are never listed.
+   */
+  corrupt(limit: number): Promise<RecordSummary[]>;
+  /**
+   * Deletes every record `corrupt` lists, so that the next call with each
+   * of their request IDs runs the handler again; returns how many.
+   */
+  evictCorrupt(): Promise<number>;
   /** Closes the connection. Idempotent. */
   close(): Promise<void>;
 }

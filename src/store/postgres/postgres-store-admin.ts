@@ -14,6 +14,7 @@ import {
   fromPostgresText,
   postgresClockMs,
   postgresRecordColumns,
+  postgresRowIntactSql,
   type RecordRow,
   toIdempotencyRecord,
   toPostgresText,
@@ -82,7 +83,7 @@ export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions)
   const clock = `(SELECT ${postgresClockMs} AS read_at) AS clock`;
   const summaryColumns =
     "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, " +
-    "interrupted, NULL::bytea AS outcome, coalesce(octet_length(outcome), 0)::int AS outcome_bytes, clock.read_at";
+    "interrupted, NULL::bytea AS outcome, NULL::bytea AS checksum, coalesce(octet_length(outcome), 0)::int AS outcome_bytes, clock.read_at";
   const statusOf = "CASE WHEN interrupted THEN 'interrupted' ELSE status END";
   const writable = () => {
     if (readonly) {
@@ -164,6 +165,19 @@ ORDER BY method, scope`,
     async sweep() {
       writable();
       return sweeper.sweep({ limit: Number.POSITIVE_INFINITY });
+    },
+    async corrupt(limit) {
+      // Every row is read and hashed: there is no index to narrow a checksum by.
+      const result = await pool.query<SummaryRow>(
+        `SELECT ${summaryColumns} FROM ${qualified} CROSS JOIN ${clock}
+WHERE NOT ${postgresRowIntactSql(qualified)} ORDER BY created_at, method, scope, key LIMIT $1`,
+        [limit],
+      );
+      return result.rows.map(summaryFromRow);
+    },
+    async evictCorrupt() {
+      writable();
+      return (await pool.query(`DELETE FROM ${qualified} WHERE NOT ${postgresRowIntactSql()}`)).rowCount ?? 0;
     },
     close() {
       closed ??= pool.end();

@@ -17,6 +17,7 @@ import {
   type SqliteRecordRow,
   sqliteSchemaVersion,
 } from "./sqlite-schema.js";
+import { registerSqliteChecksum, sqliteRowIntactSql } from "./sqlite-record-checksum.js";
 import { createSqliteStatements } from "./sqlite-statements.js";
 
 /** Options of `openSqliteStoreAdmin`. */
@@ -68,7 +69,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
 
   const summaryColumns =
     "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, " +
-    "replaced, interrupted, NULL AS outcome, coalesce(length(outcome), 0) AS outcome_bytes";
+    "replaced, interrupted, NULL AS outcome, NULL AS checksum, coalesce(length(outcome), 0) AS outcome_bytes";
   const statusOf = "CASE WHEN interrupted = 1 THEN 'interrupted' ELSE status END";
   const countByMethod = db.prepare<[], { method: string; status: RecordStatus; n: number }>(
     `SELECT method, ${statusOf} AS status, count(*) AS n FROM ${quoted} GROUP BY 1, 2 ORDER BY method`,
@@ -86,6 +87,12 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
         `DELETE FROM ${quoted} WHERE scope = @scope AND method = @method AND key = @key`,
       );
   const statements = readonly ? undefined : createSqliteStatements(db, table, clock);
+  registerSqliteChecksum(db);
+  // Every row is read and hashed: there is no index to narrow a checksum by.
+  const listCorrupt = db.prepare<[limit: number], SummaryRow>(
+    `SELECT ${summaryColumns} FROM ${quoted} WHERE NOT ${sqliteRowIntactSql} ORDER BY created_at, method, scope, key LIMIT ?`,
+  );
+  const deleteCorrupt = readonly ? undefined : db.prepare(`DELETE FROM ${quoted} WHERE NOT ${sqliteRowIntactSql}`);
   const sweeper =
     statements &&
     createRecordSweeper({
@@ -94,10 +101,10 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
       batchSize: sweepBatchSize,
     });
   const writable = () => {
-    if (deleteRecord === undefined || sweeper === undefined) {
+    if (deleteRecord === undefined || sweeper === undefined || deleteCorrupt === undefined) {
       throw new Error(`${options.path} was opened read-only`);
     }
-    return { deleteRecord, sweeper };
+    return { deleteRecord, sweeper, deleteCorrupt };
   };
 
   return {
@@ -157,6 +164,14 @@ ORDER BY method, scope`,
     async sweep() {
       return writable().sweeper.sweep({ limit: Number.POSITIVE_INFINITY });
     },
+    async corrupt(limit) {
+      const now = clock();
+      return scanning(options.path, () => listCorrupt.all(limit)).map((row) => summaryFromRow(row, now));
+    },
+    async evictCorrupt() {
+      const { deleteCorrupt: remove } = writable();
+      return scanning(options.path, () => remove.run().changes);
+    },
     async close() {
       if (db.open) {
         db.close();
@@ -200,6 +215,26 @@ function checkLayout(db: Database.Database, path: string, table: string): void {
       `${path}: table ${table} has schema version ${version}, this version of connect-idempotency reads ${sqliteSchemaVersion}` +
         (version < sqliteSchemaVersion ? "; start a server of this version once to migrate it" : "; upgrade connect-idempotency"),
     );
+  }
+}
+
+/**
+ * Runs a scan of every record; a page SQLite cannot read fails it with what
+ * to do, since no checksum can be compared then.
+ */
+function scanning<T>(path: string, scan: () => T): T {
+  try {
+    return scan();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === "string" && code.startsWith("SQLITE_CORRUPT")) {
+      throw new Error(
+        `${path}: ${messageOf(error)}: some pages cannot be read at all; restore the file from a backup, or recover ` +
+          `it (sqlite3 ${path} ".recover" | sqlite3 recovered.db) and run this again on the recovered file`,
+        { cause: error },
+      );
+    }
+    throw error;
   }
 }
 
