@@ -60,6 +60,8 @@ export {
   type SqliteStoreOptions,
 } from "./store/sqlite/sqlite-store.js";
 export type { SqliteBatchExecutor, SqliteJobOptions } from "./store/sqlite/sqlite-batch-executor.js";
+export type { SqliteIntegrityCheck } from "./store/sqlite/sqlite-integrity-check.js";
+export { isStoreCorruptError, type StoreCorruptError } from "./store/store-corrupt-error.js";
 // `pg` stays optional: the PostgreSQL store loads it only when it creates its own pool.
 export {
   createPostgresStore,

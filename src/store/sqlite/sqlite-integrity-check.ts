@@ -33,8 +33,9 @@ export function checkSqliteIntegrity(db: Database, path: string, mode: SqliteInt
   const pragma = mode === "quick" ? "quick_check" : "integrity_check";
   let problems: string[];
   try {
+    // One problem may span lines; the message stays one line.
     problems = (db.pragma(`${pragma}(${maxProblems})`) as Record<string, unknown>[]).map((row) =>
-      String(Object.values(row)[0]),
+      String(Object.values(row)[0]).trim().replace(/\s*\n\s*/g, "; "),
     );
   } catch (error) {
     // A page so damaged that the check itself cannot read it.

@@ -9,7 +9,6 @@ import type {
   RenewInput,
   SweepInput,
 } from "../idempotency-store.js";
-import { recordChecksum } from "../record-checksum.js";
 import { createStoreCorruptError } from "../store-corrupt-error.js";
 import {
   registerSqliteChecksum,
@@ -99,9 +98,12 @@ export function createSqliteStatements(db: Database, table: string, clock: () =>
   // these come back. SQLite evaluates SET against the old row, and the WHERE
   // let only `expired` or `takeover` through, so `expired` alone tells them
   // apart; it comes first so that the parameter of `takeover` stays last.
+  // The checksum is computed by SQLite's call of the SQL function, not in
+  // JavaScript beforehand, so that it hashes text as SQLite hands it back:
+  // a lone surrogate goes in as its 3 bytes and comes back as 3 U+FFFD.
   const claim = db.prepare<ClaimParams, ClaimedRow>(`INSERT INTO ${quoted}
   (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, replaced, interrupted, outcome, checksum)
-VALUES (?, ?, ?, 'in_progress', ?, ?, ?, ?, ?, ?, 0, 'none', 0, NULL, ?)
+VALUES (?, ?, ?, 'in_progress', ?, ?, ?, ?, ?, ?, 0, 'none', 0, NULL, connect_idempotency_checksum(?, ?, ?, ?, 'in_progress', ?, NULL))
 ON CONFLICT (scope, method, key) DO UPDATE SET
   status = 'in_progress',
   fingerprint = excluded.fingerprint,
@@ -158,13 +160,8 @@ WHERE ${keyMatch} AND owner = ? AND takeovers = ? AND status = 'in_progress'`);
       const now = clock();
       const leaseUntil = now + leaseMs;
       const expiresAt = now + expiresInMs;
-      // Input of the wrong type fails in the statement, as a SQLite error of
-      // this operation alone, rather than here.
-      const checksum = typeof fingerprint === "string" && typeof key.key === "string" && typeof key.scope === "string" && typeof key.method === "string"
-        ? recordChecksum({ ...key, fingerprint, status: "in_progress", expiresAt, outcome: null })
-        : null;
       const row = corruptionChecked(key, () =>
-        claim.get(key.scope, key.method, key.key, fingerprint, owner, now, now, leaseUntil, expiresAt, checksum, graceMs),
+        claim.get(key.scope, key.method, key.key, fingerprint, owner, now, now, leaseUntil, expiresAt, key.scope, key.method, key.key, fingerprint, expiresAt, graceMs),
       );
       if (row !== undefined) {
         return {
@@ -258,7 +255,7 @@ type ClaimParams = [
   updatedAt: number,
   leaseUntil: number,
   expiresAt: number,
-  checksum: Uint8Array | null,
+  ...checksumOf: [...KeyParams, fingerprint: string, expiresAt: number],
   graceMs: number,
 ];
 
