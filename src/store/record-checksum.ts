@@ -22,7 +22,13 @@ export interface RecordChecksumFields {
 }
 
 // `crypto.hash` skips building a Hash object; Node 20.12 and later have it.
-const oneShot = (crypto as { hash?: (algorithm: string, data: Uint8Array, encoding: "buffer") => Buffer }).hash;
+// Its hex output costs a fifth of its Buffer output (measured: 0.4 against
+// 2.1 us for 320 bytes), so the digest goes through hex.
+const oneShot = (crypto as { hash?: (algorithm: string, data: Uint8Array, encoding: "hex") => string }).hash;
+// Outcomes up to this size are copied next to the other fields and hashed
+// in one call; larger ones are fed to a Hash object rather than copied.
+const copiedOutcomeBytes = 16 * 1024;
+const hexChars = recordChecksumBytes * 2;
 
 /**
  * The checksum of a record: the first `recordChecksumBytes` of the SHA-256
@@ -34,29 +40,40 @@ const oneShot = (crypto as { hash?: (algorithm: string, data: Uint8Array, encodi
  * page, a stray write), not tampering: it has no secret.
  */
 export function recordChecksum(fields: RecordChecksumFields): Buffer {
-  const texts = [fields.scope, fields.method, fields.key, fields.fingerprint, fields.status].map((text) =>
-    Buffer.from(text, "utf8"),
-  );
+  return Buffer.from(recordChecksumHex(fields), "hex");
+}
+
+/** `recordChecksum` in lowercase hex. */
+export function recordChecksumHex(fields: RecordChecksumFields): string {
+  const texts = [fields.scope, fields.method, fields.key, fields.fingerprint, fields.status];
   const outcome = fields.outcome;
-  let size = 8 + 4 + (outcome?.byteLength ?? 0);
+  const copied = outcome !== null && outcome.byteLength <= copiedOutcomeBytes ? outcome.byteLength : 0;
+  // At most 3 UTF-8 bytes per UTF-16 code unit.
+  let bound = 5 * 4 + 8 + 4 + copied;
   for (const text of texts) {
-    size += 4 + text.byteLength;
+    bound += 3 * text.length;
   }
-  const input = Buffer.allocUnsafe(size);
+  const input = Buffer.allocUnsafe(bound);
   let offset = 0;
   for (const text of texts) {
-    offset = input.writeUInt32BE(text.byteLength, offset);
-    offset += text.copy(input, offset);
+    const written = input.write(text, offset + 4, "utf8");
+    input.writeUInt32BE(written, offset);
+    offset += 4 + written;
   }
   offset = input.writeBigInt64BE(BigInt(fields.expiresAt), offset);
-  if (outcome === null) {
-    input.writeUInt32BE(0xffffffff, offset);
-  } else {
-    offset = input.writeUInt32BE(outcome.byteLength, offset);
+  offset = input.writeUInt32BE(outcome === null ? 0xffffffff : outcome.byteLength, offset);
+  if (outcome !== null && copied === outcome.byteLength) {
     input.set(outcome, offset);
+    offset += copied;
   }
-  const digest = oneShot === undefined ? crypto.createHash("sha256").update(input).digest() : oneShot("sha256", input, "buffer");
-  return digest.subarray(0, recordChecksumBytes);
+  const head = input.subarray(0, offset);
+  let digest: string;
+  if (outcome !== null && copied !== outcome.byteLength) {
+    digest = crypto.createHash("sha256").update(head).update(outcome).digest("hex");
+  } else {
+    digest = oneShot === undefined ? crypto.createHash("sha256").update(head).digest("hex") : oneShot("sha256", head, "hex");
+  }
+  return digest.slice(0, hexChars);
 }
 
 /**
@@ -70,7 +87,7 @@ export function recordChecksumMatches(stored: Uint8Array | null, fields: RecordC
     return true;
   }
   try {
-    return Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength).equals(recordChecksum(fields));
+    return Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength).toString("hex") === recordChecksumHex(fields);
   } catch {
     // A damaged column can come back as another type (a time as a float,
     // text as a blob): that is a mismatch too.

@@ -9,6 +9,7 @@ import type {
   RenewInput,
   SweepInput,
 } from "../idempotency-store.js";
+import { recordChecksum } from "../record-checksum.js";
 import { createStoreCorruptError } from "../store-corrupt-error.js";
 import {
   registerSqliteChecksum,
@@ -98,12 +99,9 @@ export function createSqliteStatements(db: Database, table: string, clock: () =>
   // these come back. SQLite evaluates SET against the old row, and the WHERE
   // let only `expired` or `takeover` through, so `expired` alone tells them
   // apart; it comes first so that the parameter of `takeover` stays last.
-  // The checksum is computed by SQLite's call of the SQL function, not in
-  // JavaScript beforehand, so that it hashes text as SQLite hands it back:
-  // a lone surrogate goes in as its 3 bytes and comes back as 3 U+FFFD.
   const claim = db.prepare<ClaimParams, ClaimedRow>(`INSERT INTO ${quoted}
   (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, replaced, interrupted, outcome, checksum)
-VALUES (?, ?, ?, 'in_progress', ?, ?, ?, ?, ?, ?, 0, 'none', 0, NULL, connect_idempotency_checksum(?, ?, ?, ?, 'in_progress', ?, NULL))
+VALUES (?, ?, ?, 'in_progress', ?, ?, ?, ?, ?, ?, 0, 'none', 0, NULL, ?)
 ON CONFLICT (scope, method, key) DO UPDATE SET
   status = 'in_progress',
   fingerprint = excluded.fingerprint,
@@ -161,7 +159,7 @@ WHERE ${keyMatch} AND owner = ? AND takeovers = ? AND status = 'in_progress'`);
       const leaseUntil = now + leaseMs;
       const expiresAt = now + expiresInMs;
       const row = corruptionChecked(key, () =>
-        claim.get(key.scope, key.method, key.key, fingerprint, owner, now, now, leaseUntil, expiresAt, key.scope, key.method, key.key, fingerprint, expiresAt, graceMs),
+        claim.get(key.scope, key.method, key.key, fingerprint, owner, now, now, leaseUntil, expiresAt, claimChecksum(key, fingerprint, expiresAt), graceMs),
       );
       if (row !== undefined) {
         return {
@@ -224,6 +222,38 @@ WHERE ${keyMatch} AND owner = ? AND takeovers = ? AND status = 'in_progress'`);
 }
 
 /**
+ * The checksum a claim writes, computed here rather than by the SQL
+ * function: one call into SQLite fewer on the hot path. Null for input of
+ * the wrong type, which then fails in the statement as before.
+ */
+function claimChecksum(key: RecordKey, fingerprint: string, expiresAt: number): Buffer | null {
+  if (typeof key.scope !== "string" || typeof key.method !== "string" || typeof key.key !== "string" || typeof fingerprint !== "string") {
+    return null;
+  }
+  return recordChecksum({
+    scope: asSqliteReturnsIt(key.scope),
+    method: asSqliteReturnsIt(key.method),
+    key: asSqliteReturnsIt(key.key),
+    fingerprint,
+    status: "in_progress",
+    expiresAt,
+    outcome: null,
+  });
+}
+
+const anySurrogate = /[\ud800-\udfff]/;
+const loneSurrogates = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * A string as better-sqlite3 reads it back: SQLite keeps a lone surrogate as
+ * its 3 bytes (so such strings stay distinct keys), and reading decodes them
+ * as invalid UTF-8, one U+FFFD per byte. A checksum hashes what is read.
+ */
+function asSqliteReturnsIt(text: string): string {
+  return anySurrogate.test(text) ? text.replace(loneSurrogates, "\ufffd\ufffd\ufffd") : text;
+}
+
+/**
  * Runs a statement on one key, turning SQLite's own report of a malformed
  * page into a `StoreCorruptError`: a retry would meet the same page.
  */
@@ -255,7 +285,7 @@ type ClaimParams = [
   updatedAt: number,
   leaseUntil: number,
   expiresAt: number,
-  ...checksumOf: [...KeyParams, fingerprint: string, expiresAt: number],
+  checksum: Uint8Array | null,
   graceMs: number,
 ];
 
