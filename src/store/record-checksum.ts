@@ -6,9 +6,9 @@ export const recordChecksumBytes = 16;
 /**
  * The fields of a stored record that a checksum covers: everything a
  * decision of the interceptor reads from a completed record (whose record it
- * is, which payload, whether it is done, until when it counts, and the
+ * is, which payload, whether it is done, how long it counts, and the
  * answer). Text fields are the values as stored, so that the PostgreSQL
- * store's SQL (`postgresRecordChecksumSql`) hashes the same bytes.
+ * store's SQL (`postgresChecksumSql`) hashes the same bytes.
  */
 export interface RecordChecksumFields {
   readonly scope: string;
@@ -17,7 +17,14 @@ export interface RecordChecksumFields {
   readonly fingerprint: string;
   /** The stored status column: `in_progress` or `completed`. */
   readonly status: string;
-  readonly expiresAt: number;
+  /**
+   * `expires_at - created_at`: how long the record lives from its first
+   * claim. A difference rather than the time itself, so that moving every
+   * time of a row by the same amount (as tests do to age records) keeps it
+   * intact, while a damaged expiry, which would make a completed record look
+   * expired and run its request again, does not match.
+   */
+  readonly lifetimeMs: number;
   readonly outcome: Uint8Array | null;
 }
 
@@ -33,7 +40,7 @@ const hexChars = recordChecksumBytes * 2;
 /**
  * The checksum of a record: the first `recordChecksumBytes` of the SHA-256
  * over each text field as its UTF-8 byte length (4 bytes, big-endian) and
- * bytes, in the order of `RecordChecksumFields`, then `expiresAt` as a
+ * bytes, in the order of `RecordChecksumFields`, then `lifetimeMs` as a
  * signed 8-byte big-endian integer, then the outcome as its length and
  * bytes (length 0xFFFFFFFF for none). Length prefixes keep field boundaries
  * unambiguous whatever the text holds. It detects damage (bit rot, a torn
@@ -60,7 +67,7 @@ export function recordChecksumHex(fields: RecordChecksumFields): string {
     input.writeUInt32BE(written, offset);
     offset += 4 + written;
   }
-  offset = input.writeBigInt64BE(BigInt(fields.expiresAt), offset);
+  offset = input.writeBigInt64BE(BigInt(fields.lifetimeMs), offset);
   offset = input.writeUInt32BE(outcome === null ? 0xffffffff : outcome.byteLength, offset);
   if (outcome !== null && copied === outcome.byteLength) {
     input.set(outcome, offset);

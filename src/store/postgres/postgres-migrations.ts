@@ -128,7 +128,7 @@ export const postgresMetaTable = "connect_idempotency_meta";
  * clock, never an application server's.
  *
  * Version 4 adds `checksum` (`bytea`, `recordChecksum` over the stored scope,
- * method, key, fingerprint, status, `expires_at` and outcome, computed in
+ * method, key, fingerprint, status, lifetime `expires_at - created_at` and outcome, computed in
  * SQL by `postgresChecksumSql`), written by every claim and completion and
  * verified when a record is read for a decision; NULL on rows written
  * before, which are read unverified. Scopes, methods and keys with lone

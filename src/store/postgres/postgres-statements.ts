@@ -95,7 +95,7 @@ export interface PostgresChecksumColumns {
   readonly key: string;
   readonly fingerprint: string;
   readonly status: string;
-  readonly expiresAt: string;
+  readonly lifetimeMs: string;
   readonly outcome: string;
 }
 
@@ -105,7 +105,7 @@ const ownColumns: PostgresChecksumColumns = {
   key: "key",
   fingerprint: "fingerprint",
   status: "status",
-  expiresAt: "expires_at",
+  lifetimeMs: "expires_at - created_at",
   outcome: "outcome",
 };
 
@@ -121,7 +121,7 @@ export function postgresChecksumSql(columns: Partial<PostgresChecksumColumns> = 
     `int4send(octet_length(convert_to(${expression}, 'UTF8'))) || convert_to(${expression}, 'UTF8')`;
   const outcome = `CASE WHEN ${c.outcome} IS NULL THEN '\\xffffffff'::bytea ELSE int4send(octet_length(${c.outcome})) || ${c.outcome} END`;
   const input = [c.scope, c.method, c.key, c.fingerprint, c.status].map(text).join(" || ");
-  return `substr(sha256(${input} || int8send((${c.expiresAt})::bigint) || ${outcome}), 1, ${recordChecksumBytes})`;
+  return `substr(sha256(${input} || int8send((${c.lifetimeMs})::bigint) || ${outcome}), 1, ${recordChecksumBytes})`;
 }
 
 /**
@@ -136,7 +136,7 @@ export function postgresRowIntactSql(alias?: string): string {
     key: `${p}key`,
     fingerprint: `${p}fingerprint`,
     status: `${p}status`,
-    expiresAt: `${p}expires_at`,
+    lifetimeMs: `${p}expires_at - ${p}created_at`,
     outcome: `${p}outcome`,
   };
   return `(${p}checksum IS NULL OR ${p}checksum = ${postgresChecksumSql(columns)})`;
@@ -150,7 +150,7 @@ export function postgresRowIntact(row: RecordRow): boolean {
     key: row.key,
     fingerprint: row.fingerprint,
     status: row.status,
-    expiresAt: Number(row.expires_at),
+    lifetimeMs: Number(row.expires_at) - Number(row.created_at),
     outcome: row.outcome,
   });
 }
@@ -187,10 +187,21 @@ export function createPostgresStatements(qualifiedTable: string): PostgresStatem
   // `expired` or `takeover` through, so `expired` alone tells them apart;
   // what an update replaced then follows from `takeovers`, which only a
   // takeover leaves above 0 (and the phases trigger reads it so too).
+  // A takeover keeps the first claim's `created_at`, which the lifetime in
+  // its checksum counts from.
+  const takeoverChecksum = postgresChecksumSql({
+    scope: "EXCLUDED.scope",
+    method: "EXCLUDED.method",
+    key: "EXCLUDED.key",
+    fingerprint: "EXCLUDED.fingerprint",
+    status: "'in_progress'",
+    lifetimeMs: "EXCLUDED.expires_at - r.created_at",
+    outcome: "NULL::bytea",
+  });
   const claimText = `WITH clock AS (SELECT ${postgresClockMs} AS ms)
 INSERT INTO ${qualifiedTable} AS r (${columns})
 SELECT $1::text, $2::text, $3::text, 'in_progress', $4::text, $5::text, ms, ms, ms + $6::bigint, ms + $8::bigint, 0, false, NULL::bytea,
-  ${postgresChecksumSql({ scope: "$1::text", method: "$2::text", key: "$3::text", fingerprint: "$4::text", status: "'in_progress'", expiresAt: "ms + $8::bigint", outcome: "NULL::bytea" })}
+  ${postgresChecksumSql({ scope: "$1::text", method: "$2::text", key: "$3::text", fingerprint: "$4::text", status: "'in_progress'", lifetimeMs: "$8::bigint", outcome: "NULL::bytea" })}
 FROM clock
 ON CONFLICT (scope, method, key) DO UPDATE SET
   status = 'in_progress',
@@ -203,7 +214,7 @@ ON CONFLICT (scope, method, key) DO UPDATE SET
   takeovers = CASE WHEN ${expired} THEN 0 ELSE r.takeovers + 1 END,
   interrupted = false,
   outcome = NULL,
-  checksum = EXCLUDED.checksum
+  checksum = CASE WHEN ${expired} THEN EXCLUDED.checksum ELSE ${takeoverChecksum} END
 WHERE (${expired} OR ${takeover}) AND ${postgresRowIntactSql("r")}
 RETURNING ${columns}, r.updated_at AS read_at, (r.xmax = 0) AS inserted`;
   const getText = `SELECT ${columns}, ${postgresClockMs} AS read_at FROM ${qualifiedTable} WHERE ${keyMatch}`;
@@ -214,7 +225,7 @@ RETURNING ${columns}, r.updated_at AS read_at, (r.xmax = 0) AS inserted`;
 done AS (
   UPDATE ${qualifiedTable}
   SET status = 'completed', outcome = $6::bytea, updated_at = clock.ms, lease_until = clock.ms, expires_at = clock.ms + $7::bigint,
-    checksum = ${postgresChecksumSql({ status: "'completed'", expiresAt: "clock.ms + $7::bigint", outcome: "$6::bytea" })}
+    checksum = ${postgresChecksumSql({ status: "'completed'", lifetimeMs: "clock.ms + $7::bigint - created_at", outcome: "$6::bytea" })}
   FROM clock
   WHERE ${keyMatch} AND ${running}
   RETURNING 1

@@ -7,37 +7,58 @@ const sqlFunction = "connect_idempotency_checksum";
 
 /**
  * Adds `connect_idempotency_checksum(scope, method, key, fingerprint,
- * status, expires_at, outcome)` to a connection: `recordChecksum` as SQL,
+ * status, lifetime_ms, outcome)` to a connection: `recordChecksum` as SQL,
  * for statements that write a checksum from a row's own columns (a
  * completion knows no fingerprint) or compare one inside a statement. It
  * returns NULL for arguments of the wrong type, which a damaged column can
  * come back as, so that a comparison with it fails.
  */
 export function registerSqliteChecksum(db: Database): void {
-  db.function(sqlFunction, { deterministic: true }, (scope, method, key, fingerprint, status, expiresAt, outcome) => {
+  db.function(sqlFunction, { deterministic: true }, (scope, method, key, fingerprint, status, lifetimeMs, outcome) => {
     if (
       typeof scope !== "string" ||
       typeof method !== "string" ||
       typeof key !== "string" ||
       typeof fingerprint !== "string" ||
       typeof status !== "string" ||
-      typeof expiresAt !== "number" ||
-      !Number.isSafeInteger(expiresAt) ||
+      typeof lifetimeMs !== "number" ||
+      !Number.isSafeInteger(lifetimeMs) ||
       !(outcome === null || outcome instanceof Uint8Array)
     ) {
       return null;
     }
-    return recordChecksum({ scope, method, key, fingerprint, status, expiresAt, outcome });
+    return recordChecksum({ scope, method, key, fingerprint, status, lifetimeMs, outcome });
   });
 }
 
+/** SQL expressions for the arguments of the checksum function. */
+export interface SqliteChecksumColumns {
+  readonly scope: string;
+  readonly method: string;
+  readonly key: string;
+  readonly fingerprint: string;
+  readonly status: string;
+  readonly lifetimeMs: string;
+  readonly outcome: string;
+}
+
 /**
- * The checksum of a row from its own columns, as SQL; `status`,
- * `expiresAt` and `outcome` replace those columns when given (SQL
- * expressions or `?`). Needs `registerSqliteChecksum` on the connection.
+ * The checksum of a row from its own columns, as SQL; the expressions
+ * given (SQL or `?`) replace those columns. Needs `registerSqliteChecksum`
+ * on the connection.
  */
-export function sqliteChecksumSql(replace: { status?: string; expiresAt?: string; outcome?: string } = {}): string {
-  return `${sqlFunction}(scope, method, key, fingerprint, ${replace.status ?? "status"}, ${replace.expiresAt ?? "expires_at"}, ${replace.outcome ?? "outcome"})`;
+export function sqliteChecksumSql(replace: Partial<SqliteChecksumColumns> = {}): string {
+  const c = {
+    scope: "scope",
+    method: "method",
+    key: "key",
+    fingerprint: "fingerprint",
+    status: "status",
+    lifetimeMs: "expires_at - created_at",
+    outcome: "outcome",
+    ...replace,
+  };
+  return `${sqlFunction}(${c.scope}, ${c.method}, ${c.key}, ${c.fingerprint}, ${c.status}, ${c.lifetimeMs}, ${c.outcome})`;
 }
 
 /**
@@ -54,7 +75,7 @@ export function sqliteRowIntact(row: SqliteRecordRow): boolean {
     key: row.key,
     fingerprint: row.fingerprint,
     status: row.status,
-    expiresAt: row.expires_at,
+    lifetimeMs: row.expires_at - row.created_at,
     outcome: row.outcome,
   });
 }

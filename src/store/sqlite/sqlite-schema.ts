@@ -137,7 +137,7 @@ export const sqliteSchemaVersion = migrations.length;
  * `takeovers + 1`.
  *
  * Version 4 adds `checksum` (BLOB, `recordChecksum` over scope, method, key,
- * fingerprint, status, `expires_at` and outcome), written by every claim and
+ * fingerprint, status, lifetime `expires_at - created_at` and outcome), written by every claim and
  * completion and verified when a record is read for a decision; NULL on rows
  * written before, which are read unverified.
  *

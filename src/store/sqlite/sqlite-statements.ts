@@ -99,6 +99,18 @@ export function createSqliteStatements(db: Database, table: string, clock: () =>
   // these come back. SQLite evaluates SET against the old row, and the WHERE
   // let only `expired` or `takeover` through, so `expired` alone tells them
   // apart; it comes first so that the parameter of `takeover` stays last.
+  // The claim's checksum (a parameter) counts the lifetime from now; a
+  // takeover keeps the first claim's `created_at`, so its checksum is
+  // computed here, from the old row's.
+  const takeoverChecksum = sqliteChecksumSql({
+    scope: "excluded.scope",
+    method: "excluded.method",
+    key: "excluded.key",
+    fingerprint: "excluded.fingerprint",
+    status: "'in_progress'",
+    lifetimeMs: "excluded.expires_at - created_at",
+    outcome: "NULL",
+  });
   const claim = db.prepare<ClaimParams, ClaimedRow>(`INSERT INTO ${quoted}
   (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, replaced, interrupted, outcome, checksum)
 VALUES (?, ?, ?, 'in_progress', ?, ?, ?, ?, ?, ?, 0, 'none', 0, NULL, ?)
@@ -114,7 +126,7 @@ ON CONFLICT (scope, method, key) DO UPDATE SET
   replaced = CASE WHEN ${expired} THEN 'expired' ELSE 'takeover' END,
   interrupted = 0,
   outcome = NULL,
-  checksum = excluded.checksum
+  checksum = CASE WHEN ${expired} THEN excluded.checksum ELSE ${takeoverChecksum} END
 WHERE (${expired} OR ${takeover}) AND ${sqliteRowIntactSql}
 RETURNING created_at, takeovers, replaced`);
   const get = db.prepare<KeyParams, SqliteRecordRow>(`SELECT ${sqliteRecordColumns} FROM ${quoted} WHERE ${keyMatch}`);
@@ -122,7 +134,7 @@ RETURNING created_at, takeovers, replaced`);
   // a completion is not told the fingerprint.
   const complete = db.prepare<CompleteParams>(`UPDATE ${quoted}
 SET status = 'completed', outcome = ?, updated_at = ?, lease_until = ?, expires_at = ?,
-  checksum = ${sqliteChecksumSql({ status: "'completed'", expiresAt: "?", outcome: "?" })}
+  checksum = ${sqliteChecksumSql({ status: "'completed'", lifetimeMs: "? - created_at", outcome: "?" })}
 WHERE ${keyMatch} AND ${running}`);
   // Only asked when the completion changed nothing: was it this execution's own, committed earlier?
   const completedBy = db.prepare<OwnerParams, { done: number }>(
@@ -159,7 +171,7 @@ WHERE ${keyMatch} AND owner = ? AND takeovers = ? AND status = 'in_progress'`);
       const leaseUntil = now + leaseMs;
       const expiresAt = now + expiresInMs;
       const row = corruptionChecked(key, () =>
-        claim.get(key.scope, key.method, key.key, fingerprint, owner, now, now, leaseUntil, expiresAt, claimChecksum(key, fingerprint, expiresAt), graceMs),
+        claim.get(key.scope, key.method, key.key, fingerprint, owner, now, now, leaseUntil, expiresAt, claimChecksum(key, fingerprint, expiresInMs), graceMs),
       );
       if (row !== undefined) {
         return {
@@ -226,7 +238,7 @@ WHERE ${keyMatch} AND owner = ? AND takeovers = ? AND status = 'in_progress'`);
  * function: one call into SQLite fewer on the hot path. Null for input of
  * the wrong type, which then fails in the statement as before.
  */
-function claimChecksum(key: RecordKey, fingerprint: string, expiresAt: number): Buffer | null {
+function claimChecksum(key: RecordKey, fingerprint: string, lifetimeMs: number): Buffer | null {
   if (typeof key.scope !== "string" || typeof key.method !== "string" || typeof key.key !== "string" || typeof fingerprint !== "string") {
     return null;
   }
@@ -236,7 +248,7 @@ function claimChecksum(key: RecordKey, fingerprint: string, expiresAt: number): 
     key: asSqliteReturnsIt(key.key),
     fingerprint,
     status: "in_progress",
-    expiresAt,
+    lifetimeMs,
     outcome: null,
   });
 }
