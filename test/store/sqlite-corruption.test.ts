@@ -11,6 +11,7 @@ import { createSqliteStore, type SqliteStore } from "../../src/store/sqlite/sqli
 import { createSeededRandom } from "../../src/testing/seeded-random.js";
 import { describeError, expectConnectError } from "../support/connect-assertions.js";
 import { type IdempotencyTestServer, startIdempotencyTestServer } from "../support/idempotency-test-server.js";
+import { createGate } from "../support/call-gates.js";
 import { createTestTransport } from "../support/test-transports.js";
 
 let dir: string;
@@ -230,6 +231,64 @@ describe("the interceptor on a damaged SQLite record", () => {
     expect(storeErrors[0]).toMatchObject({ operation: "claim", willRetry: false });
     expect(isStoreCorruptError(storeErrors[0]?.error)).toBe(true);
     expect(server.events.some((event) => event.type === "replayed")).toBe(false);
+  });
+});
+
+describe("a duplicate polling a record that gets damaged meanwhile", () => {
+  it("fails with DATA_LOSS STORE_CORRUPT instead of taking the record for absent and running again", async () => {
+    const path = nextFile();
+    const release = createGate();
+    const running = createGate();
+    const owner = await startIdempotencyTestServer({
+      store: createSqliteStore({ path, sweepIntervalMs: 0 }),
+      payments: {
+        async createPayment(req, ctx) {
+          owner.record("createPayment", req.requestId, undefined);
+          running.open();
+          await release.opened;
+          void ctx;
+          return { payment: { paymentId: "pay_owner" } };
+        },
+      },
+    });
+    // A second server on the same file: it sees the owner's claim only in the store, and polls it.
+    const claimed = createGate();
+    const plain = createSqliteStore({ path, sweepIntervalMs: 0 });
+    const duplicate = await startIdempotencyTestServer({
+      store: {
+        ...plain,
+        claim: async (input) => {
+          const result = await plain.claim(input);
+          claimed.open();
+          return result;
+        },
+      },
+    });
+    try {
+      const client = (url: string) =>
+        createClient(PaymentService, createTestTransport(url, { protocol: "connect", binary: true, gzip: false }));
+      const request = { requestId: crypto.randomUUID(), accountId: "acct_1", amountMinor: 500n, currency: "EUR" };
+      const first = client(owner.baseUrl).createPayment(request);
+      await running.opened;
+      const second = expectConnectError(client(duplicate.baseUrl).createPayment(request));
+      await claimed.opened;
+      const raw = new Database(path);
+      raw.prepare("UPDATE connect_idempotency_records SET checksum = X'00'").run();
+      raw.close();
+      const error = await second;
+      expect(describeError(error)).toMatchObject({ code: Code.DataLoss, reason: ErrorReason.STORE_CORRUPT });
+      expect(duplicate.runs).toHaveLength(0);
+      const storeError = duplicate.events.find((event) => event.type === "store_error");
+      expect(storeError).toMatchObject({ operation: "get", willRetry: false });
+      expect(isStoreCorruptError(storeError?.error)).toBe(true);
+      release.open();
+      await first;
+      expect(owner.runs).toHaveLength(1);
+    } finally {
+      release.open();
+      await duplicate.close();
+      await owner.close();
+    }
   });
 });
 
