@@ -11,9 +11,13 @@ export const recordChecksumBytes = 16;
  * store's SQL (`postgresChecksumSql`) hashes the same bytes.
  */
 export interface RecordChecksumFields {
+  /** The scope, as stored. */
   readonly scope: string;
+  /** The method, as stored. */
   readonly method: string;
+  /** The request ID, as stored. */
   readonly key: string;
+  /** The fingerprint of the payload. */
   readonly fingerprint: string;
   /** The stored status column: `in_progress` or `completed`. */
   readonly status: string;
@@ -25,6 +29,7 @@ export interface RecordChecksumFields {
    * expired and run its request again, does not match.
    */
   readonly lifetimeMs: number;
+  /** The stored outcome; null while none is stored. */
   readonly outcome: Uint8Array | null;
 }
 

@@ -90,12 +90,19 @@ export const postgresRecordColumns =
 
 /** SQL expressions for the fields `recordChecksum` covers. */
 export interface PostgresChecksumColumns {
+  /** The scope column or value. */
   readonly scope: string;
+  /** The method column or value. */
   readonly method: string;
+  /** The key column or value. */
   readonly key: string;
+  /** The fingerprint column or value. */
   readonly fingerprint: string;
+  /** The status the row has once written. */
   readonly status: string;
+  /** `expires_at - created_at` of the row once written. */
   readonly lifetimeMs: string;
+  /** The outcome of the row once written. */
   readonly outcome: string;
 }
 
