@@ -92,6 +92,7 @@ export {
 } from "./otel/idempotency-telemetry.js";
 export { TelemetryAttribute, TelemetryMetric, type TelemetryOutcome } from "./otel/telemetry-names.js";
 export type {
+  FoundRecord,
   IdempotencyStoreAdmin,
   MethodStats,
   RecordFilter,

@@ -1,7 +1,13 @@
 import { createInterface } from "node:readline/promises";
 import { type Command, InvalidArgumentError } from "commander";
 import type { IdempotencyRecord, RecordStatus } from "../store/idempotency-store.js";
-import type { IdempotencyStoreAdmin, RecordSummary, RecordWhere, StoreStats } from "../store/idempotency-store-admin.js";
+import type {
+  FoundRecord,
+  IdempotencyStoreAdmin,
+  RecordSummary,
+  RecordWhere,
+  StoreStats,
+} from "../store/idempotency-store-admin.js";
 import { createCliError, runCliAction } from "./cli-error.js";
 import { describeOutcome, type OutcomeView } from "./describe-outcome.js";
 import { formatDuration, parseDuration } from "./duration-text.js";
@@ -180,7 +186,7 @@ async function withAdmin(
 }
 
 /** The one record a request ID names, narrowed by --method and --scope. */
-async function findOne(admin: IdempotencyStoreAdmin, key: string, where: RecordWhere): Promise<IdempotencyRecord> {
+async function findOne(admin: IdempotencyStoreAdmin, key: string, where: RecordWhere): Promise<FoundRecord> {
   const found = await admin.find(key, { method: where.method, scope: where.scope });
   const only = found[0];
   if (only === undefined) {
@@ -284,7 +290,7 @@ function formatList(records: readonly RecordSummary[]): string {
   );
 }
 
-function formatRecord(record: IdempotencyRecord, outcome: OutcomeView | undefined): string {
+function formatRecord(record: FoundRecord, outcome: OutcomeView | undefined): string {
   const now = record.readAt;
   const time = (ms: number) =>
     `${new Date(ms).toISOString()} (${ms <= now ? `${formatDuration(now - ms)} ago` : `in ${formatDuration(ms - now)}`})`;
@@ -301,6 +307,12 @@ function formatRecord(record: IdempotencyRecord, outcome: OutcomeView | undefine
     `expires      ${time(record.expiresAt)}`,
     `attempt      ${record.attempt}${record.attempt === 1 ? "" : ` (taken over ${record.attempt - 1} time${record.attempt === 2 ? "" : "s"})`}`,
   ];
+  if (record.damaged) {
+    lines.push(
+      "checksum     MISMATCH: this record is damaged and what follows may be altered; calls with its request ID " +
+        "fail with DATA_LOSS STORE_CORRUPT until it is evicted (keys evict --corrupt)",
+    );
+  }
   if (outcome === undefined) {
     lines.push(
       record.status === "interrupted"

@@ -6,6 +6,17 @@ export interface RecordSummary extends Omit<IdempotencyRecord, "outcome"> {
   readonly outcomeBytes: number;
 }
 
+/** A record as `find` returns it: with its outcome, and whether it is damaged. */
+export interface FoundRecord extends IdempotencyRecord {
+  /**
+   * True when its checksum does not match what it holds: the store answers
+   * calls with its request ID with DATA_LOSS STORE_CORRUPT, and `outcome`
+   * may be altered. False too for records written before the store kept
+   * checksums.
+   */
+  readonly damaged: boolean;
+}
+
 /** Which records `list` returns, newest first. */
 export interface RecordFilter {
   /** Only this fully qualified method. */
@@ -73,7 +84,7 @@ export interface IdempotencyStoreAdmin {
   /** Lists records, newest first. */
   list(filter: RecordFilter): Promise<RecordSummary[]>;
   /** Every record with this request ID, narrowed by `where`. */
-  find(key: string, where?: RecordWhere): Promise<IdempotencyRecord[]>;
+  find(key: string, where?: RecordWhere): Promise<FoundRecord[]>;
   /**
    * Deletes one record whatever its status, so that the next call with its
    * request ID runs the handler again. False when there was no such record.

@@ -75,6 +75,10 @@ describe.each(cases)("keys corrupt and keys evict --corrupt on $name", ({ setup 
 
       const table = await runCli(["keys", "corrupt", ...args]);
       expect(table.stdout).toContain("2 damaged records: calls with these request IDs fail with DATA_LOSS STORE_CORRUPT");
+      const shown = await runCli(["keys", "show", "order-1", ...args]);
+      expect(shown.stdout).toContain("checksum     MISMATCH: this record is damaged");
+      const intact = await runCli(["keys", "show", "order-0", "--json", ...args]);
+      expect(JSON.parse(intact.stdout)).toMatchObject({ key: "order-0", damaged: false });
 
       const refused = await runCli(["keys", "evict", "--corrupt", ...args]);
       expect(refused.code).toBe(2);
@@ -99,6 +103,6 @@ describe.each(cases)("keys corrupt and keys evict --corrupt on $name", ({ setup 
     } finally {
       await store.close();
     }
-    // Six CLI processes, a few seconds each on a busy machine.
-  }, 150_000);
+    // Eight CLI processes, a few seconds each on a busy machine.
+  }, 200_000);
 });

@@ -1,6 +1,7 @@
 import type { Pool } from "pg";
-import type { IdempotencyRecord, RecordStatus } from "../idempotency-store.js";
+import type { RecordStatus } from "../idempotency-store.js";
 import {
+  type FoundRecord,
   type IdempotencyStoreAdmin,
   type RecordSummary,
   type StoreStats,
@@ -14,6 +15,7 @@ import {
   fromPostgresText,
   postgresClockMs,
   postgresRecordColumns,
+  postgresRowIntact,
   postgresRowIntactSql,
   type RecordRow,
   toIdempotencyRecord,
@@ -140,7 +142,7 @@ ORDER BY created_at DESC, method, scope, key LIMIT $${values.length}`,
       );
       return result.rows.map(summaryFromRow);
     },
-    async find(key, where = {}): Promise<IdempotencyRecord[]> {
+    async find(key, where = {}): Promise<FoundRecord[]> {
       const result = await pool.query<RecordRow>(
         `SELECT ${postgresRecordColumns}, clock.read_at FROM ${qualified} CROSS JOIN ${clock}
 WHERE key = $1 AND ($2::text IS NULL OR method = $2) AND ($3::text IS NULL OR scope = $3)
@@ -151,7 +153,7 @@ ORDER BY method, scope`,
           where.scope === undefined ? null : toPostgresText(where.scope),
         ],
       );
-      return result.rows.map(toIdempotencyRecord);
+      return result.rows.map((row) => ({ ...toIdempotencyRecord(row), damaged: !postgresRowIntact(row) }));
     },
     async evict(key) {
       writable();

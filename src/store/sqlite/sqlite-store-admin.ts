@@ -1,7 +1,8 @@
 import { statSync } from "node:fs";
 import Database from "better-sqlite3";
-import type { IdempotencyRecord, RecordStatus } from "../idempotency-store.js";
+import type { RecordStatus } from "../idempotency-store.js";
 import {
+  type FoundRecord,
   type IdempotencyStoreAdmin,
   type RecordSummary,
   type StoreStats,
@@ -17,7 +18,7 @@ import {
   type SqliteRecordRow,
   sqliteSchemaVersion,
 } from "./sqlite-schema.js";
-import { registerSqliteChecksum, sqliteRowIntactSql } from "./sqlite-record-checksum.js";
+import { registerSqliteChecksum, sqliteRowIntact, sqliteRowIntactSql } from "./sqlite-record-checksum.js";
 import { createSqliteStatements } from "./sqlite-statements.js";
 
 /** Options of `openSqliteStoreAdmin`. */
@@ -148,7 +149,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
         .all(params)
         .map((row) => summaryFromRow(row, now));
     },
-    async find(key, where = {}): Promise<IdempotencyRecord[]> {
+    async find(key, where = {}): Promise<FoundRecord[]> {
       return db
         .prepare<{ key: string; method: string | null; scope: string | null }, SqliteRecordRow>(
           `SELECT ${sqliteRecordColumns} FROM ${quoted}
@@ -156,7 +157,7 @@ WHERE key = @key AND (@method IS NULL OR method = @method) AND (@scope IS NULL O
 ORDER BY method, scope`,
         )
         .all({ key, method: where.method ?? null, scope: where.scope ?? null })
-        .map((row) => recordFromSqliteRow(row, clock()));
+        .map((row) => ({ ...recordFromSqliteRow(row, clock()), damaged: !sqliteRowIntact(row) }));
     },
     async evict(key) {
       return writable().deleteRecord.run({ scope: key.scope, method: key.method, key: key.key }).changes === 1;
