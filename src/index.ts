@@ -61,6 +61,8 @@ export {
   type SqliteStoreProblem,
 } from "./store/sqlite/sqlite-store.js";
 export type { SqliteBatchExecutor, SqliteJobOptions } from "./store/sqlite/sqlite-batch-executor.js";
+export type { SqliteIntegrityCheck } from "./store/sqlite/sqlite-integrity-check.js";
+export { isStoreCorruptError, type StoreCorruptError } from "./store/store-corrupt-error.js";
 // `pg` stays optional: the PostgreSQL store loads it only when it creates its own pool.
 export {
   createPostgresStore,
@@ -91,6 +93,7 @@ export {
 } from "./otel/idempotency-telemetry.js";
 export { TelemetryAttribute, TelemetryMetric, type TelemetryOutcome } from "./otel/telemetry-names.js";
 export type {
+  FoundRecord,
   IdempotencyStoreAdmin,
   MethodStats,
   RecordFilter,

@@ -1,7 +1,13 @@
 import { createInterface } from "node:readline/promises";
 import { type Command, InvalidArgumentError } from "commander";
 import type { IdempotencyRecord, RecordStatus } from "../store/idempotency-store.js";
-import type { IdempotencyStoreAdmin, RecordSummary, RecordWhere, StoreStats } from "../store/idempotency-store-admin.js";
+import type {
+  FoundRecord,
+  IdempotencyStoreAdmin,
+  RecordSummary,
+  RecordWhere,
+  StoreStats,
+} from "../store/idempotency-store-admin.js";
 import { createCliError, runCliAction } from "./cli-error.js";
 import { describeOutcome, type OutcomeView } from "./describe-outcome.js";
 import { displayText, escapeControls, escapeJsonControls, quoteText } from "./escape-text.js";
@@ -29,6 +35,11 @@ interface ShowFlags extends StoreFlags, OutputFlags, RecordWhere {
 
 interface EvictFlags extends StoreFlags, OutputFlags, RecordWhere {
   readonly yes?: boolean;
+  readonly corrupt?: boolean;
+}
+
+interface CorruptFlags extends StoreFlags, OutputFlags {
+  readonly limit: number;
 }
 
 /** The default of --wait: as long as a server waits for the write lock. */
@@ -36,7 +47,8 @@ const defaultWaitMs = 5000;
 
 /**
  * Adds the operator commands to the `connect-idempotency` program: `stats`,
- * `keys list`, `keys show`, `keys evict` and `sweep`, on a SQLite file
+ * `keys list`, `keys show`, `keys corrupt`, `keys evict` (one record, or
+ * every damaged one with `--corrupt`) and `sweep`, on a SQLite file
  * (`--db`) or a PostgreSQL table (`--postgres`). Only `keys evict` and
  * `sweep` change records; the others open the store read-only. `keys evict`
  * and `sweep` wait up to `--wait` (default 5 s) for another process holding
@@ -97,28 +109,48 @@ export function addAdminCommands(program: Command): void {
       });
     }));
 
+  adminCommand(keys, "corrupt")
+    .description("list records whose checksum does not match what they hold; calls with their request IDs fail with STORE_CORRUPT")
+    .option("--limit <n>", "at most this many records", parseLimit, 1000)
+    .action(runCliAction(async (flags: CorruptFlags) => {
+      await withAdmin(flags, "read", async (admin) => {
+        const records = await admin.corrupt(flags.limit);
+        report(flags, records, () =>
+          records.length === 0
+            ? "No damaged records."
+            : `${formatList(records)}\n\n${records.length} damaged record${records.length === 1 ? "" : "s"}: ` +
+              "calls with these request IDs fail with DATA_LOSS STORE_CORRUPT until evicted (keys evict --corrupt).",
+        );
+      });
+    }));
+
   adminCommand(keys, "evict")
     .description("delete one record, so that the next call with its request ID runs the handler again")
-    .argument("<key>", "the request ID")
+    .argument("[key]", "the request ID")
     .option("--method <method>", "the method, when the request ID exists under several")
     .option("--scope <scope>", "the scope, when the request ID exists under several")
+    .option("--corrupt", "instead of one record, delete every record whose checksum does not match (see keys corrupt)")
     .option("-y, --yes", "do not ask for confirmation")
     .option(...waitOption)
-    .action(runCliAction(async (key: string, flags: EvictFlags) => {
+    .action(runCliAction(async (key: string | undefined, flags: EvictFlags) => {
+      if (flags.corrupt === true) {
+        if (key !== undefined || flags.method !== undefined || flags.scope !== undefined) {
+          throw createCliError("--corrupt evicts every damaged record: pass no request ID, --method or --scope with it");
+        }
+        await withAdmin(flags, "write", (admin) => evictCorrupt(admin, flags));
+        return;
+      }
+      if (key === undefined) {
+        throw createCliError("name the record to evict by its request ID, or pass --corrupt");
+      }
       await withAdmin(flags, "write", async (admin) => {
         const record = await findOne(admin, key, flags);
         const what = `${record.status} record ${describeKey(record)}`;
         if (flags.yes !== true) {
-          if (process.stdin.isTTY !== true) {
-            throw createCliError(
-              `refusing to evict the ${what} without confirmation (stdin is not a terminal): pass --yes`,
-            );
-          }
-          const question = `Evict the ${what}? The next call with this request ID runs the handler again. [y/N] `;
-          if (!(await confirm(question))) {
-            // The operator said no: a failure, but not a usage error.
-            throw new Error("not evicted");
-          }
+          await confirmOrRefuse(
+            `evict the ${what}`,
+            `Evict the ${what}? The next call with this request ID runs the handler again. [y/N] `,
+          );
         }
         if (!(await lockHint(admin.evict(record)))) {
           throw createCliError(`the ${what} was deleted meanwhile`);
@@ -188,7 +220,7 @@ async function withAdmin(
 }
 
 /** The one record a request ID names, narrowed by --method and --scope. */
-async function findOne(admin: IdempotencyStoreAdmin, key: string, where: RecordWhere): Promise<IdempotencyRecord> {
+async function findOne(admin: IdempotencyStoreAdmin, key: string, where: RecordWhere): Promise<FoundRecord> {
   const found = await admin.find(key, { method: where.method, scope: where.scope });
   const only = found[0];
   if (only === undefined) {
@@ -199,6 +231,35 @@ async function findOne(admin: IdempotencyStoreAdmin, key: string, where: RecordW
     throw createCliError(`request ID ${quoteText(key)} has ${found.length} records; pick one with ${candidates.join(" or ")}`);
   }
   return only;
+}
+
+/** Deletes every damaged record, after confirmation unless --yes. */
+async function evictCorrupt(admin: IdempotencyStoreAdmin, flags: EvictFlags): Promise<void> {
+  if (flags.yes !== true) {
+    const found = await admin.corrupt(Number.MAX_SAFE_INTEGER);
+    if (found.length === 0) {
+      report(flags, { evicted: 0 }, () => "No damaged records.");
+      return;
+    }
+    const what = `${found.length} damaged record${found.length === 1 ? "" : "s"}`;
+    await confirmOrRefuse(
+      `evict ${what}`,
+      `Evict ${what}? The next call with each of their request IDs runs the handler again, though it may have run before. [y/N] `,
+    );
+  }
+  const evicted = await admin.evictCorrupt();
+  report(flags, { evicted }, () => `Evicted ${evicted} damaged record${evicted === 1 ? "" : "s"}.`);
+}
+
+/** Asks on the terminal; refuses without one, and fails when the operator says no. */
+async function confirmOrRefuse(action: string, question: string): Promise<void> {
+  if (process.stdin.isTTY !== true) {
+    throw createCliError(`refusing to ${action} without confirmation (stdin is not a terminal): pass --yes`);
+  }
+  if (!(await confirm(question))) {
+    // The operator said no: a failure, but not a usage error.
+    throw new Error("not evicted");
+  }
 }
 
 async function confirm(question: string): Promise<boolean> {
@@ -261,7 +322,7 @@ function formatList(records: readonly RecordSummary[]): string {
   );
 }
 
-function formatRecord(record: IdempotencyRecord, outcome: OutcomeView | undefined): string {
+function formatRecord(record: FoundRecord, outcome: OutcomeView | undefined): string {
   const now = record.readAt;
   const time = (ms: number) =>
     `${new Date(ms).toISOString()} (${ms <= now ? `${formatDuration(now - ms)} ago` : `in ${formatDuration(ms - now)}`})`;
@@ -278,6 +339,12 @@ function formatRecord(record: IdempotencyRecord, outcome: OutcomeView | undefine
     `expires      ${time(record.expiresAt)}`,
     `attempt      ${record.attempt}${describeTakeovers(record.attempt - 1)}`,
   ];
+  if (record.damaged) {
+    lines.push(
+      "checksum     MISMATCH: this record is damaged and what follows may be altered; calls with its request ID " +
+        "fail with DATA_LOSS STORE_CORRUPT until it is evicted (keys evict --corrupt)",
+    );
+  }
   if (outcome === undefined) {
     lines.push(
       record.status === "interrupted"

@@ -13,6 +13,15 @@ export const ErrorReason = {
   REQUEST_IN_PROGRESS: "REQUEST_IN_PROGRESS",
   /** The store could not claim the key; the handler did not run. UNAVAILABLE. */
   STORE_UNAVAILABLE: "STORE_UNAVAILABLE",
+  /**
+   * The stored record of this request ID is damaged (its checksum does not
+   * match, or the database reports a malformed page): its answer is not
+   * replayed and the request does not run again, since it may have run
+   * already. DATA_LOSS, the code for unrecoverable data loss or corruption;
+   * not retried, since a retry meets the same record until an operator
+   * evicts it (`connect-idempotency keys corrupt`, `keys evict --corrupt`).
+   */
+  STORE_CORRUPT: "STORE_CORRUPT",
   /** The response is larger than the store keeps. FAILED_PRECONDITION. */
   RESPONSE_TOO_LARGE: "RESPONSE_TOO_LARGE",
   /**

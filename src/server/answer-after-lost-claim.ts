@@ -1,7 +1,8 @@
 import type { UnaryResponse } from "@connectrpc/connect";
 import { emit, timed } from "./call-events.js";
 import type { DedupeCall } from "./dedupe-call.js";
-import { requestInProgress } from "./dedupe-errors.js";
+import { isStoreCorruptError } from "../store/store-corrupt-error.js";
+import { requestInProgress, storeCorrupt } from "./dedupe-errors.js";
 import type { InFlightResult } from "./in-flight-waiters.js";
 import { replayOutcome } from "./replay-outcome.js";
 import { pollRecord, recordState, waitFor } from "./wait-for-outcome.js";
@@ -19,7 +20,11 @@ export async function answerAfterLostClaim(call: DedupeCall): Promise<UnaryRespo
   try {
     state = recordState(call, await timed(call, "get", () => call.settings.store.get(call.record)));
   } catch (error) {
-    emit(call, "store_error", { operation: "get", error, willRetry: true });
+    const corrupt = isStoreCorruptError(error);
+    emit(call, "store_error", { operation: "get", error, willRetry: !corrupt });
+    if (corrupt) {
+      throw storeCorrupt(error);
+    }
   }
   state ??= await waitFor(call, (ms) => pollRecord(call, ms));
   if (state.kind === "outcome") {

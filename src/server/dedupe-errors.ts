@@ -52,3 +52,17 @@ export function storeUnavailable(cause: unknown): ConnectError {
     { cause },
   );
 }
+
+/**
+ * DATA_LOSS STORE_CORRUPT: the stored record of the key is damaged, so it is
+ * neither replayed nor run again (see `StoreCorruptError`).
+ */
+export function storeCorrupt(cause: unknown): ConnectError {
+  return createIdempotencyError(
+    Code.DataLoss,
+    ErrorReason.STORE_CORRUPT,
+    "the stored record of this request ID is damaged, so its earlier answer is not replayed and the request did not " +
+      "run again (it may have run before); ask the operator to check it with `connect-idempotency keys corrupt`",
+    { cause },
+  );
+}

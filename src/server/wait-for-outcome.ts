@@ -2,7 +2,8 @@ import type { IdempotencyRecord } from "../store/idempotency-store.js";
 import { sleep } from "./bounded-wait.js";
 import { emit, timed } from "./call-events.js";
 import type { DedupeCall } from "./dedupe-call.js";
-import { requestInProgress } from "./dedupe-errors.js";
+import { isStoreCorruptError } from "../store/store-corrupt-error.js";
+import { requestInProgress, storeCorrupt } from "./dedupe-errors.js";
 import type { InFlightResult } from "./in-flight-waiters.js";
 
 // Polling a store for an execution in another process: start fast, because
@@ -54,7 +55,9 @@ export function recordState(call: DedupeCall, record: IdempotencyRecord | undefi
 
 /**
  * Polls the store for an execution in another process, with backoff, until
- * `recordState` has an answer or `timeoutMs` passes (undefined).
+ * `recordState` has an answer or `timeoutMs` passes (undefined). A damaged
+ * record fails the call with DATA_LOSS STORE_CORRUPT: it is never taken for
+ * an absent one, which would run the request again.
  */
 export async function pollRecord(call: DedupeCall, timeoutMs: number): Promise<InFlightResult | undefined> {
   const signal = call.req.signal;
@@ -72,7 +75,11 @@ export async function pollRecord(call: DedupeCall, timeoutMs: number): Promise<I
     try {
       record = await timed(call, "get", () => call.settings.store.get(call.record));
     } catch (error) {
-      emit(call, "store_error", { operation: "get", error, willRetry: true });
+      const corrupt = isStoreCorruptError(error);
+      emit(call, "store_error", { operation: "get", error, willRetry: !corrupt });
+      if (corrupt) {
+        throw storeCorrupt(error);
+      }
       continue;
     }
     const state = recordState(call, record);

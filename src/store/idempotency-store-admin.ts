@@ -6,6 +6,17 @@ export interface RecordSummary extends Omit<IdempotencyRecord, "outcome"> {
   readonly outcomeBytes: number;
 }
 
+/** A record as `find` returns it: with its outcome, and whether it is damaged. */
+export interface FoundRecord extends IdempotencyRecord {
+  /**
+   * True when its checksum does not match what it holds: the store answers
+   * calls with its request ID with DATA_LOSS STORE_CORRUPT, and `outcome`
+   * may be altered. False too for records written before the store kept
+   * checksums.
+   */
+  readonly damaged: boolean;
+}
+
 /** Which records `list` returns, newest first. */
 export interface RecordFilter {
   /** Only this fully qualified method. */
@@ -65,7 +76,7 @@ export interface StoreStats {
 /**
  * Inspection and repair of the records of a store, for operators. It works
  * on the same tables as the store, next to running servers: reads never
- * change a record, and only `evict` and `sweep` delete.
+ * change a record, and only `evict`, `evictCorrupt` and `sweep` delete.
  */
 export interface IdempotencyStoreAdmin {
   /** Counts records, judging expiry by the store's clock (the database's, for PostgreSQL). */
@@ -73,7 +84,7 @@ export interface IdempotencyStoreAdmin {
   /** Lists records, newest first. */
   list(filter: RecordFilter): Promise<RecordSummary[]>;
   /** Every record with this request ID, narrowed by `where`. */
-  find(key: string, where?: RecordWhere): Promise<IdempotencyRecord[]>;
+  find(key: string, where?: RecordWhere): Promise<FoundRecord[]>;
   /**
    * Deletes one record whatever its status, so that the next call with its
    * request ID runs the handler again. False when there was no such record.
@@ -83,6 +94,18 @@ export interface IdempotencyStoreAdmin {
   evict(key: RecordKey): Promise<boolean>;
   /** Deletes every record the sweeper may delete now, by the store's clock; returns how many. */
   sweep(): Promise<number>;
+  /**
+   * Records whose checksum does not match what they hold (damaged on disk,
+   * or changed by hand), oldest first: the store answers calls with their
+   * request IDs with DATA_LOSS STORE_CORRUPT. Reads every record. Records
+   * written before the store kept checksums are never listed.
+   */
+  corrupt(limit: number): Promise<RecordSummary[]>;
+  /**
+   * Deletes every record `corrupt` lists, so that the next call with each
+   * of their request IDs runs the handler again; returns how many.
+   */
+  evictCorrupt(): Promise<number>;
   /** Closes the connection. Idempotent. */
   close(): Promise<void>;
 }

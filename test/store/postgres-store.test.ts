@@ -93,6 +93,7 @@ describe("PostgreSQL migrations", () => {
         takeovers: "integer",
         outcome: "bytea",
         interrupted: "boolean",
+        checksum: "bytea",
       });
     } finally {
       await store.close();

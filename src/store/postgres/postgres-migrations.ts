@@ -75,6 +75,12 @@ FOR EACH ROW WHEN (NEW.takeovers = 0) EXECUTE FUNCTION ${resetPhases}()`,
     // PostgreSQL adds the column without rewriting the table.
     statements: (table) => [`ALTER TABLE ${table} ADD COLUMN interrupted boolean NOT NULL DEFAULT false`],
   },
+  {
+    version: 4,
+    // NULL on rows written before, which stay readable unverified; without a
+    // default PostgreSQL adds the column without rewriting the table.
+    statements: (table) => [`ALTER TABLE ${table} ADD COLUMN checksum bytea`],
+  },
 ];
 
 /** The table of the recovery points (phases) that goes with a records table. */
@@ -120,6 +126,14 @@ export const postgresMetaTable = "connect_idempotency_meta";
  * `takeovers` counts the takeovers of the current execution, so a record's
  * `attempt` is `takeovers + 1`. Times in rows are the database server's
  * clock, never an application server's.
+ *
+ * Version 4 adds `checksum` (`bytea`, `recordChecksum` over the stored scope,
+ * method, key, fingerprint, status, lifetime `expires_at - created_at` and outcome, computed in
+ * SQL by `postgresChecksumSql`), written by every claim and completion and
+ * verified when a record is read for a decision; NULL on rows written
+ * before, which are read unverified. Scopes, methods and keys with lone
+ * UTF-16 surrogates are stored escaped (`toPostgresText`) from this version
+ * on; before, PostgreSQL received them as U+FFFD.
  *
  * An up-to-date table costs two reads and no lock, so that processes running
  * with a role without DDL rights start once the table exists. Otherwise

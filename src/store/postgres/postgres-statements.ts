@@ -1,4 +1,5 @@
 import type { QueryConfig } from "pg";
+import { recordChecksumBytes, recordChecksumMatches } from "../record-checksum.js";
 import type {
   ClaimInput,
   ClaimResult,
@@ -26,6 +27,8 @@ export interface RecordRow {
   readonly takeovers: number;
   readonly interrupted: boolean;
   readonly outcome: Buffer | null;
+  /** `recordChecksum` of the row; null on rows written before schema version 4. */
+  readonly checksum: Buffer | null;
   /** The database's clock when the statement read the row. */
   readonly read_at: string;
 }
@@ -83,7 +86,81 @@ export const postgresClockMs = "(extract(epoch from clock_timestamp()) * 1000)::
 
 /** The columns of a record row, without `read_at`. */
 export const postgresRecordColumns =
-  "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, interrupted, outcome";
+  "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, interrupted, outcome, checksum";
+
+/** SQL expressions for the fields `recordChecksum` covers. */
+export interface PostgresChecksumColumns {
+  /** The scope column or value. */
+  readonly scope: string;
+  /** The method column or value. */
+  readonly method: string;
+  /** The key column or value. */
+  readonly key: string;
+  /** The fingerprint column or value. */
+  readonly fingerprint: string;
+  /** The status the row has once written. */
+  readonly status: string;
+  /** `expires_at - created_at` of the row once written. */
+  readonly lifetimeMs: string;
+  /** The outcome of the row once written. */
+  readonly outcome: string;
+}
+
+const ownColumns: PostgresChecksumColumns = {
+  scope: "scope",
+  method: "method",
+  key: "key",
+  fingerprint: "fingerprint",
+  status: "status",
+  lifetimeMs: "expires_at - created_at",
+  outcome: "outcome",
+};
+
+/**
+ * `recordChecksum` as SQL, over the given expressions (by default a row's
+ * own columns): the same bytes, hashed by the database's `sha256`, so that
+ * statements whose times come from the database's clock write it in the
+ * statement, and the store checks it in JavaScript.
+ */
+export function postgresChecksumSql(columns: Partial<PostgresChecksumColumns> = {}): string {
+  const c = { ...ownColumns, ...columns };
+  const text = (expression: string) =>
+    `int4send(octet_length(convert_to(${expression}, 'UTF8'))) || convert_to(${expression}, 'UTF8')`;
+  const outcome = `CASE WHEN ${c.outcome} IS NULL THEN '\\xffffffff'::bytea ELSE int4send(octet_length(${c.outcome})) || ${c.outcome} END`;
+  const input = [c.scope, c.method, c.key, c.fingerprint, c.status].map(text).join(" || ");
+  return `substr(sha256(${input} || int8send((${c.lifetimeMs})::bigint) || ${outcome}), 1, ${recordChecksumBytes})`;
+}
+
+/**
+ * SQL that is true for a row (of alias `alias`, if given) whose checksum
+ * matches its columns, and for one written before the store kept checksums.
+ */
+export function postgresRowIntactSql(alias?: string): string {
+  const p = alias === undefined ? "" : `${alias}.`;
+  const columns: PostgresChecksumColumns = {
+    scope: `${p}scope`,
+    method: `${p}method`,
+    key: `${p}key`,
+    fingerprint: `${p}fingerprint`,
+    status: `${p}status`,
+    lifetimeMs: `${p}expires_at - ${p}created_at`,
+    outcome: `${p}outcome`,
+  };
+  return `(${p}checksum IS NULL OR ${p}checksum = ${postgresChecksumSql(columns)})`;
+}
+
+/** Whether a row read back matches its checksum (or has none, from before version 4). */
+export function postgresRowIntact(row: RecordRow): boolean {
+  return recordChecksumMatches(row.checksum, {
+    scope: row.scope,
+    method: row.method,
+    key: row.key,
+    fingerprint: row.fingerprint,
+    status: row.status,
+    lifetimeMs: Number(row.expires_at) - Number(row.created_at),
+    outcome: row.outcome,
+  });
+}
 
 const columns = postgresRecordColumns;
 
@@ -109,14 +186,29 @@ export function createPostgresStatements(qualifiedTable: string): PostgresStatem
   const takeover =
     "(r.status = 'in_progress' AND r.fingerprint = EXCLUDED.fingerprint " +
     "AND (r.interrupted OR r.lease_until + $7::bigint <= EXCLUDED.updated_at))";
+  // A damaged record is never replaced (a bad `expires_at` would make a
+  // completed record look expired and run its request again): the claim
+  // then finds it, and its check in JavaScript reports it.
   // `xmax` is 0 only on a row this statement inserted; an updated row carries
   // the lock of the conflict. SET sees the old row and the WHERE lets only
   // `expired` or `takeover` through, so `expired` alone tells them apart;
   // what an update replaced then follows from `takeovers`, which only a
   // takeover leaves above 0 (and the phases trigger reads it so too).
+  // A takeover keeps the first claim's `created_at`, which the lifetime in
+  // its checksum counts from.
+  const takeoverChecksum = postgresChecksumSql({
+    scope: "EXCLUDED.scope",
+    method: "EXCLUDED.method",
+    key: "EXCLUDED.key",
+    fingerprint: "EXCLUDED.fingerprint",
+    status: "'in_progress'",
+    lifetimeMs: "EXCLUDED.expires_at - r.created_at",
+    outcome: "NULL::bytea",
+  });
   const claimText = `WITH clock AS (SELECT ${postgresClockMs} AS ms)
 INSERT INTO ${qualifiedTable} AS r (${columns})
-SELECT $1::text, $2::text, $3::text, 'in_progress', $4::text, $5::text, ms, ms, ms + $6::bigint, ms + $8::bigint, 0, false, NULL::bytea
+SELECT $1::text, $2::text, $3::text, 'in_progress', $4::text, $5::text, ms, ms, ms + $6::bigint, ms + $8::bigint, 0, false, NULL::bytea,
+  ${postgresChecksumSql({ scope: "$1::text", method: "$2::text", key: "$3::text", fingerprint: "$4::text", status: "'in_progress'", lifetimeMs: "$8::bigint", outcome: "NULL::bytea" })}
 FROM clock
 ON CONFLICT (scope, method, key) DO UPDATE SET
   status = 'in_progress',
@@ -128,8 +220,9 @@ ON CONFLICT (scope, method, key) DO UPDATE SET
   expires_at = EXCLUDED.expires_at,
   takeovers = CASE WHEN ${expired} THEN 0 ELSE r.takeovers + 1 END,
   interrupted = false,
-  outcome = NULL
-WHERE ${expired} OR ${takeover}
+  outcome = NULL,
+  checksum = CASE WHEN ${expired} THEN EXCLUDED.checksum ELSE ${takeoverChecksum} END
+WHERE (${expired} OR ${takeover}) AND ${postgresRowIntactSql("r")}
 RETURNING ${columns}, r.updated_at AS read_at, (r.xmax = 0) AS inserted`;
   const getText = `SELECT ${columns}, ${postgresClockMs} AS read_at FROM ${qualifiedTable} WHERE ${keyMatch}`;
   // The outer SELECT reads the table as it was before the UPDATE: a row
@@ -138,7 +231,8 @@ RETURNING ${columns}, r.updated_at AS read_at, (r.xmax = 0) AS inserted`;
   const completeText = `WITH clock AS (SELECT ${postgresClockMs} AS ms),
 done AS (
   UPDATE ${qualifiedTable}
-  SET status = 'completed', outcome = $6, updated_at = clock.ms, lease_until = clock.ms, expires_at = clock.ms + $7::bigint
+  SET status = 'completed', outcome = $6::bytea, updated_at = clock.ms, lease_until = clock.ms, expires_at = clock.ms + $7::bigint,
+    checksum = ${postgresChecksumSql({ status: "'completed'", lifetimeMs: "clock.ms + $7::bigint - created_at", outcome: "$6::bytea" })}
   FROM clock
   WHERE ${keyMatch} AND ${running}
   RETURNING 1
@@ -208,18 +302,31 @@ export function toClaimResult(row: ClaimRow): ClaimResult {
   return { kind: "claimed", replaced, record: toIdempotencyRecord(row) };
 }
 
-// PostgreSQL text cannot hold U+0000, yet keys are verbatim strings. U+0001
-// escapes: U+0000 is stored as U+0001 U+0002 and U+0001 as U+0001 U+0001.
-// Every other string, so every request ID and every ordinary scope, is
-// stored as is and stays readable and searchable in SQL.
+// PostgreSQL text cannot hold U+0000, nor a lone UTF-16 surrogate (Node
+// sends one as U+FFFD, so "team\ud800" and "team\ufffd" would be one
+// scope), yet keys are verbatim strings. U+0001 escapes: U+0000 is stored as
+// U+0001 U+0002, U+0001 as U+0001 U+0001, and a lone surrogate as U+0001
+// U+0003 and its code unit in four uppercase hex digits. Every JS string
+// maps to its own stored value, and every other string, so every request
+// ID and every ordinary scope, is stored as is and stays readable and
+// searchable in SQL.
 const escapeChar = "\u0001";
+// A high surrogate not followed by a low one, or a low one not preceded by a high one.
+const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const needsEscape = new RegExp(`[\\u0000\\u0001]|${loneSurrogate.source}`, "g");
 
 /** Encodes a scope, method or key for the text columns; see `fromPostgresText`. */
 export function toPostgresText(value: string): string {
-  if (!value.includes("\u0000") && !value.includes(escapeChar)) {
+  needsEscape.lastIndex = 0;
+  if (!needsEscape.test(value)) {
     return value;
   }
-  return value.replace(/[\u0000\u0001]/g, (char) => (char === escapeChar ? "\u0001\u0001" : "\u0001\u0002"));
+  needsEscape.lastIndex = 0;
+  return value.replace(needsEscape, (char) => {
+    if (char === escapeChar) return "\u0001\u0001";
+    if (char === "\u0000") return "\u0001\u0002";
+    return `\u0001\u0003${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+  });
 }
 
 /** Decodes what `toPostgresText` stored. */
@@ -227,5 +334,7 @@ export function fromPostgresText(value: string): string {
   if (!value.includes(escapeChar)) {
     return value;
   }
-  return value.replace(/\u0001([\u0001\u0002])/g, (_, char: string) => (char === escapeChar ? escapeChar : "\u0000"));
+  return value.replace(/\u0001(?:([\u0001\u0002])|\u0003([0-9A-F]{4}))/g, (_, char: string | undefined, unit: string | undefined) =>
+    unit !== undefined ? String.fromCharCode(Number.parseInt(unit, 16)) : char === escapeChar ? escapeChar : "\u0000",
+  );
 }

@@ -1,6 +1,7 @@
 import type { Pool } from "pg";
-import type { IdempotencyRecord, RecordStatus } from "../idempotency-store.js";
+import type { RecordStatus } from "../idempotency-store.js";
 import {
+  type FoundRecord,
   type IdempotencyStoreAdmin,
   type RecordSummary,
   type StoreStats,
@@ -14,6 +15,8 @@ import {
   fromPostgresText,
   postgresClockMs,
   postgresRecordColumns,
+  postgresRowIntact,
+  postgresRowIntactSql,
   type RecordRow,
   toIdempotencyRecord,
   toPostgresText,
@@ -82,7 +85,7 @@ export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions)
   const clock = `(SELECT ${postgresClockMs} AS read_at) AS clock`;
   const summaryColumns =
     "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, " +
-    "interrupted, NULL::bytea AS outcome, coalesce(octet_length(outcome), 0)::int AS outcome_bytes, clock.read_at";
+    "interrupted, NULL::bytea AS outcome, NULL::bytea AS checksum, coalesce(octet_length(outcome), 0)::int AS outcome_bytes, clock.read_at";
   const statusOf = "CASE WHEN interrupted THEN 'interrupted' ELSE status END";
   const writable = () => {
     if (readonly) {
@@ -139,7 +142,7 @@ ORDER BY created_at DESC, method, scope, key LIMIT $${values.length}`,
       );
       return result.rows.map(summaryFromRow);
     },
-    async find(key, where = {}): Promise<IdempotencyRecord[]> {
+    async find(key, where = {}): Promise<FoundRecord[]> {
       const result = await pool.query<RecordRow>(
         `SELECT ${postgresRecordColumns}, clock.read_at FROM ${qualified} CROSS JOIN ${clock}
 WHERE key = $1 AND ($2::text IS NULL OR method = $2) AND ($3::text IS NULL OR scope = $3)
@@ -150,7 +153,7 @@ ORDER BY method, scope`,
           where.scope === undefined ? null : toPostgresText(where.scope),
         ],
       );
-      return result.rows.map(toIdempotencyRecord);
+      return result.rows.map((row) => ({ ...toIdempotencyRecord(row), damaged: !postgresRowIntact(row) }));
     },
     async evict(key) {
       writable();
@@ -164,6 +167,19 @@ ORDER BY method, scope`,
     async sweep() {
       writable();
       return sweeper.sweep({ limit: Number.POSITIVE_INFINITY });
+    },
+    async corrupt(limit) {
+      // Every row is read and hashed: there is no index to narrow a checksum by.
+      const result = await pool.query<SummaryRow>(
+        `SELECT ${summaryColumns} FROM ${qualified} CROSS JOIN ${clock}
+WHERE NOT ${postgresRowIntactSql(qualified)} ORDER BY created_at, method, scope, key LIMIT $1`,
+        [limit],
+      );
+      return result.rows.map(summaryFromRow);
+    },
+    async evictCorrupt() {
+      writable();
+      return (await pool.query(`DELETE FROM ${qualified} WHERE NOT ${postgresRowIntactSql()}`)).rowCount ?? 0;
     },
     close() {
       closed ??= pool.end();

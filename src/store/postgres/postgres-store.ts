@@ -1,6 +1,8 @@
 import type { Pool, PoolClient } from "pg";
 import type { AtomicIdempotencyStore } from "../atomic-idempotency-store.js";
+import type { IdempotencyRecord, RecordKey } from "../idempotency-store.js";
 import { createRecordSweeper, type RecordSweeper, type SweepReport } from "../record-sweeper.js";
+import { createStoreCorruptError } from "../store-corrupt-error.js";
 import { quoteIdentifier } from "./postgres-identifier.js";
 import { createPostgresAtomicOperations } from "./postgres-atomic-operations.js";
 import { migratePostgresSchema, postgresPhasesTable } from "./postgres-migrations.js";
@@ -8,6 +10,7 @@ import {
   type ClaimRow,
   createPostgresStatements,
   type PostgresStatements,
+  postgresRowIntact,
   type RecordRow,
   toClaimResult,
   toIdempotencyRecord,
@@ -85,6 +88,8 @@ const maxClaimAttempts = 10;
  * change of a claimed record checks the owner token and attempt. Leases,
  * expiry and sweeping are timed by the database server's clock, so
  * application servers whose clocks disagree still agree on who holds a key. A
+ * record read for a decision is checked against the checksum its claim or
+ * completion wrote, and a damaged one rejects with a `StoreCorruptError`. A
  * lost connection rejects the operation; the pool opens new connections when
  * the database is back, and a completion retried after its answer was lost
  * reports success.
@@ -111,6 +116,27 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   };
   let sweeper: RecordSweeper;
   let closing: Promise<void> | undefined;
+  // A record read for a decision: damage throws rather than answer or look absent.
+  const read = async (key: RecordKey): Promise<IdempotencyRecord | undefined> => {
+    let row: RecordRow | undefined;
+    try {
+      row = (await open().query<RecordRow>(statements.get(key))).rows[0];
+    } catch (error) {
+      // data_corrupted, index_corrupted: PostgreSQL's own report of damage.
+      const code = (error as { code?: unknown }).code;
+      if (code === "XX001" || code === "XX002") {
+        throw createStoreCorruptError(key, "PostgreSQL reports damaged data", error);
+      }
+      throw error;
+    }
+    if (row === undefined) {
+      return undefined;
+    }
+    if (!postgresRowIntact(row)) {
+      throw createStoreCorruptError(key, "its checksum does not match what it holds");
+    }
+    return toIdempotencyRecord(row);
+  };
   try {
     await migratePostgresSchema(pool, schema, table);
     sweeper = createRecordSweeper({
@@ -137,10 +163,9 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         if (claimedRow !== undefined) {
           return toClaimResult(claimedRow);
         }
-        const existing = await open().query<RecordRow>(statements.get(input.key));
-        const existingRow = existing.rows[0];
-        if (existingRow !== undefined) {
-          return { kind: "existing", record: toIdempotencyRecord(existingRow) };
+        const existingRecord = await read(input.key);
+        if (existingRecord !== undefined) {
+          return { kind: "existing", record: existingRecord };
         }
         // Released or swept between the two statements: claim again.
       }
@@ -160,10 +185,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     async renew(input) {
       return (await open().query(statements.renew(input))).rowCount === 1;
     },
-    async get(key) {
-      const row = (await open().query<RecordRow>(statements.get(key))).rows[0];
-      return row === undefined ? undefined : toIdempotencyRecord(row);
-    },
+    get: read,
     sweep: (input) => sweeper.sweep(input),
     ...createPostgresAtomicOperations({
       pool: open,

@@ -84,6 +84,11 @@ WHEN NEW.replaced = 'expired' BEGIN ${forget} END`,
       `ALTER TABLE ${quoted} ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0 CHECK (interrupted IN (0, 1))`,
     ],
   },
+  {
+    version: 4,
+    // NULL on rows written before: they stay readable, unverified.
+    statements: (quoted) => [`ALTER TABLE ${quoted} ADD COLUMN checksum BLOB`],
+  },
 ];
 
 /** The phases table that goes with a records table. */
@@ -130,6 +135,11 @@ export const sqliteSchemaVersion = migrations.length;
  * Records expose such a row as status `interrupted`. `takeovers` counts the
  * takeovers of the current execution, so a record's `attempt` is
  * `takeovers + 1`.
+ *
+ * Version 4 adds `checksum` (BLOB, `recordChecksum` over scope, method, key,
+ * fingerprint, status, lifetime `expires_at - created_at` and outcome), written by every claim and
+ * completion and verified when a record is read for a decision; NULL on rows
+ * written before, which are read unverified.
  *
  * Runs in one `BEGIN IMMEDIATE` transaction, so that several processes
  * opening a new file at once serialize on the write lock and each step runs
@@ -181,7 +191,7 @@ export function quoteSqliteIdentifier(name: string): string {
 
 /** The columns of a records table in the order `SqliteRecordRow` lists them. */
 export const sqliteRecordColumns =
-  "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, replaced, interrupted, outcome";
+  "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, replaced, interrupted, outcome, checksum";
 
 /** One row of a records table as better-sqlite3 returns it. */
 export interface SqliteRecordRow {
@@ -200,6 +210,8 @@ export interface SqliteRecordRow {
   readonly replaced: "none" | "expired" | "takeover";
   readonly interrupted: 0 | 1;
   readonly outcome: Buffer | null;
+  /** `recordChecksum` of the row; NULL on rows written before schema version 4. */
+  readonly checksum: Buffer | null;
 }
 
 /** Converts a row, read when the store's clock said `readAt`, into a record. */

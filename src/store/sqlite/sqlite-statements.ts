@@ -9,6 +9,14 @@ import type {
   RenewInput,
   SweepInput,
 } from "../idempotency-store.js";
+import { recordChecksum } from "../record-checksum.js";
+import { createStoreCorruptError } from "../store-corrupt-error.js";
+import {
+  registerSqliteChecksum,
+  sqliteChecksumSql,
+  sqliteRowIntact,
+  sqliteRowIntactSql,
+} from "./sqlite-record-checksum.js";
 import { quoteSqliteIdentifier, recordFromSqliteRow, sqliteRecordColumns, type SqliteRecordRow } from "./sqlite-schema.js";
 
 /**
@@ -22,6 +30,12 @@ import { quoteSqliteIdentifier, recordFromSqliteRow, sqliteRecordColumns, type S
  * now is expired, a lease whose `lease_until` equals now has ended. Writes
  * of an execution match its owner token and attempt (`takeovers` holds
  * `attempt - 1`), and a running claim is `in_progress` and not interrupted.
+ *
+ * Claims and completions write the row's checksum (`recordChecksum`); a
+ * record read for a decision (`get`, the record a claim found) is checked
+ * against it, and a claim never replaces a record that fails the check. A
+ * damaged record, or a read SQLite answers with `SQLITE_CORRUPT`, throws a
+ * `StoreCorruptError`: it is never replayed and never taken for absent.
  */
 export interface SqliteStatements {
   /**
@@ -57,6 +71,7 @@ export interface SqliteStatements {
  */
 export function createSqliteStatements(db: Database, table: string, clock: () => number): SqliteStatements {
   const quoted = quoteSqliteIdentifier(table);
+  registerSqliteChecksum(db);
   // Positional parameters throughout: binding named ones reads each from a
   // JS object, which costs more than the statement itself on the hot path.
   const keyMatch = "scope = ? AND method = ? AND key = ?";
@@ -75,15 +90,30 @@ export function createSqliteStatements(db: Database, table: string, clock: () =>
   // claim is taken over only once its lease and the grace period (the one
   // parameter after the values) passed, an interrupted one at once.
   const takeover =
-    "(status = 'in_progress' AND fingerprint = excluded.fingerprint " +
-    "AND (interrupted = 1 OR lease_until + ? <= excluded.updated_at))";
-  // Every other column of a claimed record is what the claim wrote, so only
+    "(status = 'in_progress' AND fingerprint = excluded.fingerprint AND (interrupted = 1 OR lease_until + ? <= excluded.updated_at))";
+  // A damaged record is never replaced: a bad `expires_at` would make a
+  // completed record look expired and run its request again. The check
+  // comes last, so that it only runs for a record about to be replaced; the
+  // record then reads back as damaged. Every other column of a claimed
+  // record is what the claim wrote, so only
   // these come back. SQLite evaluates SET against the old row, and the WHERE
   // let only `expired` or `takeover` through, so `expired` alone tells them
   // apart; it comes first so that the parameter of `takeover` stays last.
+  // The claim's checksum (a parameter) counts the lifetime from now; a
+  // takeover keeps the first claim's `created_at`, so its checksum is
+  // computed here, from the old row's.
+  const takeoverChecksum = sqliteChecksumSql({
+    scope: "excluded.scope",
+    method: "excluded.method",
+    key: "excluded.key",
+    fingerprint: "excluded.fingerprint",
+    status: "'in_progress'",
+    lifetimeMs: "excluded.expires_at - created_at",
+    outcome: "NULL",
+  });
   const claim = db.prepare<ClaimParams, ClaimedRow>(`INSERT INTO ${quoted}
-  (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, replaced, interrupted, outcome)
-VALUES (?, ?, ?, 'in_progress', ?, ?, ?, ?, ?, ?, 0, 'none', 0, NULL)
+  (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, replaced, interrupted, outcome, checksum)
+VALUES (?, ?, ?, 'in_progress', ?, ?, ?, ?, ?, ?, 0, 'none', 0, NULL, ?)
 ON CONFLICT (scope, method, key) DO UPDATE SET
   status = 'in_progress',
   fingerprint = excluded.fingerprint,
@@ -95,12 +125,16 @@ ON CONFLICT (scope, method, key) DO UPDATE SET
   takeovers = CASE WHEN ${expired} THEN 0 ELSE takeovers + 1 END,
   replaced = CASE WHEN ${expired} THEN 'expired' ELSE 'takeover' END,
   interrupted = 0,
-  outcome = NULL
-WHERE ${expired} OR ${takeover}
+  outcome = NULL,
+  checksum = CASE WHEN ${expired} THEN excluded.checksum ELSE ${takeoverChecksum} END
+WHERE (${expired} OR ${takeover}) AND ${sqliteRowIntactSql}
 RETURNING created_at, takeovers, replaced`);
   const get = db.prepare<KeyParams, SqliteRecordRow>(`SELECT ${sqliteRecordColumns} FROM ${quoted} WHERE ${keyMatch}`);
+  // The checksum comes from the row's own scope, method, key and fingerprint:
+  // a completion is not told the fingerprint.
   const complete = db.prepare<CompleteParams>(`UPDATE ${quoted}
-SET status = 'completed', outcome = ?, updated_at = ?, lease_until = ?, expires_at = ?
+SET status = 'completed', outcome = ?, updated_at = ?, lease_until = ?, expires_at = ?,
+  checksum = ${sqliteChecksumSql({ status: "'completed'", lifetimeMs: "? - created_at", outcome: "?" })}
 WHERE ${keyMatch} AND ${running}`);
   // Only asked when the completion changed nothing: was it this execution's own, committed earlier?
   const completedBy = db.prepare<OwnerParams, { done: number }>(
@@ -118,13 +152,27 @@ WHERE ${keyMatch} AND owner = ? AND takeovers = ? AND status = 'in_progress'`);
   SELECT rowid FROM ${quoted} WHERE expires_at <= ? AND lease_until <= ? LIMIT ?
 )`);
 
+  // A record read for a decision: damage throws rather than answer or look absent.
+  const read = (key: RecordKey, now: number): IdempotencyRecord | undefined => {
+    const row = corruptionChecked(key, () => get.get(key.scope, key.method, key.key));
+    if (row === undefined) {
+      return undefined;
+    }
+    if (!sqliteRowIntact(row)) {
+      throw createStoreCorruptError(key, "its checksum does not match what it holds");
+    }
+    return recordFromSqliteRow(row, now);
+  };
+
   return {
     claim(input) {
       const { key, fingerprint, owner, leaseMs, graceMs, expiresInMs } = input;
       const now = clock();
       const leaseUntil = now + leaseMs;
       const expiresAt = now + expiresInMs;
-      const row = claim.get(key.scope, key.method, key.key, fingerprint, owner, now, now, leaseUntil, expiresAt, graceMs);
+      const row = corruptionChecked(key, () =>
+        claim.get(key.scope, key.method, key.key, fingerprint, owner, now, now, leaseUntil, expiresAt, claimChecksum(key, fingerprint, expiresInMs), graceMs),
+      );
       if (row !== undefined) {
         return {
           kind: "claimed",
@@ -146,20 +194,21 @@ WHERE ${keyMatch} AND owner = ? AND takeovers = ? AND status = 'in_progress'`);
           },
         };
       }
-      const holder = get.get(key.scope, key.method, key.key);
+      const holder = read(key, now);
       if (holder === undefined) {
         throw new Error(`claim of ${key.method} found neither a free key nor a record; run it in a transaction`);
       }
-      return { kind: "existing", record: recordFromSqliteRow(holder, now) };
+      return { kind: "existing", record: holder };
     },
     get(key) {
-      const row = get.get(key.scope, key.method, key.key);
-      return row === undefined ? undefined : recordFromSqliteRow(row, clock());
+      return read(key, clock());
     },
     complete({ key, owner, attempt, outcome, retentionMs }) {
       const now = clock();
       const takeovers = attempt - 1;
-      if (complete.run(outcome, now, now, now + retentionMs, key.scope, key.method, key.key, owner, takeovers).changes === 1) {
+      const expiresAt = now + retentionMs;
+      const params: CompleteParams = [outcome, now, now, expiresAt, expiresAt, outcome, key.scope, key.method, key.key, owner, takeovers];
+      if (complete.run(...params).changes === 1) {
         return true;
       }
       return completedBy.get(key.scope, key.method, key.key, owner, takeovers) !== undefined;
@@ -184,6 +233,54 @@ WHERE ${keyMatch} AND owner = ? AND takeovers = ? AND status = 'in_progress'`);
   };
 }
 
+/**
+ * The checksum a claim writes, computed here rather than by the SQL
+ * function: one call into SQLite fewer on the hot path. Null for input of
+ * the wrong type, which then fails in the statement as before.
+ */
+function claimChecksum(key: RecordKey, fingerprint: string, lifetimeMs: number): Buffer | null {
+  if (typeof key.scope !== "string" || typeof key.method !== "string" || typeof key.key !== "string" || typeof fingerprint !== "string") {
+    return null;
+  }
+  return recordChecksum({
+    scope: asSqliteReturnsIt(key.scope),
+    method: asSqliteReturnsIt(key.method),
+    key: asSqliteReturnsIt(key.key),
+    fingerprint,
+    status: "in_progress",
+    lifetimeMs,
+    outcome: null,
+  });
+}
+
+const anySurrogate = /[\ud800-\udfff]/;
+const loneSurrogates = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * A string as better-sqlite3 reads it back: SQLite keeps a lone surrogate as
+ * its 3 bytes (so such strings stay distinct keys), and reading decodes them
+ * as invalid UTF-8, one U+FFFD per byte. A checksum hashes what is read.
+ */
+function asSqliteReturnsIt(text: string): string {
+  return anySurrogate.test(text) ? text.replace(loneSurrogates, "\ufffd\ufffd\ufffd") : text;
+}
+
+/**
+ * Runs a statement on one key, turning SQLite's own report of a malformed
+ * page into a `StoreCorruptError`: a retry would meet the same page.
+ */
+function corruptionChecked<T>(key: RecordKey, run: () => T): T {
+  try {
+    return run();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === "string" && code.startsWith("SQLITE_CORRUPT")) {
+      throw createStoreCorruptError(key, "SQLite reports a malformed database page", error);
+    }
+    throw error;
+  }
+}
+
 type KeyParams = [scope: string, method: string, key: string];
 
 type OwnerParams = [...KeyParams, owner: string, takeovers: number];
@@ -200,6 +297,7 @@ type ClaimParams = [
   updatedAt: number,
   leaseUntil: number,
   expiresAt: number,
+  checksum: Uint8Array | null,
   graceMs: number,
 ];
 
@@ -208,6 +306,8 @@ type CompleteParams = [
   updatedAt: number,
   leaseUntil: number,
   expiresAt: number,
+  checksumExpiresAt: number,
+  checksumOutcome: Uint8Array,
   ...OwnerParams,
 ];
 

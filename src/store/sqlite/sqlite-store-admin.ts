@@ -1,7 +1,8 @@
 import { statSync } from "node:fs";
 import Database from "better-sqlite3";
-import type { IdempotencyRecord, RecordStatus } from "../idempotency-store.js";
+import type { RecordStatus } from "../idempotency-store.js";
 import {
+  type FoundRecord,
   type IdempotencyStoreAdmin,
   type RecordSummary,
   type StoreStats,
@@ -19,6 +20,7 @@ import {
 } from "./sqlite-schema.js";
 import { isSqliteBusy } from "./sqlite-batch-executor.js";
 import { describeSqliteLockHolder } from "./sqlite-lock-holder.js";
+import { registerSqliteChecksum, sqliteRowIntact, sqliteRowIntactSql } from "./sqlite-record-checksum.js";
 import { createSqliteStatements } from "./sqlite-statements.js";
 
 /** Options of `openSqliteStoreAdmin`. */
@@ -94,7 +96,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
 
   const summaryColumns =
     "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, " +
-    "replaced, interrupted, NULL AS outcome, coalesce(length(outcome), 0) AS outcome_bytes";
+    "replaced, interrupted, NULL AS outcome, NULL AS checksum, coalesce(length(outcome), 0) AS outcome_bytes";
   const statusOf = "CASE WHEN interrupted = 1 THEN 'interrupted' ELSE status END";
   const countByMethod = db.prepare<[], { method: string; status: RecordStatus; n: number }>(
     `SELECT method, ${statusOf} AS status, count(*) AS n FROM ${quoted} GROUP BY 1, 2 ORDER BY method`,
@@ -112,6 +114,12 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
         `DELETE FROM ${quoted} WHERE scope = @scope AND method = @method AND key = @key`,
       );
   const statements = readonly ? undefined : createSqliteStatements(db, table, clock);
+  registerSqliteChecksum(db);
+  // Every row is read and hashed: there is no index to narrow a checksum by.
+  const listCorrupt = db.prepare<[limit: number], SummaryRow>(
+    `SELECT ${summaryColumns} FROM ${quoted} WHERE NOT ${sqliteRowIntactSql} ORDER BY created_at, method, scope, key LIMIT ?`,
+  );
+  const deleteCorrupt = readonly ? undefined : db.prepare(`DELETE FROM ${quoted} WHERE NOT ${sqliteRowIntactSql}`);
   const sweeper =
     statements &&
     createRecordSweeper({
@@ -120,10 +128,10 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
       batchSize: sweepBatchSize,
     });
   const writable = () => {
-    if (deleteRecord === undefined || sweeper === undefined) {
+    if (deleteRecord === undefined || sweeper === undefined || deleteCorrupt === undefined) {
       throw new Error(`${options.path} was opened read-only`);
     }
-    return { deleteRecord, sweeper };
+    return { deleteRecord, sweeper, deleteCorrupt };
   };
 
   return {
@@ -167,7 +175,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
         .all(params)
         .map((row) => summaryFromRow(row, now));
     },
-    async find(key, where = {}): Promise<IdempotencyRecord[]> {
+    async find(key, where = {}): Promise<FoundRecord[]> {
       return db
         .prepare<{ key: string; method: string | null; scope: string | null }, SqliteRecordRow>(
           `SELECT ${sqliteRecordColumns} FROM ${quoted}
@@ -175,7 +183,7 @@ WHERE key = @key AND (@method IS NULL OR method = @method) AND (@scope IS NULL O
 ORDER BY method, scope`,
         )
         .all({ key, method: where.method ?? null, scope: where.scope ?? null })
-        .map((row) => recordFromSqliteRow(row, clock()));
+        .map((row) => ({ ...recordFromSqliteRow(row, clock()), damaged: !sqliteRowIntact(row) }));
     },
     async evict(key) {
       const { deleteRecord } = writable();
@@ -183,6 +191,14 @@ ORDER BY method, scope`,
     },
     async sweep() {
       return writable().sweeper.sweep({ limit: Number.POSITIVE_INFINITY });
+    },
+    async corrupt(limit) {
+      const now = clock();
+      return scanning(options.path, () => listCorrupt.all(limit)).map((row) => summaryFromRow(row, now));
+    },
+    async evictCorrupt() {
+      const { deleteCorrupt: remove } = writable();
+      return scanning(options.path, () => remove.run().changes);
     },
     async close() {
       if (db.open) {
@@ -235,6 +251,26 @@ function isDirectory(path: string): boolean {
     return statSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Runs a scan of every record; a page SQLite cannot read fails it with what
+ * to do, since no checksum can be compared then.
+ */
+function scanning<T>(path: string, scan: () => T): T {
+  try {
+    return scan();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === "string" && code.startsWith("SQLITE_CORRUPT")) {
+      throw new Error(
+        `${path}: ${messageOf(error)}: some pages cannot be read at all; restore the file from a backup, or recover ` +
+          `it (sqlite3 ${path} ".recover" | sqlite3 recovered.db) and run this again on the recovered file`,
+        { cause: error },
+      );
+    }
+    throw error;
   }
 }
 

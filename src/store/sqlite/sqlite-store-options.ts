@@ -1,5 +1,6 @@
 import type { SweepReport } from "../record-sweeper.js";
 import { quoteSqliteIdentifier, sqliteDefaultTable } from "./sqlite-schema.js";
+import type { SqliteIntegrityCheck } from "./sqlite-integrity-check.js";
 import type { SqliteStoreProblem } from "./sqlite-store-problem.js";
 import type { SqliteDurability, SqliteStoreOptions } from "./sqlite-store.js";
 
@@ -16,6 +17,7 @@ export interface SqliteStoreSettings {
   readonly onProblem: ((problem: SqliteStoreProblem) => void) | undefined;
   readonly groupCommit: boolean;
   readonly maxWalBytes: number;
+  readonly integrityCheck: SqliteIntegrityCheck;
 }
 
 /** How long an operation waits for another process's write lock unless told otherwise. */
@@ -37,6 +39,7 @@ const optionNames: ReadonlySet<string> = new Set<keyof SqliteStoreOptions>([
   "table",
   "groupCommit",
   "maxWalBytes",
+  "integrityCheck",
 ]);
 
 /**
@@ -82,6 +85,7 @@ export function resolveSqliteStoreOptions(options: SqliteStoreOptions): SqliteSt
     onProblem: callable("onProblem", options.onProblem),
     groupCommit: options.groupCommit ?? true,
     maxWalBytes: atLeast("maxWalBytes", options.maxWalBytes ?? defaultSqliteMaxWalBytes, 1, true),
+    integrityCheck: oneOf("integrityCheck", options.integrityCheck ?? "quick", ["quick", "full", "off"] as const),
   };
 }
 
@@ -90,6 +94,15 @@ function atLeast(name: string, value: unknown, min: number, infinite = false): n
     throw new Error(`createSqliteStore: ${name} must be a number of at least ${min}, got ${String(value)}`);
   }
   return value;
+}
+
+function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
+  if (!allowed.includes(value as T)) {
+    throw new Error(
+      `createSqliteStore: ${name} must be ${allowed.map((v) => JSON.stringify(v)).join(", ")}, got ${JSON.stringify(value)}`,
+    );
+  }
+  return value as T;
 }
 
 function callable<F>(name: string, value: F | undefined): F | undefined {

@@ -1,0 +1,108 @@
+import * as crypto from "node:crypto";
+
+/** How many leading bytes of the SHA-256 a record keeps as its checksum. */
+export const recordChecksumBytes = 16;
+
+/**
+ * The fields of a stored record that a checksum covers: everything a
+ * decision of the interceptor reads from a completed record (whose record it
+ * is, which payload, whether it is done, how long it counts, and the
+ * answer). Text fields are the values as stored, so that the PostgreSQL
+ * store's SQL (`postgresChecksumSql`) hashes the same bytes.
+ */
+export interface RecordChecksumFields {
+  /** The scope, as stored. */
+  readonly scope: string;
+  /** The method, as stored. */
+  readonly method: string;
+  /** The request ID, as stored. */
+  readonly key: string;
+  /** The fingerprint of the payload. */
+  readonly fingerprint: string;
+  /** The stored status column: `in_progress` or `completed`. */
+  readonly status: string;
+  /**
+   * `expires_at - created_at`: how long the record lives from its first
+   * claim. A difference rather than the time itself, so that moving every
+   * time of a row by the same amount (as tests do to age records) keeps it
+   * intact, while a damaged expiry, which would make a completed record look
+   * expired and run its request again, does not match.
+   */
+  readonly lifetimeMs: number;
+  /** The stored outcome; null while none is stored. */
+  readonly outcome: Uint8Array | null;
+}
+
+// `crypto.hash` skips building a Hash object; Node 20.12 and later have it.
+// Its hex output costs a fifth of its Buffer output (measured: 0.4 against
+// 2.1 us for 320 bytes), so the digest goes through hex.
+const oneShot = (crypto as { hash?: (algorithm: string, data: Uint8Array, encoding: "hex") => string }).hash;
+// Outcomes up to this size are copied next to the other fields and hashed
+// in one call; larger ones are fed to a Hash object rather than copied.
+const copiedOutcomeBytes = 16 * 1024;
+const hexChars = recordChecksumBytes * 2;
+
+/**
+ * The checksum of a record: the first `recordChecksumBytes` of the SHA-256
+ * over each text field as its UTF-8 byte length (4 bytes, big-endian) and
+ * bytes, in the order of `RecordChecksumFields`, then `lifetimeMs` as a
+ * signed 8-byte big-endian integer, then the outcome as its length and
+ * bytes (length 0xFFFFFFFF for none). Length prefixes keep field boundaries
+ * unambiguous whatever the text holds. It detects damage (bit rot, a torn
+ * page, a stray write), not tampering: it has no secret.
+ */
+export function recordChecksum(fields: RecordChecksumFields): Buffer {
+  return Buffer.from(recordChecksumHex(fields), "hex");
+}
+
+/** `recordChecksum` in lowercase hex. */
+export function recordChecksumHex(fields: RecordChecksumFields): string {
+  const texts = [fields.scope, fields.method, fields.key, fields.fingerprint, fields.status];
+  const outcome = fields.outcome;
+  const copied = outcome !== null && outcome.byteLength <= copiedOutcomeBytes ? outcome.byteLength : 0;
+  // At most 3 UTF-8 bytes per UTF-16 code unit.
+  let bound = 5 * 4 + 8 + 4 + copied;
+  for (const text of texts) {
+    bound += 3 * text.length;
+  }
+  const input = Buffer.allocUnsafe(bound);
+  let offset = 0;
+  for (const text of texts) {
+    const written = input.write(text, offset + 4, "utf8");
+    input.writeUInt32BE(written, offset);
+    offset += 4 + written;
+  }
+  offset = input.writeBigInt64BE(BigInt(fields.lifetimeMs), offset);
+  offset = input.writeUInt32BE(outcome === null ? 0xffffffff : outcome.byteLength, offset);
+  if (outcome !== null && copied === outcome.byteLength) {
+    input.set(outcome, offset);
+    offset += copied;
+  }
+  const head = input.subarray(0, offset);
+  let digest: string;
+  if (outcome !== null && copied !== outcome.byteLength) {
+    digest = crypto.createHash("sha256").update(head).update(outcome).digest("hex");
+  } else {
+    digest = oneShot === undefined ? crypto.createHash("sha256").update(head).digest("hex") : oneShot("sha256", head, "hex");
+  }
+  return digest.slice(0, hexChars);
+}
+
+/**
+ * Whether a stored checksum matches the fields read with it. A record
+ * without a checksum (written before the store kept them) passes: there is
+ * nothing to compare, and refusing it would turn every old record into an
+ * alarm.
+ */
+export function recordChecksumMatches(stored: Uint8Array | null, fields: RecordChecksumFields): boolean {
+  if (stored === null) {
+    return true;
+  }
+  try {
+    return Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength).toString("hex") === recordChecksumHex(fields);
+  } catch {
+    // A damaged column can come back as another type (a time as a float,
+    // text as a blob): that is a mismatch too.
+    return false;
+  }
+}

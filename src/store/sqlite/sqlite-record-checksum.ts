@@ -1,0 +1,88 @@
+import type { Database } from "better-sqlite3";
+import { recordChecksum, recordChecksumMatches } from "../record-checksum.js";
+import type { SqliteRecordRow } from "./sqlite-schema.js";
+
+/** The SQL function `registerSqliteChecksum` adds to a connection. */
+const sqlFunction = "connect_idempotency_checksum";
+
+/**
+ * Adds `connect_idempotency_checksum(scope, method, key, fingerprint,
+ * status, lifetime_ms, outcome)` to a connection: `recordChecksum` as SQL,
+ * for statements that write a checksum from a row's own columns (a
+ * completion knows no fingerprint) or compare one inside a statement. It
+ * returns NULL for arguments of the wrong type, which a damaged column can
+ * come back as, so that a comparison with it fails.
+ */
+export function registerSqliteChecksum(db: Database): void {
+  db.function(sqlFunction, { deterministic: true }, (scope, method, key, fingerprint, status, lifetimeMs, outcome) => {
+    if (
+      typeof scope !== "string" ||
+      typeof method !== "string" ||
+      typeof key !== "string" ||
+      typeof fingerprint !== "string" ||
+      typeof status !== "string" ||
+      typeof lifetimeMs !== "number" ||
+      !Number.isSafeInteger(lifetimeMs) ||
+      !(outcome === null || outcome instanceof Uint8Array)
+    ) {
+      return null;
+    }
+    return recordChecksum({ scope, method, key, fingerprint, status, lifetimeMs, outcome });
+  });
+}
+
+/** SQL expressions for the arguments of the checksum function. */
+export interface SqliteChecksumColumns {
+  /** The scope column or value. */
+  readonly scope: string;
+  /** The method column or value. */
+  readonly method: string;
+  /** The key column or value. */
+  readonly key: string;
+  /** The fingerprint column or value. */
+  readonly fingerprint: string;
+  /** The status the row has once written. */
+  readonly status: string;
+  /** `expires_at - created_at` of the row once written. */
+  readonly lifetimeMs: string;
+  /** The outcome of the row once written. */
+  readonly outcome: string;
+}
+
+/**
+ * The checksum of a row from its own columns, as SQL; the expressions
+ * given (SQL or `?`) replace those columns. Needs `registerSqliteChecksum`
+ * on the connection.
+ */
+export function sqliteChecksumSql(replace: Partial<SqliteChecksumColumns> = {}): string {
+  const c = {
+    scope: "scope",
+    method: "method",
+    key: "key",
+    fingerprint: "fingerprint",
+    status: "status",
+    lifetimeMs: "expires_at - created_at",
+    outcome: "outcome",
+    ...replace,
+  };
+  return `${sqlFunction}(${c.scope}, ${c.method}, ${c.key}, ${c.fingerprint}, ${c.status}, ${c.lifetimeMs}, ${c.outcome})`;
+}
+
+/**
+ * SQL that is true for a row whose checksum matches its columns, and for a
+ * row written before the store kept checksums (NULL).
+ */
+export const sqliteRowIntactSql = `(checksum IS NULL OR checksum = ${sqliteChecksumSql()})`;
+
+/** Whether a row read back matches its checksum (or has none, from before version 4). */
+export function sqliteRowIntact(row: SqliteRecordRow): boolean {
+  return recordChecksumMatches(row.checksum, {
+    scope: row.scope,
+    method: row.method,
+    key: row.key,
+    fingerprint: row.fingerprint,
+    status: row.status,
+    lifetimeMs: row.expires_at - row.created_at,
+    outcome: row.outcome,
+  });
+}
