@@ -133,8 +133,8 @@ describe("PostgreSQL migrations", () => {
     const input = claimInput("running", "owner-1");
     expect((await first.claim(input)).kind).toBe("claimed");
     await first.close();
-    // Back to the layout of version 2, which had no `interrupted` column.
-    await schema.admin.query(`ALTER TABLE ${schema.name}.${table} DROP COLUMN interrupted`);
+    // Back to the layout of version 2, which had no `interrupted` (3) or `checksum` (4) column.
+    await schema.admin.query(`ALTER TABLE ${schema.name}.${table} DROP COLUMN interrupted, DROP COLUMN checksum`);
     await schema.admin.query(`UPDATE ${schema.name}.${postgresMetaTable} SET schema_version = 2 WHERE table_name = $1`, [table]);
 
     const second = await schema.openStore({ table });
@@ -142,7 +142,7 @@ describe("PostgreSQL migrations", () => {
       const meta = await schema.admin.query(`SELECT schema_version FROM ${schema.name}.${postgresMetaTable} WHERE table_name = $1`, [
         table,
       ]);
-      expect(meta.rows).toEqual([{ schema_version: 3 }]);
+      expect(meta.rows).toEqual([{ schema_version: postgresSchemaVersion }]);
       expect(await second.get(input.key)).toMatchObject({ status: "in_progress", attempt: 1, owner: "owner-1" });
       expect(await second.interrupt({ key: input.key, owner: "owner-1", attempt: 1 })).toBe(true);
       const takeover = await second.claim(claimInput("running", "owner-2"));

@@ -195,14 +195,15 @@ describe("createSqliteStore", () => {
       await first.claim(claimInput("done"));
       expect(await first.complete({ key: keyOf("done"), owner: "owner-done", attempt: 1, outcome: new Uint8Array([5]), retentionMs: 60_000 })).toBe(true);
       await first.close();
-      // Back to the layout of version 2, which had no `interrupted` column.
+      // Back to the layout of version 2, which had no `interrupted` (3) or `checksum` (4) column.
       const old = connect();
       old.exec("ALTER TABLE connect_idempotency_records DROP COLUMN interrupted");
+      old.exec("ALTER TABLE connect_idempotency_records DROP COLUMN checksum");
       old.prepare("UPDATE connect_idempotency_meta SET schema_version = 2").run();
       old.close();
 
       const second = open();
-      expect(connect().prepare("SELECT schema_version FROM connect_idempotency_meta").pluck().get()).toBe(3);
+      expect(connect().prepare("SELECT schema_version FROM connect_idempotency_meta").pluck().get()).toBe(sqliteSchemaVersion);
       expect(await second.get(keyOf("done"))).toMatchObject({ status: "completed", attempt: 1, outcome: new Uint8Array([5]) });
       expect(await second.get(keyOf("running"))).toMatchObject({ status: "in_progress", attempt: 1 });
       expect(await second.interrupt({ key: keyOf("running"), owner: "owner-running", attempt: 1 })).toBe(true);
