@@ -11,7 +11,12 @@ export {
   type ClientServicePlan,
   type RequestIdFieldName,
 } from "./client-method-plan.js";
-export { firstExecutedAtHeader, idempotencyExposedHeaders, replayedHeader } from "./idempotency-headers.js";
+export {
+  expiresHeader,
+  firstExecutedAtHeader,
+  idempotencyExposedHeaders,
+  replayedHeader,
+} from "./idempotency-headers.js";
 export {
   createIdempotentClient,
   createIdempotentTransport,

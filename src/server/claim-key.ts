@@ -13,7 +13,7 @@ export async function claimKey(call: DedupeCall, owner: string): Promise<ClaimRe
   const expiresInMs = Math.max(call.retentionMs, leaseMs);
   call.claimDeadline = performance.now() + expiresInMs;
   try {
-    return await timed(call, "claim", () =>
+    const result = await timed(call, "claim", () =>
       store.claim({
         key: call.record,
         fingerprint: call.fingerprint,
@@ -23,6 +23,11 @@ export async function claimKey(call: DedupeCall, owner: string): Promise<ClaimRe
         expiresInMs,
       }),
     );
+    if (result.kind === "claimed") {
+      call.claimedAt = { storeMs: result.record.readAt, monotonicMs: performance.now() };
+    }
+    call.expiresAt = result.record.expiresAt;
+    return result;
   } catch (error) {
     emit(call, "store_error", { operation: "claim", error, willRetry: false });
     throw storeUnavailable(error);

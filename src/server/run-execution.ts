@@ -1,13 +1,14 @@
 import { toBinary } from "@bufbuild/protobuf";
-import type { UnaryResponse } from "@connectrpc/connect";
+import { ConnectError, type UnaryResponse } from "@connectrpc/connect";
 import type { IdempotencyRecord } from "../store/idempotency-store.js";
 import { answerAfterLostClaim } from "./answer-after-lost-claim.js";
 import type { DedupeCall, UnaryNext } from "./dedupe-call.js";
 import { errorAsClientSees, errorDisposition } from "./error-disposition.js";
-import { type Execution, startExecution } from "./execution.js";
+import { type Execution, keptForm, startExecution } from "./execution.js";
 import { encodeOutcome, storedForm } from "./outcome-form.js";
+import { expiresHeader } from "./protocol-headers.js";
 import { answerCommitted } from "./replay-outcome.js";
-import { interruptExecution, releaseExecution, storeOutcome } from "./settle-execution.js";
+import { interruptExecution, releaseExecution, type StoreOutcomeResult, storeOutcome } from "./settle-execution.js";
 
 /**
  * Runs the handler under a fresh claim, then settles its outcome: stores a
@@ -43,14 +44,33 @@ async function settleSuccess(call: DedupeCall, execution: Execution, response: U
   }
   const form = storedForm(
     call,
-    encodeOutcome(() => ({
-      kind: "response",
-      response: toBinary(call.req.method.output, response.message),
-      header: response.header,
-      trailer: response.trailer,
-    })),
+    keptForm(
+      call,
+      execution,
+      encodeOutcome(() => ({
+        kind: "response",
+        response: toBinary(call.req.method.output, response.message),
+        header: response.header,
+        trailer: response.trailer,
+      })),
+    ),
   );
-  return (await storeOutcome(call, execution, form)) === "lost" ? answerAfterLostClaim(call) : response;
+  const stored = await storeOutcome(call, execution, form);
+  if (stored === "lost") {
+    return answerAfterLostClaim(call);
+  }
+  announceExpiry(response.header, stored, execution);
+  return response;
+}
+
+/**
+ * Tells the first caller until when its outcome is replayed. Not for an
+ * outcome dropped from memory: its claim lapses, and a retry takes over.
+ */
+function announceExpiry(header: Headers, stored: StoreOutcomeResult, execution: Execution): void {
+  if (execution.expiresAt !== undefined && (stored === "stored" || stored === "pending")) {
+    header.set(expiresHeader, new Date(execution.expiresAt).toISOString());
+  }
 }
 
 async function settleFailure(call: DedupeCall, execution: Execution, thrown: unknown): Promise<UnaryResponse> {
@@ -73,8 +93,12 @@ async function settleFailure(call: DedupeCall, execution: Execution, thrown: unk
       break;
     case "store": {
       const form = storedForm(call, encodeOutcome(() => ({ kind: "error", error })));
-      if ((await storeOutcome(call, execution, form)) === "lost") {
+      const stored = await storeOutcome(call, execution, form);
+      if (stored === "lost") {
         return answerAfterLostClaim(call);
+      }
+      if (thrown instanceof ConnectError) {
+        announceExpiry(thrown.metadata, stored, execution);
       }
     }
   }

@@ -25,7 +25,7 @@ export async function waitFor(
   emit(call, "waited", { waitedMs: performance.now() - started, waitResult: result?.kind ?? "timeout" });
   if (result === undefined) {
     emit(call, "conflict");
-    throw requestInProgress("a request with this request ID is still running; retry when it has finished");
+    throw requestInProgress("a request with this request ID is still running; retry when it has finished", call.expiresAt);
   }
   return result;
 }
@@ -38,13 +38,20 @@ export async function waitFor(
  * the store's clock (`readAt`).
  */
 export function recordState(call: DedupeCall, record: IdempotencyRecord | undefined): InFlightResult | undefined {
-  if (record === undefined || record.fingerprint !== call.fingerprint) {
+  if (record === undefined || !call.matchesFingerprint(record.fingerprint)) {
     return { kind: "released" };
   }
+  call.fingerprint = record.fingerprint;
+  call.expiresAt = record.expiresAt;
   if (record.status === "completed") {
     return record.expiresAt <= record.readAt
       ? { kind: "released" }
-      : { kind: "outcome", outcome: record.outcome ?? new Uint8Array(0), firstExecutedAt: record.createdAt };
+      : {
+          kind: "outcome",
+          outcome: record.outcome ?? new Uint8Array(0),
+          firstExecutedAt: record.createdAt,
+          expiresAt: record.expiresAt,
+        };
   }
   if (record.status === "interrupted" || record.leaseUntil + call.settings.leaseGraceMs <= record.readAt) {
     return { kind: "released" };

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import {
   CreatePaymentResponseSchema,
@@ -14,6 +14,7 @@ import {
   type IdempotencyEvent,
   type IdempotencyInterceptorOptions,
   type IdempotencyStore,
+  setExecutedResourceName,
 } from "../../src/index.js";
 import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { type TestHttp2Server, startHttp2Server } from "./http2-server.js";
@@ -117,6 +118,22 @@ export async function startIdempotencyTestServer(
       }
       record("upload", requestId, ctx.values.get(idempotencyContext));
       return { size };
+    },
+    reject(req, ctx) {
+      const n = record("reject", req.requestId, ctx.values.get(idempotencyContext));
+      if (req.fail !== "") {
+        throw new ConnectError(`${req.fail} (${n})`, Code.FailedPrecondition);
+      }
+      setExecutedResourceName(ctx, `things/thing_${n}`);
+      return { name: `things/thing_${n}` };
+    },
+    placeOrder(req, ctx) {
+      const n = record("placeOrder", req.orderId, ctx.values.get(idempotencyContext));
+      return { executions: n };
+    },
+    stamped(req, ctx) {
+      const n = record("stamped", req.requestId, ctx.values.get(idempotencyContext));
+      return { executions: n };
     },
     ...options.fixture,
   };
