@@ -1,5 +1,5 @@
 import { create, fromBinary, fromJson, toBinary } from "@bufbuild/protobuf";
-import { Code, createClient } from "@connectrpc/connect";
+import { Code, type ConnectError, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PaymentService } from "../../gen/demo/v1/payments_pb.js";
 import {
@@ -33,7 +33,7 @@ const stores: readonly { name: string; open: () => Promise<IdempotencyStore> }[]
   { name: "postgres", open: () => schema.openStore({ sweepIntervalMs: 0 }) },
 ];
 
-function errorInfo(error: { findDetails: (s: typeof ErrorInfoSchema) => { metadata: Record<string, string> }[] }) {
+function errorInfo(error: ConnectError): Record<string, string> {
   return error.findDetails(ErrorInfoSchema)[0]?.metadata ?? {};
 }
 
