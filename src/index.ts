@@ -53,6 +53,11 @@ export { fingerprintRequest } from "./server/request-fingerprint.js";
 export { hashRecordKey } from "./server/key-hash.js";
 export { expiresHeader, replayedHeader } from "./server/protocol-headers.js";
 export { setExecutedResourceName } from "./server/executed-resource-name.js";
+export {
+  createIdempotencyService,
+  registerIdempotencyService,
+  type IdempotencyServiceOptions,
+} from "./server/idempotency-service.js";
 export type { SweepReport } from "./store/record-sweeper.js";
 export {
   createSqliteStore,

@@ -31,6 +31,7 @@ export {
   type PendingRequestIdEntry,
   type PendingRequestIds,
 } from "./pending-request-ids.js";
+export { lookupOutcome, type LookedUpOutcome, type LookedUpTimes } from "./lookup-outcome.js";
 export { randomRequestId } from "./random-request-id.js";
 export { readReplayInfo, type ReplayInfo } from "./replay-info.js";
 export type { RequestIdSourceOptions } from "./request-id-assignment.js";

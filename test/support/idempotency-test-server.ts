@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import {
   CreatePaymentResponseSchema,
@@ -47,6 +47,8 @@ export interface IdempotencyTestServerOptions {
   readonly clock?: ManualClock;
   /** More adapter options, such as `compressMinBytes`. */
   readonly adapter?: Partial<ConnectNodeAdapterOptions>;
+  /** More services, registered after PaymentService and FixtureService, given the store. */
+  readonly routes?: (router: ConnectRouter, store: IdempotencyStore) => void;
 }
 
 /** A server behind the idempotency interceptor, with what the tests observe. */
@@ -151,6 +153,7 @@ export async function startIdempotencyTestServer(
     routes(router) {
       router.service(PaymentService, payments);
       router.service(FixtureService, fixture);
+      options.routes?.(router, store);
     },
   });
   return {
