@@ -157,6 +157,23 @@ describe("connect-idempotency CLI", () => {
     expect((JSON.parse(stdout) as { findings: unknown[] }).findings).toHaveLength(15);
   });
 
+  it("lists methods with their key and duplicate mode (`methods`)", async () => {
+    const { code, stdout } = await cli(["methods", "--path", root, "--json"]);
+    expect(code).toBe(0);
+    const { methods } = JSON.parse(stdout) as { methods: { method: string; key: string; onDuplicate: string }[] };
+    expect(methods.find((m) => m.method === "fixture.v1.FixtureService/Reject")).toMatchObject({
+      key: "request_id request_id",
+      onDuplicate: "reject",
+    });
+    expect(methods.find((m) => m.method === "fixture.v1.FixtureService/PlaceOrder")).toMatchObject({
+      key: "natural order_id,shop.id",
+      onDuplicate: "default",
+    });
+    expect(methods.find((m) => m.method === "fixture.v1.FixtureService/Stamped")).toMatchObject({
+      fingerprintExclude: ["client_sent_at", "trace.id"],
+    });
+  });
+
   it("exits 2 on a usage error", async () => {
     const { code, stderr } = await cli(["lint", "--format", "xml"]);
     expect(code).toBe(2);
