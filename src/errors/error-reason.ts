@@ -18,8 +18,8 @@ export const ErrorReason = {
   /**
    * A duplicate of a completed call of a method in DUPLICATE_MODE_REJECT:
    * it ran once, and its response is not kept. ALREADY_EXISTS, with
-   * `first_executed_at` and, when the handler named one, `resource_name` in
-   * the ErrorInfo metadata.
+   * `first_executed_at`, `completed_at` (when known) and, when the handler
+   * named one, `resource_name` in the ErrorInfo metadata.
    */
   REQUEST_ID_ALREADY_EXECUTED: "REQUEST_ID_ALREADY_EXECUTED",
   /**

@@ -26,7 +26,7 @@ export async function deduplicate(call: DedupeCall, next: UnaryNext): Promise<Un
       call.expiresAt = local.claimExpiresAt;
       const result = await waitFor(call, (ms) => local.wait(ms, call.req.signal));
       if (result.kind === "outcome") {
-        return replayOutcome(call, result.outcome, result.firstExecutedAt, result.expiresAt);
+        return replayOutcome(call, result.outcome, result.firstExecutedAt, result.expiresAt, result.completedAt);
       }
       continue;
     }
@@ -55,7 +55,7 @@ async function answerFromRecord(call: DedupeCall, record: IdempotencyRecord): Pr
   // agrees with this one.
   call.fingerprint = record.fingerprint;
   if (record.status === "completed") {
-    return replayOutcome(call, record.outcome ?? new Uint8Array(0), record.createdAt, record.expiresAt);
+    return replayOutcome(call, record.outcome ?? new Uint8Array(0), record.createdAt, record.expiresAt, record.updatedAt);
   }
   if (call.inFlight.find(call.id) !== undefined) {
     // The owner runs in this process after all: wait for it without polling.
@@ -63,6 +63,6 @@ async function answerFromRecord(call: DedupeCall, record: IdempotencyRecord): Pr
   }
   const result = await waitFor(call, (ms) => pollRecord(call, ms));
   return result.kind === "outcome"
-    ? replayOutcome(call, result.outcome, result.firstExecutedAt, result.expiresAt)
+    ? replayOutcome(call, result.outcome, result.firstExecutedAt, result.expiresAt, result.completedAt)
     : undefined;
 }

@@ -18,6 +18,8 @@ export type InFlightResult =
        * undefined when unknown.
        */
       readonly expiresAt: number | undefined;
+      /** When the outcome was stored, by the store's clock, when known. */
+      readonly completedAt?: number;
     }
   | { readonly kind: "released" };
 

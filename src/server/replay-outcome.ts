@@ -23,6 +23,7 @@ export function replayOutcome(
   bytes: Uint8Array,
   firstExecutedAt: number,
   expiresAt: number | undefined,
+  completedAt?: number,
 ): UnaryResponse {
   const outcome = decodeStoredOutcome(bytes);
   const executedAt = new Date(firstExecutedAt).toISOString();
@@ -34,7 +35,8 @@ export function replayOutcome(
     }
   };
   if (outcome.kind === "error" || outcome.kind === "executed") {
-    const error = outcome.kind === "error" ? outcome.error : alreadyExecuted(call, executedAt, outcome.resourceName);
+    const error =
+      outcome.kind === "error" ? outcome.error : alreadyExecuted(call, executedAt, completedAt, outcome.resourceName);
     emit(call, "replayed", { code: error.code });
     mark(error.metadata);
     throw error;
@@ -52,7 +54,12 @@ export function replayOutcome(
 }
 
 /** ALREADY_EXISTS REQUEST_ID_ALREADY_EXECUTED, for a duplicate in DUPLICATE_MODE_REJECT. */
-function alreadyExecuted(call: DedupeCall, executedAt: string, resourceName: string): ConnectError {
+function alreadyExecuted(
+  call: DedupeCall,
+  executedAt: string,
+  completedAt: number | undefined,
+  resourceName: string,
+): ConnectError {
   const what = call.naturalKey ? `the key of this request (fields ${call.fieldName})` : "this request ID";
   return createIdempotencyError(
     Code.AlreadyExists,
@@ -63,6 +70,7 @@ function alreadyExecuted(call: DedupeCall, executedAt: string, resourceName: str
     {
       metadata: {
         first_executed_at: executedAt,
+        ...(completedAt === undefined ? {} : { completed_at: new Date(completedAt).toISOString() }),
         ...(resourceName === "" ? {} : { resource_name: resourceName }),
       },
     },

@@ -51,6 +51,7 @@ export function recordState(call: DedupeCall, record: IdempotencyRecord | undefi
           outcome: record.outcome ?? new Uint8Array(0),
           firstExecutedAt: record.createdAt,
           expiresAt: record.expiresAt,
+          completedAt: record.updatedAt,
         };
   }
   if (record.status === "interrupted" || record.leaseUntil + call.settings.leaseGraceMs <= record.readAt) {

@@ -93,6 +93,7 @@ describe.each(stores)("the contract past replay, on $name", (storeKind) => {
       expect(answer.name).toMatch(/^things\/thing_\d+$/);
       expect(first.seen.header.get("idempotency-expires")).toMatch(rfc3339Millis);
       const error = await expectConnectError(client.reject({ requestId, text: "personal data" }));
+      const stored = await record("Reject", requestId);
       expect(describeError(error)).toMatchObject({
         code: Code.AlreadyExists,
         reason: ErrorReason.REQUEST_ID_ALREADY_EXECUTED,
@@ -101,10 +102,10 @@ describe.each(stores)("the contract past replay, on $name", (storeKind) => {
       const metadata = errorInfo(error);
       expect(metadata["resource_name"]).toBe(answer.name);
       expect(metadata["first_executed_at"]).toMatch(rfc3339Millis);
+      expect(Date.parse(metadata["completed_at"] ?? "")).toBe(stored?.updatedAt);
       expect(error.metadata.get("idempotency-replayed")).toBe("true");
       expect(server.runs.length - runs).toBe(1);
       // The stored bytes are exactly "it ran, and created this": no response, no headers.
-      const stored = await record("Reject", requestId);
       expect(stored?.outcome).toEqual(encodeStoredOutcome({ kind: "executed", resourceName: answer.name }));
       expect(fromBinary(StoredOutcomeSchema, stored?.outcome ?? new Uint8Array()).result.case).toBe("executed");
     });
