@@ -27,6 +27,14 @@ import { requestIdOf } from "./request-id-of.js";
  * as a new attempt. Every other call, streaming calls included, passes
  * through untouched. See docs/server-interceptor.md.
  *
+ * Per method, `(idempotency.v1.policy)` may instead key calls by request
+ * fields (`key_fields`, a natural key), leave fields out of the fingerprint
+ * (`fingerprint_exclude`), and refuse duplicates with ALREADY_EXISTS
+ * REQUEST_ID_ALREADY_EXECUTED rather than replay them (`on_duplicate:
+ * DUPLICATE_MODE_REJECT`, which stores no response body). First executions,
+ * replays and REQUEST_IN_PROGRESS errors carry `idempotency-expires`: until
+ * when the outcome is replayed, by the store's clock.
+ *
  * The steps, one module each: `claimKey` -> `runExecution` -> settle
  * (`storeOutcome`, `interruptExecution`, `releaseExecution`), and for
  * duplicates `waitFor` -> `replayOutcome`; `deduplicate` ties them together.
