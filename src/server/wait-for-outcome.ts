@@ -41,18 +41,23 @@ export function recordState(call: DedupeCall, record: IdempotencyRecord | undefi
   if (record === undefined || !call.matchesFingerprint(record.fingerprint)) {
     return { kind: "released" };
   }
+  if (record.status === "completed" && record.expiresAt <= record.readAt) {
+    // Gone: the next claim starts afresh, in this release's fingerprint form.
+    return { kind: "released" };
+  }
+  // A live record, perhaps of an older fingerprint version: claims from now
+  // on carry its form, so that the store's own comparison (a takeover of an
+  // interrupted or dead claim) agrees with this one.
   call.fingerprint = record.fingerprint;
   call.expiresAt = record.expiresAt;
   if (record.status === "completed") {
-    return record.expiresAt <= record.readAt
-      ? { kind: "released" }
-      : {
-          kind: "outcome",
-          outcome: record.outcome ?? new Uint8Array(0),
-          firstExecutedAt: record.createdAt,
-          expiresAt: record.expiresAt,
-          completedAt: record.updatedAt,
-        };
+    return {
+      kind: "outcome",
+      outcome: record.outcome ?? new Uint8Array(0),
+      firstExecutedAt: record.createdAt,
+      expiresAt: record.expiresAt,
+      completedAt: record.updatedAt,
+    };
   }
   if (record.status === "interrupted" || record.leaseUntil + call.settings.leaseGraceMs <= record.readAt) {
     return { kind: "released" };

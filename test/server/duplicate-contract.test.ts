@@ -259,3 +259,26 @@ it("fingerprints the JSON and binary forms of a request alike", () => {
   const field = StampedRequestSchema.field.requestId;
   expect(fingerprintRequest(StampedRequestSchema, viaJson, field)).toBe(fingerprintRequest(StampedRequestSchema, viaBinary, field));
 });
+
+it("starts an expired version 1 record afresh in the current fingerprint form", async () => {
+  const server = await startIdempotencyTestServer();
+  try {
+    const client = createClient(FixtureService, createTestTransport(server.baseUrl, variants[0]!));
+    const requestId = crypto.randomUUID();
+    const request = (at: bigint) => ({ requestId, text: "t", clientSentAt: { seconds: at }, trace: { id: `x${at}` } });
+    const key = { scope: "", method: "fixture.v1.FixtureService/Stamped", key: requestId };
+    const fingerprint = fingerprintRequest(StampedRequestSchema, create(StampedRequestSchema, request(1n)), StampedRequestSchema.field.requestId);
+    const owner = crypto.randomUUID();
+    await server.store.claim({ key, fingerprint, owner, leaseMs: 1_000, graceMs: 500, expiresInMs: 1_000 });
+    const outcome = encodeStoredOutcome({ kind: "response", response: new Uint8Array(), header: new Headers(), trailer: new Headers() });
+    await server.store.complete({ key, owner, attempt: 1, outcome, retentionMs: 1_000 });
+    server.clock.advance(5_000);
+    const fresh = await client.stamped(request(1n));
+    expect(fresh.executions).toBeGreaterThan(0);
+    expect((await server.store.get(key))?.fingerprint).toMatch(/^2:/);
+    // A retry that changed only the excluded fields replays the fresh outcome.
+    expect(await client.stamped(request(2n))).toEqual(fresh);
+  } finally {
+    await server.close();
+  }
+});
