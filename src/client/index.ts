@@ -32,6 +32,7 @@ export {
   type PendingRequestIds,
 } from "./pending-request-ids.js";
 export { lookupOutcome, type LookedUpOutcome, type LookedUpTimes } from "./lookup-outcome.js";
+export { lookupPendingOutcome, type PendingOutcome } from "./lookup-pending-outcome.js";
 export { randomRequestId } from "./random-request-id.js";
 export { readReplayInfo, type ReplayInfo } from "./replay-info.js";
 export type { RequestIdSourceOptions } from "./request-id-assignment.js";
