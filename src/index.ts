@@ -51,7 +51,13 @@ export {
 export { decodeStoredOutcome, encodeStoredOutcome, type StoredOutcomeValue } from "./server/stored-outcome.js";
 export { fingerprintRequest } from "./server/request-fingerprint.js";
 export { hashRecordKey } from "./server/key-hash.js";
-export { replayedHeader } from "./server/protocol-headers.js";
+export { expiresHeader, replayedHeader } from "./server/protocol-headers.js";
+export { setExecutedResourceName } from "./server/executed-resource-name.js";
+export {
+  createIdempotencyService,
+  registerIdempotencyService,
+  type IdempotencyServiceOptions,
+} from "./server/idempotency-service.js";
 export type { SweepReport } from "./store/record-sweeper.js";
 export {
   createSqliteStore,

@@ -357,6 +357,12 @@ function formatRecord(record: FoundRecord, outcome: OutcomeView | undefined): st
     case "invalid":
       lines.push(`outcome      ${formatBytes(outcome.bytes)}, not a StoredOutcome: ${outcome.problem}`, hexDump(outcome.base64));
       break;
+    case "executed":
+      lines.push(
+        "outcome      executed, response not kept (on_duplicate: DUPLICATE_MODE_REJECT; duplicates get ALREADY_EXISTS)",
+        `resource     ${outcome.resourceName === "" ? "none named" : outcome.resourceName}`,
+      );
+      break;
     case "error":
       lines.push(`outcome      error ${outcome.code}: ${displayText(outcome.message)}`);
       for (const detail of outcome.details) {

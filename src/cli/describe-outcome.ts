@@ -34,6 +34,13 @@ export type OutcomeView =
       readonly metadata: Record<string, string>;
     }
   | {
+      /** A success of a method in DUPLICATE_MODE_REJECT, stored without its response. */
+      readonly kind: "executed";
+      readonly bytes: number;
+      /** The resource name the handler set, or empty. */
+      readonly resourceName: string;
+    }
+  | {
       readonly kind: "invalid";
       readonly bytes: number;
       /** Why the bytes are not a StoredOutcome. */
@@ -72,6 +79,9 @@ export function describeOutcome(method: string, bytes: Uint8Array, descriptors: 
     descriptors.kind === "found"
       ? createRegistry(file_google_rpc_error_details, descriptors.registry)
       : createRegistry(file_google_rpc_error_details);
+  if (outcome.kind === "executed") {
+    return { kind: "executed", bytes: bytes.byteLength, resourceName: outcome.resourceName };
+  }
   if (outcome.kind === "error") {
     const { error } = outcome;
     return {

@@ -5,6 +5,7 @@
 import { Command, CommanderError } from "commander";
 import { addAdminCommands } from "./admin-commands.js";
 import { addLintCommand } from "./lint-command.js";
+import { addMethodsCommand } from "./methods-command.js";
 
 const program = new Command("connect-idempotency")
   .description("Tools for connect-idempotency: exactly-once mutating RPCs for Connect and gRPC.")
@@ -14,6 +15,7 @@ const program = new Command("connect-idempotency")
 
 addLintCommand(program);
 addAdminCommands(program);
+addMethodsCommand(program);
 
 try {
   await program.parseAsync(process.argv);

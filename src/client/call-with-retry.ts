@@ -2,6 +2,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { findRetryDelayMs } from "../errors/idempotency-error.js";
 import { backoffDelayMs } from "./backoff-delay.js";
+import { outcomeUnknownError, readAnnouncedExpiry } from "./outcome-unknown-error.js";
 import { isRetryableError } from "./retryable-error.js";
 import type { RetryPolicy } from "./retry-policy.js";
 
@@ -37,6 +38,14 @@ export interface RetriedCall<T> {
  * The wait is the server's `google.rpc.RetryInfo` delay when the error carries
  * one (as REQUEST_IN_PROGRESS does), the policy's backoff otherwise.
  *
+ * A retry never starts at or after the time until which the server said it
+ * replays this request ID's outcome (`idempotency-expires`, the latest one
+ * an attempt's error carried): from then on the same request ID could run
+ * the call a second time. The call fails with UNKNOWN OUTCOME_UNKNOWN
+ * instead. The time is the server's (its store's clock), compared with
+ * `policy.now()`: a client clock ahead of it stops early, one behind it
+ * late by its skew.
+ *
  * This is the one retry loop of connect-idempotency: generated clients and
  * `createRetryInterceptor` both run their calls through it.
  */
@@ -44,6 +53,7 @@ export async function callWithRetry<T>(call: RetriedCall<T>): Promise<T> {
   const { policy, signal } = call;
   const limit = minDefined(policy.deadlineMs, call.timeoutMs !== undefined && call.timeoutMs > 0 ? call.timeoutMs : undefined);
   const deadline = limit === undefined ? undefined : policy.now() + limit;
+  let expiresAt: number | undefined;
   for (let attempt = 1; ; attempt++) {
     let error: ConnectError;
     try {
@@ -57,6 +67,10 @@ export async function callWithRetry<T>(call: RetriedCall<T>): Promise<T> {
     const delayMs = findRetryDelayMs(error) ?? backoffDelayMs(attempt, policy);
     if (deadline !== undefined && policy.now() + delayMs >= deadline) {
       throw error;
+    }
+    expiresAt = readAnnouncedExpiry(error.metadata) ?? expiresAt;
+    if (expiresAt !== undefined && policy.now() + delayMs >= expiresAt) {
+      throw outcomeUnknownError(call.requestId, expiresAt, error);
     }
     policy.onRetry?.({ method: call.method, attempt, error, delayMs, requestId: call.requestId });
     try {

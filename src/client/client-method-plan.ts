@@ -28,6 +28,12 @@ export interface ClientMethodPlan<I extends DescMessage = DescMessage> {
   readonly autoFill?: boolean;
   /** The method is marked NO_SIDE_EFFECTS or IDEMPOTENT: retried even without a request ID. */
   readonly safeToRetry?: boolean;
+  /**
+   * The request fields that form the method's natural key (`key_fields`):
+   * the server deduplicates by them, so calls are retried as they are, with
+   * no request ID to fill in.
+   */
+  readonly keyFields?: readonly string[];
 }
 
 /**
@@ -54,5 +60,13 @@ export function planFromPolicy(policy: MethodIdempotencyPolicy): ClientMethodPla
       ...(policy.safeToRetry ? { safeToRetry: true } : {}),
     };
   }
+  if (policy.keyFields !== undefined) {
+    return { keyFields: policy.keyFields.map((k) => k.path), ...(policy.safeToRetry ? { safeToRetry: true } : {}) };
+  }
   return policy.safeToRetry ? { safeToRetry: true } : undefined;
+}
+
+/** Whether a plan's calls are retried without a request ID: safe to retry, or deduplicated by a natural key. */
+export function retriedWithoutRequestId(plan: ClientMethodPlan | undefined): boolean {
+  return plan?.safeToRetry === true || (plan?.keyFields?.length ?? 0) > 0;
 }

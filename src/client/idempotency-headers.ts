@@ -14,6 +14,17 @@ export const replayedHeader = "idempotency-replayed";
 export const firstExecutedAtHeader = "idempotency-first-executed-at";
 
 /**
+ * The response header that tells until when the server replays the outcome
+ * of this request ID: an RFC 3339 timestamp in UTC with milliseconds, by the
+ * idempotency store's clock. Sent on the first execution and on every
+ * replay, and on REQUEST_IN_PROGRESS errors (until when the running claim
+ * holds the key if it never completes). Past it, a retry with the same
+ * request ID may run the call again, so generated clients stop retrying
+ * and fail with OUTCOME_UNKNOWN instead (`callWithRetry`).
+ */
+export const expiresHeader = "idempotency-expires";
+
+/**
  * The response headers a browser client must be allowed to read, for a
  * server's CORS `Access-Control-Expose-Headers` next to Connect's own
  * `cors.exposedHeaders`. Without them a cross-origin page cannot tell a
@@ -26,4 +37,4 @@ export const firstExecutedAtHeader = "idempotency-first-executed-at";
  * const exposedHeaders = [...cors.exposedHeaders, ...idempotencyExposedHeaders];
  * ```
  */
-export const idempotencyExposedHeaders: readonly string[] = [replayedHeader, firstExecutedAtHeader];
+export const idempotencyExposedHeaders: readonly string[] = [replayedHeader, firstExecutedAtHeader, expiresHeader];

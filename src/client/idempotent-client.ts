@@ -1,7 +1,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { type Client, ConnectError, type Transport, createClient } from "@connectrpc/connect";
 import { callWithRetry } from "./call-with-retry.js";
-import type { ClientMethodPlan, ClientServicePlan } from "./client-method-plan.js";
+import { type ClientMethodPlan, type ClientServicePlan, retriedWithoutRequestId } from "./client-method-plan.js";
 import { randomRequestId } from "./random-request-id.js";
 import { type RequestIdSourceOptions, assignRequestId, resolveRequestIdSources } from "./request-id-assignment.js";
 import { markRetriedCall } from "./retried-call-marker.js";
@@ -15,8 +15,9 @@ export interface IdempotentClientOptions extends RetryOptions, RequestIdSourceOp
 /**
  * Creates a Connect client for `service` whose unary calls follow `plan`:
  * an empty request ID is filled with a fresh UUIDv4 where the plan allows it,
- * and calls that carry a request ID, or whose method is safe to retry, are
- * retried with the same ID under the retry policy. Streaming calls and
+ * and calls that carry a request ID, or whose method is safe to retry or
+ * deduplicated by a natural key (`key_fields`), are retried with the same
+ * request under the retry policy. Streaming calls and
  * methods without a plan are called as they are.
  *
  * A call that belongs to an intent (`withRequestIntent`, as TanStack helpers
@@ -75,7 +76,7 @@ export function createIdempotentTransport(
           : await assignRequestId(method, input, field, methodPlan.autoFill === true, contextValues, sources);
       const request = assigned?.request ?? input;
       const requestId = assigned?.requestId;
-      if (requestId === undefined && methodPlan.safeToRetry !== true) {
+      if (requestId === undefined && !retriedWithoutRequestId(methodPlan)) {
         return await transport.unary(method, signal, timeoutMs, header, request, contextValues);
       }
       const callOptions = contextValues?.get(retryOptionsKey);

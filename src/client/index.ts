@@ -11,7 +11,12 @@ export {
   type ClientServicePlan,
   type RequestIdFieldName,
 } from "./client-method-plan.js";
-export { firstExecutedAtHeader, idempotencyExposedHeaders, replayedHeader } from "./idempotency-headers.js";
+export {
+  expiresHeader,
+  firstExecutedAtHeader,
+  idempotencyExposedHeaders,
+  replayedHeader,
+} from "./idempotency-headers.js";
 export {
   createIdempotentClient,
   createIdempotentTransport,
@@ -26,6 +31,8 @@ export {
   type PendingRequestIdEntry,
   type PendingRequestIds,
 } from "./pending-request-ids.js";
+export { lookupOutcome, type LookedUpOutcome, type LookedUpTimes } from "./lookup-outcome.js";
+export { lookupPendingOutcome, type PendingOutcome } from "./lookup-pending-outcome.js";
 export { randomRequestId } from "./random-request-id.js";
 export { readReplayInfo, type ReplayInfo } from "./replay-info.js";
 export type { RequestIdSourceOptions } from "./request-id-assignment.js";

@@ -1,4 +1,4 @@
-import { firstExecutedAtHeader, replayedHeader } from "./idempotency-headers.js";
+import { expiresHeader, firstExecutedAtHeader, replayedHeader } from "./idempotency-headers.js";
 
 /** Whether an answer is a replay, as its response headers tell. */
 export interface ReplayInfo {
@@ -13,6 +13,12 @@ export interface ReplayInfo {
    * sends `firstExecutedAtHeader`; undefined otherwise.
    */
   readonly firstExecutedAt: Date | undefined;
+  /**
+   * Until when the server replays this request ID's outcome
+   * (`expiresHeader`, by its store's clock), on a first execution or a
+   * replay; undefined when the server does not say.
+   */
+  readonly expiresAt: Date | undefined;
 }
 
 /**
@@ -24,5 +30,10 @@ export function readReplayInfo(headers: Headers | undefined): ReplayInfo {
   const replayed = headers?.get(replayedHeader) === "true";
   const firstExecuted = replayed ? headers?.get(firstExecutedAtHeader) : null;
   const at = firstExecuted === null || firstExecuted === undefined ? Number.NaN : Date.parse(firstExecuted);
-  return { replayed, firstExecutedAt: Number.isNaN(at) ? undefined : new Date(at) };
+  const expires = Date.parse(headers?.get(expiresHeader) ?? "");
+  return {
+    replayed,
+    firstExecutedAt: Number.isNaN(at) ? undefined : new Date(at),
+    expiresAt: Number.isNaN(expires) ? undefined : new Date(expires),
+  };
 }

@@ -3,7 +3,7 @@ import type { IdempotencyExtensions } from "../policy/idempotency-extensions.js"
 import { createMethodPolicyCache } from "../policy/method-policy.js";
 import { runtimeExtensions } from "../policy/runtime-extensions.js";
 import { callWithRetry } from "./call-with-retry.js";
-import { planFromPolicy } from "./client-method-plan.js";
+import { planFromPolicy, retriedWithoutRequestId } from "./client-method-plan.js";
 import { readRequestId } from "./fill-request-id.js";
 import { isRetriedCall } from "./retried-call-marker.js";
 import { retryOptionsKey } from "./retry-call-options.js";
@@ -18,8 +18,9 @@ export interface RetryInterceptorOptions extends RetryOptions {
 /**
  * A client interceptor that retries unary calls that are safe to retry, for
  * any Connect client: calls whose request ID field (read from the method's
- * descriptor) is set, and calls of methods marked NO_SIDE_EFFECTS or
- * IDEMPOTENT. Other calls, streaming calls, and calls a generated client
+ * descriptor) is set, calls of methods marked NO_SIDE_EFFECTS or
+ * IDEMPOTENT, and calls of methods deduplicated by a natural key
+ * (`key_fields`). Other calls, streaming calls, and calls a generated client
  * already retries pass through once.
  *
  * Every attempt sends the same request, so the same request ID. Place it
@@ -37,7 +38,7 @@ export function createRetryInterceptor(options: RetryInterceptorOptions = {}): I
     }
     const plan = planFromPolicy(policyOf(req.method));
     const requestId = plan?.requestIdField === undefined ? undefined : readRequestId(req.message, plan.requestIdField);
-    if (requestId === undefined && plan?.safeToRetry !== true) {
+    if (requestId === undefined && !retriedWithoutRequestId(plan)) {
       return await next(req);
     }
     const callOptions = req.contextValues.get(retryOptionsKey);

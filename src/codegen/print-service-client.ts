@@ -97,6 +97,9 @@ function printPlan(plan: ClientMethodPlan): string {
   if (plan.safeToRetry === true) {
     parts.push("safeToRetry: true");
   }
+  if (plan.keyFields !== undefined) {
+    parts.push(`keyFields: [${plan.keyFields.map((k) => JSON.stringify(k)).join(", ")}]`);
+  }
   return `{ ${parts.join(", ")} }`;
 }
 
@@ -109,6 +112,9 @@ function describePlan(method: DescMethod, plan: ClientMethodPlan | undefined): s
     return plan.autoFill === true
       ? `an empty ${field} is filled with a new UUIDv4; retried with the same ID.`
       : `${field} is REQUIRED and never filled in: pass your own; retried when set.`;
+  }
+  if (plan?.keyFields !== undefined) {
+    return `deduplicated by its fields ${plan.keyFields.map((k) => `\`${k}\``).join(", ")}; no request ID to fill; retried as it is.`;
   }
   return plan?.safeToRetry === true
     ? "safe to retry (no side effects, or idempotent); retried."

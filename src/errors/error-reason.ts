@@ -25,6 +25,20 @@ export const ErrorReason = {
   /** The response is larger than the store keeps. FAILED_PRECONDITION. */
   RESPONSE_TOO_LARGE: "RESPONSE_TOO_LARGE",
   /**
+   * A duplicate of a completed call of a method in DUPLICATE_MODE_REJECT:
+   * it ran once, and its response is not kept. ALREADY_EXISTS, with
+   * `first_executed_at`, `completed_at` (when known) and, when the handler
+   * named one, `resource_name` in the ErrorInfo metadata.
+   */
+  REQUEST_ID_ALREADY_EXECUTED: "REQUEST_ID_ALREADY_EXECUTED",
+  /**
+   * Sent by clients, not servers: a retry would start after the time until
+   * which the server said it replays this request ID's outcome
+   * (`idempotency-expires`), so the client stopped. The call may or may not
+   * have run. UNKNOWN.
+   */
+  OUTCOME_UNKNOWN: "OUTCOME_UNKNOWN",
+  /**
    * The interceptor's scope function threw something other than a
    * ConnectError (a ConnectError reaches the client as it is). INTERNAL.
    */

@@ -1,12 +1,22 @@
 import { type DescField, type DescMethod, getOption, hasOption } from "@bufbuild/protobuf";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
-import type { KeyFormat } from "../../gen/idempotency/v1/idempotency_pb.js";
+import type { DuplicateMode, KeyFormat } from "../../gen/idempotency/v1/idempotency_pb.js";
+import { type FieldPath, resolveFieldPath } from "./field-path.js";
 import type { IdempotencyExtensions } from "./idempotency-extensions.js";
 import { findRequestIdField } from "./request-id-field.js";
 
 // A number instead of a value import: the protoc plugin loads this file while
 // buf has deleted gen/ for a clean generate (see request-id-field.ts).
 const keyFormatOpaque: KeyFormat.OPAQUE = 2;
+const duplicateModeReplay: DuplicateMode.REPLAY = 1;
+const duplicateModeReject: DuplicateMode.REJECT = 2;
+
+/**
+ * What a duplicate of a completed call gets: the stored outcome (`replay`),
+ * or ALREADY_EXISTS REQUEST_ID_ALREADY_EXECUTED without the response
+ * (`reject`).
+ */
+export type DuplicateModeName = "replay" | "reject";
 
 /** The accepted form of request IDs for a method. */
 export type RequestIdFormat = "uuid" | "opaque";
@@ -31,6 +41,17 @@ export interface MethodIdempotencyPolicy {
   readonly retentionMs: number | undefined;
   /** The method is marked NO_SIDE_EFFECTS or IDEMPOTENT. */
   readonly safeToRetry: boolean;
+  /** The method's `on_duplicate`; undefined when unset, and the interceptor's default applies. */
+  readonly duplicateMode: DuplicateModeName | undefined;
+  /**
+   * The natural key of a unary method without a request ID field
+   * (`key_fields`), resolved; undefined when it has none, or when a path
+   * does not resolve (the lint reports it, and the method is not
+   * deduplicated rather than deduplicated on a part of its key).
+   */
+  readonly keyFields: readonly FieldPath[] | undefined;
+  /** The fields left out of the fingerprint (`fingerprint_exclude`) that resolve. */
+  readonly fingerprintExclude: readonly FieldPath[];
 }
 
 /**
@@ -41,6 +62,16 @@ export function resolveMethodPolicy(method: DescMethod, ext: IdempotencyExtensio
   const requestIdField = method.methodKind === "unary" && lookup.kind === "found" ? lookup.field : undefined;
   const options = ext.policy && hasOption(method, ext.policy) ? getOption(method, ext.policy) : undefined;
   const retention = options?.retention;
+  const keyPaths = options?.keyFields ?? [];
+  const keyFields = keyPaths.map((path) => resolveFieldPath(method.input, path));
+  const naturalKey =
+    method.methodKind === "unary" && lookup.kind === "none" && keyFields.length > 0 && keyFields.every((k) => k.ok)
+      ? keyFields.map((k) => (k.ok ? k.value : undefined)).filter((k) => k !== undefined)
+      : undefined;
+  const fingerprintExclude = (options?.fingerprintExclude ?? [])
+    .map((path) => resolveFieldPath(method.input, path))
+    .flatMap((k) => (k.ok ? [k.value] : []));
+  const mode = options?.onDuplicate;
   return {
     method,
     requestIdField,
@@ -51,6 +82,9 @@ export function resolveMethodPolicy(method: DescMethod, ext: IdempotencyExtensio
     safeToRetry:
       method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS ||
       method.idempotency === MethodOptions_IdempotencyLevel.IDEMPOTENT,
+    duplicateMode: mode === duplicateModeReject ? "reject" : mode === duplicateModeReplay ? "replay" : undefined,
+    keyFields: naturalKey,
+    fingerprintExclude,
   };
 }
 

@@ -86,12 +86,13 @@ export function findRequestIdField(message: DescMessage, ext: IdempotencyExtensi
   }
   const only = usable[0];
   if (only !== undefined) {
-    return { kind: "found", field: only.field, mark: only.mark, autoFill: !isRequired(only.field, ext) };
+    return { kind: "found", field: only.field, mark: only.mark, autoFill: !isRequiredField(only.field, ext) };
   }
   return problems.length > 0 ? { kind: "invalid", problems } : { kind: "none" };
 }
 
-function isRequired(field: DescField, ext: IdempotencyExtensions): boolean {
+/** Whether a field is `required` (proto2) or `(google.api.field_behavior) = REQUIRED`. */
+export function isRequiredField(field: DescField, ext: IdempotencyExtensions): boolean {
   if (field.proto.label === FieldDescriptorProto_Label.REQUIRED) {
     return true;
   }

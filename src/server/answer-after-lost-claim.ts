@@ -28,9 +28,10 @@ export async function answerAfterLostClaim(call: DedupeCall): Promise<UnaryRespo
   }
   state ??= await waitFor(call, (ms) => pollRecord(call, ms));
   if (state.kind === "outcome") {
-    return replayOutcome(call, state.outcome, state.firstExecutedAt);
+    return replayOutcome(call, state.outcome, state.firstExecutedAt, state.expiresAt, state.completedAt);
   }
   throw requestInProgress(
     "another execution took over this request ID and has not stored an outcome; retry with the same request ID for its answer",
+    call.expiresAt,
   );
 }

@@ -16,7 +16,7 @@ export async function claimKey(call: DedupeCall, owner: string): Promise<ClaimRe
   call.claimSentAt = performance.now();
   call.claimDeadline = call.claimSentAt + expiresInMs;
   try {
-    return await timed(call, "claim", () =>
+    const result = await timed(call, "claim", () =>
       store.claim({
         key: call.record,
         fingerprint: call.fingerprint,
@@ -26,6 +26,11 @@ export async function claimKey(call: DedupeCall, owner: string): Promise<ClaimRe
         expiresInMs,
       }),
     );
+    if (result.kind === "claimed") {
+      call.claimedAt = { storeMs: result.record.readAt, monotonicMs: performance.now() };
+    }
+    call.expiresAt = result.record.expiresAt;
+    return result;
   } catch (error) {
     emit(call, "store_error", { operation: "claim", error, willRetry: false });
     throw isStoreCorruptError(error) ? storeCorrupt(error) : storeUnavailable(error);

@@ -2,6 +2,7 @@ import { Code, type ConnectError } from "@connectrpc/connect";
 import { ErrorReason } from "../errors/error-reason.js";
 import { createIdempotencyError } from "../errors/idempotency-error.js";
 import { emit } from "./call-events.js";
+import { expiresHeader } from "./protocol-headers.js";
 import type { DedupeCall } from "./dedupe-call.js";
 
 // What REQUEST_IN_PROGRESS suggests in its RetryInfo.
@@ -13,20 +14,30 @@ export function requestIdReused(call: DedupeCall): ConnectError {
   return createIdempotencyError(
     Code.FailedPrecondition,
     ErrorReason.REQUEST_ID_REUSED,
-    `the request ID in field ${call.fieldName} was already used for a request with different content; ` +
-      "use a new request ID for a new request",
+    call.naturalKey
+      ? `the key of this request (fields ${call.fieldName}) was already used for a request with different content; ` +
+          "a new request needs a new key"
+      : `the request ID in field ${call.fieldName} was already used for a request with different content; ` +
+          "use a new request ID for a new request",
     { metadata: { field: call.fieldName } },
   );
 }
 
 /**
  * ABORTED REQUEST_IN_PROGRESS: another execution holds the key and has no
- * outcome yet. `message` says whose.
+ * outcome yet. `message` says whose. `expiresAt` (the store's clock), when
+ * known, is sent as `idempotency-expires`: until then the running claim
+ * holds the key even if it never completes, so a retry before it cannot run
+ * the call a second time.
  */
-export function requestInProgress(message: string): ConnectError {
-  return createIdempotencyError(Code.Aborted, ErrorReason.REQUEST_IN_PROGRESS, message, {
+export function requestInProgress(message: string, expiresAt?: number): ConnectError {
+  const error = createIdempotencyError(Code.Aborted, ErrorReason.REQUEST_IN_PROGRESS, message, {
     retryDelayMs: inProgressRetryDelayMs,
   });
+  if (expiresAt !== undefined) {
+    error.metadata.set(expiresHeader, new Date(expiresAt).toISOString());
+  }
+  return error;
 }
 
 /**

@@ -19,12 +19,14 @@ export async function deduplicate(call: DedupeCall, next: UnaryNext): Promise<Un
   for (;;) {
     const local = call.inFlight.find(call.id);
     if (local !== undefined) {
-      if (local.fingerprint !== call.fingerprint) {
+      if (!call.matchesFingerprint(local.fingerprint)) {
         throw requestIdReused(call);
       }
+      call.fingerprint = local.fingerprint;
+      call.expiresAt = local.claimExpiresAt;
       const result = await waitFor(call, (ms) => local.wait(ms, call.req.signal));
       if (result.kind === "outcome") {
-        return replayOutcome(call, result.outcome, result.firstExecutedAt);
+        return replayOutcome(call, result.outcome, result.firstExecutedAt, result.expiresAt, result.completedAt);
       }
       continue;
     }
@@ -45,16 +47,22 @@ export async function deduplicate(call: DedupeCall, next: UnaryNext): Promise<Un
  * the key came free while it waited and is to be claimed again.
  */
 async function answerFromRecord(call: DedupeCall, record: IdempotencyRecord): Promise<UnaryResponse | undefined> {
-  if (record.fingerprint !== call.fingerprint) {
+  if (!call.matchesFingerprint(record.fingerprint)) {
     throw requestIdReused(call);
   }
+  // A record of an older fingerprint version that matches: claims from now
+  // on carry its form, so that the store's own comparison (a takeover)
+  // agrees with this one.
+  call.fingerprint = record.fingerprint;
   if (record.status === "completed") {
-    return replayOutcome(call, record.outcome ?? new Uint8Array(0), record.createdAt);
+    return replayOutcome(call, record.outcome ?? new Uint8Array(0), record.createdAt, record.expiresAt, record.updatedAt);
   }
   if (call.inFlight.find(call.id) !== undefined) {
     // The owner runs in this process after all: wait for it without polling.
     return undefined;
   }
   const result = await waitFor(call, (ms) => pollRecord(call, ms));
-  return result.kind === "outcome" ? replayOutcome(call, result.outcome, result.firstExecutedAt) : undefined;
+  return result.kind === "outcome"
+    ? replayOutcome(call, result.outcome, result.firstExecutedAt, result.expiresAt, result.completedAt)
+    : undefined;
 }

@@ -1,15 +1,17 @@
 import { ErrorReason } from "../errors/error-reason.js";
 import type { IdempotencyRecord } from "../store/idempotency-store.js";
-import { type AtomicClaim, atomicClaimKey } from "./atomic-effects.js";
+import { type AtomicClaim, atomicClaimKey, type StoredForm } from "./atomic-effects.js";
 import { emit, timed } from "./call-events.js";
 import type { DedupeCall } from "./dedupe-call.js";
 import { requestInProgress } from "./dedupe-errors.js";
+import { type ExecutedResourceBox, executedResourceKey } from "./executed-resource-name.js";
 import { createIdempotencyContextValue, idempotencyContext } from "./idempotency-context.js";
 import type { StoreOperation } from "./idempotency-event.js";
 import type { InFlightOwner } from "./in-flight-waiters.js";
 import { storeRetryMs } from "./interceptor-options.js";
 import { type LeaseKeeper, startLeaseKeeper } from "./lease-keeper.js";
 import { storedForm } from "./outcome-form.js";
+import { encodeStoredOutcome } from "./stored-outcome.js";
 
 /** One execution of the handler under a claim, from the claim until its outcome is settled. */
 export interface Execution {
@@ -27,6 +29,14 @@ export interface Execution {
   readonly lostSignal: AbortController;
   /** Set by `commit` when the handler completed the key together with its own writes. */
   readonly atomic: AtomicClaim;
+  /** The resource name the handler set (`setExecutedResourceName`). */
+  readonly resource: ExecutedResourceBox;
+  /**
+   * Until when its stored outcome is replayed, by the store's clock, as
+   * estimated before the write (`estimateOutcomeExpiry`); undefined until
+   * the outcome is written.
+   */
+  expiresAt: number | undefined;
   /** Another execution took the key over: nothing of this one is written any more. */
   lost: boolean;
   /**
@@ -50,7 +60,7 @@ export function startExecution(
   replaced: string,
   claimSentAt: number,
 ): Execution {
-  const running = call.inFlight.begin(call.id, call.fingerprint);
+  const running = call.inFlight.begin(call.id, call.fingerprint, claimed.expiresAt);
   emit(call, replaced === "none" ? "claimed" : replaced === "takeover" ? "takeover" : "expired", {
     attempt: claimed.attempt,
   });
@@ -76,9 +86,11 @@ export function startExecution(
       retentionMs: call.retentionMs,
       storeCall: (operation, run) => atomicStoreCall(call, operation, run),
       claimLost: (operation) => markClaimLost(call, execution, operation),
-      storedForm: (outcome) => storedForm(call, { bytes: outcome, code: undefined }),
+      storedForm: (outcome) => storedForm(call, keptForm(call, execution, { bytes: outcome, code: undefined })),
       committed: undefined,
     },
+    resource: { name: "" },
+    expiresAt: undefined,
     lost: false,
     heldUntil: claimSentAt + call.settings.leaseMs,
   };
@@ -95,7 +107,20 @@ export function startExecution(
     }),
   );
   values.set(atomicClaimKey, execution.atomic);
+  values.set(executedResourceKey, execution.resource);
   return execution;
+}
+
+/**
+ * What the store keeps of a response: the response, or in
+ * DUPLICATE_MODE_REJECT only that the call ran and the resource name the
+ * handler set, so that no response body (and none of the personal data it
+ * may carry) is stored.
+ */
+export function keptForm(call: DedupeCall, execution: Execution, response: StoredForm): StoredForm {
+  return call.duplicateMode === "reject"
+    ? { bytes: encodeStoredOutcome({ kind: "executed", resourceName: execution.resource.name }), code: undefined }
+    : response;
 }
 
 /**

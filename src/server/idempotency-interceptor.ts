@@ -1,4 +1,3 @@
-import type { DescField } from "@bufbuild/protobuf";
 import type { Interceptor, UnaryRequest, UnaryResponse } from "@connectrpc/connect";
 import { createMethodPolicyCache, type MethodIdempotencyPolicy } from "../policy/method-policy.js";
 import { atomicClaimKey } from "./atomic-effects.js";
@@ -8,6 +7,7 @@ import { deduplicate } from "./deduplicate.js";
 import { createInFlightWaiters, type InFlightWaiters } from "./in-flight-waiters.js";
 import { type IdempotencyInterceptorOptions, type InterceptorSettings, resolveInterceptorOptions } from "./interceptor-options.js";
 import { createPendingBudget, type PendingBudget } from "./pending-budget.js";
+import { naturalKeyOf } from "./natural-key-of.js";
 import { requestIdOf } from "./request-id-of.js";
 
 /**
@@ -26,6 +26,14 @@ import { requestIdOf } from "./request-id-of.js";
  * handler may have acted) keeps the record, and the next call takes it over
  * as a new attempt. Every other call, streaming calls included, passes
  * through untouched. See docs/server-interceptor.md.
+ *
+ * Per method, `(idempotency.v1.policy)` may instead key calls by request
+ * fields (`key_fields`, a natural key), leave fields out of the fingerprint
+ * (`fingerprint_exclude`), and refuse duplicates with ALREADY_EXISTS
+ * REQUEST_ID_ALREADY_EXECUTED rather than replay them (`on_duplicate:
+ * DUPLICATE_MODE_REJECT`, which stores no response body). First executions,
+ * replays and REQUEST_IN_PROGRESS errors carry `idempotency-expires`: until
+ * when the outcome is replayed, by the store's clock.
  *
  * The steps, one module each: `claimKey` -> `runExecution` -> settle
  * (`storeOutcome`, `interruptExecution`, `releaseExecution`), and for
@@ -51,8 +59,7 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
       return next(req);
     }
     const policy = policyOf(req.method);
-    const field = policy.requestIdField;
-    if (field === undefined) {
+    if (policy.requestIdField === undefined && policy.keyFields === undefined) {
       return next(req);
     }
     if (req.contextValues.get(atomicClaimKey) !== undefined) {
@@ -61,23 +68,27 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
       warnRegisteredTwice();
       return next(req);
     }
-    return handleUnary(req, { settings, inFlight, pending, policy, field }, next as UnaryNext);
+    return handleUnary(req, { settings, inFlight, pending, policy }, next as UnaryNext);
   };
 }
 
-/** What the interceptor knows about a unary method with a request ID field. */
+/** What the interceptor knows about a unary method with a request ID field or a natural key. */
 interface MethodSetup {
   readonly settings: InterceptorSettings;
   readonly inFlight: InFlightWaiters;
   readonly pending: PendingBudget;
   readonly policy: MethodIdempotencyPolicy;
-  readonly field: DescField;
 }
 
-/** Checks the request ID, then deduplicates; calls with an empty ID run as they are. */
+/**
+ * Checks the request ID (or reads the natural key), then deduplicates;
+ * calls with an empty request ID run as they are.
+ */
 async function handleUnary(req: UnaryRequest, setup: MethodSetup, next: UnaryNext): Promise<UnaryResponse> {
-  const { settings, policy, field } = setup;
-  const key = requestIdOf(req, policy, field);
+  const { settings, policy } = setup;
+  const field = policy.requestIdField;
+  const naturalKey = field === undefined ? (policy.keyFields ?? []) : undefined;
+  const key = naturalKey !== undefined ? naturalKeyOf(req, naturalKey) : field && requestIdOf(req, policy, field);
   if (key === undefined) {
     return next(req);
   }
@@ -87,9 +98,12 @@ async function handleUnary(req: UnaryRequest, setup: MethodSetup, next: UnaryNex
     inFlight: setup.inFlight,
     pending: setup.pending,
     field,
+    fieldName: naturalKey?.map((p) => p.path).join(", ") ?? field?.name ?? "",
     scope,
     key,
     retentionMs: policy.retentionMs ?? settings.retentionMs,
+    duplicateMode: policy.duplicateMode ?? settings.onDuplicate,
+    fingerprintExclude: policy.fingerprintExclude,
   });
   return deduplicate(call, next);
 }

@@ -12,6 +12,14 @@ export type InFlightResult =
       readonly outcome: Uint8Array;
       /** When the first execution under the key claimed it, by the store's clock (ms since the epoch). */
       readonly firstExecutedAt: number;
+      /**
+       * Until when the outcome is replayed, by the store's clock: the
+       * record's `expiresAt`, or an execution's lower estimate of it;
+       * undefined when unknown.
+       */
+      readonly expiresAt: number | undefined;
+      /** When the outcome was stored, by the store's clock, when known. */
+      readonly completedAt?: number;
     }
   | { readonly kind: "released" };
 
@@ -19,6 +27,8 @@ export type InFlightResult =
 export interface InFlightExecution {
   /** The fingerprint of the request that runs. */
   readonly fingerprint: string;
+  /** Until when its claim holds the key even if it never completes, by the store's clock. */
+  readonly claimExpiresAt: number;
   /**
    * Resolves with the result, at once when it is known already, or with
    * undefined when `timeoutMs` passes or `signal` aborts first.
@@ -33,7 +43,7 @@ export interface InFlightOwner {
    * execution registered: while its outcome is not yet written, duplicates
    * reaching this process are answered from memory and never claim.
    */
-  hold(outcome: Uint8Array, firstExecutedAt: number): void;
+  hold(outcome: Uint8Array, firstExecutedAt: number, expiresAt: number | undefined): void;
   /**
    * Stops answering from memory, and keeps the execution registered: later
    * duplicates wait for `settle` (and never claim) instead of getting an
@@ -50,8 +60,8 @@ export interface InFlightOwner {
  * store. Duplicates in other processes poll the store instead.
  */
 export interface InFlightWaiters {
-  /** Registers an execution that claimed `id`. */
-  begin(id: string, fingerprint: string): InFlightOwner;
+  /** Registers an execution that claimed `id`, with its claim's `expiresAt`. */
+  begin(id: string, fingerprint: string, claimExpiresAt: number): InFlightOwner;
   /** The execution of this process that runs `id`, or whose outcome is not yet written, if any. */
   find(id: string): InFlightExecution | undefined;
   /** How many executions are registered (running, or holding an unwritten outcome). */
@@ -62,11 +72,12 @@ export interface InFlightWaiters {
 export function createInFlightWaiters(): InFlightWaiters {
   const running = new Map<string, InFlightExecution>();
   return {
-    begin(id, fingerprint) {
+    begin(id, fingerprint, claimExpiresAt) {
       let current = createDeferred();
       let settled = false;
       const execution: InFlightExecution = {
         fingerprint,
+        claimExpiresAt,
         wait: (timeoutMs, signal) => waitAtMost(current.promise, timeoutMs, signal),
       };
       running.set(id, execution);
@@ -77,8 +88,8 @@ export function createInFlightWaiters(): InFlightWaiters {
         }
       };
       return {
-        hold(outcome, firstExecutedAt) {
-          if (!settled) current.resolve({ kind: "outcome", outcome, firstExecutedAt });
+        hold(outcome, firstExecutedAt, expiresAt) {
+          if (!settled) current.resolve({ kind: "outcome", outcome, firstExecutedAt, expiresAt });
         },
         withhold() {
           if (!settled && current.resolved) current = createDeferred();

@@ -117,6 +117,16 @@ export interface IdempotencyInterceptorOptions {
    * default.
    */
   readonly acceptCompression?: readonly { readonly name: string }[];
+  /**
+   * What a duplicate of a completed call gets when its method sets no
+   * `(idempotency.v1.policy).on_duplicate`: `"replay"` (the default), the
+   * stored response marked `idempotency-replayed: true`; or `"reject"`,
+   * ALREADY_EXISTS with reason REQUEST_ID_ALREADY_EXECUTED, the time of the
+   * first execution and the resource name the handler set
+   * (`setExecutedResourceName`), and no response body is stored. A stored
+   * error is replayed in both modes.
+   */
+  readonly onDuplicate?: "replay" | "reject";
 }
 
 /** The options with their defaults applied and checked. */
@@ -141,6 +151,7 @@ export interface InterceptorSettings {
   readonly listening: () => boolean;
   readonly extensions: IdempotencyExtensions;
   readonly compressions: readonly string[];
+  readonly onDuplicate: "replay" | "reject";
 }
 
 const hour = 60 * 60 * 1000;
@@ -190,6 +201,7 @@ const optionNames: ReadonlySet<string> = new Set<keyof IdempotencyInterceptorOpt
   "telemetry",
   "extensions",
   "acceptCompression",
+  "onDuplicate",
 ]);
 
 const storeMethods = ["claim", "complete", "interrupt", "release", "renew", "get", "sweep", "close"] as const;
@@ -206,6 +218,11 @@ export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions
     throw new Error(
       `idempotency interceptor: retention must be at most ${maxRetentionMs} ms (100 years), got ${retentionMs}: ` +
         "the stores keep times as milliseconds since the epoch, and such an expiry is past what they can represent",
+    );
+  }
+  if (options.onDuplicate !== undefined && options.onDuplicate !== "replay" && options.onDuplicate !== "reject") {
+    throw new Error(
+      `idempotency interceptor: onDuplicate must be "replay" or "reject", got ${JSON.stringify(options.onDuplicate)}`,
     );
   }
   const leaseMs = resolveLease(options.lease ?? defaultLeaseMs, options.store);
@@ -237,6 +254,7 @@ export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions
     ),
     extensions: options.extensions ?? runtimeExtensions,
     compressions: (options.acceptCompression ?? [{ name: "gzip" }, { name: "br" }]).map((c) => c.name),
+    onDuplicate: options.onDuplicate ?? "replay",
   };
 }
 

@@ -1,7 +1,7 @@
-import { firstExecutedAtHeader, replayedHeader } from "../client/idempotency-headers.js";
+import { expiresHeader, firstExecutedAtHeader, replayedHeader } from "../client/idempotency-headers.js";
 
 // Defined with the client, which browsers import without the server.
-export { firstExecutedAtHeader, replayedHeader };
+export { expiresHeader, firstExecutedAtHeader, replayedHeader };
 
 const protocolHeaders = new Set([
   "content-type",
@@ -21,6 +21,7 @@ const protocolHeaders = new Set([
   "te",
   replayedHeader,
   firstExecutedAtHeader,
+  expiresHeader,
 ]);
 
 /**

@@ -1,25 +1,45 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import type { UnaryResponse } from "@connectrpc/connect";
+import { Code, ConnectError, type UnaryResponse } from "@connectrpc/connect";
+import { ErrorReason } from "../errors/error-reason.js";
+import { createIdempotencyError } from "../errors/idempotency-error.js";
 import type { CommittedOutcome } from "./atomic-effects.js";
 import { emit } from "./call-events.js";
 import type { DedupeCall } from "./dedupe-call.js";
 import type { Execution } from "./execution.js";
-import { firstExecutedAtHeader, replayedHeader } from "./protocol-headers.js";
+import { expiresHeader, firstExecutedAtHeader, replayedHeader } from "./protocol-headers.js";
 import { createReplayResponse } from "./replay-response.js";
 import { decodeStoredOutcome } from "./stored-outcome.js";
 
 /**
- * Answers with a stored outcome, marked replayed and with the time of the
- * first execution (`idempotency-first-executed-at`); the handler does not run.
+ * Answers with a stored outcome, marked replayed, with the time of the
+ * first execution (`idempotency-first-executed-at`) and, when known, until
+ * when it is replayed (`idempotency-expires`, the record's `expiresAt`); the
+ * handler does not run. A success stored without its response
+ * (DUPLICATE_MODE_REJECT) is answered with ALREADY_EXISTS
+ * REQUEST_ID_ALREADY_EXECUTED.
  */
-export function replayOutcome(call: DedupeCall, bytes: Uint8Array, firstExecutedAt: number): UnaryResponse {
+export function replayOutcome(
+  call: DedupeCall,
+  bytes: Uint8Array,
+  firstExecutedAt: number,
+  expiresAt: number | undefined,
+  completedAt?: number,
+): UnaryResponse {
   const outcome = decodeStoredOutcome(bytes);
   const executedAt = new Date(firstExecutedAt).toISOString();
-  if (outcome.kind === "error") {
-    emit(call, "replayed", { code: outcome.error.code });
-    outcome.error.metadata.set(replayedHeader, "true");
-    outcome.error.metadata.set(firstExecutedAtHeader, executedAt);
-    throw outcome.error;
+  const mark = (headers: Headers) => {
+    headers.set(replayedHeader, "true");
+    headers.set(firstExecutedAtHeader, executedAt);
+    if (expiresAt !== undefined) {
+      headers.set(expiresHeader, new Date(expiresAt).toISOString());
+    }
+  };
+  if (outcome.kind === "error" || outcome.kind === "executed") {
+    const error =
+      outcome.kind === "error" ? outcome.error : alreadyExecuted(call, executedAt, completedAt, outcome.resourceName);
+    emit(call, "replayed", { code: error.code });
+    mark(error.metadata);
+    throw error;
   }
   emit(call, "replayed");
   const response = createReplayResponse(
@@ -29,8 +49,32 @@ export function replayOutcome(call: DedupeCall, bytes: Uint8Array, firstExecuted
     outcome.trailer,
     call.settings.compressions,
   );
-  response.header.set(firstExecutedAtHeader, executedAt);
+  mark(response.header);
   return response;
+}
+
+/** ALREADY_EXISTS REQUEST_ID_ALREADY_EXECUTED, for a duplicate in DUPLICATE_MODE_REJECT. */
+function alreadyExecuted(
+  call: DedupeCall,
+  executedAt: string,
+  completedAt: number | undefined,
+  resourceName: string,
+): ConnectError {
+  const what = call.naturalKey ? `the key of this request (fields ${call.fieldName})` : "this request ID";
+  return createIdempotencyError(
+    Code.AlreadyExists,
+    ErrorReason.REQUEST_ID_ALREADY_EXECUTED,
+    `a request with ${what} already ran at ${executedAt}` +
+      (resourceName === "" ? "" : ` and created ${resourceName}`) +
+      "; its response is not kept, so it is not sent again",
+    {
+      metadata: {
+        first_executed_at: executedAt,
+        ...(completedAt === undefined ? {} : { completed_at: new Date(completedAt).toISOString() }),
+        ...(resourceName === "" ? {} : { resource_name: resourceName }),
+      },
+    },
+  );
 }
 
 /**
@@ -41,15 +85,23 @@ export function replayOutcome(call: DedupeCall, bytes: Uint8Array, firstExecuted
  */
 export function answerCommitted(call: DedupeCall, execution: Execution, committed: CommittedOutcome): UnaryResponse {
   execution.keeper.stop();
+  execution.expiresAt = call.claimedAt === undefined ? undefined : call.claimedAt.storeMs + call.retentionMs;
   execution.running.settle({
     kind: "outcome",
     outcome: committed.stored.bytes,
     firstExecutedAt: execution.firstExecutedAt,
+    // Committed at some point since the claim: the claim's own store time
+    // plus the retention is a lower bound of its expiry.
+    expiresAt: execution.expiresAt,
   });
   emit(call, "completed", { code: committed.stored.code });
   const outcome = decodeStoredOutcome(committed.outcome);
   if (outcome.kind === "error") {
     throw outcome.error;
+  }
+  if (outcome.kind === "executed") {
+    // `commit` encodes the handler's response; the kept form is only stored.
+    throw new ConnectError("committed outcome carries no response", Code.Internal);
   }
   const response = createReplayResponse(
     call.req,
@@ -60,6 +112,11 @@ export function answerCommitted(call: DedupeCall, execution: Execution, committe
   );
   response.header.delete(replayedHeader);
   response.header.delete(firstExecutedAtHeader);
+  if (execution.expiresAt !== undefined) {
+    response.header.set(expiresHeader, new Date(execution.expiresAt).toISOString());
+  } else {
+    response.header.delete(expiresHeader);
+  }
   // connect copies returned headers into the call's own with a loop that
   // deletes while it iterates, and so keeps every other name the handler
   // set after the commit. Answering with the call's own objects, refilled,

@@ -1,4 +1,5 @@
 import { type DescField, type DescMessage, type Message, toBinary } from "@bufbuild/protobuf";
+import { clearFieldPath, type FieldPath } from "../policy/field-path.js";
 import { sha256Hex } from "./sha256-hex.js";
 
 /**
@@ -9,12 +10,26 @@ import { sha256Hex } from "./sha256-hex.js";
  * and the codec the client used, do not matter, while a changed field does.
  * Field numbers rather than names are hashed, so renaming a field keeps
  * fingerprints stable. Unknown fields (from a client with a newer schema)
- * are ignored.
+ * are ignored. Fields in `exclude` (the method's `fingerprint_exclude`) are
+ * cleared too; a method with a natural key has no request ID field to clear.
+ * This is the bare hex; records carry it with its version, see
+ * `versionedFingerprint`.
  */
-export function fingerprintRequest(schema: DescMessage, message: Message, requestIdField: DescField): string {
+export function fingerprintRequest(
+  schema: DescMessage,
+  message: Message,
+  requestIdField: DescField | undefined,
+  exclude: readonly FieldPath[] = [],
+): string {
   // Shallow copies are enough to clear a top-level string field and to
   // replace maps: the handler's message is never changed.
-  const canonical = { ...message, [requestIdField.localName]: "" } as unknown as Record<string, unknown>;
+  let canonical = { ...message } as unknown as Record<string, unknown>;
+  if (requestIdField !== undefined) {
+    canonical[requestIdField.localName] = "";
+  }
+  for (const path of exclude) {
+    canonical = clearFieldPath(canonical, path);
+  }
   if (containsMap(schema)) {
     sortMaps(schema, canonical);
   }

@@ -1,14 +1,15 @@
 import { toBinary } from "@bufbuild/protobuf";
-import type { UnaryResponse } from "@connectrpc/connect";
+import { ConnectError, type UnaryResponse } from "@connectrpc/connect";
 import type { IdempotencyRecord } from "../store/idempotency-store.js";
 import { answerAfterLostClaim } from "./answer-after-lost-claim.js";
 import type { DedupeCall, UnaryNext } from "./dedupe-call.js";
 import { outcomeNotRecorded } from "./dedupe-errors.js";
 import { errorAsClientSees, errorDisposition } from "./error-disposition.js";
-import { type Execution, startExecution } from "./execution.js";
+import { type Execution, keptForm, startExecution } from "./execution.js";
 import { encodeOutcome, storedForm } from "./outcome-form.js";
+import { expiresHeader } from "./protocol-headers.js";
 import { answerCommitted } from "./replay-outcome.js";
-import { interruptExecution, releaseExecution, storeOutcome } from "./settle-execution.js";
+import { interruptExecution, releaseExecution, type StoreOutcomeResult, storeOutcome } from "./settle-execution.js";
 
 /**
  * Runs the handler under a fresh claim, then settles its outcome: stores a
@@ -44,14 +45,19 @@ async function settleSuccess(call: DedupeCall, execution: Execution, response: U
   }
   const form = storedForm(
     call,
-    encodeOutcome(() => ({
-      kind: "response",
-      response: toBinary(call.req.method.output, response.message),
-      header: response.header,
-      trailer: response.trailer,
-    })),
+    keptForm(
+      call,
+      execution,
+      encodeOutcome(() => ({
+        kind: "response",
+        response: toBinary(call.req.method.output, response.message),
+        header: response.header,
+        trailer: response.trailer,
+      })),
+    ),
   );
-  switch (await storeOutcome(call, execution, form)) {
+  const stored = await storeOutcome(call, execution, form);
+  switch (stored) {
     case "lost":
       return answerAfterLostClaim(call);
     case "unvouched":
@@ -59,7 +65,18 @@ async function settleSuccess(call: DedupeCall, execution: Execution, response: U
       // written: the caller must not hold an answer the store may never have.
       throw outcomeNotRecorded();
     default:
+      announceExpiry(response.header, stored, execution);
       return response;
+  }
+}
+
+/**
+ * Tells the first caller until when its outcome is replayed. Not for an
+ * outcome dropped from memory: its claim lapses, and a retry takes over.
+ */
+function announceExpiry(header: Headers, stored: StoreOutcomeResult, execution: Execution): void {
+  if (execution.expiresAt !== undefined && (stored === "stored" || stored === "pending")) {
+    header.set(expiresHeader, new Date(execution.expiresAt).toISOString());
   }
 }
 
@@ -83,8 +100,12 @@ async function settleFailure(call: DedupeCall, execution: Execution, thrown: unk
       break;
     case "store": {
       const form = storedForm(call, encodeOutcome(() => ({ kind: "error", error })));
-      if ((await storeOutcome(call, execution, form)) === "lost") {
+      const stored = await storeOutcome(call, execution, form);
+      if (stored === "lost") {
         return answerAfterLostClaim(call);
+      }
+      if (thrown instanceof ConnectError) {
+        announceExpiry(thrown.metadata, stored, execution);
       }
     }
   }

@@ -4,6 +4,7 @@ import { emit, timed } from "./call-events.js";
 import type { DedupeCall } from "./dedupe-call.js";
 import { type Execution, markClaimLost } from "./execution.js";
 import { storeRetryMs } from "./interceptor-options.js";
+import { estimateOutcomeExpiry } from "./outcome-expiry.js";
 
 /**
  * Where a stored outcome ended up: written (`stored`), held in memory while
@@ -33,6 +34,10 @@ export type StoreOutcomeResult = "stored" | "pending" | "dropped" | "unvouched" 
  * than replaying nothing or running silently again.
  */
 export async function storeOutcome(call: DedupeCall, execution: Execution, form: StoredForm): Promise<StoreOutcomeResult> {
+  // Estimated before the first write is sent: a write that lands later
+  // only keeps the outcome longer.
+  execution.expiresAt = estimateOutcomeExpiry(call);
+  const { expiresAt } = execution;
   const result = await completeOnce(call, execution, form);
   if (result === "retry") {
     const size = form.bytes.byteLength;
@@ -44,7 +49,7 @@ export async function storeOutcome(call: DedupeCall, execution: Execution, form:
       return vouched ? "dropped" : "unvouched";
     }
     if (vouched) {
-      execution.running.hold(form.bytes, execution.firstExecutedAt);
+      execution.running.hold(form.bytes, execution.firstExecutedAt, expiresAt);
     }
     retryInBackground(async () => {
       const again = await completeOnce(call, execution, form);
@@ -63,7 +68,7 @@ export async function storeOutcome(call: DedupeCall, execution: Execution, form:
       // Lost to a successor, or given up: duplicates go to the store.
       execution.running.settle(
         again === "stored"
-          ? { kind: "outcome", outcome: form.bytes, firstExecutedAt: execution.firstExecutedAt }
+          ? { kind: "outcome", outcome: form.bytes, firstExecutedAt: execution.firstExecutedAt, expiresAt }
           : { kind: "released" },
       );
       return false;
@@ -71,7 +76,7 @@ export async function storeOutcome(call: DedupeCall, execution: Execution, form:
     return vouched ? "pending" : "unvouched";
   }
   if (result === "stored") {
-    execution.running.settle({ kind: "outcome", outcome: form.bytes, firstExecutedAt: execution.firstExecutedAt });
+    execution.running.settle({ kind: "outcome", outcome: form.bytes, firstExecutedAt: execution.firstExecutedAt, expiresAt });
     return "stored";
   }
   // After a lost claim the store holds the successor's outcome: waiters go

@@ -15,6 +15,9 @@ import { isProtocolHeader } from "./protocol-headers.js";
  *   the headers and trailers the handler set.
  * - `error`: the error the handler raised, with its code, message, details
  *   and metadata.
+ * - `executed`: a success of a method in DUPLICATE_MODE_REJECT, kept without
+ *   its response: only that it ran, and the name of the resource the handler
+ *   created (empty when it named none).
  *
  * Headers of the wire protocol (content-type, grpc-status, compression...)
  * are never part of an outcome; see `isProtocolHeader`.
@@ -26,13 +29,20 @@ export type StoredOutcomeValue =
       readonly header: Headers;
       readonly trailer: Headers;
     }
-  | { readonly kind: "error"; readonly error: ConnectError };
+  | { readonly kind: "error"; readonly error: ConnectError }
+  | { readonly kind: "executed"; readonly resourceName: string };
 
 /**
  * Encodes an outcome as an `idempotency.v1.StoredOutcome` in binary, the
  * form stores keep. An error's metadata goes to the `trailer` field.
  */
 export function encodeStoredOutcome(outcome: StoredOutcomeValue): Uint8Array {
+  if (outcome.kind === "executed") {
+    return toBinary(
+      StoredOutcomeSchema,
+      create(StoredOutcomeSchema, { result: { case: "executed", value: { resourceName: outcome.resourceName } } }),
+    );
+  }
   if (outcome.kind === "response") {
     return toBinary(
       StoredOutcomeSchema,
@@ -88,6 +98,8 @@ export function decodeStoredOutcome(bytes: Uint8Array): StoredOutcomeValue {
       }));
       return { kind: "error", error };
     }
+    case "executed":
+      return { kind: "executed", resourceName: stored.result.value.resourceName };
     default:
       throw new Error("stored outcome has neither a response nor an error");
   }

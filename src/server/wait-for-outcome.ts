@@ -26,7 +26,7 @@ export async function waitFor(
   emit(call, "waited", { waitedMs: performance.now() - started, waitResult: result?.kind ?? "timeout" });
   if (result === undefined) {
     emit(call, "conflict");
-    throw requestInProgress("a request with this request ID is still running; retry when it has finished");
+    throw requestInProgress("a request with this request ID is still running; retry when it has finished", call.expiresAt);
   }
   return result;
 }
@@ -39,13 +39,26 @@ export async function waitFor(
  * the store's clock (`readAt`).
  */
 export function recordState(call: DedupeCall, record: IdempotencyRecord | undefined): InFlightResult | undefined {
-  if (record === undefined || record.fingerprint !== call.fingerprint) {
+  if (record === undefined || !call.matchesFingerprint(record.fingerprint)) {
     return { kind: "released" };
   }
+  if (record.status === "completed" && record.expiresAt <= record.readAt) {
+    // Gone: the next claim starts afresh, in this release's fingerprint form.
+    return { kind: "released" };
+  }
+  // A live record, perhaps of an older fingerprint version: claims from now
+  // on carry its form, so that the store's own comparison (a takeover of an
+  // interrupted or dead claim) agrees with this one.
+  call.fingerprint = record.fingerprint;
+  call.expiresAt = record.expiresAt;
   if (record.status === "completed") {
-    return record.expiresAt <= record.readAt
-      ? { kind: "released" }
-      : { kind: "outcome", outcome: record.outcome ?? new Uint8Array(0), firstExecutedAt: record.createdAt };
+    return {
+      kind: "outcome",
+      outcome: record.outcome ?? new Uint8Array(0),
+      firstExecutedAt: record.createdAt,
+      expiresAt: record.expiresAt,
+      completedAt: record.updatedAt,
+    };
   }
   if (record.status === "interrupted" || record.leaseUntil + call.settings.leaseGraceMs <= record.readAt) {
     return { kind: "released" };

@@ -16,6 +16,7 @@ import {
   findErrorReason,
   releaseOnError,
   replayedHeader,
+  setExecutedResourceName,
 } from "../../src/index.js";
 import { atomicEffects } from "../../src/server/atomic-effects.js";
 import { createSqliteStore, type SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
@@ -341,5 +342,37 @@ describe("commit with a response larger than the store keeps", () => {
     expect(retry?.code).toBe(Code.FailedPrecondition);
     expect(findErrorReason(retry!)).toBe(ErrorReason.RESPONSE_TOO_LARGE);
     expect(runs).toBe(1);
+  });
+});
+
+describe("commit in DUPLICATE_MODE_REJECT", () => {
+  beforeEach(() => start({ onDuplicate: "reject" }));
+
+  it("stores only that the call ran and the resource name; the caller gets the committed response", async () => {
+    handler = async (_req, ctx) => {
+      setExecutedResourceName(ctx, "payments/pay_1");
+      return atomicEffects(ctx, store).commit((db) => {
+        insertPayment(db, "pay_1");
+        return paymentResponse("pay_1");
+      });
+    };
+    let header = new Headers();
+    expect(await client().createPayment(request, { onHeader: (h) => (header = h) })).toEqual(paymentResponse("pay_1"));
+    expect(header.get("idempotency-expires")).toMatch(/Z$/);
+    const stored = await store.get({ scope: "", method, key: requestId });
+    expect(fromBinary(StoredOutcomeSchema, stored?.outcome ?? new Uint8Array()).result).toMatchObject({
+      case: "executed",
+      value: { resourceName: "payments/pay_1" },
+    });
+    const duplicate = await client().createPayment(request).then(
+      () => undefined,
+      (error: unknown) => ConnectError.from(error),
+    );
+    expect([duplicate?.code, duplicate && findErrorReason(duplicate)]).toEqual([
+      Code.AlreadyExists,
+      ErrorReason.REQUEST_ID_ALREADY_EXECUTED,
+    ]);
+    expect(runs).toBe(1);
+    expect(countPayments()).toBe(1);
   });
 });

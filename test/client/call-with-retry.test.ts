@@ -5,6 +5,8 @@ import { callWithRetry } from "../../src/client/call-with-retry.js";
 import { type RetryEvent, type RetryOptions, resolveRetryPolicy } from "../../src/client/retry-policy.js";
 import { ErrorReason } from "../../src/errors/error-reason.js";
 import { createIdempotencyError } from "../../src/errors/idempotency-error.js";
+import { isRetryableError } from "../../src/client/retryable-error.js";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 
 const method = PaymentService.method.createPayment;
 
@@ -265,5 +267,38 @@ describe("resolveRetryPolicy", () => {
     [{ deadlineMs: 0 }, /deadlineMs/],
   ] as const)("refuses %o", (options, message) => {
     expect(() => resolveRetryPolicy(options)).toThrow(message);
+  });
+});
+
+describe("callWithRetry and idempotency-expires", () => {
+  // The fake clock starts at 1,000,000 ms; waits are 100, 200, 400, 800 ms.
+  const withExpiry = (expiresAt: number | undefined) => {
+    const error = new ConnectError("down", Code.Unavailable);
+    if (expiresAt !== undefined) {
+      error.metadata.set("idempotency-expires", new Date(expiresAt).toISOString());
+    }
+    return error;
+  };
+
+  it("never starts a retry at or after the announced expiry: fails with UNKNOWN OUTCOME_UNKNOWN", async () => {
+    // Retries start at +100 and +300; the next would start at +700, past +500.
+    const run = await runScripted([withExpiry(1_000_500), withExpiry(undefined), withExpiry(undefined), withExpiry(undefined)]);
+    expect(run.attempts()).toBe(3);
+    expect(run.waits).toEqual([100, 200]);
+    expect(run.error?.code).toBe(Code.Unknown);
+    expect(run.error?.findDetails(ErrorInfoSchema)[0]).toMatchObject({
+      reason: ErrorReason.OUTCOME_UNKNOWN,
+      metadata: { expires_at: new Date(1_000_500).toISOString(), request_id: "3f0c8d4e-5b7a-4c1e-9d2f-6a8b0c1d2e3f" },
+    });
+    expect(run.error?.cause).toBeInstanceOf(ConnectError);
+    expect(isRetryableError(run.error as ConnectError)).toBe(false);
+  });
+
+  it("follows the latest announcement, and retries as usual without one", async () => {
+    const later = await runScripted([withExpiry(1_000_150), withExpiry(1_010_000), withExpiry(undefined)]);
+    expect(later.error).toBeUndefined();
+    expect(later.attempts()).toBe(4);
+    const none = await runScripted([withExpiry(undefined), withExpiry(undefined)]);
+    expect(none.value).toBe("ok");
   });
 });

@@ -66,6 +66,16 @@ describe("generated client request IDs", () => {
     expect(retries.map((r) => [r.attempt, r.error.code, r.requestId])).toEqual([[1, Code.Unavailable, first?.requestId]]);
   });
 
+  it("retries a natural-key method without filling any request ID, and the handler runs once", async () => {
+    const { fixture, retries } = clients({ dropRate: 0.5, random: scriptedRandom(0.1) });
+    const request = { orderId: `ord_${crypto.randomUUID()}`, shop: { id: "s1" }, quantity: 1 };
+    const response = await fixture.placeOrder(request);
+    expect(recording.attempts).toHaveLength(2);
+    expect(recording.server.runs.map((r) => r.method)).toEqual(["placeOrder"]);
+    expect(response.executions).toBe(1);
+    expect(retries.map((r) => [r.attempt, r.error.code, r.requestId])).toEqual([[1, Code.Unavailable, undefined]]);
+  });
+
   it("retries a connection reset after the server ran the call with the same ID", async () => {
     // 0.1 picks a reset, 0.9 places it after the server ran the call.
     const { payments } = clients({ resetRate: 0.5, random: scriptedRandom(0.1, 0.9) });

@@ -77,23 +77,34 @@ describe("connect-idempotency lint", () => {
     const { exit, findings } = await lintJson({ path: workspace });
     expect(exit).toBe(LintExit.PROBLEMS);
     const expected = expectedFindings(workspace).sort(byPosition);
-    expect(expected).toHaveLength(11);
+    expect(expected).toHaveLength(15);
     expect(findings.map(({ rule, path, line, column }) => ({ rule, path, line, column }))).toEqual(expected);
     expect(findings.find((f) => f.element === "bad.v1.TransferService.Transfer")?.message).toMatch(
       /rpc Transfer has no request ID/,
     );
   });
 
+  it("says why a key field or an exclusion cannot work", async () => {
+    const { findings } = await lintJson({ path: join(fixtures, "problems") });
+    const messages = findings.filter((f) => f.element.startsWith("bad.v1.BookingService.")).map((f) => f.message);
+    expect(messages).toEqual([
+      expect.stringMatching(/key_fields "booking_id": bad\.v1\.BookingRequest has no field booking_id/),
+      expect.stringMatching(/key_fields "room" is a message field; a key field is a singular scalar/),
+      expect.stringMatching(/key_fields "room\.note" is not \(google\.api\.field_behavior\) = REQUIRED/),
+      expect.stringMatching(/fingerprint_exclude "sent_at": bad\.v1\.StampedBookingRequest has no field sent_at/),
+    ]);
+  });
+
   it("prints one line per problem as path:line:column: RULE: message", async () => {
     const { exit, stdout, stderr } = await lint({ path: join(fixtures, "problems") });
     expect(exit).toBe(LintExit.PROBLEMS);
     const lines = stdout.trimEnd().split("\n");
-    expect(lines).toHaveLength(11);
+    expect(lines).toHaveLength(15);
     expect(lines).toContain(
       "proto/bad/v1/nested.proto:31:3: REQUEST_ID_NOT_TOP_LEVEL: field trip_request_id is marked as request ID, " +
         "but bad.v1.Trip is no method's input; only top-level string fields of a request message are read: move the mark to the request",
     );
-    expect(stderr).toBe("connect-idempotency lint: 11 problems in 4 files\n");
+    expect(stderr).toBe("connect-idempotency lint: 15 problems in 5 files\n");
   });
 
   it("exits 0 without output on a clean workspace", async () => {
@@ -143,7 +154,24 @@ describe("connect-idempotency CLI", () => {
   it("runs `lint` with its exit status and JSON output", async () => {
     const { code, stdout } = await cli(["lint", "--path", join(fixtures, "problems"), "--format", "json"]);
     expect(code).toBe(1);
-    expect((JSON.parse(stdout) as { findings: unknown[] }).findings).toHaveLength(11);
+    expect((JSON.parse(stdout) as { findings: unknown[] }).findings).toHaveLength(15);
+  });
+
+  it("lists methods with their key and duplicate mode (`methods`)", async () => {
+    const { code, stdout } = await cli(["methods", "--path", root, "--json"]);
+    expect(code).toBe(0);
+    const { methods } = JSON.parse(stdout) as { methods: { method: string; key: string; onDuplicate: string }[] };
+    expect(methods.find((m) => m.method === "fixture.v1.FixtureService/Reject")).toMatchObject({
+      key: "request_id request_id",
+      onDuplicate: "reject",
+    });
+    expect(methods.find((m) => m.method === "fixture.v1.FixtureService/PlaceOrder")).toMatchObject({
+      key: "natural order_id,shop.id",
+      onDuplicate: "default",
+    });
+    expect(methods.find((m) => m.method === "fixture.v1.FixtureService/Stamped")).toMatchObject({
+      fingerprintExclude: ["client_sent_at", "trace.id"],
+    });
   });
 
   it("exits 2 on a usage error", async () => {

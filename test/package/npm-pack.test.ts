@@ -71,7 +71,7 @@ describe("npm package", () => {
     `;
     writeFileSync(join(project, "pending.mjs"), script);
     const { stdout } = await run("node", ["pending.mjs"], { cwd: project });
-    expect(JSON.parse(stdout)).toEqual({ id: "id-1", exposed: ["idempotency-replayed", "idempotency-first-executed-at"] });
+    expect(JSON.parse(stdout)).toEqual({ id: "id-1", exposed: ["idempotency-replayed", "idempotency-first-executed-at", "idempotency-expires"] });
   });
 
   it("exposes the CLI bin", async () => {

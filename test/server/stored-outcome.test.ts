@@ -6,6 +6,20 @@ import { StoredOutcomeSchema } from "../../gen/idempotency/v1/stored_outcome_pb.
 import { decodeStoredOutcome, encodeStoredOutcome } from "../../src/index.js";
 
 describe("stored outcome", () => {
+  it("round-trips an execution kept without its response, and never stores the idempotency headers", () => {
+    const bytes = encodeStoredOutcome({ kind: "executed", resourceName: "payments/pay_1" });
+    const stored = fromBinary(StoredOutcomeSchema, bytes);
+    expect(stored.result).toEqual({ case: "executed", value: expect.objectContaining({ resourceName: "payments/pay_1" }) });
+    expect(decodeStoredOutcome(bytes)).toEqual({ kind: "executed", resourceName: "payments/pay_1" });
+    const response = encodeStoredOutcome({
+      kind: "response",
+      response: new Uint8Array(),
+      header: new Headers({ "idempotency-expires": "2026-12-01T00:00:00.000Z", "x-a": "1" }),
+      trailer: new Headers(),
+    });
+    expect(fromBinary(StoredOutcomeSchema, response).header.map((h) => h.name)).toEqual(["x-a"]);
+  });
+
   it("round-trips a response with the handler's headers and trailers, dropping protocol headers", () => {
     const bytes = encodeStoredOutcome({
       kind: "response",

@@ -118,6 +118,9 @@ export async function storedAnswer(store: IdempotencyStore, requestId: string): 
   if (outcome.kind === "error") {
     return `${Code[outcome.error.code]} ${findErrorReason(outcome.error) ?? outcome.error.rawMessage}`;
   }
+  if (outcome.kind === "executed") {
+    return `executed ${outcome.resourceName}`;
+  }
   return `ok ${fromBinary(CreatePaymentResponseSchema, outcome.response).payment?.paymentId}`;
 }
 

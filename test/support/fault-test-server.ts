@@ -206,7 +206,14 @@ export function describeOutcome(record: IdempotencyRecord | undefined): string {
     return "none";
   }
   const outcome = decodeStoredOutcome(record.outcome);
-  return outcome.kind === "response" ? "response" : `error ${codeName(outcome.error.code)} ${outcome.error.rawMessage}`;
+  switch (outcome.kind) {
+    case "response":
+      return "response";
+    case "executed":
+      return `executed ${outcome.resourceName}`;
+    default:
+      return `error ${codeName(outcome.error.code)} ${outcome.error.rawMessage}`;
+  }
 }
 
 /** The name of a Connect code, such as `Unavailable`. */

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import {
   CreatePaymentResponseSchema,
@@ -14,6 +14,7 @@ import {
   type IdempotencyEvent,
   type IdempotencyInterceptorOptions,
   type IdempotencyStore,
+  setExecutedResourceName,
 } from "../../src/index.js";
 import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { type TestHttp2Server, startHttp2Server } from "./http2-server.js";
@@ -46,6 +47,8 @@ export interface IdempotencyTestServerOptions {
   readonly clock?: ManualClock;
   /** More adapter options, such as `compressMinBytes`. */
   readonly adapter?: Partial<ConnectNodeAdapterOptions>;
+  /** More services, registered after PaymentService and FixtureService, given the store. */
+  readonly routes?: (router: ConnectRouter, store: IdempotencyStore) => void;
 }
 
 /** A server behind the idempotency interceptor, with what the tests observe. */
@@ -118,6 +121,22 @@ export async function startIdempotencyTestServer(
       record("upload", requestId, ctx.values.get(idempotencyContext));
       return { size };
     },
+    reject(req, ctx) {
+      const n = record("reject", req.requestId, ctx.values.get(idempotencyContext));
+      if (req.fail !== "") {
+        throw new ConnectError(`${req.fail} (${n})`, Code.FailedPrecondition);
+      }
+      setExecutedResourceName(ctx, `things/thing_${n}`);
+      return { name: `things/thing_${n}` };
+    },
+    placeOrder(req, ctx) {
+      const n = record("placeOrder", req.orderId, ctx.values.get(idempotencyContext));
+      return { executions: n };
+    },
+    stamped(req, ctx) {
+      const n = record("stamped", req.requestId, ctx.values.get(idempotencyContext));
+      return { executions: n };
+    },
     ...options.fixture,
   };
   const server = await startHttp2Server({
@@ -134,6 +153,7 @@ export async function startIdempotencyTestServer(
     routes(router) {
       router.service(PaymentService, payments);
       router.service(FixtureService, fixture);
+      options.routes?.(router, store);
     },
   });
   return {

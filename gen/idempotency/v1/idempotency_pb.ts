@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file idempotency/v1/idempotency.proto.
  */
 export const file_idempotency_v1_idempotency: GenFile = /*@__PURE__*/
-  fileDesc("CiBpZGVtcG90ZW5jeS92MS9pZGVtcG90ZW5jeS5wcm90bxIOaWRlbXBvdGVuY3kudjEigQEKDE1ldGhvZFBvbGljeRIUCgxrZXlfcmVxdWlyZWQYASABKAgSLAoJcmV0ZW50aW9uGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi0KCmtleV9mb3JtYXQYAyABKA4yGS5pZGVtcG90ZW5jeS52MS5LZXlGb3JtYXQqUwoJS2V5Rm9ybWF0EhoKFktFWV9GT1JNQVRfVU5TUEVDSUZJRUQQABITCg9LRVlfRk9STUFUX1VVSUQQARIVChFLRVlfRk9STUFUX09QQVFVRRACOj4KCnJlcXVlc3RfaWQSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGP6uBCABKAhSCXJlcXVlc3RJZDpWCgZwb2xpY3kSHi5nb29nbGUucHJvdG9idWYuTWV0aG9kT3B0aW9ucxj/rgQgASgLMhwuaWRlbXBvdGVuY3kudjEuTWV0aG9kUG9saWN5UgZwb2xpY3liBnByb3RvMw", [file_google_protobuf_descriptor, file_google_protobuf_duration]);
+  fileDesc("CiBpZGVtcG90ZW5jeS92MS9pZGVtcG90ZW5jeS5wcm90bxIOaWRlbXBvdGVuY3kudjEi5wEKDE1ldGhvZFBvbGljeRIUCgxrZXlfcmVxdWlyZWQYASABKAgSLAoJcmV0ZW50aW9uGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi0KCmtleV9mb3JtYXQYAyABKA4yGS5pZGVtcG90ZW5jeS52MS5LZXlGb3JtYXQSMwoMb25fZHVwbGljYXRlGAQgASgOMh0uaWRlbXBvdGVuY3kudjEuRHVwbGljYXRlTW9kZRISCgprZXlfZmllbGRzGAUgAygJEhsKE2ZpbmdlcnByaW50X2V4Y2x1ZGUYBiADKAkqZQoNRHVwbGljYXRlTW9kZRIeChpEVVBMSUNBVEVfTU9ERV9VTlNQRUNJRklFRBAAEhkKFURVUExJQ0FURV9NT0RFX1JFUExBWRABEhkKFURVUExJQ0FURV9NT0RFX1JFSkVDVBACKlMKCUtleUZvcm1hdBIaChZLRVlfRk9STUFUX1VOU1BFQ0lGSUVEEAASEwoPS0VZX0ZPUk1BVF9VVUlEEAESFQoRS0VZX0ZPUk1BVF9PUEFRVUUQAjo+CgpyZXF1ZXN0X2lkEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxj+rgQgASgIUglyZXF1ZXN0SWQ6VgoGcG9saWN5Eh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMY/64EIAEoCzIcLmlkZW1wb3RlbmN5LnYxLk1ldGhvZFBvbGljeVIGcG9saWN5YgZwcm90bzM", [file_google_protobuf_descriptor, file_google_protobuf_duration]);
 
 /**
  * The per-method idempotency policy.
@@ -49,6 +49,34 @@ export type MethodPolicy = Message<"idempotency.v1.MethodPolicy"> & {
    * @generated from field: idempotency.v1.KeyFormat key_format = 3;
    */
   keyFormat: KeyFormat;
+
+  /**
+   * What a duplicate of a completed call gets. REPLAY when unset.
+   *
+   * @generated from field: idempotency.v1.DuplicateMode on_duplicate = 4;
+   */
+  onDuplicate: DuplicateMode;
+
+  /**
+   * For a method without a request ID field: the request fields whose values
+   * together are its key (a natural key such as an order ID), as field names
+   * or dotted paths into singular nested messages ("order.id"). Each must be
+   * a scalar marked (google.api.field_behavior) = REQUIRED. The fields stay
+   * part of the fingerprint.
+   *
+   * @generated from field: repeated string key_fields = 5;
+   */
+  keyFields: string[];
+
+  /**
+   * Request fields left out of the fingerprint, as field names or dotted
+   * paths ("client_sent_at", "trace.id"): a retry that changes only them
+   * (a client timestamp, a trace ID) replays instead of being refused as
+   * REQUEST_ID_REUSED.
+   *
+   * @generated from field: repeated string fingerprint_exclude = 6;
+   */
+  fingerprintExclude: string[];
 };
 
 /**
@@ -57,6 +85,42 @@ export type MethodPolicy = Message<"idempotency.v1.MethodPolicy"> & {
  */
 export const MethodPolicySchema: GenMessage<MethodPolicy> = /*@__PURE__*/
   messageDesc(file_idempotency_v1_idempotency, 0);
+
+/**
+ * What a duplicate of a completed call gets.
+ *
+ * @generated from enum idempotency.v1.DuplicateMode
+ */
+export enum DuplicateMode {
+  /**
+   * Same as DUPLICATE_MODE_REPLAY.
+   *
+   * @generated from enum value: DUPLICATE_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The stored response, marked `idempotency-replayed: true`.
+   *
+   * @generated from enum value: DUPLICATE_MODE_REPLAY = 1;
+   */
+  REPLAY = 1,
+
+  /**
+   * ALREADY_EXISTS with reason REQUEST_ID_ALREADY_EXECUTED, the time of the
+   * first execution and the resource name the handler chose. No response
+   * body is stored; a stored error is still replayed.
+   *
+   * @generated from enum value: DUPLICATE_MODE_REJECT = 2;
+   */
+  REJECT = 2,
+}
+
+/**
+ * Describes the enum idempotency.v1.DuplicateMode.
+ */
+export const DuplicateModeSchema: GenEnum<DuplicateMode> = /*@__PURE__*/
+  enumDesc(file_idempotency_v1_idempotency, 0);
 
 /**
  * The accepted form of a request ID.
@@ -91,7 +155,7 @@ export enum KeyFormat {
  * Describes the enum idempotency.v1.KeyFormat.
  */
 export const KeyFormatSchema: GenEnum<KeyFormat> = /*@__PURE__*/
-  enumDesc(file_idempotency_v1_idempotency, 0);
+  enumDesc(file_idempotency_v1_idempotency, 1);
 
 /**
  * Marks a top-level `string` field of a request message as its request ID.

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file idempotency/v1/stored_outcome.proto.
  */
 export const file_idempotency_v1_stored_outcome: GenFile = /*@__PURE__*/
-  fileDesc("CiNpZGVtcG90ZW5jeS92MS9zdG9yZWRfb3V0Y29tZS5wcm90bxIOaWRlbXBvdGVuY3kudjEiuAEKDVN0b3JlZE91dGNvbWUSEgoIcmVzcG9uc2UYASABKAxIABIsCgVlcnJvchgCIAEoCzIbLmlkZW1wb3RlbmN5LnYxLlN0b3JlZEVycm9ySAASLAoGaGVhZGVyGAMgAygLMhwuaWRlbXBvdGVuY3kudjEuU3RvcmVkSGVhZGVyEi0KB3RyYWlsZXIYBCADKAsyHC5pZGVtcG90ZW5jeS52MS5TdG9yZWRIZWFkZXJCCAoGcmVzdWx0IlMKC1N0b3JlZEVycm9yEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIlCgdkZXRhaWxzGAMgAygLMhQuZ29vZ2xlLnByb3RvYnVmLkFueSIrCgxTdG9yZWRIZWFkZXISDAoEbmFtZRgBIAEoCRINCgV2YWx1ZRgCIAEoCWIGcHJvdG8z", [file_google_protobuf_any]);
+  fileDesc("CiNpZGVtcG90ZW5jeS92MS9zdG9yZWRfb3V0Y29tZS5wcm90bxIOaWRlbXBvdGVuY3kudjEi7QEKDVN0b3JlZE91dGNvbWUSEgoIcmVzcG9uc2UYASABKAxIABIsCgVlcnJvchgCIAEoCzIbLmlkZW1wb3RlbmN5LnYxLlN0b3JlZEVycm9ySAASMwoIZXhlY3V0ZWQYBSABKAsyHy5pZGVtcG90ZW5jeS52MS5TdG9yZWRFeGVjdXRpb25IABIsCgZoZWFkZXIYAyADKAsyHC5pZGVtcG90ZW5jeS52MS5TdG9yZWRIZWFkZXISLQoHdHJhaWxlchgEIAMoCzIcLmlkZW1wb3RlbmN5LnYxLlN0b3JlZEhlYWRlckIICgZyZXN1bHQiUwoLU3RvcmVkRXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEiUKB2RldGFpbHMYAyADKAsyFC5nb29nbGUucHJvdG9idWYuQW55IisKDFN0b3JlZEhlYWRlchIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgJIigKD1N0b3JlZEV4ZWN1dGlvbhIVCg1yZXNvdXJjZV9uYW1lGAEgASgJYgZwcm90bzM", [file_google_protobuf_any]);
 
 /**
  * What a completed request answered.
@@ -42,6 +42,14 @@ export type StoredOutcome = Message<"idempotency.v1.StoredOutcome"> & {
      */
     value: StoredError;
     case: "error";
+  } | {
+    /**
+     * A success in DUPLICATE_MODE_REJECT: that it ran, without the response.
+     *
+     * @generated from field: idempotency.v1.StoredExecution executed = 5;
+     */
+    value: StoredExecution;
+    case: "executed";
   } | { case: undefined; value?: undefined };
 
   /**
@@ -128,4 +136,25 @@ export type StoredHeader = Message<"idempotency.v1.StoredHeader"> & {
  */
 export const StoredHeaderSchema: GenMessage<StoredHeader> = /*@__PURE__*/
   messageDesc(file_idempotency_v1_stored_outcome, 2);
+
+/**
+ * A success stored without its response (DUPLICATE_MODE_REJECT).
+ *
+ * @generated from message idempotency.v1.StoredExecution
+ */
+export type StoredExecution = Message<"idempotency.v1.StoredExecution"> & {
+  /**
+   * The name of the resource the call created, if the handler set one.
+   *
+   * @generated from field: string resource_name = 1;
+   */
+  resourceName: string;
+};
+
+/**
+ * Describes the message idempotency.v1.StoredExecution.
+ * Use `create(StoredExecutionSchema)` to create a new message.
+ */
+export const StoredExecutionSchema: GenMessage<StoredExecution> = /*@__PURE__*/
+  messageDesc(file_idempotency_v1_stored_outcome, 3);
 
