@@ -34,7 +34,11 @@ export async function runExecution(
   return settleSuccess(call, execution, response);
 }
 
-async function settleSuccess(call: DedupeCall, execution: Execution, response: UnaryResponse): Promise<UnaryResponse> {
+/**
+ * The answer that no longer depends on how the handler ended: what its
+ * `commit` stored, or, once the claim is lost, what the store holds.
+ */
+function settledAlready(call: DedupeCall, execution: Execution): UnaryResponse | Promise<UnaryResponse> | undefined {
   const committed = execution.atomic.committed;
   if (committed !== undefined) {
     return answerCommitted(call, execution, committed);
@@ -42,6 +46,14 @@ async function settleSuccess(call: DedupeCall, execution: Execution, response: U
   if (execution.lost) {
     execution.running.settle({ kind: "released" });
     return answerAfterLostClaim(call);
+  }
+  return undefined;
+}
+
+async function settleSuccess(call: DedupeCall, execution: Execution, response: UnaryResponse): Promise<UnaryResponse> {
+  const settled = settledAlready(call, execution);
+  if (settled !== undefined) {
+    return settled;
   }
   const form = storedForm(
     call,
@@ -81,13 +93,9 @@ function announceExpiry(header: Headers, stored: StoreOutcomeResult, execution: 
 }
 
 async function settleFailure(call: DedupeCall, execution: Execution, thrown: unknown): Promise<UnaryResponse> {
-  const committed = execution.atomic.committed;
-  if (committed !== undefined) {
-    return answerCommitted(call, execution, committed);
-  }
-  if (execution.lost) {
-    execution.running.settle({ kind: "released" });
-    return answerAfterLostClaim(call);
+  const settled = settledAlready(call, execution);
+  if (settled !== undefined) {
+    return settled;
   }
   const { signal } = call.req;
   const error = errorAsClientSees(thrown, signal);

@@ -43,6 +43,13 @@ const copiedOutcomeBytes = 16 * 1024;
 const hexChars = recordChecksumBytes * 2;
 
 /**
+ * SQL expressions, one per field of `RecordChecksumFields`: the column that
+ * holds it, or the value a statement writes there. Both stores build their
+ * checksum SQL from it.
+ */
+export type ChecksumColumnsSql = { readonly [Field in keyof RecordChecksumFields]: string };
+
+/**
  * The checksum of a record: the first `recordChecksumBytes` of the SHA-256
  * over each text field as its UTF-8 byte length (4 bytes, big-endian) and
  * bytes, in the order of `RecordChecksumFields`, then `lifetimeMs` as a

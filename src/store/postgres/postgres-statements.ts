@@ -1,5 +1,5 @@
 import type { QueryConfig } from "pg";
-import { recordChecksumBytes, recordChecksumMatches } from "../record-checksum.js";
+import { type ChecksumColumnsSql, recordChecksumBytes, recordChecksumMatches } from "../record-checksum.js";
 import type {
   ClaimInput,
   ClaimResult,
@@ -89,22 +89,7 @@ export const postgresRecordColumns =
   "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, interrupted, outcome, checksum";
 
 /** SQL expressions for the fields `recordChecksum` covers. */
-export interface PostgresChecksumColumns {
-  /** The scope column or value. */
-  readonly scope: string;
-  /** The method column or value. */
-  readonly method: string;
-  /** The key column or value. */
-  readonly key: string;
-  /** The fingerprint column or value. */
-  readonly fingerprint: string;
-  /** The status the row has once written. */
-  readonly status: string;
-  /** `expires_at - created_at` of the row once written. */
-  readonly lifetimeMs: string;
-  /** The outcome of the row once written. */
-  readonly outcome: string;
-}
+export type PostgresChecksumColumns = ChecksumColumnsSql;
 
 const ownColumns: PostgresChecksumColumns = {
   scope: "scope",

@@ -1,5 +1,5 @@
 import type { Database } from "better-sqlite3";
-import { recordChecksum, recordChecksumMatches } from "../record-checksum.js";
+import { type ChecksumColumnsSql, recordChecksum, recordChecksumMatches } from "../record-checksum.js";
 import type { SqliteRecordRow } from "./sqlite-schema.js";
 
 /** The SQL function `registerSqliteChecksum` adds to a connection. */
@@ -32,22 +32,7 @@ export function registerSqliteChecksum(db: Database): void {
 }
 
 /** SQL expressions for the arguments of the checksum function. */
-export interface SqliteChecksumColumns {
-  /** The scope column or value. */
-  readonly scope: string;
-  /** The method column or value. */
-  readonly method: string;
-  /** The key column or value. */
-  readonly key: string;
-  /** The fingerprint column or value. */
-  readonly fingerprint: string;
-  /** The status the row has once written. */
-  readonly status: string;
-  /** `expires_at - created_at` of the row once written. */
-  readonly lifetimeMs: string;
-  /** The outcome of the row once written. */
-  readonly outcome: string;
-}
+export type SqliteChecksumColumns = ChecksumColumnsSql;
 
 /**
  * The checksum of a row from its own columns, as SQL; the expressions
