@@ -49,13 +49,7 @@ export function printServiceClient(
   f.print("  return ", runtime.createIdempotentClient, "(");
   f.print("    ", f.importSchema(service), ",");
   f.print("    transport,");
-  f.print("    {");
-  for (const { method, plan } of plans) {
-    if (plan !== undefined) {
-      f.print("      ", method.localName, ": ", printPlan(plan), ",");
-    }
-  }
-  f.print("    },");
+  printPlans(f, plans);
   f.print("    options,");
   f.print("  );");
   f.print("}");
@@ -75,6 +69,16 @@ export function printServiceClient(
   f.print("): ", runtime.Transport, " {");
   f.print("  return ", runtime.createIdempotentTransport, "(");
   f.print("    transport,");
+  printPlans(f, plans);
+  f.print("    options,");
+  f.print("    ", f.importSchema(service), ",");
+  f.print("  );");
+  f.print("}");
+  f.print();
+}
+
+/** Prints the plans object that both the client and the transport factory take. */
+function printPlans(f: GeneratedFile, plans: readonly { method: DescMethod; plan: ClientMethodPlan | undefined }[]): void {
   f.print("    {");
   for (const { method, plan } of plans) {
     if (plan !== undefined) {
@@ -82,11 +86,6 @@ export function printServiceClient(
     }
   }
   f.print("    },");
-  f.print("    options,");
-  f.print("    ", f.importSchema(service), ",");
-  f.print("  );");
-  f.print("}");
-  f.print();
 }
 
 function printPlan(plan: ClientMethodPlan): string {

@@ -8,7 +8,7 @@ import type { DedupeCall } from "./dedupe-call.js";
 import type { Execution } from "./execution.js";
 import { expiresHeader, firstExecutedAtHeader, replayedHeader } from "./protocol-headers.js";
 import { createReplayResponse } from "./replay-response.js";
-import { decodeStoredOutcome } from "./stored-outcome.js";
+import { decodeStoredOutcome, type StoredOutcomeValue } from "./stored-outcome.js";
 
 /**
  * Answers with a stored outcome, marked replayed, with the time of the
@@ -42,13 +42,7 @@ export function replayOutcome(
     throw error;
   }
   emit(call, "replayed");
-  const response = createReplayResponse(
-    call.req,
-    fromBinary(call.req.method.output, outcome.response),
-    outcome.header,
-    outcome.trailer,
-    call.settings.compressions,
-  );
+  const response = responseOf(call, outcome);
   mark(response.header);
   return response;
 }
@@ -103,13 +97,7 @@ export function answerCommitted(call: DedupeCall, execution: Execution, committe
     // `commit` encodes the handler's response; the kept form is only stored.
     throw new ConnectError("committed outcome carries no response", Code.Internal);
   }
-  const response = createReplayResponse(
-    call.req,
-    fromBinary(call.req.method.output, outcome.response),
-    outcome.header,
-    outcome.trailer,
-    call.settings.compressions,
-  );
+  const response = responseOf(call, outcome);
   response.header.delete(replayedHeader);
   response.header.delete(firstExecutedAtHeader);
   if (execution.expiresAt !== undefined) {
@@ -135,4 +123,15 @@ function refill(target: Headers, source: Headers): Headers {
   }
   source.forEach((value, name) => target.append(name, value));
   return target;
+}
+
+/** The response of a stored success, with the headers this call's protocol needs. */
+function responseOf(call: DedupeCall, outcome: StoredOutcomeValue & { kind: "response" }): UnaryResponse {
+  return createReplayResponse(
+    call.req,
+    fromBinary(call.req.method.output, outcome.response),
+    outcome.header,
+    outcome.trailer,
+    call.settings.compressions,
+  );
 }

@@ -49,6 +49,17 @@ const hexChars = recordChecksumBytes * 2;
  */
 export type ChecksumColumnsSql = { readonly [Field in keyof RecordChecksumFields]: string };
 
+/** The checksum's fields as a record row's own columns. */
+export const checksumOwnColumns: ChecksumColumnsSql = {
+  scope: "scope",
+  method: "method",
+  key: "key",
+  fingerprint: "fingerprint",
+  status: "status",
+  lifetimeMs: "expires_at - created_at",
+  outcome: "outcome",
+};
+
 /**
  * The checksum of a record: the first `recordChecksumBytes` of the SHA-256
  * over each text field as its UTF-8 byte length (4 bytes, big-endian) and

@@ -1,5 +1,5 @@
 import type { QueryConfig } from "pg";
-import { type ChecksumColumnsSql, recordChecksumBytes, recordChecksumMatches } from "../record-checksum.js";
+import { type ChecksumColumnsSql, checksumOwnColumns, recordChecksumBytes, recordChecksumMatches } from "../record-checksum.js";
 import type {
   ClaimInput,
   ClaimResult,
@@ -91,15 +91,7 @@ export const postgresRecordColumns =
 /** SQL expressions for the fields `recordChecksum` covers. */
 export type PostgresChecksumColumns = ChecksumColumnsSql;
 
-const ownColumns: PostgresChecksumColumns = {
-  scope: "scope",
-  method: "method",
-  key: "key",
-  fingerprint: "fingerprint",
-  status: "status",
-  lifetimeMs: "expires_at - created_at",
-  outcome: "outcome",
-};
+const ownColumns: PostgresChecksumColumns = checksumOwnColumns;
 
 /**
  * `recordChecksum` as SQL, over the given expressions (by default a row's

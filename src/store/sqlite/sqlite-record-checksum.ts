@@ -1,5 +1,5 @@
 import type { Database } from "better-sqlite3";
-import { type ChecksumColumnsSql, recordChecksum, recordChecksumMatches } from "../record-checksum.js";
+import { type ChecksumColumnsSql, checksumOwnColumns, recordChecksum, recordChecksumMatches } from "../record-checksum.js";
 import type { SqliteRecordRow } from "./sqlite-schema.js";
 
 /** The SQL function `registerSqliteChecksum` adds to a connection. */
@@ -40,16 +40,7 @@ export type SqliteChecksumColumns = ChecksumColumnsSql;
  * on the connection.
  */
 export function sqliteChecksumSql(replace: Partial<SqliteChecksumColumns> = {}): string {
-  const c = {
-    scope: "scope",
-    method: "method",
-    key: "key",
-    fingerprint: "fingerprint",
-    status: "status",
-    lifetimeMs: "expires_at - created_at",
-    outcome: "outcome",
-    ...replace,
-  };
+  const c = { ...checksumOwnColumns, ...replace };
   return `${sqlFunction}(${c.scope}, ${c.method}, ${c.key}, ${c.fingerprint}, ${c.status}, ${c.lifetimeMs}, ${c.outcome})`;
 }
 
