@@ -102,6 +102,7 @@ async function handleUnary(req: UnaryRequest, setup: MethodSetup, next: UnaryNex
     scope,
     key,
     retentionMs: policy.retentionMs ?? settings.retentionMs,
+    tombstoneMs: policy.tombstoneRetentionMs ?? settings.tombstoneRetentionMs,
     duplicateMode: policy.duplicateMode ?? settings.onDuplicate,
     fingerprintExclude: policy.fingerprintExclude,
   });

@@ -4,7 +4,9 @@ import type { SweepInput } from "./idempotency-store.js";
 export interface SweepReport {
   /** Records deleted. */
   readonly deleted: number;
-  /** Delete statements run. */
+  /** Outcomes dropped from records past their replay window, which stay as tombstones. */
+  readonly tombstoned: number;
+  /** Statements run, of both stages. */
   readonly batches: number;
   /** Why the pass stopped early, if it failed. */
   readonly error?: unknown;
@@ -20,6 +22,13 @@ export interface RecordSweeperOptions {
    * as live.
    */
   readonly deleteBatch: (limit: number) => Promise<number>;
+  /**
+   * The first stage, run before deleting: drops the outcome of up to
+   * `limit` completed records whose replay window ended by the store's
+   * clock, keeping them as tombstones; returns how many. Absent for a store
+   * without tombstones.
+   */
+  readonly tombstoneBatch?: (limit: number) => Promise<number>;
   /** Milliseconds between background passes; 0 runs none. */
   readonly intervalMs: number;
   /** At most this many records per delete statement. */
@@ -46,7 +55,7 @@ export interface RecordSweeper {
  * a process alive, and passes never overlap.
  */
 export function createRecordSweeper(options: RecordSweeperOptions): RecordSweeper {
-  const { deleteBatch, intervalMs, batchSize, onSweep } = options;
+  const { deleteBatch, tombstoneBatch, intervalMs, batchSize, onSweep } = options;
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new Error(`sweep batch size must be a positive integer, got ${batchSize}`);
   }
@@ -59,6 +68,17 @@ export function createRecordSweeper(options: RecordSweeperOptions): RecordSweepe
 
   // Only a background pass stops early on `stop()`; a caller's sweep runs to its limit.
   async function pass(limit: number, progress: Progress, background: boolean): Promise<void> {
+    // Bodies first: a record whose tombstone has also ended is deleted by
+    // the second stage either way, and dropping first keeps the time a
+    // body outlives its window short even when deletions lag.
+    while (tombstoneBatch !== undefined && progress.tombstoned < limit && !(background && stopped)) {
+      const want = Math.min(batchSize, Math.floor(limit - progress.tombstoned));
+      if (want < 1) break;
+      const count = await tombstoneBatch(want);
+      progress.tombstoned += count;
+      progress.batches++;
+      if (count < want) break;
+    }
     while (progress.deleted < limit && !(background && stopped)) {
       const want = Math.min(batchSize, Math.floor(limit - progress.deleted));
       if (want < 1) break;
@@ -70,7 +90,7 @@ export function createRecordSweeper(options: RecordSweeperOptions): RecordSweepe
   }
 
   async function backgroundPass(): Promise<void> {
-    const progress: Progress = { deleted: 0, batches: 0 };
+    const progress: Progress = { deleted: 0, tombstoned: 0, batches: 0 };
     let report: SweepReport;
     try {
       await pass(Number.POSITIVE_INFINITY, progress, true);
@@ -98,7 +118,7 @@ export function createRecordSweeper(options: RecordSweeperOptions): RecordSweepe
   schedule();
   return {
     async sweep(input) {
-      const progress: Progress = { deleted: 0, batches: 0 };
+      const progress: Progress = { deleted: 0, tombstoned: 0, batches: 0 };
       await pass(input.limit, progress, false);
       return progress.deleted;
     },
@@ -113,5 +133,6 @@ export function createRecordSweeper(options: RecordSweeperOptions): RecordSweepe
 
 interface Progress {
   deleted: number;
+  tombstoned: number;
   batches: number;
 }
