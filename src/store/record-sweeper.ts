@@ -6,7 +6,9 @@ export interface SweepReport {
   readonly deleted: number;
   /** Outcomes dropped from records past their replay window, which stay as tombstones. */
   readonly tombstoned: number;
-  /** Statements run, of both stages. */
+  /** Statements of the first stage (dropping outcomes) run. */
+  readonly tombstoneBatches: number;
+  /** Delete statements run. */
   readonly batches: number;
   /** Why the pass stopped early, if it failed. */
   readonly error?: unknown;
@@ -76,7 +78,7 @@ export function createRecordSweeper(options: RecordSweeperOptions): RecordSweepe
       if (want < 1) break;
       const count = await tombstoneBatch(want);
       progress.tombstoned += count;
-      progress.batches++;
+      progress.tombstoneBatches++;
       if (count < want) break;
     }
     while (progress.deleted < limit && !(background && stopped)) {
@@ -90,7 +92,7 @@ export function createRecordSweeper(options: RecordSweeperOptions): RecordSweepe
   }
 
   async function backgroundPass(): Promise<void> {
-    const progress: Progress = { deleted: 0, tombstoned: 0, batches: 0 };
+    const progress: Progress = { deleted: 0, tombstoned: 0, batches: 0, tombstoneBatches: 0 };
     let report: SweepReport;
     try {
       await pass(Number.POSITIVE_INFINITY, progress, true);
@@ -118,7 +120,7 @@ export function createRecordSweeper(options: RecordSweeperOptions): RecordSweepe
   schedule();
   return {
     async sweep(input) {
-      const progress: Progress = { deleted: 0, tombstoned: 0, batches: 0 };
+      const progress: Progress = { deleted: 0, tombstoned: 0, batches: 0, tombstoneBatches: 0 };
       await pass(input.limit, progress, false);
       return progress.deleted;
     },
@@ -135,4 +137,5 @@ interface Progress {
   deleted: number;
   tombstoned: number;
   batches: number;
+  tombstoneBatches: number;
 }
