@@ -171,6 +171,11 @@ describe("connect-idempotency CLI", () => {
     });
     expect(methods.find((m) => m.method === "fixture.v1.FixtureService/Stamped")).toMatchObject({
       fingerprintExclude: ["client_sent_at", "trace.id"],
+      tombstoneRetentionMs: 3_600_000,
+    });
+    expect(methods.find((m) => m.method === "fixture.v1.FixtureService/Opaque")).toMatchObject({
+      retentionMs: 60_000,
+      tombstoneRetentionMs: undefined,
     });
   });
 
