@@ -27,9 +27,10 @@ export interface IdempotencyInterceptorOptions {
    */
   readonly scope?: (req: UnaryRequest) => string | Promise<string>;
   /**
-   * How long a completed request ID is remembered, in milliseconds. A
-   * method's `(idempotency.v1.policy).retention` overrides it. Default 24 h,
-   * at most 100 years.
+   * How long a completed request ID's outcome is replayed, in
+   * milliseconds (a tombstone may keep the ID taken longer:
+   * `tombstoneRetention`). A method's `(idempotency.v1.policy).retention`
+   * overrides it. Default 24 h, at most 100 years.
    */
   readonly retention?: number;
   /**

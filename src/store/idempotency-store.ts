@@ -105,7 +105,9 @@ export interface ClaimInput {
  *   phases deleted), or a claim with the same fingerprint whose lease and
  *   grace period ran out or that was interrupted (`takeover`: the phases stay,
  *   and `record.attempt` counts up).
- * - `existing`: another record holds the key: completed and unexpired, in
+ * - `existing`: another record holds the key: completed and unexpired
+ *   (replayed, or a tombstone past its replay window: never replaced before
+ *   `expiresAt`, whatever the fingerprint), in
  *   progress with a live lease, or interrupted or dead with another
  *   fingerprint (never taken over: that would run a different payload under
  *   a key that may already have had effects).
