@@ -208,10 +208,23 @@ describe("createSqliteStore", () => {
       const second = open();
       expect(connect().prepare("SELECT schema_version FROM connect_idempotency_meta").pluck().get()).toBe(sqliteSchemaVersion);
       expect(await second.get(keyOf("done"))).toMatchObject({ status: "completed", attempt: 1, outcome: new Uint8Array([5]) });
+      // Written before tombstones: no replay end, replayed until it expires.
+      expect((await second.get(keyOf("done")))?.replayUntil).toBeUndefined();
       expect(await second.get(keyOf("running"))).toMatchObject({ status: "in_progress", attempt: 1 });
       expect(await second.interrupt({ key: keyOf("running"), owner: "owner-running", attempt: 1 })).toBe(true);
       const takeover = await second.claim(claimInput("running", { owner: "next" }));
       expect(takeover).toMatchObject({ kind: "claimed", replaced: "takeover", record: { attempt: 2 } });
+    });
+
+    it("finds the bodies to drop through the partial tombstone index", () => {
+      const store = open();
+      const plan = store.database
+        .prepare(
+          `EXPLAIN QUERY PLAN SELECT rowid FROM connect_idempotency_records
+WHERE replay_until <= 5 AND replay_until IS NOT NULL AND outcome IS NOT NULL AND status = 'completed' LIMIT 10`,
+        )
+        .all() as { detail: string }[];
+      expect(plan.map((row) => row.detail).join("\n")).toMatch(/USING INDEX connect_idempotency_records_tombstone/);
     });
 
     it("refuses a table migrated by a newer version", async () => {
