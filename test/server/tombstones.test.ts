@@ -218,6 +218,28 @@ describe("tombstone periods", () => {
     }
   });
 
+  it("a REJECT-mode method's tombstone refuses as REQUEST_ID_EXPIRED too, after the default 24 h", async () => {
+    const server = await startIdempotencyTestServer();
+    try {
+      const fixture = createClient(FixtureService, createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }));
+      const requestId = crypto.randomUUID();
+      await fixture.reject({ requestId, text: "t" });
+      server.clock.advance(24 * 60 * minute - 1);
+      const duplicate = await expectConnectError(fixture.reject({ requestId, text: "t" }));
+      expect(describeError(duplicate)).toMatchObject({ code: Code.AlreadyExists, reason: ErrorReason.REQUEST_ID_ALREADY_EXECUTED });
+      server.clock.advance(1);
+      const expired = await expectConnectError(fixture.reject({ requestId, text: "t" }));
+      expect(describeError(expired)).toMatchObject({ code: Code.FailedPrecondition, reason: ErrorReason.REQUEST_ID_EXPIRED });
+      expect(server.runs.filter((run) => run.requestId === requestId)).toHaveLength(1);
+      // The default tombstone period: 30 days.
+      server.clock.advance(30 * 24 * 60 * minute);
+      await fixture.reject({ requestId, text: "t" });
+      expect(server.runs.filter((run) => run.requestId === requestId)).toHaveLength(2);
+    } finally {
+      await server.close();
+    }
+  });
+
   it("refuses a negative or non-finite tombstoneRetention at construction", async () => {
     for (const tombstoneRetention of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
       await expect(startIdempotencyTestServer({ interceptor: { tombstoneRetention } })).rejects.toThrow(
