@@ -619,6 +619,75 @@ export function describeStoreConformance(name: string, factory: () => Promise<Co
       });
     });
 
+    describe("tombstones", () => {
+      const retentionMs = 60_000;
+      const tombstoneMs = 600_000;
+
+      async function completedWithTombstone(outcomeCode = 0): Promise<IdempotencyRecord> {
+        await claimed(claimInput({ expiresInMs: 1_000 }));
+        expect(await complete({ retentionMs, tombstoneMs, outcomeCode })).toBe(true);
+        const record = await store.get(key);
+        if (record === undefined) throw new Error("the completed record is missing");
+        return record;
+      }
+
+      it("a completion with a tombstone period replays until replayUntil and keeps the key until expiresAt", async () => {
+        const record = await completedWithTombstone(5);
+        expect(record).toMatchObject({ status: "completed", outcomeCode: 5, outcome: new Uint8Array([8, 1]) });
+        expect(record.replayUntil).toBe(record.updatedAt + retentionMs);
+        expect(record.expiresAt).toBe(record.updatedAt + retentionMs + tombstoneMs);
+        await travel(retentionMs - before);
+        expect((await store.get(key))?.status).toBe("completed");
+        await travel(before);
+        expect(await store.get(key)).toMatchObject({ status: "tombstoned", outcomeCode: 5, updatedAt: record.updatedAt });
+      });
+
+      it("a claim finds a tombstone, for the same payload and for another, and never replaces it", async () => {
+        await completedWithTombstone();
+        await travel(retentionMs + before);
+        for (const fingerprint of [claimInput().fingerprint, "f".repeat(64)]) {
+          const found = await store.claim(claimInput({ owner: "owner-2", fingerprint }));
+          expect(found).toMatchObject({ kind: "existing", record: { status: "tombstoned", owner: "owner-1" } });
+        }
+      });
+
+      it("the sweeper drops a tombstone's outcome and keeps the rest intact, then deletes it once it expires", async () => {
+        const record = await completedWithTombstone(9);
+        expect(await store.sweep({ limit: 10 })).toBe(0);
+        expect((await store.get(key))?.outcome).toEqual(new Uint8Array([8, 1]));
+        await travel(retentionMs + before);
+        expect(await store.sweep({ limit: 10 })).toBe(0);
+        // Read back through the checksum: a stale one would throw STORE_CORRUPT.
+        const tombstone = await store.get(key);
+        expect(stored(tombstone)).toEqual({ ...stored(record), status: "tombstoned", outcome: undefined });
+        expect((await store.claim(claimInput({ owner: "owner-2" }))).kind).toBe("existing");
+        await travel(tombstoneMs);
+        expect(await store.sweep({ limit: 10 })).toBe(1);
+        expect(await store.get(key)).toBeUndefined();
+      });
+
+      it("frees the key once the tombstone expires, swept or not", async () => {
+        await completedWithTombstone();
+        await travel(retentionMs + tombstoneMs - before);
+        expect((await store.claim(claimInput({ owner: "owner-2" }))).kind).toBe("existing");
+        await travel(before);
+        const fresh = expectClaimed(await store.claim(claimInput({ owner: "owner-2" })), "expired");
+        expect(fresh.replayUntil).toBeUndefined();
+        expect((await store.get(key))?.replayUntil).toBeUndefined();
+      });
+
+      it("without a tombstone period a record replays until it expires and has no replay end, as before", async () => {
+        await claimed();
+        expect(await complete({ retentionMs, tombstoneMs: 0, outcomeCode: 3 })).toBe(true);
+        const record = await store.get(key);
+        expect(record).toMatchObject({ status: "completed", replayUntil: undefined, outcomeCode: undefined });
+        expect(record?.expiresAt).toBe((record?.updatedAt ?? 0) + retentionMs);
+        await travel(retentionMs - before);
+        expect(await store.sweep({ limit: 10 })).toBe(0);
+        expect((await store.get(key))?.outcome).toEqual(new Uint8Array([8, 1]));
+      });
+    });
+
     describe("blockingWaitMs", () => {
       it("is absent or a number of milliseconds", () => {
         expect(store.blockingWaitMs ?? 0).toBeGreaterThanOrEqual(0);

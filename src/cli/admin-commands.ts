@@ -1,4 +1,6 @@
 import { createInterface } from "node:readline/promises";
+import type { Code } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { type Command, InvalidArgumentError } from "commander";
 import type { IdempotencyRecord, RecordStatus } from "../store/idempotency-store.js";
 import type {
@@ -73,7 +75,7 @@ export function addAdminCommands(program: Command): void {
     .description("list records, newest first")
     .option("--method <method>", "only this method, such as demo.v1.PaymentService/CreatePayment")
     .option("--scope <scope>", "only this scope (tenant)")
-    .option("--status <status>", "only in_progress, interrupted or completed records", parseStatus)
+    .option("--status <status>", "only in_progress, interrupted, completed or tombstoned records", parseStatus)
     .option("--older-than <duration>", "only records created longer ago than this, such as 10m, 2h or 7d", parseAge)
     .option("--limit <n>", "at most this many records", parseLimit, 50)
     .action(runCliAction(async (flags: ListFlags) => {
@@ -275,10 +277,11 @@ async function confirm(question: string): Promise<boolean> {
 // this machine's: a PostgreSQL server's clock is what leases run by.
 function formatStats(stats: StoreStats): string {
   const now = stats.readAt;
-  const total = stats.inProgress + stats.interrupted + stats.completed;
+  const total = stats.inProgress + stats.interrupted + stats.completed + stats.tombstoned;
   const lines = [
     `store      ${displayText(stats.location)} (${formatBytes(stats.sizeBytes)})`,
-    `records    ${total} (${stats.inProgress} in progress, ${stats.interrupted} interrupted, ${stats.completed} completed)`,
+    `records    ${total} (${stats.inProgress} in progress, ${stats.interrupted} interrupted, ${stats.completed} completed, ` +
+      `${stats.tombstoned} tombstoned)`,
     `expired    ${stats.expired} not yet swept`,
   ];
   const oldest = stats.oldestInProgress;
@@ -296,8 +299,14 @@ function formatStats(stats: StoreStats): string {
     lines.push(
       "",
       formatTable(
-        ["METHOD", "IN PROGRESS", "INTERRUPTED", "COMPLETED"],
-        stats.byMethod.map((m) => [displayText(m.method), String(m.inProgress), String(m.interrupted), String(m.completed)]),
+        ["METHOD", "IN PROGRESS", "INTERRUPTED", "COMPLETED", "TOMBSTONED"],
+        stats.byMethod.map((m) => [
+          displayText(m.method),
+          String(m.inProgress),
+          String(m.interrupted),
+          String(m.completed),
+          String(m.tombstoned),
+        ]),
       ),
     );
   }
@@ -317,7 +326,7 @@ function formatList(records: readonly RecordSummary[]): string {
       r.scope === "" ? "-" : displayText(r.scope),
       displayText(r.key),
       r.expiresAt <= r.readAt ? "expired" : `in ${formatDuration(r.expiresAt - r.readAt)}`,
-      r.status === "completed" ? formatBytes(r.outcomeBytes) : "-",
+      r.status === "completed" || (r.status === "tombstoned" && r.outcomeBytes > 0) ? formatBytes(r.outcomeBytes) : "-",
     ]),
   );
 }
@@ -336,8 +345,10 @@ function formatRecord(record: FoundRecord, outcome: OutcomeView | undefined): st
     `created      ${time(record.createdAt)}`,
     `updated      ${time(record.updatedAt)}`,
     `lease until  ${time(record.leaseUntil)}`,
+    ...(record.replayUntil === undefined ? [] : [`replay until ${time(record.replayUntil)}`]),
     `expires      ${time(record.expiresAt)}`,
     `attempt      ${record.attempt}${describeTakeovers(record.attempt - 1)}`,
+    `stage        ${describeStage(record)}`,
   ];
   if (record.damaged) {
     lines.push(
@@ -347,7 +358,10 @@ function formatRecord(record: FoundRecord, outcome: OutcomeView | undefined): st
   }
   if (outcome === undefined) {
     lines.push(
-      record.status === "interrupted"
+      record.status === "tombstoned"
+        ? `outcome      dropped past its replay window; it answered with code ${record.outcomeCode ?? 0}` +
+            ` (${codeName(record.outcomeCode ?? 0)})`
+        : record.status === "interrupted"
         ? "outcome      none: the handler failed with an indefinite error; the next call with the same payload takes it over"
         : "outcome      none yet: the call is running, or its process died before it finished",
     );
@@ -389,6 +403,34 @@ function formatRecord(record: FoundRecord, outcome: OutcomeView | undefined): st
       break;
   }
   return lines.join("\n");
+}
+
+// Which part of its life a record is in, by the store's clock.
+function describeStage(record: FoundRecord): string {
+  const now = record.readAt;
+  if (record.expiresAt <= now && (record.status === "completed" || record.status === "tombstoned" || record.leaseUntil <= now)) {
+    return "expired: counts as absent, and the sweeper deletes it";
+  }
+  switch (record.status) {
+    case "in_progress":
+      return "running: duplicates wait for it";
+    case "interrupted":
+      return "interrupted: the next call with the same payload takes it over";
+    case "completed":
+      return record.replayUntil === undefined
+        ? "replay: duplicates get the stored outcome; no tombstone follows"
+        : "replay: duplicates get the stored outcome; a tombstone follows from replay until";
+    case "tombstoned":
+      return (
+        `tombstone (original code ${record.outcomeCode ?? 0}): the outcome is no longer replayed; ` +
+        "duplicates get FAILED_PRECONDITION REQUEST_ID_EXPIRED until it expires"
+      );
+  }
+}
+
+// Named as the outcome line of a kept error names it (`failed_precondition`).
+function codeName(code: number): string {
+  return code === 0 ? "ok" : codeToString(code as Code);
 }
 
 function describeTakeovers(takeovers: number): string {
@@ -451,8 +493,8 @@ function report(flags: OutputFlags, data: unknown, text: () => string): void {
 }
 
 function parseStatus(value: string): RecordStatus {
-  if (value !== "in_progress" && value !== "interrupted" && value !== "completed") {
-    throw new InvalidArgumentError("expected in_progress, interrupted or completed");
+  if (value !== "in_progress" && value !== "interrupted" && value !== "completed" && value !== "tombstoned") {
+    throw new InvalidArgumentError("expected in_progress, interrupted, completed or tombstoned");
   }
   return value;
 }

@@ -25,6 +25,8 @@ export interface MethodView {
   readonly onDuplicate: "replay" | "reject" | "default";
   /** The method's own retention in milliseconds, if it sets one. */
   readonly retentionMs: number | undefined;
+  /** The method's own tombstone period in milliseconds (0: none), if it sets one. */
+  readonly tombstoneRetentionMs: number | undefined;
   /** The fields left out of the fingerprint. */
   readonly fingerprintExclude: readonly string[];
 }
@@ -32,7 +34,7 @@ export interface MethodView {
 /**
  * Lists the unary methods of a buf workspace's own files with what the
  * interceptor does for them: their key (request ID field or natural key),
- * duplicate mode, retention and fingerprint exclusions.
+ * duplicate mode, retention, tombstone period and fingerprint exclusions.
  */
 export function describeMethods(image: SchemaImage): MethodView[] {
   const ext = findIdempotencyExtensions(image.allFiles);
@@ -54,6 +56,7 @@ export function describeMethods(image: SchemaImage): MethodView[] {
                 : "none",
           onDuplicate: policy.duplicateMode ?? "default",
           retentionMs: policy.retentionMs,
+          tombstoneRetentionMs: policy.tombstoneRetentionMs,
           fingerprintExclude: policy.fingerprintExclude.map((p) => p.path),
         });
       }
@@ -66,7 +69,7 @@ export function describeMethods(image: SchemaImage): MethodView[] {
 export function addMethodsCommand(program: Command): void {
   program
     .command("methods")
-    .description("list the unary methods of a buf workspace with their key, duplicate mode, retention and fingerprint exclusions")
+    .description("list the unary methods of a buf workspace with their key, duplicate mode, retention, tombstone period and fingerprint exclusions")
     .option("--path <dir>", "the buf workspace to build with `buf build`", ".")
     .addOption(new Option("--image <file>", "read a buf image or FileDescriptorSet (binary) instead").conflicts("path"))
     .option("--json", "print JSON for scripts instead of a table")
@@ -82,12 +85,13 @@ export function addMethodsCommand(program: Command): void {
         options.json === true
           ? `${JSON.stringify({ methods: views }, null, 2)}\n`
           : `${formatTable(
-              ["METHOD", "KEY", "ON DUPLICATE", "RETENTION", "FINGERPRINT EXCLUDES"],
+              ["METHOD", "KEY", "ON DUPLICATE", "RETENTION", "TOMBSTONE", "FINGERPRINT EXCLUDES"],
               views.map((v) => [
                 v.method,
                 v.key,
                 v.onDuplicate,
                 v.retentionMs === undefined ? "default" : formatDuration(v.retentionMs),
+                v.tombstoneRetentionMs === undefined ? "default" : v.tombstoneRetentionMs === 0 ? "none" : formatDuration(v.tombstoneRetentionMs),
                 v.fingerprintExclude.join(",") || "-",
               ]),
             )}\n`,

@@ -23,7 +23,11 @@ export interface LookedUpTimes {
  *   sending the same request again takes it over;
  * - `completed`: it answered `response`, decoded as the method's output;
  * - `failed`: it answered `error`;
- * - `executed`: it ran, in DUPLICATE_MODE_REJECT, which keeps no response.
+ * - `executed`: it ran, in DUPLICATE_MODE_REJECT, which keeps no response;
+ * - `tombstoned`: it ran and answered with `originalCode` (0 for success)
+ *   at `completedAt`, but its replay window has ended and the answer is no
+ *   longer kept: sending it again gets FAILED_PRECONDITION
+ *   REQUEST_ID_EXPIRED until `expiresAt`.
  */
 export type LookedUpOutcome<O extends DescMessage> =
   | { readonly state: "unknown" }
@@ -31,7 +35,8 @@ export type LookedUpOutcome<O extends DescMessage> =
   | ({ readonly state: "interrupted" } & LookedUpTimes)
   | ({ readonly state: "completed"; readonly response: MessageShape<O> } & LookedUpTimes)
   | ({ readonly state: "failed"; readonly error: ConnectError } & LookedUpTimes)
-  | ({ readonly state: "executed"; readonly resourceName: string } & LookedUpTimes);
+  | ({ readonly state: "executed"; readonly resourceName: string } & LookedUpTimes)
+  | ({ readonly state: "tombstoned"; readonly completedAt: Date | undefined; readonly originalCode: Code } & LookedUpTimes);
 
 /**
  * Asks a server's `idempotency.v1.IdempotencyService` what became of a
@@ -65,6 +70,8 @@ export async function lookupOutcome<I extends DescMessage, O extends DescMessage
       return { state: "in_progress", leaseUntil: dateOf(found.leaseUntil), ...times };
     case OutcomeState.INTERRUPTED:
       return { state: "interrupted", ...times };
+    case OutcomeState.TOMBSTONED:
+      return { state: "tombstoned", completedAt: dateOf(found.completedAt), originalCode: found.originalCode as Code, ...times };
     case OutcomeState.COMPLETED:
       break;
     default:

@@ -9,6 +9,16 @@ export const ErrorReason = {
   REQUEST_ID_INVALID: "REQUEST_ID_INVALID",
   /** The request ID was used before with a different payload. FAILED_PRECONDITION. */
   REQUEST_ID_REUSED: "REQUEST_ID_REUSED",
+  /**
+   * The request ID was used for this payload, but so long ago that its
+   * outcome is no longer kept: the record's replay window has ended, and a
+   * tombstone keeps the ID taken so that the call does not run again.
+   * FAILED_PRECONDITION, with `completed_at` (RFC 3339), `original_code`
+   * (the numeric gRPC code the first call answered with, 0 for success) and
+   * `first_executed_at` in the ErrorInfo metadata. Not retried: the answer
+   * cannot change until the tombstone expires.
+   */
+  REQUEST_ID_EXPIRED: "REQUEST_ID_EXPIRED",
   /** The first call with this request ID is still running. ABORTED, with RetryInfo. */
   REQUEST_IN_PROGRESS: "REQUEST_IN_PROGRESS",
   /** The store could not claim the key; the handler did not run. UNAVAILABLE. */

@@ -39,6 +39,8 @@ export interface MethodIdempotencyPolicy {
   readonly keyFormat: RequestIdFormat;
   /** The method's own retention of completed keys, in milliseconds. */
   readonly retentionMs: number | undefined;
+  /** The method's own `tombstone_retention` in milliseconds (0: no tombstone); undefined when unset. */
+  readonly tombstoneRetentionMs: number | undefined;
   /** The method is marked NO_SIDE_EFFECTS or IDEMPOTENT. */
   readonly safeToRetry: boolean;
   /** The method's `on_duplicate`; undefined when unset, and the interceptor's default applies. */
@@ -62,6 +64,7 @@ export function resolveMethodPolicy(method: DescMethod, ext: IdempotencyExtensio
   const requestIdField = method.methodKind === "unary" && lookup.kind === "found" ? lookup.field : undefined;
   const options = ext.policy && hasOption(method, ext.policy) ? getOption(method, ext.policy) : undefined;
   const retention = options?.retention;
+  const tombstone = options?.tombstoneRetention;
   const keyPaths = options?.keyFields ?? [];
   const keyFields = keyPaths.map((path) => resolveFieldPath(method.input, path));
   const naturalKey =
@@ -78,7 +81,9 @@ export function resolveMethodPolicy(method: DescMethod, ext: IdempotencyExtensio
     autoFill: lookup.kind === "found" && lookup.autoFill,
     keyRequired: options?.keyRequired ?? false,
     keyFormat: options?.keyFormat === keyFormatOpaque ? "opaque" : "uuid",
-    retentionMs: retention ? Number(retention.seconds) * 1000 + Math.floor(retention.nanos / 1e6) : undefined,
+    retentionMs: retention ? durationMs(retention) : undefined,
+    // Set to zero, it turns tombstones off for the method.
+    tombstoneRetentionMs: tombstone ? durationMs(tombstone) : undefined,
     safeToRetry:
       method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS ||
       method.idempotency === MethodOptions_IdempotencyLevel.IDEMPOTENT,
@@ -86,6 +91,10 @@ export function resolveMethodPolicy(method: DescMethod, ext: IdempotencyExtensio
     keyFields: naturalKey,
     fingerprintExclude,
   };
+}
+
+function durationMs(duration: { readonly seconds: bigint; readonly nanos: number }): number {
+  return Number(duration.seconds) * 1000 + Math.floor(duration.nanos / 1e6);
 }
 
 /**

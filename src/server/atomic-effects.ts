@@ -89,8 +89,10 @@ export interface AtomicClaim {
   readonly owner: string;
   /** The attempt of the claim: with `owner`, what every write is fenced by. */
   readonly attempt: number;
-  /** How long the completed record is kept, as for the interceptor's own completion. */
+  /** How long the completed record's outcome is replayed, as for the interceptor's own completion. */
   readonly retentionMs: number;
+  /** How long a tombstone keeps the key taken after that (0: none). */
+  readonly tombstoneMs: number;
   /** Runs a store operation, timed and, when it rejects, reported as a store error. */
   readonly storeCall: <T>(operation: AtomicStoreOperation, run: () => Promise<T>) => Promise<T>;
   /** Reports that another execution took the claim over. */
@@ -230,12 +232,18 @@ function createAtomicEffects<Tx, Mode extends TransactionMode>(
           trailer: ctx.responseTrailer,
         });
         const stored = claim.storedForm(outcome);
-        return { value: { response, outcome, stored }, outcome: stored.bytes };
+        return { value: { response, outcome, stored }, outcome: stored.bytes, outcomeCode: stored.code ?? 0 };
       };
       const result = await claim.storeCall("commit", () =>
         store
           .completeWithin(
-            { key: claim.key, owner: claim.owner, attempt: claim.attempt, retentionMs: claim.retentionMs },
+            {
+              key: claim.key,
+              owner: claim.owner,
+              attempt: claim.attempt,
+              retentionMs: claim.retentionMs,
+              tombstoneMs: claim.tombstoneMs,
+            },
             ((tx: Tx) => run(tx, completion)) as TransactionWork<Tx, AtomicCompletion<Committed<R>>, Mode>,
           )
           // A failure of fn is the handler's, not the store's.

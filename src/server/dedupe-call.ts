@@ -43,6 +43,8 @@ export interface DedupeCall {
   /** Whether a stored fingerprint, in whatever version wrote it, is this request's. */
   readonly matchesFingerprint: (stored: string) => boolean;
   readonly retentionMs: number;
+  /** How long a tombstone keeps the key taken after `retentionMs` (0: none). */
+  readonly tombstoneMs: number;
   /** When the latest claim of this call was sent to the store. */
   claimSentAt: number;
   /** What a duplicate of a completed call gets. */
@@ -80,6 +82,7 @@ export interface DedupeCallInit {
   readonly scope: string;
   readonly key: string;
   readonly retentionMs: number;
+  readonly tombstoneMs: number;
   readonly duplicateMode: DuplicateModeName;
   /** The method's `fingerprint_exclude`. */
   readonly fingerprintExclude: readonly FieldPath[];
@@ -104,6 +107,7 @@ export function createDedupeCall(req: UnaryRequest, init: DedupeCallInit): Dedup
     fingerprint,
     matchesFingerprint: createFingerprintMatcher(schema, req.message, init.field, fingerprint),
     retentionMs: init.retentionMs,
+    tombstoneMs: init.tombstoneMs,
     claimSentAt: 0,
     duplicateMode: init.duplicateMode,
     claimedAt: undefined,

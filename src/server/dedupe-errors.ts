@@ -4,6 +4,7 @@ import { createIdempotencyError } from "../errors/idempotency-error.js";
 import { emit } from "./call-events.js";
 import { expiresHeader } from "./protocol-headers.js";
 import type { DedupeCall } from "./dedupe-call.js";
+import type { IdempotencyRecord } from "../store/idempotency-store.js";
 
 // What REQUEST_IN_PROGRESS suggests in its RetryInfo.
 const inProgressRetryDelayMs = 1_000;
@@ -20,6 +21,32 @@ export function requestIdReused(call: DedupeCall): ConnectError {
       : `the request ID in field ${call.fieldName} was already used for a request with different content; ` +
           "use a new request ID for a new request",
     { metadata: { field: call.fieldName } },
+  );
+}
+
+/**
+ * FAILED_PRECONDITION REQUEST_ID_EXPIRED: the key holds this payload's
+ * tombstone, a completed record past its replay window. Its outcome is gone,
+ * so it can be neither replayed nor, without running the call twice, run
+ * again. Times are the store's clock.
+ */
+export function requestIdExpired(call: DedupeCall, record: IdempotencyRecord): ConnectError {
+  emit(call, "tombstoned");
+  const completedAt = new Date(record.updatedAt).toISOString();
+  const what = call.naturalKey ? `the key of this request (fields ${call.fieldName})` : `the request ID in field ${call.fieldName}`;
+  return createIdempotencyError(
+    Code.FailedPrecondition,
+    ErrorReason.REQUEST_ID_EXPIRED,
+    `a request with ${what} completed at ${completedAt}, longer ago than its outcome is kept, so it is neither ` +
+      "answered again nor run again; a new request needs a new request ID",
+    {
+      metadata: {
+        field: call.fieldName,
+        completed_at: completedAt,
+        original_code: String(record.outcomeCode ?? 0),
+        first_executed_at: new Date(record.createdAt).toISOString(),
+      },
+    },
   );
 }
 

@@ -3,7 +3,7 @@ import type { UnaryResponse } from "@connectrpc/connect";
 import type { IdempotencyRecord } from "../store/idempotency-store.js";
 import { claimKey } from "./claim-key.js";
 import type { DedupeCall, UnaryNext } from "./dedupe-call.js";
-import { requestIdReused } from "./dedupe-errors.js";
+import { requestIdExpired, requestIdReused } from "./dedupe-errors.js";
 import { replayOutcome } from "./replay-outcome.js";
 import { runExecution } from "./run-execution.js";
 import { pollRecord, waitFor } from "./wait-for-outcome.js";
@@ -54,8 +54,18 @@ async function answerFromRecord(call: DedupeCall, record: IdempotencyRecord): Pr
   // on carry its form, so that the store's own comparison (a takeover)
   // agrees with this one.
   call.fingerprint = record.fingerprint;
+  if (record.status === "tombstoned") {
+    // Another payload was refused above as REQUEST_ID_REUSED, as for any record.
+    throw requestIdExpired(call, record);
+  }
   if (record.status === "completed") {
-    return replayOutcome(call, record.outcome ?? new Uint8Array(0), record.createdAt, record.expiresAt, record.updatedAt);
+    return replayOutcome(
+      call,
+      record.outcome ?? new Uint8Array(0),
+      record.createdAt,
+      record.replayUntil ?? record.expiresAt,
+      record.updatedAt,
+    );
   }
   if (call.inFlight.find(call.id) !== undefined) {
     // The owner runs in this process after all: wait for it without polling.

@@ -84,6 +84,7 @@ export function startExecution(
       owner,
       attempt,
       retentionMs: call.retentionMs,
+      tombstoneMs: call.tombstoneMs,
       storeCall: (operation, run) => atomicStoreCall(call, operation, run),
       claimLost: (operation) => markClaimLost(call, execution, operation),
       storedForm: (outcome) => storedForm(call, keptForm(call, execution, { bytes: outcome, code: undefined })),
@@ -151,7 +152,7 @@ export function markClaimLost(call: DedupeCall, execution: Execution, operation:
 async function confirmClaimLost(call: DedupeCall, execution: Execution): Promise<void> {
   try {
     const record = await timed(call, "get", () => call.settings.store.get(call.record));
-    if (record?.status === "completed" && record.owner === execution.owner && record.attempt === execution.attempt) {
+    if ((record?.status === "completed" || record?.status === "tombstoned") && record.owner === execution.owner && record.attempt === execution.attempt) {
       return;
     }
   } catch (error) {

@@ -17,6 +17,11 @@ export type IdempotencyEventType =
   | "conflict"
   /** A duplicate had another payload: REQUEST_ID_REUSED. */
   | "mismatch"
+  /**
+   * A duplicate with the same payload found a tombstone (the record's replay
+   * window had ended): REQUEST_ID_EXPIRED, and the handler did not run.
+   */
+  | "tombstoned"
   /** The handler failed with a released code or a `releaseOnError` mark; the key was freed for a fresh run. */
   | "released"
   /**

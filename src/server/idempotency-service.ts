@@ -100,7 +100,16 @@ export function createIdempotencyService(options: IdempotencyServiceOptions): Se
           return create(GetOutcomeResponseSchema, {
             state: OutcomeState.COMPLETED,
             ...times,
+            completedAt: timestampFromMs(record.updatedAt),
             result: storedResult(method, record.outcome ?? new Uint8Array(0)),
+          });
+        case "tombstoned":
+          // Past its replay window: what it answered, not the answer itself.
+          return create(GetOutcomeResponseSchema, {
+            state: OutcomeState.TOMBSTONED,
+            ...times,
+            completedAt: timestampFromMs(record.updatedAt),
+            originalCode: record.outcomeCode ?? 0,
           });
       }
     },

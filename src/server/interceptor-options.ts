@@ -27,11 +27,22 @@ export interface IdempotencyInterceptorOptions {
    */
   readonly scope?: (req: UnaryRequest) => string | Promise<string>;
   /**
-   * How long a completed request ID is remembered, in milliseconds. A
-   * method's `(idempotency.v1.policy).retention` overrides it. Default 24 h,
-   * at most 100 years.
+   * How long a completed request ID's outcome is replayed, in
+   * milliseconds (a tombstone may keep the ID taken longer:
+   * `tombstoneRetention`). A method's `(idempotency.v1.policy).retention`
+   * overrides it. Default 24 h, at most 100 years.
    */
   readonly retention?: number;
+  /**
+   * How long, in milliseconds, a completed request ID stays taken after its
+   * retention (the replay window) ends, as a tombstone: the stored response
+   * is dropped, and a late duplicate with the same payload gets
+   * FAILED_PRECONDITION with reason REQUEST_ID_EXPIRED (another payload,
+   * REQUEST_ID_REUSED) instead of running again. A method's
+   * `(idempotency.v1.policy).tombstone_retention` overrides it. Default 30
+   * days; 0 keeps no tombstones, and a key is free once its retention ends.
+   */
+  readonly tombstoneRetention?: number;
   /**
    * How long a claim holds without renewal, in milliseconds. A running
    * handler renews it every third of the lease; when its process dies, the
@@ -134,6 +145,7 @@ export interface InterceptorSettings {
   readonly store: IdempotencyStore;
   readonly scope: (req: UnaryRequest) => string | Promise<string>;
   readonly retentionMs: number;
+  readonly tombstoneRetentionMs: number;
   readonly leaseMs: number;
   readonly leaseGraceMs: number;
   readonly maxWaitMs: number;
@@ -158,6 +170,8 @@ const hour = 60 * 60 * 1000;
 
 /** How long a completed request ID is remembered unless configured: 24 h. */
 export const defaultRetentionMs = 24 * hour;
+/** How long a completed request ID stays taken after its replay window unless configured: 30 days. */
+export const defaultTombstoneRetentionMs = 30 * 24 * hour;
 /** How long a claim holds without renewal unless configured: 30 s. */
 export const defaultLeaseMs = 30_000;
 /** The shortest lease accepted: 1 s. */
@@ -187,6 +201,7 @@ const optionNames: ReadonlySet<string> = new Set<keyof IdempotencyInterceptorOpt
   "store",
   "scope",
   "retention",
+  "tombstoneRetention",
   "lease",
   "leaseGrace",
   "maxWait",
@@ -220,6 +235,17 @@ export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions
         "the stores keep times as milliseconds since the epoch, and such an expiry is past what they can represent",
     );
   }
+  const tombstoneRetentionMs = nonNegative(
+    "tombstoneRetention",
+    options.tombstoneRetention ?? defaultTombstoneRetentionMs,
+    "milliseconds (0 keeps no tombstones)",
+  );
+  if (retentionMs + tombstoneRetentionMs > maxRetentionMs) {
+    throw new Error(
+      `idempotency interceptor: retention plus tombstoneRetention must be at most ${maxRetentionMs} ms (100 years), ` +
+        `got ${retentionMs} + ${tombstoneRetentionMs}: the stores keep times as milliseconds since the epoch`,
+    );
+  }
   if (options.onDuplicate !== undefined && options.onDuplicate !== "replay" && options.onDuplicate !== "reject") {
     throw new Error(
       `idempotency interceptor: onDuplicate must be "replay" or "reject", got ${JSON.stringify(options.onDuplicate)}`,
@@ -236,6 +262,7 @@ export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions
     store: options.store,
     scope: options.scope ?? (() => ""),
     retentionMs,
+    tombstoneRetentionMs,
     leaseMs,
     leaseGraceMs,
     maxWaitMs: nonNegative("maxWait", options.maxWait ?? defaultMaxWaitMs, "milliseconds"),

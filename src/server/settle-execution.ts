@@ -161,6 +161,8 @@ async function completeOnce(
         attempt: execution.attempt,
         outcome: form.bytes,
         retentionMs: call.retentionMs,
+        tombstoneMs: call.tombstoneMs,
+        outcomeCode: form.code ?? 0,
       }),
     );
     execution.keeper.stop();

@@ -42,8 +42,13 @@ export function recordState(call: DedupeCall, record: IdempotencyRecord | undefi
   if (record === undefined || !call.matchesFingerprint(record.fingerprint)) {
     return { kind: "released" };
   }
-  if (record.status === "completed" && record.expiresAt <= record.readAt) {
+  if ((record.status === "completed" || record.status === "tombstoned") && record.expiresAt <= record.readAt) {
     // Gone: the next claim starts afresh, in this release's fingerprint form.
+    return { kind: "released" };
+  }
+  if (record.status === "tombstoned") {
+    // Its replay window ended while this call waited: the claim it loops
+    // back to finds the tombstone and answers REQUEST_ID_EXPIRED.
     return { kind: "released" };
   }
   // A live record, perhaps of an older fingerprint version: claims from now
@@ -56,7 +61,8 @@ export function recordState(call: DedupeCall, record: IdempotencyRecord | undefi
       kind: "outcome",
       outcome: record.outcome ?? new Uint8Array(0),
       firstExecutedAt: record.createdAt,
-      expiresAt: record.expiresAt,
+      // `idempotency-expires` says until when the outcome is replayed.
+      expiresAt: record.replayUntil ?? record.expiresAt,
       completedAt: record.updatedAt,
     };
   }

@@ -33,12 +33,16 @@ export interface AtomicCompletion<T> {
   readonly value: T;
   /** The `idempotency.v1.StoredOutcome` in binary that completes the key. */
   readonly outcome: Uint8Array;
+  /** The outcome's code (0, the default, for success), which a tombstone keeps. */
+  readonly outcomeCode?: number;
 }
 
 /** Completes a claimed key in the same transaction as the application's writes. */
 export interface CompleteWithinInput extends OwnerInput {
-  /** How long from now the completed record is kept. */
+  /** How long from now the completed record's outcome is replayed. */
   readonly retentionMs: number;
+  /** How long after that a tombstone keeps the key taken (0 or absent: none). */
+  readonly tombstoneMs?: number;
 }
 
 /**

@@ -47,8 +47,10 @@ export interface MethodStats {
   readonly inProgress: number;
   /** Claims whose handler failed with an indefinite error; the next retry takes them over. */
   readonly interrupted: number;
-  /** Records with a stored outcome. */
+  /** Records with a stored outcome, still replayed. */
   readonly completed: number;
+  /** Completed records past their replay window, kept as tombstones. */
+  readonly tombstoned: number;
 }
 
 /** What a store holds, for `connect-idempotency stats`. */
@@ -59,8 +61,10 @@ export interface StoreStats {
   readonly inProgress: number;
   /** All interrupted records. */
   readonly interrupted: number;
-  /** All completed records. */
+  /** All completed records still replayed. */
   readonly completed: number;
+  /** All tombstones: completed records past their replay window, not yet expired. */
+  readonly tombstoned: number;
   /** Counts per method, by method name. */
   readonly byMethod: readonly MethodStats[];
   /** The in-progress claim created first, if any; its `leaseUntil` tells whether it is still held. */
@@ -116,12 +120,12 @@ export interface IdempotencyStoreAdmin {
  */
 export function tallyRecordCounts(
   rows: Iterable<{ readonly method: string; readonly status: RecordStatus; readonly n: number }>,
-): Pick<StoreStats, "inProgress" | "interrupted" | "completed" | "byMethod"> {
+): Pick<StoreStats, "inProgress" | "interrupted" | "completed" | "tombstoned" | "byMethod"> {
   const byMethod = new Map<string, MethodStats>();
-  const totals = { inProgress: 0, interrupted: 0, completed: 0 };
-  const field = { in_progress: "inProgress", interrupted: "interrupted", completed: "completed" } as const;
+  const totals = { inProgress: 0, interrupted: 0, completed: 0, tombstoned: 0 };
+  const field = { in_progress: "inProgress", interrupted: "interrupted", completed: "completed", tombstoned: "tombstoned" } as const;
   for (const { method, status, n } of rows) {
-    const entry = byMethod.get(method) ?? { method, inProgress: 0, interrupted: 0, completed: 0 };
+    const entry = byMethod.get(method) ?? { method, inProgress: 0, interrupted: 0, completed: 0, tombstoned: 0 };
     byMethod.set(method, { ...entry, [field[status]]: entry[field[status]] + n });
     totals[field[status]] += n;
   }

@@ -19,9 +19,14 @@ export interface RecordKey {
  * - `interrupted`: the handler started and failed with an indefinite error
  *   (it may have acted). The record and its phases stay; the lease has ended,
  *   and the next call with the same payload takes it over at once;
- * - `completed`: done, with a stored outcome.
+ * - `completed`: done, with a stored outcome, replayed to duplicates;
+ * - `tombstoned`: done, and its replay window (`replayUntil`) has ended by
+ *   the store's clock while the record is kept until `expiresAt`: its
+ *   outcome is no longer replayed (the sweeper drops its body), but the key
+ *   stays taken, so a late duplicate is refused rather than run again. A
+ *   store reports it by the clock of the read (`readAt`).
  */
-export type RecordStatus = "in_progress" | "interrupted" | "completed";
+export type RecordStatus = "in_progress" | "interrupted" | "completed" | "tombstoned";
 
 /**
  * One record as a store keeps it. Times are milliseconds since the epoch, by
@@ -46,9 +51,18 @@ export interface IdempotencyRecord extends RecordKey {
   readonly updatedAt: number;
   /** Until when the owner's claim holds; after it (and a grace period) a new request may take over. */
   readonly leaseUntil: number;
-  /** After this the record counts as absent and the sweeper may delete it. */
+  /** After this the record counts as absent and the sweeper may delete it: for a record with a tombstone, the tombstone's end. */
   readonly expiresAt: number;
-  /** The `idempotency.v1.StoredOutcome` in binary, once completed. */
+  /**
+   * Until when a completed record's outcome is replayed; after it (and until
+   * `expiresAt`) the record is a tombstone. Undefined for a record without
+   * a tombstone (completed with no tombstone period, written before
+   * tombstones, or not completed), which replays until `expiresAt`.
+   */
+  readonly replayUntil?: number | undefined;
+  /** The code of the stored outcome (0 for success), kept by a record with a replay end. */
+  readonly outcomeCode?: number | undefined;
+  /** The `idempotency.v1.StoredOutcome` in binary, once completed; undefined once a tombstone dropped it. */
   readonly outcome: Uint8Array | undefined;
   /** The store's clock when this record was read. */
   readonly readAt: number;
@@ -91,7 +105,9 @@ export interface ClaimInput {
  *   phases deleted), or a claim with the same fingerprint whose lease and
  *   grace period ran out or that was interrupted (`takeover`: the phases stay,
  *   and `record.attempt` counts up).
- * - `existing`: another record holds the key: completed and unexpired, in
+ * - `existing`: another record holds the key: completed and unexpired
+ *   (replayed, or a tombstone past its replay window: never replaced before
+ *   `expiresAt`, whatever the fingerprint), in
  *   progress with a live lease, or interrupted or dead with another
  *   fingerprint (never taken over: that would run a different payload under
  *   a key that may already have had effects).
@@ -118,8 +134,15 @@ export interface OwnerInput {
 export interface CompleteInput extends OwnerInput {
   /** The `idempotency.v1.StoredOutcome` in binary. */
   readonly outcome: Uint8Array;
-  /** How long from now the completed record is kept. */
+  /** How long from now the completed record's outcome is replayed. */
   readonly retentionMs: number;
+  /**
+   * How long after the replay window a tombstone keeps the key taken (0 or
+   * absent: none, the record is gone after `retentionMs`).
+   */
+  readonly tombstoneMs?: number;
+  /** The code of the outcome (0, the default, for success), which a tombstone keeps. */
+  readonly outcomeCode?: number;
 }
 
 /** Extends the lease of a running claim. */
@@ -128,9 +151,12 @@ export interface RenewInput extends OwnerInput {
   readonly leaseMs: number;
 }
 
-/** Deletes expired records. */
+/**
+ * Sweeps in two stages: drops the outcome of completed records past their
+ * replay window (the tombstone stays), then deletes expired records.
+ */
 export interface SweepInput {
-  /** Deletes at most this many records. */
+  /** Deletes at most this many records (and drops at most this many outcomes). */
   readonly limit: number;
 }
 
@@ -177,7 +203,12 @@ export interface IdempotencyStore {
   renew(input: RenewInput): Promise<boolean>;
   /** Reads a record, expired or not, with the store's clock in `readAt`; the caller judges expiry. */
   get(key: RecordKey): Promise<IdempotencyRecord | undefined>;
-  /** Deletes up to `limit` records expired by the store's clock whose lease has also ended; returns how many. */
+  /**
+   * Drops the outcome of up to `limit` intact records past their replay
+   * window (they stay as tombstones), then deletes up to `limit` records
+   * expired by the store's clock whose lease has also ended; returns how many
+   * it deleted.
+   */
   sweep(input: SweepInput): Promise<number>;
   /** Stops the background sweeper and closes connections. Idempotent. */
   close(): Promise<void>;

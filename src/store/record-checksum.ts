@@ -29,8 +29,16 @@ export interface RecordChecksumFields {
    * expired and run its request again, does not match.
    */
   readonly lifetimeMs: number;
-  /** The stored outcome; null while none is stored. */
+  /** The stored outcome; null while none is stored (or once a tombstone dropped it). */
   readonly outcome: Uint8Array | null;
+  /**
+   * `replay_until - created_at` of a completed record that keeps a tombstone
+   * after its replay window; null (or absent) otherwise. A damaged replay end
+   * would replay a record past its window or refuse one inside it.
+   */
+  readonly replayLifetimeMs?: number | null;
+  /** The code of the stored outcome (0 for success), kept with the replay end; what a tombstone still tells. */
+  readonly outcomeCode?: number | null;
 }
 
 // `crypto.hash` skips building a Hash object; Node 20.12 and later have it.
@@ -47,7 +55,7 @@ const hexChars = recordChecksumBytes * 2;
  * holds it, or the value a statement writes there. Both stores build their
  * checksum SQL from it.
  */
-export type ChecksumColumnsSql = { readonly [Field in keyof RecordChecksumFields]: string };
+export type ChecksumColumnsSql = { readonly [Field in keyof RecordChecksumFields]-?: string };
 
 /** The checksum's fields as a record row's own columns. */
 export const checksumOwnColumns: ChecksumColumnsSql = {
@@ -58,6 +66,8 @@ export const checksumOwnColumns: ChecksumColumnsSql = {
   status: "status",
   lifetimeMs: "expires_at - created_at",
   outcome: "outcome",
+  replayLifetimeMs: "replay_until - created_at",
+  outcomeCode: "outcome_code",
 };
 
 /**
@@ -65,7 +75,10 @@ export const checksumOwnColumns: ChecksumColumnsSql = {
  * over each text field as its UTF-8 byte length (4 bytes, big-endian) and
  * bytes, in the order of `RecordChecksumFields`, then `lifetimeMs` as a
  * signed 8-byte big-endian integer, then the outcome as its length and
- * bytes (length 0xFFFFFFFF for none). Length prefixes keep field boundaries
+ * bytes (length 0xFFFFFFFF for none), and, only for a record with a replay
+ * end (one that becomes a tombstone), `replayLifetimeMs` as a signed 8-byte
+ * and `outcomeCode` as a signed 4-byte big-endian integer: records without
+ * one hash exactly as before tombstones existed. Length prefixes keep field boundaries
  * unambiguous whatever the text holds. It detects damage (bit rot, a torn
  * page, a stray write), not tampering: it has no secret.
  */
@@ -79,7 +92,8 @@ export function recordChecksumHex(fields: RecordChecksumFields): string {
   const outcome = fields.outcome;
   const copied = outcome !== null && outcome.byteLength <= copiedOutcomeBytes ? outcome.byteLength : 0;
   // At most 3 UTF-8 bytes per UTF-16 code unit.
-  let bound = 5 * 4 + 8 + 4 + copied;
+  const replay = fields.replayLifetimeMs ?? null;
+  let bound = 5 * 4 + 8 + 4 + copied + (replay === null ? 0 : 12);
   for (const text of texts) {
     bound += 3 * text.length;
   }
@@ -96,10 +110,22 @@ export function recordChecksumHex(fields: RecordChecksumFields): string {
     input.set(outcome, offset);
     offset += copied;
   }
+  let tail: Buffer | undefined;
+  if (replay !== null) {
+    tail = Buffer.allocUnsafe(12);
+    tail.writeBigInt64BE(BigInt(replay), 0);
+    tail.writeInt32BE(fields.outcomeCode ?? 0, 8);
+    if (outcome === null || copied === outcome.byteLength) {
+      input.set(tail, offset);
+      offset += 12;
+      tail = undefined;
+    }
+  }
   const head = input.subarray(0, offset);
   let digest: string;
   if (outcome !== null && copied !== outcome.byteLength) {
-    digest = crypto.createHash("sha256").update(head).update(outcome).digest("hex");
+    const hash = crypto.createHash("sha256").update(head).update(outcome);
+    digest = (tail === undefined ? hash : hash.update(tail)).digest("hex");
   } else {
     digest = oneShot === undefined ? crypto.createHash("sha256").update(head).digest("hex") : oneShot("sha256", head, "hex");
   }

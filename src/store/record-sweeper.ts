@@ -4,6 +4,10 @@ import type { SweepInput } from "./idempotency-store.js";
 export interface SweepReport {
   /** Records deleted. */
   readonly deleted: number;
+  /** Outcomes dropped from records past their replay window, which stay as tombstones. */
+  readonly tombstoned: number;
+  /** Statements of the first stage (dropping outcomes) run. */
+  readonly tombstoneBatches: number;
   /** Delete statements run. */
   readonly batches: number;
   /** Why the pass stopped early, if it failed. */
@@ -20,6 +24,13 @@ export interface RecordSweeperOptions {
    * as live.
    */
   readonly deleteBatch: (limit: number) => Promise<number>;
+  /**
+   * The first stage, run before deleting: drops the outcome of up to
+   * `limit` completed records whose replay window ended by the store's
+   * clock, keeping them as tombstones; returns how many. Absent for a store
+   * without tombstones.
+   */
+  readonly tombstoneBatch?: (limit: number) => Promise<number>;
   /** Milliseconds between background passes; 0 runs none. */
   readonly intervalMs: number;
   /** At most this many records per delete statement. */
@@ -46,7 +57,7 @@ export interface RecordSweeper {
  * a process alive, and passes never overlap.
  */
 export function createRecordSweeper(options: RecordSweeperOptions): RecordSweeper {
-  const { deleteBatch, intervalMs, batchSize, onSweep } = options;
+  const { deleteBatch, tombstoneBatch, intervalMs, batchSize, onSweep } = options;
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new Error(`sweep batch size must be a positive integer, got ${batchSize}`);
   }
@@ -59,6 +70,17 @@ export function createRecordSweeper(options: RecordSweeperOptions): RecordSweepe
 
   // Only a background pass stops early on `stop()`; a caller's sweep runs to its limit.
   async function pass(limit: number, progress: Progress, background: boolean): Promise<void> {
+    // Bodies first: a record whose tombstone has also ended is deleted by
+    // the second stage either way, and dropping first keeps the time a
+    // body outlives its window short even when deletions lag.
+    while (tombstoneBatch !== undefined && progress.tombstoned < limit && !(background && stopped)) {
+      const want = Math.min(batchSize, Math.floor(limit - progress.tombstoned));
+      if (want < 1) break;
+      const count = await tombstoneBatch(want);
+      progress.tombstoned += count;
+      progress.tombstoneBatches++;
+      if (count < want) break;
+    }
     while (progress.deleted < limit && !(background && stopped)) {
       const want = Math.min(batchSize, Math.floor(limit - progress.deleted));
       if (want < 1) break;
@@ -70,7 +92,7 @@ export function createRecordSweeper(options: RecordSweeperOptions): RecordSweepe
   }
 
   async function backgroundPass(): Promise<void> {
-    const progress: Progress = { deleted: 0, batches: 0 };
+    const progress: Progress = { deleted: 0, tombstoned: 0, batches: 0, tombstoneBatches: 0 };
     let report: SweepReport;
     try {
       await pass(Number.POSITIVE_INFINITY, progress, true);
@@ -98,7 +120,7 @@ export function createRecordSweeper(options: RecordSweeperOptions): RecordSweepe
   schedule();
   return {
     async sweep(input) {
-      const progress: Progress = { deleted: 0, batches: 0 };
+      const progress: Progress = { deleted: 0, tombstoned: 0, batches: 0, tombstoneBatches: 0 };
       await pass(input.limit, progress, false);
       return progress.deleted;
     },
@@ -113,5 +135,7 @@ export function createRecordSweeper(options: RecordSweeperOptions): RecordSweepe
 
 interface Progress {
   deleted: number;
+  tombstoned: number;
   batches: number;
+  tombstoneBatches: number;
 }

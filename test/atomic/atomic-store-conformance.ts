@@ -97,6 +97,18 @@ export function describeAtomicStoreConformance<Tx>(
         expect(record?.updatedAt).toBeLessThanOrEqual(record!.readAt);
       });
 
+      it("keeps a tombstone period and the work's outcome code, as a completion does", async () => {
+        await claim();
+        const result = await store.completeWithin<string>(
+          { key, owner: "owner-1", attempt: 1, retentionMs: 5_000, tombstoneMs: 60_000 },
+          writing("row-1", () => ({ value: "answer", outcome, outcomeCode: 8 })) as never,
+        );
+        expect(result).toEqual({ kind: "completed", value: "answer" });
+        const record = await store.get(key);
+        expect(record).toMatchObject({ status: "completed", outcomeCode: 8, replayUntil: record!.updatedAt + 5_000 });
+        expect(record?.expiresAt).toBe(record!.updatedAt + 65_000);
+      });
+
       it("rolls back the writes and keeps the claim when the work throws", async () => {
         await claim();
         const failure = new Error("handler failed after writing");

@@ -72,11 +72,11 @@ describe("stats", () => {
 
     const table = (await cli(["stats"])).stdout;
     expect(table).toContain(`store      ${db}`);
-    expect(table).toContain("records    9 (1 in progress, 1 interrupted, 7 completed)");
+    expect(table).toContain("records    9 (1 in progress, 1 interrupted, 7 completed, 0 tombstoned)");
     expect(table).toContain("expired    1 not yet swept");
     expect(table).toMatch(new RegExp(`oldest in progress: "${filled.keys.running}" of ${createPayment}, claimed \\S+ ago, lease held for`));
-    expect(table).toMatch(/METHOD\s+IN PROGRESS\s+INTERRUPTED\s+COMPLETED\n/);
-    expect(table).toMatch(/demo\.v1\.PaymentService\/CreatePayment\s+1\s+1\s+5\n/);
+    expect(table).toMatch(/METHOD\s+IN PROGRESS\s+INTERRUPTED\s+COMPLETED\s+TOMBSTONED\n/);
+    expect(table).toMatch(/demo\.v1\.PaymentService\/CreatePayment\s+1\s+1\s+5\s+0\n/);
   });
 });
 

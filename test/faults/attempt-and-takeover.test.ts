@@ -97,7 +97,7 @@ describe("attempt and takeover", () => {
     const server = await startFaultServer({
       dir: scratch.dir,
       sqlite: { clock: () => clock.now() },
-      interceptor: { retention: 60_000 },
+      interceptor: { retention: 60_000, tombstoneRetention: 0 },
       async createPayment(_req, _ctx, { charge }) {
         await charge("phase");
         return undefined;

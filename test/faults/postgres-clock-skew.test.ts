@@ -50,6 +50,8 @@ async function start(name: string, table: string, faketime: string | undefined) 
     POSTGRES_TABLE: table,
     LEASE_MS: "3000",
     RETENTION_MS: String(retentionMs),
+    // No tombstone: `expires_at` is then the end of the retention this test checks.
+    TOMBSTONE_RETENTION_MS: "0",
     EXECUTIONS_FILE: join(scratch.dir, "executions.log"),
     ...(faketime === undefined
       ? {}

@@ -171,7 +171,12 @@ describe("connect-idempotency CLI", () => {
     });
     expect(methods.find((m) => m.method === "fixture.v1.FixtureService/Stamped")).toMatchObject({
       fingerprintExclude: ["client_sent_at", "trace.id"],
+      tombstoneRetentionMs: 3_600_000,
     });
+    const opaque = methods.find((m) => m.method === "fixture.v1.FixtureService/Opaque");
+    expect(opaque).toMatchObject({ retentionMs: 60_000 });
+    // Unset: the interceptor's tombstoneRetention applies.
+    expect(opaque).not.toHaveProperty("tombstoneRetentionMs");
   });
 
   it("exits 2 on a usage error", async () => {

@@ -62,7 +62,8 @@ describe.each(stores)("the contract past replay, on $name", (storeKind) => {
       await client.createPayment(request, again.options);
       const stored = await server.store.get({ scope: "", method: "demo.v1.PaymentService/CreatePayment", key: requestId });
       expect(stored?.status).toBe("completed");
-      const expiresAt = stored?.expiresAt ?? 0;
+      // The end of the replay window, not of the tombstone after it.
+      const expiresAt = stored?.replayUntil ?? 0;
       const firstText = first.seen.header.get("idempotency-expires") ?? "";
       expect(firstText).toMatch(rfc3339Millis);
       // Estimated from the store's clock at the claim: never later than the
@@ -79,7 +80,7 @@ describe.each(stores)("the contract past replay, on $name", (storeKind) => {
       await expectConnectError(client.reject({ requestId, fail: "no" }));
       const again = await expectConnectError(client.reject({ requestId, fail: "no" }));
       const stored = await record("Reject", requestId);
-      expect(again.metadata.get("idempotency-expires")).toBe(new Date(stored?.expiresAt ?? 0).toISOString());
+      expect(again.metadata.get("idempotency-expires")).toBe(new Date(stored?.replayUntil ?? 0).toISOString());
     });
   });
 

@@ -245,7 +245,8 @@ describe("rule 7: success", () => {
     expect(first.seen.header.get("idempotency-replayed")).toBeNull();
 
     const record = await server.store.get({ scope: "", method: createPaymentMethod, key });
-    expect(record).toMatchObject({ status: "completed", expiresAt: server.clock.now() + day });
+    // Replayed for a day, then a tombstone for 30 more.
+    expect(record).toMatchObject({ status: "completed", replayUntil: server.clock.now() + day, expiresAt: server.clock.now() + 31 * day });
     const outcome = decodeStoredOutcome(record?.outcome ?? new Uint8Array());
     if (outcome.kind !== "response") {
       throw new Error("expected a stored response");
@@ -272,7 +273,7 @@ describe("rule 7: success", () => {
   });
 
   it("keeps completed keys for the configured retention, or the method's own", async () => {
-    const { server, payments, fixture } = await start({ interceptor: { retention: 3_600_000 } });
+    const { server, payments, fixture } = await start({ interceptor: { retention: 3_600_000, tombstoneRetention: 0 } });
     const key = crypto.randomUUID();
     await payments.createPayment(payment(key));
     await fixture.opaque({ key: "k1", text: "t" });
@@ -462,7 +463,8 @@ describe("rule 10: mismatch", () => {
 
 describe("rule 13: retention", () => {
   it("treats a completed record past its retention as absent", async () => {
-    const { server, payments, fixture } = await start({ interceptor: { retention: 10_000 } });
+    // Without tombstones: a record past its replay window is gone (see tombstones.test.ts for the default).
+    const { server, payments, fixture } = await start({ interceptor: { retention: 10_000, tombstoneRetention: 0 } });
     const key = crypto.randomUUID();
     await payments.createPayment(payment(key));
     server.clock.advance(9_999);

@@ -61,6 +61,25 @@ describe("a PostgreSQL record whose checksum does not match", () => {
     expect(rows.rows).toEqual([{ owner: "owner-1" }]);
   });
 
+  it.each([
+    ["its replay end moved back (a replayed record would become a tombstone)", "replay_until = replay_until - 1000"],
+    ["its replay end cleared (a tombstone would replay, then its empty body)", "replay_until = NULL"],
+    ["its outcome code changed", "outcome_code = 13"],
+    ["its body dropped without a new checksum", "outcome = NULL"],
+  ])("with a tombstone period, is refused when %s", async (_, damage) => {
+    const store = await open();
+    const key = { scope: "acme", method, key: "order-1" };
+    expect((await store.claim(claimOf(key, "owner-1"))).kind).toBe("claimed");
+    await store.complete({ key, owner: "owner-1", attempt: 1, outcome: outcomeOf(1), retentionMs: day, tombstoneMs: 30 * day, outcomeCode: 0 });
+    expect((await store.get(key))?.replayUntil).toBeDefined();
+    await schema.admin.query(`UPDATE ${schema.name}.${store.table} SET ${damage}`);
+    await expect(store.claim(claimOf(key, "retry"))).rejects.toSatisfy(isStoreCorruptError);
+    await expect(store.get(key)).rejects.toSatisfy(isStoreCorruptError);
+    // The sweeper's first stage leaves a damaged row alone rather than vouch for it.
+    await store.sweep({ limit: 10 });
+    await expect(store.get(key)).rejects.toSatisfy(isStoreCorruptError);
+  });
+
   it("stays readable when it was written before checksums (NULL): no false alarm", async () => {
     const store = await open();
     const key = { scope: "acme", method, key: "order-1" };

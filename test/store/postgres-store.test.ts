@@ -94,6 +94,8 @@ describe("PostgreSQL migrations", () => {
         outcome: "bytea",
         interrupted: "boolean",
         checksum: "bytea",
+        replay_until: "bigint",
+        outcome_code: "integer",
       });
     } finally {
       await store.close();
@@ -133,8 +135,10 @@ describe("PostgreSQL migrations", () => {
     const input = claimInput("running", "owner-1");
     expect((await first.claim(input)).kind).toBe("claimed");
     await first.close();
-    // Back to the layout of version 2, which had no `interrupted` (3) or `checksum` (4) column.
-    await schema.admin.query(`ALTER TABLE ${schema.name}.${table} DROP COLUMN interrupted, DROP COLUMN checksum`);
+    // Back to the layout of version 2, which had no `interrupted` (3), `checksum` (4) or `replay_until` and `outcome_code` (5) column.
+    await schema.admin.query(
+      `ALTER TABLE ${schema.name}.${table} DROP COLUMN interrupted, DROP COLUMN checksum, DROP COLUMN replay_until, DROP COLUMN outcome_code`,
+    );
     await schema.admin.query(`UPDATE ${schema.name}.${postgresMetaTable} SET schema_version = 2 WHERE table_name = $1`, [table]);
 
     const second = await schema.openStore({ table });
@@ -225,7 +229,7 @@ UNION ALL SELECT 'live', 'm', 'retained', 'completed', 'f', 'o', now, now, now, 
     try {
       await vi.waitFor(() => expect(reports.length).toBeGreaterThan(0), { timeout: 10_000 });
       // Ten full batches, then one that comes back short and ends the pass.
-      expect(reports[0]).toEqual({ deleted: 5_000, batches: 11 });
+      expect(reports[0]).toEqual({ deleted: 5_000, batches: 11, tombstoned: 0, tombstoneBatches: 1 });
       const left = await schema.admin.query(`SELECT key FROM ${schema.name}.${table} ORDER BY key`);
       expect(left.rows).toEqual([{ key: "leased" }, { key: "retained" }]);
     } finally {

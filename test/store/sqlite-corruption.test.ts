@@ -187,6 +187,28 @@ describe("a record whose checksum does not match", () => {
     expect(row).toEqual({ owner: "first" });
   });
 
+  it.each([
+    ["its replay end moved back (a replayed record would become a tombstone)", "replay_until = replay_until - 1000"],
+    ["its replay end cleared (a tombstone would replay, then its empty body)", "replay_until = NULL"],
+    ["its outcome code changed", "outcome_code = 13"],
+    ["its body dropped without a new checksum", "outcome = NULL"],
+  ])("with a tombstone period, is refused when %s", async (_, damage) => {
+    const path = nextFile();
+    const opened = createSqliteStore({ path, sweepIntervalMs: 0 });
+    store = opened;
+    await opened.claim(claimOf(1, "first"));
+    await opened.complete({ key: keyOf(1), owner: "first", attempt: 1, outcome: outcomeOf(1), retentionMs: day, tombstoneMs: 30 * day });
+    expect((await opened.get(keyOf(1)))?.replayUntil).toBeDefined();
+    const raw = new Database(path);
+    raw.prepare(`UPDATE connect_idempotency_records SET ${damage} WHERE key = 'order-1'`).run();
+    raw.close();
+    await expect(opened.claim(claimOf(1, "retry"))).rejects.toSatisfy(isStoreCorruptError);
+    await expect(opened.get(keyOf(1))).rejects.toSatisfy(isStoreCorruptError);
+    // The sweeper's first stage leaves a damaged row alone rather than vouch for it.
+    await opened.sweep({ limit: 10 });
+    await expect(opened.get(keyOf(1))).rejects.toSatisfy(isStoreCorruptError);
+  });
+
   it("stays readable when it was written before checksums (NULL): no false alarm", async () => {
     const path = nextFile();
     const { store, raw } = await completedStore(path);

@@ -199,16 +199,32 @@ describe("createSqliteStore", () => {
       const old = connect();
       old.exec("ALTER TABLE connect_idempotency_records DROP COLUMN interrupted");
       old.exec("ALTER TABLE connect_idempotency_records DROP COLUMN checksum");
+      old.exec("DROP INDEX connect_idempotency_records_tombstone");
+      old.exec("ALTER TABLE connect_idempotency_records DROP COLUMN replay_until");
+      old.exec("ALTER TABLE connect_idempotency_records DROP COLUMN outcome_code");
       old.prepare("UPDATE connect_idempotency_meta SET schema_version = 2").run();
       old.close();
 
       const second = open();
       expect(connect().prepare("SELECT schema_version FROM connect_idempotency_meta").pluck().get()).toBe(sqliteSchemaVersion);
       expect(await second.get(keyOf("done"))).toMatchObject({ status: "completed", attempt: 1, outcome: new Uint8Array([5]) });
+      // Written before tombstones: no replay end, replayed until it expires.
+      expect((await second.get(keyOf("done")))?.replayUntil).toBeUndefined();
       expect(await second.get(keyOf("running"))).toMatchObject({ status: "in_progress", attempt: 1 });
       expect(await second.interrupt({ key: keyOf("running"), owner: "owner-running", attempt: 1 })).toBe(true);
       const takeover = await second.claim(claimInput("running", { owner: "next" }));
       expect(takeover).toMatchObject({ kind: "claimed", replaced: "takeover", record: { attempt: 2 } });
+    });
+
+    it("finds the bodies to drop through the partial tombstone index", () => {
+      const store = open();
+      const plan = store.database
+        .prepare(
+          `EXPLAIN QUERY PLAN SELECT rowid FROM connect_idempotency_records
+WHERE replay_until <= 5 AND replay_until IS NOT NULL AND outcome IS NOT NULL AND status = 'completed' LIMIT 10`,
+        )
+        .all() as { detail: string }[];
+      expect(plan.map((row) => row.detail).join("\n")).toMatch(/USING INDEX connect_idempotency_records_tombstone/);
     });
 
     it("refuses a table migrated by a newer version", async () => {
@@ -470,7 +486,8 @@ describe("createSqliteStore", () => {
       await vi.advanceTimersByTimeAsync(1_000);
       await firstPass;
       // 3 + 3 + 3 + 1: the short last batch tells the pass it is done.
-      expect(reports).toEqual([{ deleted: 10, batches: 4 }]);
+      // Nothing past its replay window: one short statement ends the first stage.
+      expect(reports).toEqual([{ deleted: 10, batches: 4, tombstoned: 0, tombstoneBatches: 1 }]);
       expect(store.database.prepare("SELECT key FROM connect_idempotency_records").pluck().all()).toEqual(["live"]);
       expect(vi.getTimerCount()).toBe(1);
 

@@ -9,7 +9,7 @@
 // - POSTGRES_URL, POSTGRES_SCHEMA, POSTGRES_TABLE,
 //   POSTGRES_STATEMENT_TIMEOUT_MS, POSTGRES_CONNECTION_TIMEOUT_MS,
 //   POSTGRES_MAX_CONNECTIONS: the PostgreSQL store.
-// - LEASE_MS, LEASE_GRACE_MS, MAX_WAIT_MS, RETENTION_MS: interceptor options.
+// - LEASE_MS, LEASE_GRACE_MS, MAX_WAIT_MS, RETENTION_MS, TOMBSTONE_RETENTION_MS: interceptor options.
 // - EXECUTIONS_FILE: every handler execution appends a line
 //   `<request id>\t<NAME>\t<payment id>\t<attempt>\t<takeover>` to it before
 //   anything else (the "charge").
@@ -64,6 +64,7 @@ const server = await startHttp2Server({
       leaseGrace: optionalNumber("LEASE_GRACE_MS"),
       maxWait: optionalNumber("MAX_WAIT_MS"),
       retention: optionalNumber("RETENTION_MS"),
+      tombstoneRetention: optionalNumber("TOMBSTONE_RETENTION_MS"),
       telemetry: false,
       onEvent(event) {
         process.stdout.write(`event\t${event.type}\t${event.operation ?? ""}\t${event.keyHash}\n`);

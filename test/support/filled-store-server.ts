@@ -44,9 +44,9 @@ export const filledStoreCounts = {
   completed: 7,
   expired: 1,
   byMethod: [
-    { method: "demo.v1.PaymentService/CreatePayment", inProgress: 1, interrupted: 1, completed: 5 },
-    { method: "demo.v1.PaymentService/RefundPayment", inProgress: 0, interrupted: 0, completed: 1 },
-    { method: "fixture.v1.FixtureService/Opaque", inProgress: 0, interrupted: 0, completed: 1 },
+    { method: "demo.v1.PaymentService/CreatePayment", inProgress: 1, interrupted: 1, completed: 5, tombstoned: 0 },
+    { method: "demo.v1.PaymentService/RefundPayment", inProgress: 0, interrupted: 0, completed: 1, tombstoned: 0 },
+    { method: "fixture.v1.FixtureService/Opaque", inProgress: 0, interrupted: 0, completed: 1, tombstoned: 0 },
   ],
 } satisfies Partial<StoreStats>;
 
@@ -81,6 +81,9 @@ export async function startFilledStoreServer(store: IdempotencyStore, backdate: 
     store,
     interceptor: {
       scope: (req) => req.header.get(tenantHeader) ?? "",
+      // No tombstones, so that the backdated Opaque record is expired;
+      // admin-cli-sqlite.test.ts shows tombstones on a store of its own.
+      tombstoneRetention: 0,
     },
     payments: {
       async createPayment(req, ctx) {

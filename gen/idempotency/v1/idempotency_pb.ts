@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file idempotency/v1/idempotency.proto.
  */
 export const file_idempotency_v1_idempotency: GenFile = /*@__PURE__*/
-  fileDesc("CiBpZGVtcG90ZW5jeS92MS9pZGVtcG90ZW5jeS5wcm90bxIOaWRlbXBvdGVuY3kudjEi5wEKDE1ldGhvZFBvbGljeRIUCgxrZXlfcmVxdWlyZWQYASABKAgSLAoJcmV0ZW50aW9uGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi0KCmtleV9mb3JtYXQYAyABKA4yGS5pZGVtcG90ZW5jeS52MS5LZXlGb3JtYXQSMwoMb25fZHVwbGljYXRlGAQgASgOMh0uaWRlbXBvdGVuY3kudjEuRHVwbGljYXRlTW9kZRISCgprZXlfZmllbGRzGAUgAygJEhsKE2ZpbmdlcnByaW50X2V4Y2x1ZGUYBiADKAkqZQoNRHVwbGljYXRlTW9kZRIeChpEVVBMSUNBVEVfTU9ERV9VTlNQRUNJRklFRBAAEhkKFURVUExJQ0FURV9NT0RFX1JFUExBWRABEhkKFURVUExJQ0FURV9NT0RFX1JFSkVDVBACKlMKCUtleUZvcm1hdBIaChZLRVlfRk9STUFUX1VOU1BFQ0lGSUVEEAASEwoPS0VZX0ZPUk1BVF9VVUlEEAESFQoRS0VZX0ZPUk1BVF9PUEFRVUUQAjo+CgpyZXF1ZXN0X2lkEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxj+rgQgASgIUglyZXF1ZXN0SWQ6VgoGcG9saWN5Eh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMY/64EIAEoCzIcLmlkZW1wb3RlbmN5LnYxLk1ldGhvZFBvbGljeVIGcG9saWN5YgZwcm90bzM", [file_google_protobuf_descriptor, file_google_protobuf_duration]);
+  fileDesc("CiBpZGVtcG90ZW5jeS92MS9pZGVtcG90ZW5jeS5wcm90bxIOaWRlbXBvdGVuY3kudjEinwIKDE1ldGhvZFBvbGljeRIUCgxrZXlfcmVxdWlyZWQYASABKAgSLAoJcmV0ZW50aW9uGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi0KCmtleV9mb3JtYXQYAyABKA4yGS5pZGVtcG90ZW5jeS52MS5LZXlGb3JtYXQSMwoMb25fZHVwbGljYXRlGAQgASgOMh0uaWRlbXBvdGVuY3kudjEuRHVwbGljYXRlTW9kZRISCgprZXlfZmllbGRzGAUgAygJEhsKE2ZpbmdlcnByaW50X2V4Y2x1ZGUYBiADKAkSNgoTdG9tYnN0b25lX3JldGVudGlvbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiplCg1EdXBsaWNhdGVNb2RlEh4KGkRVUExJQ0FURV9NT0RFX1VOU1BFQ0lGSUVEEAASGQoVRFVQTElDQVRFX01PREVfUkVQTEFZEAESGQoVRFVQTElDQVRFX01PREVfUkVKRUNUEAIqUwoJS2V5Rm9ybWF0EhoKFktFWV9GT1JNQVRfVU5TUEVDSUZJRUQQABITCg9LRVlfRk9STUFUX1VVSUQQARIVChFLRVlfRk9STUFUX09QQVFVRRACOj4KCnJlcXVlc3RfaWQSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGP6uBCABKAhSCXJlcXVlc3RJZDpWCgZwb2xpY3kSHi5nb29nbGUucHJvdG9idWYuTWV0aG9kT3B0aW9ucxj/rgQgASgLMhwuaWRlbXBvdGVuY3kudjEuTWV0aG9kUG9saWN5UgZwb2xpY3liBnByb3RvMw", [file_google_protobuf_descriptor, file_google_protobuf_duration]);
 
 /**
  * The per-method idempotency policy.
@@ -77,6 +77,17 @@ export type MethodPolicy = Message<"idempotency.v1.MethodPolicy"> & {
    * @generated from field: repeated string fingerprint_exclude = 6;
    */
   fingerprintExclude: string[];
+
+  /**
+   * How long a completed request ID stays taken after its retention (the
+   * replay window) ends: its response is dropped, and a late duplicate gets
+   * FAILED_PRECONDITION with reason REQUEST_ID_EXPIRED instead of running
+   * again. The server's configured tombstone retention (30 days by default)
+   * applies when unset; zero keeps no tombstone.
+   *
+   * @generated from field: google.protobuf.Duration tombstone_retention = 7;
+   */
+  tombstoneRetention?: Duration | undefined;
 };
 
 /**

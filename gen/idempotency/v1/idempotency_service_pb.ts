@@ -22,7 +22,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file idempotency/v1/idempotency_service.proto.
  */
 export const file_idempotency_v1_idempotency_service: GenFile = /*@__PURE__*/
-  fileDesc("CihpZGVtcG90ZW5jeS92MS9pZGVtcG90ZW5jeV9zZXJ2aWNlLnByb3RvEg5pZGVtcG90ZW5jeS52MSI3ChFHZXRPdXRjb21lUmVxdWVzdBIOCgZtZXRob2QYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCSKBAwoSR2V0T3V0Y29tZVJlc3BvbnNlEisKBXN0YXRlGAEgASgOMhwuaWRlbXBvdGVuY3kudjEuT3V0Y29tZVN0YXRlEjUKEWZpcnN0X2V4ZWN1dGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtsZWFzZV91bnRpbBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgFIAEoBRIoCghyZXNwb25zZRgGIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnlIABIsCgVlcnJvchgHIAEoCzIbLmlkZW1wb3RlbmN5LnYxLlN0b3JlZEVycm9ySAASMwoIZXhlY3V0ZWQYCCABKAsyHy5pZGVtcG90ZW5jeS52MS5TdG9yZWRFeGVjdXRpb25IAEIICgZyZXN1bHQqwQEKDE91dGNvbWVTdGF0ZRIdChlPVVRDT01FX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVT1VUQ09NRV9TVEFURV9VTktOT1dOEAESHQoZT1VUQ09NRV9TVEFURV9JTl9QUk9HUkVTUxACEhsKF09VVENPTUVfU1RBVEVfQ09NUExFVEVEEAMSHQoZT1VUQ09NRV9TVEFURV9JTlRFUlJVUFRFRBAEEhwKGE9VVENPTUVfU1RBVEVfVE9NQlNUT05FRBAFMm4KEklkZW1wb3RlbmN5U2VydmljZRJYCgpHZXRPdXRjb21lEiEuaWRlbXBvdGVuY3kudjEuR2V0T3V0Y29tZVJlcXVlc3QaIi5pZGVtcG90ZW5jeS52MS5HZXRPdXRjb21lUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_any, file_google_protobuf_timestamp, file_idempotency_v1_stored_outcome]);
+  fileDesc("CihpZGVtcG90ZW5jeS92MS9pZGVtcG90ZW5jeV9zZXJ2aWNlLnByb3RvEg5pZGVtcG90ZW5jeS52MSI3ChFHZXRPdXRjb21lUmVxdWVzdBIOCgZtZXRob2QYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCSLKAwoSR2V0T3V0Y29tZVJlc3BvbnNlEisKBXN0YXRlGAEgASgOMhwuaWRlbXBvdGVuY3kudjEuT3V0Y29tZVN0YXRlEjUKEWZpcnN0X2V4ZWN1dGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtsZWFzZV91bnRpbBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgFIAEoBRIoCghyZXNwb25zZRgGIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnlIABIsCgVlcnJvchgHIAEoCzIbLmlkZW1wb3RlbmN5LnYxLlN0b3JlZEVycm9ySAASMwoIZXhlY3V0ZWQYCCABKAsyHy5pZGVtcG90ZW5jeS52MS5TdG9yZWRFeGVjdXRpb25IABIwCgxjb21wbGV0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDW9yaWdpbmFsX2NvZGUYCiABKAVCCAoGcmVzdWx0KsEBCgxPdXRjb21lU3RhdGUSHQoZT1VUQ09NRV9TVEFURV9VTlNQRUNJRklFRBAAEhkKFU9VVENPTUVfU1RBVEVfVU5LTk9XThABEh0KGU9VVENPTUVfU1RBVEVfSU5fUFJPR1JFU1MQAhIbChdPVVRDT01FX1NUQVRFX0NPTVBMRVRFRBADEh0KGU9VVENPTUVfU1RBVEVfSU5URVJSVVBURUQQBBIcChhPVVRDT01FX1NUQVRFX1RPTUJTVE9ORUQQBTJuChJJZGVtcG90ZW5jeVNlcnZpY2USWAoKR2V0T3V0Y29tZRIhLmlkZW1wb3RlbmN5LnYxLkdldE91dGNvbWVSZXF1ZXN0GiIuaWRlbXBvdGVuY3kudjEuR2V0T3V0Y29tZVJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_any, file_google_protobuf_timestamp, file_idempotency_v1_stored_outcome]);
 
 /**
  * Names one record of the caller's scope.
@@ -125,6 +125,21 @@ export type GetOutcomeResponse = Message<"idempotency.v1.GetOutcomeResponse"> & 
     value: StoredExecution;
     case: "executed";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * When the execution completed (COMPLETED and TOMBSTONED).
+   *
+   * @generated from field: google.protobuf.Timestamp completed_at = 9;
+   */
+  completedAt?: Timestamp | undefined;
+
+  /**
+   * The gRPC code the execution answered with, 0 for success (TOMBSTONED,
+   * whose outcome is no longer kept).
+   *
+   * @generated from field: int32 original_code = 10;
+   */
+  originalCode: number;
 };
 
 /**
@@ -177,7 +192,10 @@ export enum OutcomeState {
   INTERRUPTED = 4,
 
   /**
-   * Reserved for records kept past their outcome (tombstones).
+   * Done, and past its replay window: the outcome is no longer kept, but the
+   * request ID stays taken until `expires_at` (a tombstone); a retry gets
+   * FAILED_PRECONDITION REQUEST_ID_EXPIRED. `completed_at` and
+   * `original_code` tell what it answered.
    *
    * @generated from enum value: OUTCOME_STATE_TOMBSTONED = 5;
    */

@@ -86,16 +86,16 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = EXCLUDED.result, r
       work: TransactionWork<PoolClient, AtomicCompletion<T>, "async">,
     ): Promise<CompleteWithinResult<T>> {
       return inTransaction(async (client): Promise<CompleteWithinResult<T>> => {
-        const { key, owner, attempt, retentionMs } = input;
+        const { key, owner, attempt, retentionMs, tombstoneMs } = input;
         // A record this execution completed already is `not_owner` too: the
         // work must not run a second time.
         const held = await client.query(lockClaim, [...keyValues(key), owner, attempt - 1]);
         if (held.rowCount !== 1) {
           return { kind: "not_owner" };
         }
-        const { value, outcome } = await work(client);
+        const { value, outcome, outcomeCode } = await work(client);
         const completed = await client.query<{ completed: boolean }>(
-          statements.complete({ key, owner, attempt, outcome, retentionMs }),
+          statements.complete({ key, owner, attempt, outcome, retentionMs, tombstoneMs, outcomeCode }),
         );
         if (completed.rows[0]?.completed !== true) {
           // The work itself deleted or changed the locked record: undo its writes.

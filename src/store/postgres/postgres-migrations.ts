@@ -81,6 +81,18 @@ FOR EACH ROW WHEN (NEW.takeovers = 0) EXECUTE FUNCTION ${resetPhases}()`,
     // default PostgreSQL adds the column without rewriting the table.
     statements: (table) => [`ALTER TABLE ${table} ADD COLUMN checksum bytea`],
   },
+  {
+    version: 5,
+    // NULL on rows written before: they replay until `expires_at` and leave
+    // no tombstone, as they did. Columns without a default are added without
+    // rewriting the table; the partial index holds only records whose body
+    // the sweeper's first stage has yet to drop.
+    statements: (table) => [
+      `ALTER TABLE ${table} ADD COLUMN replay_until bigint`,
+      `ALTER TABLE ${table} ADD COLUMN outcome_code integer`,
+      `CREATE INDEX ON ${table} (replay_until) WHERE replay_until IS NOT NULL AND outcome IS NOT NULL`,
+    ],
+  },
 ];
 
 /** The table of the recovery points (phases) that goes with a records table. */
@@ -134,6 +146,14 @@ export const postgresMetaTable = "connect_idempotency_meta";
  * before, which are read unverified. Scopes, methods and keys with lone
  * UTF-16 surrogates are stored escaped (`toPostgresText`) from this version
  * on; before, PostgreSQL received them as U+FFFD.
+ *
+ * Version 5 adds `replay_until` (`bigint`) and `outcome_code` (`integer`)
+ * for tombstones, as in the SQLite store: a completion with a tombstone
+ * period sets the end of the replay window, the outcome's code and, as
+ * `expires_at`, the tombstone's end; the sweeper's first stage sets the
+ * outcome of a record past `replay_until` to NULL and rewrites its checksum,
+ * which covers both columns while `replay_until` is set. A partial index on
+ * `(replay_until)` over rows that still have an outcome finds them.
  *
  * An up-to-date table costs two reads and no lock, so that processes running
  * with a role without DDL rights start once the table exists. Otherwise

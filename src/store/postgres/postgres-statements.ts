@@ -29,6 +29,10 @@ export interface RecordRow {
   readonly outcome: Buffer | null;
   /** `recordChecksum` of the row; null on rows written before schema version 4. */
   readonly checksum: Buffer | null;
+  /** End of the replay window of a record with a tombstone; null otherwise (and before schema version 5). */
+  readonly replay_until: string | null;
+  /** The outcome's code, set with `replay_until`. */
+  readonly outcome_code: number | null;
   /** The database's clock when the statement read the row. */
   readonly read_at: string;
 }
@@ -75,6 +79,12 @@ export interface PostgresStatements {
   renew(input: RenewInput): QueryConfig<unknown[]>;
   /** Deletes up to `limit` records expired by the database's clock whose lease has ended. */
   sweep(input: SweepInput): QueryConfig<unknown[]>;
+  /**
+   * Drops the outcome of up to `limit` intact completed records past their
+   * replay window by the database's clock, rewriting their checksum: they
+   * stay as tombstones.
+   */
+  tombstone(input: SweepInput): QueryConfig<unknown[]>;
 }
 
 /**
@@ -86,7 +96,7 @@ export const postgresClockMs = "(extract(epoch from clock_timestamp()) * 1000)::
 
 /** The columns of a record row, without `read_at`. */
 export const postgresRecordColumns =
-  "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, interrupted, outcome, checksum";
+  "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, interrupted, outcome, checksum, replay_until, outcome_code";
 
 /** SQL expressions for the fields `recordChecksum` covers. */
 export type PostgresChecksumColumns = ChecksumColumnsSql;
@@ -105,7 +115,9 @@ export function postgresChecksumSql(columns: Partial<PostgresChecksumColumns> = 
     `int4send(octet_length(convert_to(${expression}, 'UTF8'))) || convert_to(${expression}, 'UTF8')`;
   const outcome = `CASE WHEN ${c.outcome} IS NULL THEN '\\xffffffff'::bytea ELSE int4send(octet_length(${c.outcome})) || ${c.outcome} END`;
   const input = [c.scope, c.method, c.key, c.fingerprint, c.status].map(text).join(" || ");
-  return `substr(sha256(${input} || int8send((${c.lifetimeMs})::bigint) || ${outcome}), 1, ${recordChecksumBytes})`;
+  // Only a record with a replay end hashes it and its code, as `recordChecksum` does.
+  const replay = `CASE WHEN (${c.replayLifetimeMs}) IS NULL THEN ''::bytea ELSE int8send((${c.replayLifetimeMs})::bigint) || int4send(coalesce((${c.outcomeCode})::integer, 0)) END`;
+  return `substr(sha256(${input} || int8send((${c.lifetimeMs})::bigint) || ${outcome} || ${replay}), 1, ${recordChecksumBytes})`;
 }
 
 /**
@@ -122,6 +134,8 @@ export function postgresRowIntactSql(alias?: string): string {
     status: `${p}status`,
     lifetimeMs: `${p}expires_at - ${p}created_at`,
     outcome: `${p}outcome`,
+    replayLifetimeMs: `${p}replay_until - ${p}created_at`,
+    outcomeCode: `${p}outcome_code`,
   };
   return `(${p}checksum IS NULL OR ${p}checksum = ${postgresChecksumSql(columns)})`;
 }
@@ -136,6 +150,8 @@ export function postgresRowIntact(row: RecordRow): boolean {
     status: row.status,
     lifetimeMs: Number(row.expires_at) - Number(row.created_at),
     outcome: row.outcome,
+    replayLifetimeMs: row.replay_until === null ? null : Number(row.replay_until) - Number(row.created_at),
+    outcomeCode: row.outcome_code,
   });
 }
 
@@ -181,11 +197,14 @@ export function createPostgresStatements(qualifiedTable: string): PostgresStatem
     status: "'in_progress'",
     lifetimeMs: "EXCLUDED.expires_at - r.created_at",
     outcome: "NULL::bytea",
+    replayLifetimeMs: "NULL::bigint",
+    outcomeCode: "NULL::integer",
   });
   const claimText = `WITH clock AS (SELECT ${postgresClockMs} AS ms)
 INSERT INTO ${qualifiedTable} AS r (${columns})
 SELECT $1::text, $2::text, $3::text, 'in_progress', $4::text, $5::text, ms, ms, ms + $6::bigint, ms + $8::bigint, 0, false, NULL::bytea,
-  ${postgresChecksumSql({ scope: "$1::text", method: "$2::text", key: "$3::text", fingerprint: "$4::text", status: "'in_progress'", lifetimeMs: "$8::bigint", outcome: "NULL::bytea" })}
+  ${postgresChecksumSql({ scope: "$1::text", method: "$2::text", key: "$3::text", fingerprint: "$4::text", status: "'in_progress'", lifetimeMs: "$8::bigint", outcome: "NULL::bytea", replayLifetimeMs: "NULL::bigint", outcomeCode: "NULL::integer" })},
+  NULL::bigint, NULL::integer
 FROM clock
 ON CONFLICT (scope, method, key) DO UPDATE SET
   status = 'in_progress',
@@ -198,18 +217,31 @@ ON CONFLICT (scope, method, key) DO UPDATE SET
   takeovers = CASE WHEN ${expired} THEN 0 ELSE r.takeovers + 1 END,
   interrupted = false,
   outcome = NULL,
+  replay_until = NULL,
+  outcome_code = NULL,
   checksum = CASE WHEN ${expired} THEN EXCLUDED.checksum ELSE ${takeoverChecksum} END
 WHERE (${expired} OR ${takeover}) AND ${postgresRowIntactSql("r")}
 RETURNING ${columns}, r.updated_at AS read_at, (r.xmax = 0) AS inserted`;
   const getText = `SELECT ${columns}, ${postgresClockMs} AS read_at FROM ${qualifiedTable} WHERE ${keyMatch}`;
+  // Without a tombstone period ($8 = 0) a completed record is what it was
+  // before tombstones: replayed until it expires, no replay end, same checksum.
+  const replayUntil = "(CASE WHEN $8::bigint > 0 THEN clock.ms + $7::bigint END)";
+  const outcomeCode = "(CASE WHEN $8::bigint > 0 THEN $9::integer END)";
   // The outer SELECT reads the table as it was before the UPDATE: a row
   // completed by this owner and attempt then is an earlier completion of
   // theirs whose answer was lost (a connection cut after COMMIT).
   const completeText = `WITH clock AS (SELECT ${postgresClockMs} AS ms),
 done AS (
   UPDATE ${qualifiedTable}
-  SET status = 'completed', outcome = $6::bytea, updated_at = clock.ms, lease_until = clock.ms, expires_at = clock.ms + $7::bigint,
-    checksum = ${postgresChecksumSql({ status: "'completed'", lifetimeMs: "clock.ms + $7::bigint - created_at", outcome: "$6::bytea" })}
+  SET status = 'completed', outcome = $6::bytea, updated_at = clock.ms, lease_until = clock.ms,
+    expires_at = clock.ms + $7::bigint + $8::bigint, replay_until = ${replayUntil}, outcome_code = ${outcomeCode},
+    checksum = ${postgresChecksumSql({
+      status: "'completed'",
+      lifetimeMs: "clock.ms + $7::bigint + $8::bigint - created_at",
+      outcome: "$6::bytea",
+      replayLifetimeMs: `${replayUntil} - created_at`,
+      outcomeCode,
+    })}
   FROM clock
   WHERE ${keyMatch} AND ${running}
   RETURNING 1
@@ -237,6 +269,30 @@ WHERE (d.scope, d.method, d.key) IN (
   LIMIT $1
   FOR UPDATE OF s SKIP LOCKED
 ) AND d.expires_at <= clock.ms AND d.lease_until <= clock.ms`;
+  // The first stage of sweeping: a record past its replay window keeps its
+  // key, fingerprint, times and code as a tombstone. Only an intact row is
+  // rewritten, or its new checksum would vouch for damage. The partial index
+  // on `replay_until` holds just the rows with a body left to drop.
+  const tombstoneText = `WITH clock AS (SELECT ${postgresClockMs} AS ms)
+UPDATE ${qualifiedTable} AS d SET outcome = NULL, checksum = ${postgresChecksumSql({
+    scope: "d.scope",
+    method: "d.method",
+    key: "d.key",
+    fingerprint: "d.fingerprint",
+    status: "d.status",
+    lifetimeMs: "d.expires_at - d.created_at",
+    outcome: "NULL::bytea",
+    replayLifetimeMs: "d.replay_until - d.created_at",
+    outcomeCode: "d.outcome_code",
+  })}
+FROM clock
+WHERE (d.scope, d.method, d.key) IN (
+  SELECT s.scope, s.method, s.key FROM ${qualifiedTable} AS s, clock
+  WHERE s.replay_until <= clock.ms AND s.replay_until IS NOT NULL AND s.outcome IS NOT NULL AND s.status = 'completed'
+    AND ${postgresRowIntactSql("s")}
+  LIMIT $1
+  FOR UPDATE OF s SKIP LOCKED
+) AND d.replay_until <= clock.ms AND d.outcome IS NOT NULL AND d.status = 'completed'`;
   const keyValues = (key: RecordKey) => [toPostgresText(key.scope), toPostgresText(key.method), toPostgresText(key.key)];
   const ownerValues = (input: OwnerInput) => [...keyValues(input.key), input.owner, input.attempt - 1];
   return {
@@ -245,11 +301,15 @@ WHERE (d.scope, d.method, d.key) IN (
       values: [...keyValues(input.key), input.fingerprint, input.owner, input.leaseMs, input.graceMs, input.expiresInMs],
     }),
     get: (key) => ({ text: getText, values: keyValues(key) }),
-    complete: (input) => ({ text: completeText, values: [...ownerValues(input), input.outcome, input.retentionMs] }),
+    complete: (input) => ({
+      text: completeText,
+      values: [...ownerValues(input), input.outcome, input.retentionMs, input.tombstoneMs ?? 0, input.outcomeCode ?? 0],
+    }),
     interrupt: (input) => ({ text: interruptText, values: ownerValues(input) }),
     release: (input) => ({ text: releaseText, values: ownerValues(input) }),
     renew: (input) => ({ text: renewText, values: [...ownerValues(input), input.leaseMs] }),
     sweep: (input) => ({ text: sweepText, values: [input.limit] }),
+    tombstone: (input) => ({ text: tombstoneText, values: [input.limit] }),
   };
 }
 
@@ -259,7 +319,15 @@ export function toIdempotencyRecord(row: RecordRow): IdempotencyRecord {
     scope: fromPostgresText(row.scope),
     method: fromPostgresText(row.method),
     key: fromPostgresText(row.key),
-    status: row.interrupted ? "interrupted" : row.status,
+    status: row.interrupted
+      ? "interrupted"
+      : // Without its body it is a tombstone whatever the clock says now: a
+        // clock set back must not replay an empty outcome.
+        row.status === "completed" &&
+          row.replay_until !== null &&
+          (Number(row.replay_until) <= Number(row.read_at) || row.outcome === null)
+        ? "tombstoned"
+        : row.status,
     fingerprint: row.fingerprint,
     owner: row.owner,
     attempt: row.takeovers + 1,
@@ -267,6 +335,8 @@ export function toIdempotencyRecord(row: RecordRow): IdempotencyRecord {
     updatedAt: Number(row.updated_at),
     leaseUntil: Number(row.lease_until),
     expiresAt: Number(row.expires_at),
+    replayUntil: row.replay_until === null ? undefined : Number(row.replay_until),
+    outcomeCode: row.outcome_code ?? undefined,
     // A plain Uint8Array view: callers compare and decode it like any other store's.
     outcome: row.outcome === null ? undefined : new Uint8Array(row.outcome.buffer, row.outcome.byteOffset, row.outcome.byteLength),
     readAt: Number(row.read_at),

@@ -77,6 +77,7 @@ export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions)
   const statements = createPostgresStatements(qualified);
   const sweeper = createRecordSweeper({
     deleteBatch: async (limit) => (await pool.query(statements.sweep({ limit }))).rowCount ?? 0,
+    tombstoneBatch: async (limit) => (await pool.query(statements.tombstone({ limit }))).rowCount ?? 0,
     intervalMs: 0,
     batchSize: sweepBatchSize,
   });
@@ -85,8 +86,11 @@ export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions)
   const clock = `(SELECT ${postgresClockMs} AS read_at) AS clock`;
   const summaryColumns =
     "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, " +
-    "interrupted, NULL::bytea AS outcome, NULL::bytea AS checksum, coalesce(octet_length(outcome), 0)::int AS outcome_bytes, clock.read_at";
-  const statusOf = "CASE WHEN interrupted THEN 'interrupted' ELSE status END";
+    "interrupted, NULL::bytea AS outcome, NULL::bytea AS checksum, replay_until, outcome_code, " +
+    "coalesce(octet_length(outcome), 0)::int AS outcome_bytes, clock.read_at";
+  // A tombstone is a completed row past its replay end, by the database's clock.
+  const statusOf =
+    "CASE WHEN interrupted THEN 'interrupted' WHEN status = 'completed' AND replay_until <= clock.read_at THEN 'tombstoned' ELSE status END";
   const writable = () => {
     if (readonly) {
       throw new Error(`${qualified} was opened read-only`);
@@ -97,7 +101,7 @@ export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions)
   return {
     async stats(): Promise<StoreStats> {
       const counts = await pool.query<{ method: string; status: RecordStatus; n: number }>(
-        `SELECT method, ${statusOf} AS status, count(*)::int AS n FROM ${qualified} GROUP BY 1, 2 ORDER BY method`,
+        `SELECT method, ${statusOf} AS status, count(*)::int AS n FROM ${qualified} CROSS JOIN ${clock} GROUP BY 1, 2 ORDER BY method`,
       );
       const oldest = await pool.query<SummaryRow>(
         `SELECT ${summaryColumns} FROM ${qualified} CROSS JOIN ${clock}

@@ -141,6 +141,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     await migratePostgresSchema(pool, schema, table);
     sweeper = createRecordSweeper({
       deleteBatch: async (limit) => (await open().query(statements.sweep({ limit }))).rowCount ?? 0,
+      tombstoneBatch: async (limit) => (await open().query(statements.tombstone({ limit }))).rowCount ?? 0,
       intervalMs: options.sweepIntervalMs ?? 60_000,
       batchSize: options.sweepBatchSize ?? 1000,
       onSweep: options.onSweep,

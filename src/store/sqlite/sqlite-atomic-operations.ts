@@ -72,15 +72,15 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = excluded.result, r
       input: Parameters<SqliteAtomicOperations["completeWithin"]>[0],
       work: TransactionWork<Database, AtomicCompletion<T>, "sync">,
     ): Promise<CompleteWithinResult<T>> {
-      const { key, owner, attempt, retentionMs } = input;
+      const { key, owner, attempt, retentionMs, tombstoneMs } = input;
       return executor.run((): CompleteWithinResult<T> => {
         // A record this execution completed already is `not_owner` too: the
         // work must not run a second time.
         if (!statements.holds({ key, owner, attempt })) {
           return { kind: "not_owner" };
         }
-        const { value, outcome } = runSync(work);
-        if (!statements.complete({ key, owner, attempt, outcome, retentionMs })) {
+        const { value, outcome, outcomeCode } = runSync(work);
+        if (!statements.complete({ key, owner, attempt, outcome, retentionMs, tombstoneMs, outcomeCode })) {
           // The work itself deleted or changed the record: undo its writes.
           throw new Error("the claim changed inside its own completion transaction");
         }

@@ -22,9 +22,11 @@ export function claimFromRead(statements: SqliteStatements, input: ClaimInput): 
   const now = record.readAt;
   // The upsert's conditions (see `createSqliteStatements`); an interrupted
   // record's lease ended when it was interrupted.
-  const expired = record.expiresAt <= now && (record.status === "completed" || record.leaseUntil <= now);
+  // A tombstone is a completed record too: never taken over, absent once expired.
+  const done = record.status === "completed" || record.status === "tombstoned";
+  const expired = record.expiresAt <= now && (done || record.leaseUntil <= now);
   const takeover =
-    record.status !== "completed" &&
+    !done &&
     record.fingerprint === input.fingerprint &&
     (record.status === "interrupted" || record.leaseUntil + input.graceMs <= now);
   return expired || takeover ? undefined : { kind: "existing", record };

@@ -7,14 +7,14 @@ const sqlFunction = "connect_idempotency_checksum";
 
 /**
  * Adds `connect_idempotency_checksum(scope, method, key, fingerprint,
- * status, lifetime_ms, outcome)` to a connection: `recordChecksum` as SQL,
+ * status, lifetime_ms, outcome, replay_lifetime_ms, outcome_code)` to a connection: `recordChecksum` as SQL,
  * for statements that write a checksum from a row's own columns (a
  * completion knows no fingerprint) or compare one inside a statement. It
  * returns NULL for arguments of the wrong type, which a damaged column can
  * come back as, so that a comparison with it fails.
  */
 export function registerSqliteChecksum(db: Database): void {
-  db.function(sqlFunction, { deterministic: true }, (scope, method, key, fingerprint, status, lifetimeMs, outcome) => {
+  db.function(sqlFunction, { deterministic: true }, (scope, method, key, fingerprint, status, lifetimeMs, outcome, replayLifetimeMs, outcomeCode) => {
     if (
       typeof scope !== "string" ||
       typeof method !== "string" ||
@@ -23,11 +23,13 @@ export function registerSqliteChecksum(db: Database): void {
       typeof status !== "string" ||
       typeof lifetimeMs !== "number" ||
       !Number.isSafeInteger(lifetimeMs) ||
-      !(outcome === null || outcome instanceof Uint8Array)
+      !(outcome === null || outcome instanceof Uint8Array) ||
+      !(replayLifetimeMs === null || (typeof replayLifetimeMs === "number" && Number.isSafeInteger(replayLifetimeMs))) ||
+      !(outcomeCode === null || (typeof outcomeCode === "number" && Number.isInteger(outcomeCode)))
     ) {
       return null;
     }
-    return recordChecksum({ scope, method, key, fingerprint, status, lifetimeMs, outcome });
+    return recordChecksum({ scope, method, key, fingerprint, status, lifetimeMs, outcome, replayLifetimeMs, outcomeCode });
   });
 }
 
@@ -41,7 +43,7 @@ export type SqliteChecksumColumns = ChecksumColumnsSql;
  */
 export function sqliteChecksumSql(replace: Partial<SqliteChecksumColumns> = {}): string {
   const c = { ...checksumOwnColumns, ...replace };
-  return `${sqlFunction}(${c.scope}, ${c.method}, ${c.key}, ${c.fingerprint}, ${c.status}, ${c.lifetimeMs}, ${c.outcome})`;
+  return `${sqlFunction}(${c.scope}, ${c.method}, ${c.key}, ${c.fingerprint}, ${c.status}, ${c.lifetimeMs}, ${c.outcome}, ${c.replayLifetimeMs}, ${c.outcomeCode})`;
 }
 
 /**
@@ -60,5 +62,7 @@ export function sqliteRowIntact(row: SqliteRecordRow): boolean {
     status: row.status,
     lifetimeMs: row.expires_at - row.created_at,
     outcome: row.outcome,
+    replayLifetimeMs: row.replay_until === null ? null : row.replay_until - row.created_at,
+    outcomeCode: row.outcome_code,
   });
 }

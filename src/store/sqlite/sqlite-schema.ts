@@ -1,5 +1,5 @@
 import type { Database } from "better-sqlite3";
-import type { IdempotencyRecord, RecordStatus } from "../idempotency-store.js";
+import type { IdempotencyRecord } from "../idempotency-store.js";
 
 /**
  * The table that records which schema version each records table is at. One
@@ -89,6 +89,18 @@ WHEN NEW.replaced = 'expired' BEGIN ${forget} END`,
     // NULL on rows written before: they stay readable, unverified.
     statements: (quoted) => [`ALTER TABLE ${quoted} ADD COLUMN checksum BLOB`],
   },
+  {
+    version: 5,
+    // NULL on rows written before: they replay until `expires_at` and
+    // leave no tombstone, as they did. The partial index holds only records
+    // whose body the sweeper's first stage has yet to drop, so it shrinks as
+    // tombstones form and that stage never reads the others.
+    statements: (quoted, table) => [
+      `ALTER TABLE ${quoted} ADD COLUMN replay_until INTEGER`,
+      `ALTER TABLE ${quoted} ADD COLUMN outcome_code INTEGER`,
+      `CREATE INDEX ${quoteSqliteIdentifier(`${table}_tombstone`)} ON ${quoted} (replay_until) WHERE replay_until IS NOT NULL AND outcome IS NOT NULL`,
+    ],
+  },
 ];
 
 /** The phases table that goes with a records table. */
@@ -141,6 +153,15 @@ export const sqliteSchemaVersion = migrations.length;
  * completion and verified when a record is read for a decision; NULL on rows
  * written before, which are read unverified.
  *
+ * Version 5 adds `replay_until` (INTEGER) and `outcome_code` (INTEGER) for
+ * tombstones: a completion with a tombstone period sets `replay_until` to
+ * the end of the replay window, `outcome_code` to the outcome's code (0 for
+ * success) and `expires_at` to the tombstone's end. Past `replay_until` the
+ * record is a tombstone; the sweeper sets its `outcome` to NULL and rewrites
+ * its checksum, which covers both columns while `replay_until` is set (and
+ * hashes as before while it is NULL). Index `<table>_tombstone` on
+ * `(replay_until)`, partial over rows that still have an outcome, finds them.
+ *
  * Runs in one `BEGIN IMMEDIATE` transaction, so that several processes
  * opening a new file at once serialize on the write lock and each step runs
  * exactly once.
@@ -191,15 +212,15 @@ export function quoteSqliteIdentifier(name: string): string {
 
 /** The columns of a records table in the order `SqliteRecordRow` lists them. */
 export const sqliteRecordColumns =
-  "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, replaced, interrupted, outcome, checksum";
+  "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, replaced, interrupted, outcome, checksum, replay_until, outcome_code";
 
 /** One row of a records table as better-sqlite3 returns it. */
 export interface SqliteRecordRow {
   readonly scope: string;
   readonly method: string;
   readonly key: string;
-  /** Never `interrupted`: that is the `interrupted` column. */
-  readonly status: Exclude<RecordStatus, "interrupted">;
+  /** `in_progress` or `completed`: `interrupted` is the `interrupted` column, `tombstoned` follows from `replay_until`. */
+  readonly status: "in_progress" | "completed";
   readonly fingerprint: string;
   readonly owner: string;
   readonly created_at: number;
@@ -212,6 +233,10 @@ export interface SqliteRecordRow {
   readonly outcome: Buffer | null;
   /** `recordChecksum` of the row; NULL on rows written before schema version 4. */
   readonly checksum: Buffer | null;
+  /** End of the replay window of a record with a tombstone; NULL otherwise (and before schema version 5). */
+  readonly replay_until: number | null;
+  /** The outcome's code, set with `replay_until`. */
+  readonly outcome_code: number | null;
 }
 
 /** Converts a row, read when the store's clock said `readAt`, into a record. */
@@ -220,13 +245,22 @@ export function recordFromSqliteRow(row: SqliteRecordRow, readAt: number): Idemp
     scope: row.scope,
     method: row.method,
     key: row.key,
-    status: row.interrupted === 1 ? "interrupted" : row.status,
+    status:
+      row.interrupted === 1
+        ? "interrupted"
+        : // Without its body it is a tombstone whatever the clock says now: a
+          // clock set back must not replay an empty outcome.
+          row.status === "completed" && row.replay_until !== null && (row.replay_until <= readAt || row.outcome === null)
+          ? "tombstoned"
+          : row.status,
     fingerprint: row.fingerprint,
     owner: row.owner,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     leaseUntil: row.lease_until,
     expiresAt: row.expires_at,
+    replayUntil: row.replay_until ?? undefined,
+    outcomeCode: row.outcome_code ?? undefined,
     attempt: row.takeovers + 1,
     // A plain Uint8Array view: callers compare and decode it like any other store's.
     outcome:

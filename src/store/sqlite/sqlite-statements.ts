@@ -61,6 +61,8 @@ export interface SqliteStatements {
   renew(input: RenewInput): boolean;
   /** Deletes up to `limit` expired records whose lease ended, in one statement; returns how many. */
   sweep(input: SweepInput): number;
+  /** Drops the outcome of up to `limit` intact records past their replay window, in one statement; returns how many. */
+  tombstone(input: SweepInput): number;
   /** Whether `owner` and `attempt` hold the running claim, for work that completes it later in the same transaction. */
   holds(input: OwnerInput): boolean;
 }
@@ -110,6 +112,8 @@ export function createSqliteStatements(db: Database, table: string, clock: () =>
     status: "'in_progress'",
     lifetimeMs: "excluded.expires_at - created_at",
     outcome: "NULL",
+    replayLifetimeMs: "NULL",
+    outcomeCode: "NULL",
   });
   const claim = db.prepare<ClaimParams, ClaimedRow>(`INSERT INTO ${quoted}
   (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, replaced, interrupted, outcome, checksum)
@@ -126,6 +130,8 @@ ON CONFLICT (scope, method, key) DO UPDATE SET
   replaced = CASE WHEN ${expired} THEN 'expired' ELSE 'takeover' END,
   interrupted = 0,
   outcome = NULL,
+  replay_until = NULL,
+  outcome_code = NULL,
   checksum = CASE WHEN ${expired} THEN excluded.checksum ELSE ${takeoverChecksum} END
 WHERE (${expired} OR ${takeover}) AND ${sqliteRowIntactSql}
 RETURNING created_at, takeovers, replaced`);
@@ -133,8 +139,8 @@ RETURNING created_at, takeovers, replaced`);
   // The checksum comes from the row's own scope, method, key and fingerprint:
   // a completion is not told the fingerprint.
   const complete = db.prepare<CompleteParams>(`UPDATE ${quoted}
-SET status = 'completed', outcome = ?, updated_at = ?, lease_until = ?, expires_at = ?,
-  checksum = ${sqliteChecksumSql({ status: "'completed'", lifetimeMs: "? - created_at", outcome: "?" })}
+SET status = 'completed', outcome = ?, updated_at = ?, lease_until = ?, expires_at = ?, replay_until = ?, outcome_code = ?,
+  checksum = ${sqliteChecksumSql({ status: "'completed'", lifetimeMs: "? - created_at", outcome: "?", replayLifetimeMs: "? - created_at", outcomeCode: "?" })}
 WHERE ${keyMatch} AND ${running}`);
   // Only asked when the completion changed nothing: was it this execution's own, committed earlier?
   const completedBy = db.prepare<OwnerParams, { done: number }>(
@@ -148,6 +154,16 @@ WHERE ${keyMatch} AND owner = ? AND takeovers = ? AND status = 'in_progress'`);
   const release = db.prepare<OwnerParams>(`DELETE FROM ${quoted} WHERE ${keyMatch} AND ${running}`);
   const renew = db.prepare<RenewParams>(`UPDATE ${quoted} SET lease_until = ? WHERE ${keyMatch} AND ${running}`);
   const holds = db.prepare<OwnerParams, { held: number }>(`SELECT 1 AS held FROM ${quoted} WHERE ${keyMatch} AND ${running}`);
+  // The first stage of sweeping: a record past its replay window keeps its
+  // key, fingerprint, times and code as a tombstone, and its checksum is
+  // rewritten for the row without the body. Only an intact row is
+  // rewritten, or the new checksum would vouch for damage; a damaged one
+  // keeps its body and its alarm. The subquery walks the partial index.
+  const tombstone = db.prepare<[now: number, limit: number]>(`UPDATE ${quoted}
+SET outcome = NULL, checksum = ${sqliteChecksumSql({ outcome: "NULL" })}
+WHERE rowid IN (
+  SELECT rowid FROM ${quoted} WHERE replay_until <= ? AND replay_until IS NOT NULL AND outcome IS NOT NULL AND status = 'completed' AND ${sqliteRowIntactSql} LIMIT ?
+)`);
   const sweep = db.prepare<[now: number, now: number, limit: number]>(`DELETE FROM ${quoted} WHERE rowid IN (
   SELECT rowid FROM ${quoted} WHERE expires_at <= ? AND lease_until <= ? LIMIT ?
 )`);
@@ -203,11 +219,31 @@ WHERE ${keyMatch} AND owner = ? AND takeovers = ? AND status = 'in_progress'`);
     get(key) {
       return read(key, clock());
     },
-    complete({ key, owner, attempt, outcome, retentionMs }) {
+    complete({ key, owner, attempt, outcome, retentionMs, tombstoneMs = 0, outcomeCode = 0 }) {
       const now = clock();
       const takeovers = attempt - 1;
-      const expiresAt = now + retentionMs;
-      const params: CompleteParams = [outcome, now, now, expiresAt, expiresAt, outcome, key.scope, key.method, key.key, owner, takeovers];
+      // Without a tombstone period the record is what it was before
+      // tombstones: replayed until it expires, no replay end, same checksum.
+      const replayUntil = tombstoneMs > 0 ? now + retentionMs : null;
+      const code = replayUntil === null ? null : outcomeCode;
+      const expiresAt = now + retentionMs + tombstoneMs;
+      const params: CompleteParams = [
+        outcome,
+        now,
+        now,
+        expiresAt,
+        replayUntil,
+        code,
+        expiresAt,
+        outcome,
+        replayUntil,
+        code,
+        key.scope,
+        key.method,
+        key.key,
+        owner,
+        takeovers,
+      ];
       if (complete.run(...params).changes === 1) {
         return true;
       }
@@ -226,6 +262,9 @@ WHERE ${keyMatch} AND owner = ? AND takeovers = ? AND status = 'in_progress'`);
     sweep({ limit }) {
       const now = clock();
       return sweep.run(now, now, limit).changes;
+    },
+    tombstone({ limit }) {
+      return tombstone.run(clock(), limit).changes;
     },
     holds({ key, owner, attempt }) {
       return holds.get(key.scope, key.method, key.key, owner, attempt - 1) !== undefined;
@@ -306,8 +345,12 @@ type CompleteParams = [
   updatedAt: number,
   leaseUntil: number,
   expiresAt: number,
+  replayUntil: number | null,
+  outcomeCode: number | null,
   checksumExpiresAt: number,
   checksumOutcome: Uint8Array,
+  checksumReplayUntil: number | null,
+  checksumOutcomeCode: number | null,
   ...OwnerParams,
 ];
 

@@ -96,9 +96,11 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
 
   const summaryColumns =
     "scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at, takeovers, " +
-    "replaced, interrupted, NULL AS outcome, NULL AS checksum, coalesce(length(outcome), 0) AS outcome_bytes";
-  const statusOf = "CASE WHEN interrupted = 1 THEN 'interrupted' ELSE status END";
-  const countByMethod = db.prepare<[], { method: string; status: RecordStatus; n: number }>(
+    "replaced, interrupted, NULL AS outcome, NULL AS checksum, replay_until, outcome_code, coalesce(length(outcome), 0) AS outcome_bytes";
+  // A tombstone is a completed row past its replay end, by the clock `@now`.
+  const statusOf =
+    "CASE WHEN interrupted = 1 THEN 'interrupted' WHEN status = 'completed' AND replay_until <= @now THEN 'tombstoned' ELSE status END";
+  const countByMethod = db.prepare<{ now: number }, { method: string; status: RecordStatus; n: number }>(
     `SELECT method, ${statusOf} AS status, count(*) AS n FROM ${quoted} GROUP BY 1, 2 ORDER BY method`,
   );
   const oldestInProgress = db.prepare<[], SummaryRow>(
@@ -124,6 +126,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
     statements &&
     createRecordSweeper({
       deleteBatch: async (limit) => writing(() => statements.sweep({ limit })),
+      tombstoneBatch: async (limit) => writing(() => statements.tombstone({ limit })),
       intervalMs: 0,
       batchSize: sweepBatchSize,
     });
@@ -140,7 +143,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
       const oldest = oldestInProgress.get();
       return {
         location: options.path,
-        ...tallyRecordCounts(countByMethod.all()),
+        ...tallyRecordCounts(countByMethod.all({ now })),
         oldestInProgress: oldest === undefined ? undefined : summaryFromRow(oldest, now),
         expired: countExpired.get({ now })?.n ?? 0,
         sizeBytes: fileSize(options.path) + fileSize(`${options.path}-wal`),
@@ -149,6 +152,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
     },
     async list(filter) {
       const conditions: string[] = [];
+      const now = clock();
       const params: Record<string, string | number> = { limit: filter.limit };
       if (filter.method !== undefined) {
         conditions.push("method = @method");
@@ -161,8 +165,8 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
       if (filter.status !== undefined) {
         conditions.push(`${statusOf} = @status`);
         params.status = filter.status;
+        params.now = now;
       }
-      const now = clock();
       if (filter.olderThanMs !== undefined) {
         conditions.push("created_at < @createdBefore");
         params.createdBefore = now - filter.olderThanMs;

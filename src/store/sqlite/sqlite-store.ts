@@ -246,6 +246,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     });
     sweeper = createRecordSweeper({
       deleteBatch: (limit) => executor.run(() => statements.sweep({ limit }), singleWrite),
+      tombstoneBatch: (limit) => executor.run(() => statements.tombstone({ limit }), singleWrite),
       intervalMs: settings.sweepIntervalMs,
       batchSize: settings.sweepBatchSize,
       onSweep: settings.onSweep,
