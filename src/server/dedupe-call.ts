@@ -5,6 +5,7 @@ import type { StoreCall } from "./idempotency-event.js";
 import type { InFlightWaiters } from "./in-flight-waiters.js";
 import type { InterceptorSettings } from "./interceptor-options.js";
 import type { PendingBudget } from "./pending-budget.js";
+import type { ReplayCache } from "./replay-cache.js";
 import { fingerprintRequest } from "./request-fingerprint.js";
 
 /** The rest of the chain: the handler, behind any interceptors after this one. */
@@ -25,6 +26,8 @@ export interface DedupeCall {
   readonly inFlight: InFlightWaiters;
   /** The memory for outcomes waiting for their write. */
   readonly pending: PendingBudget;
+  /** Completed outcomes of this process, when the interceptor's `replayCache` is on. */
+  readonly replayCache: ReplayCache | undefined;
   readonly record: RecordKey;
   /** The record identity as a map key for in-flight waiters. */
   readonly id: string;
@@ -47,6 +50,7 @@ export interface DedupeCallInit {
   readonly settings: InterceptorSettings;
   readonly inFlight: InFlightWaiters;
   readonly pending: PendingBudget;
+  readonly replayCache: ReplayCache | undefined;
   readonly field: DescField;
   readonly scope: string;
   readonly key: string;
@@ -61,6 +65,7 @@ export function createDedupeCall(req: UnaryRequest, init: DedupeCallInit): Dedup
     settings: init.settings,
     inFlight: init.inFlight,
     pending: init.pending,
+    replayCache: init.replayCache,
     record: { scope: init.scope, method, key: init.key },
     // Method names have no newline and keys are printable ASCII, so the
     // free-form scope goes last and the joined string is unambiguous.

@@ -8,6 +8,7 @@ import { deduplicate } from "./deduplicate.js";
 import { createInFlightWaiters, type InFlightWaiters } from "./in-flight-waiters.js";
 import { type IdempotencyInterceptorOptions, type InterceptorSettings, resolveInterceptorOptions } from "./interceptor-options.js";
 import { createPendingBudget, type PendingBudget } from "./pending-budget.js";
+import { createReplayCache, type ReplayCache } from "./replay-cache.js";
 import { requestIdOf } from "./request-id-of.js";
 
 /**
@@ -44,6 +45,7 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
   const policyOf = createMethodPolicyCache(settings.extensions);
   const inFlight = createInFlightWaiters();
   const pending = createPendingBudget(settings.maxPendingCompletions, settings.maxPendingBytes);
+  const replayCache = settings.replayCache === undefined ? undefined : createReplayCache(settings.replayCache);
   // Calls that are never deduplicated go straight to `next`, without an
   // extra async step.
   return (next) => (req) => {
@@ -61,7 +63,7 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
       warnRegisteredTwice();
       return next(req);
     }
-    return handleUnary(req, { settings, inFlight, pending, policy, field }, next as UnaryNext);
+    return handleUnary(req, { settings, inFlight, pending, replayCache, policy, field }, next as UnaryNext);
   };
 }
 
@@ -70,6 +72,7 @@ interface MethodSetup {
   readonly settings: InterceptorSettings;
   readonly inFlight: InFlightWaiters;
   readonly pending: PendingBudget;
+  readonly replayCache: ReplayCache | undefined;
   readonly policy: MethodIdempotencyPolicy;
   readonly field: DescField;
 }
@@ -86,6 +89,7 @@ async function handleUnary(req: UnaryRequest, setup: MethodSetup, next: UnaryNex
     settings,
     inFlight: setup.inFlight,
     pending: setup.pending,
+    replayCache: setup.replayCache,
     field,
     scope,
     key,

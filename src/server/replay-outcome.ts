@@ -1,6 +1,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import type { UnaryResponse } from "@connectrpc/connect";
 import type { CommittedOutcome } from "./atomic-effects.js";
+import { cacheOutcome, storedOutcomeExpiry } from "./cache-outcome.js";
 import { emit } from "./call-events.js";
 import type { DedupeCall } from "./dedupe-call.js";
 import type { Execution } from "./execution.js";
@@ -47,6 +48,9 @@ export function answerCommitted(call: DedupeCall, execution: Execution, committe
     firstExecutedAt: execution.firstExecutedAt,
   });
   emit(call, "completed", { code: committed.stored.code });
+  // What the store keeps is what a replay answers: the outcome, or
+  // RESPONSE_TOO_LARGE.
+  cacheOutcome(call, committed.stored.bytes, execution.firstExecutedAt, storedOutcomeExpiry(call));
   const outcome = decodeStoredOutcome(committed.outcome);
   if (outcome.kind === "error") {
     throw outcome.error;
