@@ -13,8 +13,6 @@ import { type IdempotencyTestServer, startIdempotencyTestServer } from "../suppo
 import { createManualClock, type ManualClock } from "../support/manual-clock.js";
 import { createTestTransport } from "../support/test-transports.js";
 
-const createPaymentMethod = "demo.v1.PaymentService/CreatePayment";
-
 function entry(fingerprint: string, size: number) {
   return { fingerprint, outcome: new Uint8Array(size), firstExecutedAt: 1 };
 }
