@@ -8,6 +8,7 @@ import { createIdempotencyContextValue, idempotencyContext } from "./idempotency
 import type { StoreOperation } from "./idempotency-event.js";
 import type { InFlightOwner } from "./in-flight-waiters.js";
 import { storeRetryMs } from "./interceptor-options.js";
+import { createLazyAbortController, type LazyAbortController } from "./lazy-abort-controller.js";
 import { type LeaseKeeper, startLeaseKeeper } from "./lease-keeper.js";
 import { storedForm } from "./outcome-form.js";
 
@@ -24,7 +25,7 @@ export interface Execution {
   /** Renews the lease while the handler runs and while the outcome is not yet written. */
   readonly keeper: LeaseKeeper;
   /** Aborts when the claim is lost; the handler sees it as `idempotencyContext.signal`. */
-  readonly lostSignal: AbortController;
+  readonly lostSignal: LazyAbortController;
   /** Set by `commit` when the handler completed the key together with its own writes. */
   readonly atomic: AtomicClaim;
   /** Another execution took the key over: nothing of this one is written any more. */
@@ -54,7 +55,7 @@ export function startExecution(
   emit(call, replaced === "none" ? "claimed" : replaced === "takeover" ? "takeover" : "expired", {
     attempt: claimed.attempt,
   });
-  const lostSignal = new AbortController();
+  const lostSignal = createLazyAbortController();
   const { attempt } = claimed;
   const execution: Execution = {
     owner,
@@ -91,7 +92,7 @@ export function startExecution(
       method: call.record.method,
       attempt: claimed.attempt,
       takeover: claimed.attempt > 1,
-      signal: lostSignal.signal,
+      lostSignal,
     }),
   );
   values.set(atomicClaimKey, execution.atomic);
