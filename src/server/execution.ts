@@ -62,11 +62,17 @@ export function startExecution(
     attempt,
     firstExecutedAt: claimed.createdAt,
     running,
+    // Methods rather than arrow functions here and below: tsx (which the
+    // bench and the tests run on) compiles with esbuild's keepNames, which
+    // wraps every arrow function stored in a property in a defineProperty
+    // call each time it is created, here once per call.
     keeper: keepLease(call, owner, attempt, {
-      held: (sentAt) => {
+      held(sentAt) {
         execution.heldUntil = Math.max(execution.heldUntil, sentAt + call.settings.leaseMs);
       },
-      lost: () => void confirmClaimLost(call, execution),
+      lost() {
+        void confirmClaimLost(call, execution);
+      },
     }),
     lostSignal,
     atomic: {
@@ -75,9 +81,15 @@ export function startExecution(
       owner,
       attempt,
       retentionMs: call.retentionMs,
-      storeCall: (operation, run) => atomicStoreCall(call, operation, run),
-      claimLost: (operation) => markClaimLost(call, execution, operation),
-      storedForm: (outcome) => storedForm(call, { bytes: outcome, code: undefined }),
+      storeCall(operation, run) {
+        return atomicStoreCall(call, operation, run);
+      },
+      claimLost(operation) {
+        markClaimLost(call, execution, operation);
+      },
+      storedForm(outcome) {
+        return storedForm(call, { bytes: outcome, code: undefined });
+      },
       committed: undefined,
     },
     lost: false,
@@ -149,7 +161,7 @@ function keepLease(call: DedupeCall, owner: string, attempt: number, reports: Le
   return startLeaseKeeper({
     intervalMs: Math.max(1, Math.floor(leaseMs / 3)),
     retryMs: storeRetryMs,
-    renew: async () => {
+    async renew() {
       const sentAt = performance.now();
       const held = await timed(call, "renew", () => store.renew({ key: call.record, owner, attempt, leaseMs }));
       if (held) {
@@ -157,8 +169,12 @@ function keepLease(call: DedupeCall, owner: string, attempt: number, reports: Le
       }
       return held;
     },
-    onError: (error) => emit(call, "store_error", { operation: "renew", error, willRetry: true }),
-    onLost: reports.lost,
+    onError(error) {
+      emit(call, "store_error", { operation: "renew", error, willRetry: true });
+    },
+    onLost() {
+      reports.lost();
+    },
   });
 }
 

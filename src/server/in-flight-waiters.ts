@@ -65,17 +65,15 @@ export function createInFlightWaiters(): InFlightWaiters {
     begin(id, fingerprint) {
       let current = createDeferred();
       let settled = false;
+      // Methods rather than arrow functions: one execution begins per call
+      // (see the note in execution.ts on keepNames).
       const execution: InFlightExecution = {
         fingerprint,
-        wait: (timeoutMs, signal) => waitAtMost(current.promise, timeoutMs, signal),
+        wait(timeoutMs, signal) {
+          return waitAtMost(current.promise, timeoutMs, signal);
+        },
       };
       running.set(id, execution);
-      const forget = () => {
-        // A later execution of the same key may have replaced this one.
-        if (running.get(id) === execution) {
-          running.delete(id);
-        }
-      };
       return {
         hold(outcome, firstExecutedAt) {
           if (!settled) current.resolve({ kind: "outcome", outcome, firstExecutedAt });
@@ -85,7 +83,10 @@ export function createInFlightWaiters(): InFlightWaiters {
         },
         settle(value) {
           settled = true;
-          forget();
+          // A later execution of the same key may have replaced this one.
+          if (running.get(id) === execution) {
+            running.delete(id);
+          }
           current.resolve(value);
         },
       };
