@@ -175,7 +175,9 @@ export function evaluateTargets(results: readonly ScenarioResult[]): TargetResul
  * Notes that put the results in context: how far the identical twin of the
  * baseline lands from it (the resolution of this run's RPC ratios), and what
  * group commit buys (each SQLite store-alone scenario against its twin with
- * one transaction per operation). Only for scenarios that ran.
+ * one transaction per operation), what a handler that writes costs with the
+ * interceptor and what the replay cache saves, both in the layer alone. Only
+ * for scenarios that ran.
  */
 export function comparisonNotes(results: readonly ScenarioResult[]): string[] {
   const at = (scenario: string) => atTargetConcurrency(results, scenario);
@@ -201,6 +203,15 @@ export function comparisonNotes(results: readonly ScenarioResult[]): string[] {
       `group commit, durability ${durability}: ${Math.round(on.callsPerSecond).toLocaleString("en-US")} claim+complete pairs/s ` +
         `against ${Math.round(off.callsPerSecond).toLocaleString("en-US")} with one transaction per operation: ` +
         `${ratios.median.toFixed(1)}x (rounds ${ratios.q1.toFixed(1)}x-${ratios.q3.toFixed(1)}x)`,
+    );
+  }
+  const commit = at("layer-sqlite-commit");
+  const plainRow = at("layer-baseline-db");
+  if (commit !== undefined && plainRow !== undefined) {
+    const ratios = spreadOf(roundRatios(commit, plainRow));
+    notes.push(
+      `a handler that writes, layer alone: layer-sqlite-commit ${ratios.median.toFixed(2)}x layer-baseline-db ` +
+        `(rounds ${ratios.q1.toFixed(2)}x-${ratios.q3.toFixed(2)}x)`,
     );
   }
   const cached = at("layer-replay");

@@ -221,6 +221,18 @@ export const scenarios: readonly Scenario[] = [
     keys: "replay",
   },
   {
+    name: "layer-baseline-db",
+    description: "baseline-db in-process, no RPC: the handler's row in its own transaction (durability normal), no interceptor",
+    kind: "layer",
+    server: { kind: "plain-row", db: "sqlite-normal" },
+  },
+  {
+    name: "layer-sqlite-commit",
+    description: "sqlite-commit in-process, no RPC: the row and the completion in one commit (durability normal)",
+    kind: "layer",
+    server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0, handler: "commit" },
+  },
+  {
     name: "layer-sqlite-10k",
     description: "as layer-sqlite-normal, with 10 thousand records in the store before the first call",
     kind: "layer",
