@@ -182,6 +182,19 @@ describe("the interceptor's replayCache", () => {
     expect(store.database.prepare("SELECT count(*) AS n FROM rows").get()).toEqual({ n: 1 });
   });
 
+  it("leaves concurrent duplicates of a running call to the in-flight wait: one execution, one answer", async () => {
+    const { server, calls, payments } = await start(on);
+    const key = crypto.randomUUID();
+    const answers = await Promise.all(Array.from({ length: 50 }, () => payments.createPayment(payment(key))));
+    expect(new Set(answers.map((a) => a.payment?.paymentId))).toEqual(new Set(["pay_1"]));
+    expect(server.runs).toHaveLength(1);
+    expect(calls.filter((c) => c === "complete")).toHaveLength(1);
+    // Once stored, later duplicates come from the cache.
+    const before = calls.length;
+    await payments.createPayment(payment(key));
+    expect(calls).toHaveLength(before);
+  });
+
   it("is off by default: every duplicate asks the store", async () => {
     const clock = createManualClock();
     const observed = observedStore(clock);
