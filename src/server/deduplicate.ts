@@ -37,7 +37,7 @@ export async function deduplicate(call: DedupeCall, next: UnaryNext): Promise<Un
       if (cached.fingerprint !== call.fingerprint) {
         throw requestIdReused(call);
       }
-      return replayOutcome(call, cached.outcome, cached.firstExecutedAt);
+      return replayOutcome(call, cached.outcome, cached.firstExecutedAt, true);
     }
     const owner = randomUUID();
     const claim = await claimKey(call, owner);

@@ -12,17 +12,23 @@ import { decodeStoredOutcome } from "./stored-outcome.js";
 /**
  * Answers with a stored outcome, marked replayed and with the time of the
  * first execution (`idempotency-first-executed-at`); the handler does not run.
+ * `fromCache` marks the event of a replay from the replay cache.
  */
-export function replayOutcome(call: DedupeCall, bytes: Uint8Array, firstExecutedAt: number): UnaryResponse {
+export function replayOutcome(
+  call: DedupeCall,
+  bytes: Uint8Array,
+  firstExecutedAt: number,
+  fromCache = false,
+): UnaryResponse {
   const outcome = decodeStoredOutcome(bytes);
   const executedAt = new Date(firstExecutedAt).toISOString();
   if (outcome.kind === "error") {
-    emit(call, "replayed", { code: outcome.error.code });
+    emit(call, "replayed", fromCache ? { code: outcome.error.code, fromCache } : { code: outcome.error.code });
     outcome.error.metadata.set(replayedHeader, "true");
     outcome.error.metadata.set(firstExecutedAtHeader, executedAt);
     throw outcome.error;
   }
-  emit(call, "replayed");
+  emit(call, "replayed", fromCache ? { fromCache } : undefined);
   const response = createReplayResponse(
     call.req,
     fromBinary(call.req.method.output, outcome.response),

@@ -148,7 +148,11 @@ describe("the interceptor's replayCache", () => {
     expect(seen.header.get(replayedHeader)).toBe("true");
     expect(calls).toEqual(["claim", "complete"]);
     expect(server.runs).toHaveLength(1);
-    expect(server.events.map((e) => e.type)).toEqual(["claimed", "completed", "replayed"]);
+    expect(server.events.map((e) => [e.type, e.fromCache])).toEqual([
+      ["claimed", undefined],
+      ["completed", undefined],
+      ["replayed", true],
+    ]);
   });
 
   it("caches what a handler's commit stored together with its own writes", async () => {
@@ -208,6 +212,7 @@ describe("the interceptor's replayCache", () => {
     await payments.createPayment(payment(key));
     await payments.createPayment(payment(key));
     expect(observed.calls).toEqual(["claim", "complete", "claim"]);
+    expect(server.events.filter((e) => e.type === "replayed").map((e) => e.fromCache)).toEqual([undefined]);
   });
 
   it("still refuses another payload under a cached key with REQUEST_ID_REUSED, without a store call", async () => {
