@@ -1,6 +1,5 @@
-import type { IdempotencyStore } from "../src/store/idempotency-store.js";
-import { createPostgresStore } from "../src/store/postgres/postgres-store.js";
-import { createSqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import { createPostgresStore, type PostgresStore } from "../src/store/postgres/postgres-store.js";
+import { createSqliteStore, type SqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import type { BenchStoreKind } from "./scenarios.js";
 
 /** Where a scenario's store keeps its records. */
@@ -18,7 +17,7 @@ export interface BenchStoreOptions {
 }
 
 /** Opens a store with the settings the scenario names, and nothing else changed from the defaults. */
-export async function openBenchStore(options: BenchStoreOptions): Promise<IdempotencyStore> {
+export async function openBenchStore(options: BenchStoreOptions): Promise<SqliteStore | PostgresStore> {
   switch (options.kind) {
     case "sqlite-normal":
     case "sqlite-full":

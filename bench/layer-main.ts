@@ -18,24 +18,47 @@ export interface LayerStats extends IntervalStats {
 export type LayerApi = {
   /** Sets up the scenario's service, as a server process would. */
   start(options: BenchServiceOptions): Promise<void>;
-  /** Invokes CreatePayment with a new request ID per call from `concurrency` workers. */
-  run(params: { readonly concurrency: number; readonly durationMs: number }): Promise<LayerStats>;
+  /** Completes `count` keys, for runs with `keys: "replay"`. */
+  prepareReplay(params: { readonly count: number }): Promise<void>;
+  /**
+   * Invokes CreatePayment from `concurrency` workers: with a new request ID
+   * per call, or (`replay`) cycling through the keys `prepareReplay` completed.
+   */
+  run(params: { readonly concurrency: number; readonly durationMs: number; readonly keys: "new" | "replay" }): Promise<LayerStats>;
   stop(): Promise<void>;
 };
 
 let service: BenchService | undefined;
+let replayKeys: string[] = [];
+
+function started(): BenchService {
+  if (service === undefined) {
+    throw new Error("start was not called");
+  }
+  return service;
+}
 
 const api: LayerApi = {
   async start(options) {
     service = await createBenchService(options);
   },
-  async run({ concurrency, durationMs }) {
-    const target = service;
-    if (target === undefined) {
-      throw new Error("start was not called");
+  async prepareReplay({ count }) {
+    const target = started();
+    replayKeys = Array.from({ length: count }, () => randomUUID());
+    await Promise.all(replayKeys.map((key) => invokeInProcess(target, paymentRequest(key))));
+  },
+  async run({ concurrency, durationMs, keys }) {
+    const target = started();
+    let call = () => invokeInProcess(target, paymentRequest(randomUUID()));
+    if (keys === "replay") {
+      if (replayKeys.length === 0) {
+        throw new Error("prepareReplay was not called");
+      }
+      let next = 0;
+      call = () => invokeInProcess(target, paymentRequest(replayKeys[next++ % replayKeys.length] as string));
     }
     const cpuBefore = process.cpuUsage();
-    const stats = await measureClosedLoop(concurrency, durationMs, () => invokeInProcess(target, paymentRequest(randomUUID())));
+    const stats = await measureClosedLoop(concurrency, durationMs, call);
     const cpu = process.cpuUsage(cpuBefore);
     return { ...stats, serverCpuMicrosPerCall: (cpu.user + cpu.system) / Math.max(1, stats.calls) };
   },

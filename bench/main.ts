@@ -111,6 +111,10 @@ async function main(): Promise<number> {
       for (const fn of summary.functions) {
         console.log(`  ${fn.selfPercent.toFixed(1).padStart(5)}%  ${fn.name}`);
       }
+      console.log("  by file of this repo, with what it calls:");
+      for (const file of summary.ownFiles) {
+        console.log(`  ${file.selfPercent.toFixed(1).padStart(5)}%  ${file.name}`);
+      }
     }
   }
   const errors = results.results.reduce((sum, r) => sum + r.errors, 0);

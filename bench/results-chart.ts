@@ -31,7 +31,8 @@ export function renderResultsChart(results: BenchResults): string {
     // The interquartile range of the rounds, as a whisker across the bar's end.
     const q1 = labelWidth + scale(r.callsPerSecondSpread.q1);
     const q3 = labelWidth + scale(r.callsPerSecondSpread.q3);
-    const color = r.scenario === "baseline" ? barColors.baseline : peers.has(r.scenario) ? barColors.peer : barColors.ours;
+    // baseline, baseline-twin, baseline-db...: no idempotency.
+    const color = r.scenario.startsWith("baseline") ? barColors.baseline : peers.has(r.scenario) ? barColors.peer : barColors.ours;
     const value = `${Math.round(r.callsPerSecond).toLocaleString("en-US")}/s  ${r.ratioToBaseline.toFixed(2)}x`;
     return [
       `<text x="${labelWidth - 8}" y="${y + 19}" text-anchor="end">${escapeXml(r.scenario)}</text>`,

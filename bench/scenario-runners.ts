@@ -124,8 +124,9 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
     scenario: Scenario,
     instance = 0,
   ): Promise<{ options: BenchServiceOptions; meter: ServiceCpuMeter | undefined }> => {
-    if (setup.kind === "interceptor") {
-      const store = await storeOptions(scenario, setup.store, setup.prefillRows, instance);
+    if (setup.kind === "interceptor" || setup.kind === "plain-row") {
+      const kind = setup.kind === "interceptor" ? setup.store : setup.db;
+      const store = await storeOptions(scenario, kind, setup.kind === "interceptor" ? setup.prefillRows : 0, instance);
       return { options: { setup, store: store.options }, meter: store.meter };
     }
     if (setup.kind !== "plain" && redisMeter === undefined) {
@@ -190,8 +191,12 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
         children.push(child);
         await child.call("start", options);
         env.log(`${scenario.name}: layer process ${child.pid}`);
+        const keys = scenario.keys ?? "new";
+        if (keys === "replay") {
+          await child.call("prepareReplay", { count: replayKeyCount });
+        }
         runners.set(scenario.name, [
-          (concurrency, durationMs) => withServiceCpu(meter, () => child.call("run", { concurrency, durationMs })),
+          (concurrency, durationMs) => withServiceCpu(meter, () => child.call("run", { concurrency, durationMs, keys })),
         ]);
         continue;
       }

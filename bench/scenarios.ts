@@ -4,7 +4,17 @@ export type BenchStoreKind = "sqlite-normal" | "sqlite-full" | "postgres";
 /** What wraps the handler in the server process. */
 export type ServerSetup =
   | { readonly kind: "plain" }
-  | { readonly kind: "interceptor"; readonly store: BenchStoreKind; readonly prefillRows: number }
+  /** No interceptor; the handler inserts the payment row into `db`, in a transaction of its own. */
+  | { readonly kind: "plain-row"; readonly db: BenchStoreKind }
+  | {
+      readonly kind: "interceptor";
+      readonly store: BenchStoreKind;
+      readonly prefillRows: number;
+      /** `commit`: the handler inserts the payment row in one `commit` of `atomicEffects` with the completion. */
+      readonly handler?: "commit";
+      /** On: the interceptor's `replayCache` (`benchReplayCache`). */
+      readonly replayCache?: true;
+    }
   | { readonly kind: "powertools" }
   | { readonly kind: "node-idempotency" };
 
@@ -23,7 +33,7 @@ export interface Scenario {
   readonly kind: "rpc" | "store" | "layer";
   /** For `rpc` and `layer`: how the server handles calls. */
   readonly server?: ServerSetup;
-  /** For `rpc`: every call a new request ID, or duplicates of completed ones. */
+  /** For `rpc` and `layer`: every call a new request ID, or duplicates of completed ones. */
   readonly keys?: "new" | "replay";
   /** For `store`: the store that is measured. */
   readonly store?: BenchStoreKind;
@@ -63,7 +73,14 @@ export const scenarios: readonly Scenario[] = [
   },
   {
     name: "replay",
-    description: "interceptor + SQLite store (normal), every call a duplicate of a completed key",
+    description: "interceptor + SQLite store (normal) + replayCache, every call a duplicate of a completed key",
+    kind: "rpc",
+    server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0, replayCache: true },
+    keys: "replay",
+  },
+  {
+    name: "replay-store",
+    description: "as replay without the replayCache: every duplicate is answered by the store",
     kind: "rpc",
     server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0 },
     keys: "replay",
@@ -87,6 +104,48 @@ export const scenarios: readonly Scenario[] = [
     description: "@node-idempotency/core + storage-adapter-redis, new keys",
     kind: "rpc",
     server: { kind: "node-idempotency" },
+    keys: "new",
+  },
+  {
+    name: "baseline-db",
+    description: "no interceptor; the handler inserts its payment row into SQLite (durability normal) in its own transaction",
+    kind: "rpc",
+    server: { kind: "plain-row", db: "sqlite-normal" },
+    keys: "new",
+  },
+  {
+    name: "sqlite-commit",
+    description: "interceptor + SQLite store (normal); the payment row and the completion in one commit of atomicEffects",
+    kind: "rpc",
+    server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0, handler: "commit" },
+    keys: "new",
+  },
+  {
+    name: "baseline-db-full",
+    description: "as baseline-db with durability full: synchronous = FULL, the WAL synced at every commit",
+    kind: "rpc",
+    server: { kind: "plain-row", db: "sqlite-full" },
+    keys: "new",
+  },
+  {
+    name: "sqlite-commit-full",
+    description: "as sqlite-commit with durability full",
+    kind: "rpc",
+    server: { kind: "interceptor", store: "sqlite-full", prefillRows: 0, handler: "commit" },
+    keys: "new",
+  },
+  {
+    name: "baseline-postgres",
+    description: "no interceptor; the handler inserts its payment row into PostgreSQL (a pool of 10) in its own transaction",
+    kind: "rpc",
+    server: { kind: "plain-row", db: "postgres" },
+    keys: "new",
+  },
+  {
+    name: "postgres-commit",
+    description: "interceptor + PostgreSQL store; the payment row and the completion in one commit of atomicEffects",
+    kind: "rpc",
+    server: { kind: "interceptor", store: "postgres", prefillRows: 0, handler: "commit" },
     keys: "new",
   },
   {
@@ -146,6 +205,32 @@ export const scenarios: readonly Scenario[] = [
     description: "interceptor + SQLite store (normal) around the handler, in-process, no RPC; new keys",
     kind: "layer",
     server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0 },
+  },
+  {
+    name: "layer-replay",
+    description: "interceptor + SQLite store (normal) + replayCache, in-process, no RPC; every call a duplicate of a completed key",
+    kind: "layer",
+    server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0, replayCache: true },
+    keys: "replay",
+  },
+  {
+    name: "layer-replay-store",
+    description: "as layer-replay without the replayCache: every duplicate is answered by the store",
+    kind: "layer",
+    server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0 },
+    keys: "replay",
+  },
+  {
+    name: "layer-baseline-db",
+    description: "baseline-db in-process, no RPC: the handler's row in its own transaction (durability normal), no interceptor",
+    kind: "layer",
+    server: { kind: "plain-row", db: "sqlite-normal" },
+  },
+  {
+    name: "layer-sqlite-commit",
+    description: "sqlite-commit in-process, no RPC: the row and the completion in one commit (durability normal)",
+    kind: "layer",
+    server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0, handler: "commit" },
   },
   {
     name: "layer-sqlite-10k",

@@ -35,6 +35,7 @@ export type {
 } from "./server/idempotency-event.js";
 export { createIdempotencyInterceptor } from "./server/idempotency-interceptor.js";
 export type { IdempotencyInterceptorOptions } from "./server/interceptor-options.js";
+export type { ReplayCacheOptions } from "./server/replay-cache.js";
 export {
   idempotencyContext,
   type IdempotencyContextValue,

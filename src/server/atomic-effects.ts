@@ -188,52 +188,14 @@ function createAtomicEffects<Tx, Mode extends TransactionMode>(
     }
     commitCalled = true;
     const output = ctx.method.output;
-    const checked = (value: unknown): R => {
-      if (!isMessage(value, output)) {
-        throw new TypeError(`atomicEffects: commit's function must return a ${output.typeName} message`);
-      }
-      return value as R;
-    };
     // Errors of fn (and of checking its response) roll back and release the
-    // key; anything else the store raised.
-    let fnFailed = false;
-    const run = (tx: Tx, then: (value: R) => unknown): unknown => {
-      const failed = (error: unknown): never => {
-        fnFailed = true;
-        throw error;
-      };
-      try {
-        const result = (fn as (tx: Tx) => unknown)(tx);
-        if (!isThenable(result)) {
-          return then(checked(result));
-        }
-        if (store.transactionMode === "sync") {
-          result.then(undefined, () => {});
-          throw new TypeError(
-            "atomicEffects: this store's transactions cannot span an await; commit's function must be synchronous",
-          );
-        }
-        return Promise.resolve(result)
-          .then((value) => then(checked(value)))
-          .then(undefined, failed);
-      } catch (error) {
-        return failed(error);
-      }
-    };
+    // key; anything else the store raised. The steps are module-level
+    // functions on this state rather than closures: one commit runs per call.
+    const work: CommitWork = { fn: fn as (tx: unknown) => unknown, output, mode: store.transactionMode, failed: false };
     try {
       if (claim === undefined) {
-        return await store.transact(((tx: Tx) => run(tx, (value) => value)) as TransactionWork<Tx, R, Mode>);
+        return (await store.transact(((tx: Tx) => runCommitWork(work, tx, asIs)) as TransactionWork<Tx, unknown, Mode>)) as R;
       }
-      const completion = (response: R): AtomicCompletion<Committed<R>> => {
-        const outcome = encodeStoredOutcome({
-          kind: "response",
-          response: toBinary(output, response),
-          header: ctx.responseHeader,
-          trailer: ctx.responseTrailer,
-        });
-        const stored = claim.storedForm(outcome);
-        return { value: { response, outcome, stored }, outcome: stored.bytes, outcomeCode: stored.code ?? 0 };
-      };
       const result = await claim.storeCall("commit", () =>
         store
           .completeWithin(
@@ -244,10 +206,15 @@ function createAtomicEffects<Tx, Mode extends TransactionMode>(
               retentionMs: claim.retentionMs,
               tombstoneMs: claim.tombstoneMs,
             },
-            ((tx: Tx) => run(tx, completion)) as TransactionWork<Tx, AtomicCompletion<Committed<R>>, Mode>,
+            ((tx: Tx) =>
+              runCommitWork(work, tx, (response) => completionOf(ctx, claim, output, response))) as TransactionWork<
+              Tx,
+              AtomicCompletion<Committed<Message>>,
+              Mode
+            >,
           )
           // A failure of fn is the handler's, not the store's.
-          .catch((error: unknown) => (fnFailed ? { kind: "fn_failed" as const, error } : Promise.reject(error))),
+          .catch((error: unknown) => (work.failed ? { kind: "fn_failed" as const, error } : Promise.reject(error))),
       );
       if (result.kind === "fn_failed") {
         throw result.error;
@@ -258,9 +225,9 @@ function createAtomicEffects<Tx, Mode extends TransactionMode>(
       }
       const { response, outcome, stored } = result.value;
       claim.committed = { outcome, stored, responseHeader: ctx.responseHeader, responseTrailer: ctx.responseTrailer };
-      return response;
+      return response as R;
     } catch (error) {
-      if (fnFailed) {
+      if (work.failed) {
         // Nothing of fn is in the database, but steps before the commit
         // (phases, downstream calls) may have acted: a retry runs the handler
         // again as a takeover, with the recorded phases, unless the error
@@ -339,6 +306,73 @@ function createAtomicEffects<Tx, Mode extends TransactionMode>(
       return key;
     },
   };
+}
+
+/** One call of `commit`: the handler's function, and whether it failed. */
+interface CommitWork {
+  readonly fn: (tx: unknown) => unknown;
+  /** The method's output: what the function must return. */
+  readonly output: DescMessage;
+  readonly mode: TransactionMode;
+  /** Set when the function (or the check of what it returned) threw. */
+  failed: boolean;
+}
+
+/**
+ * Runs the handler's function in the store's transaction and hands its
+ * checked response to `then`; marks the work failed when either throws.
+ */
+function runCommitWork(work: CommitWork, tx: unknown, then: (response: Message) => unknown): unknown {
+  try {
+    const result = work.fn(tx);
+    if (!isThenable(result)) {
+      return then(checkedResponse(work.output, result));
+    }
+    if (work.mode === "sync") {
+      result.then(undefined, () => {});
+      throw new TypeError(
+        "atomicEffects: this store's transactions cannot span an await; commit's function must be synchronous",
+      );
+    }
+    return Promise.resolve(result)
+      .then((value) => then(checkedResponse(work.output, value)))
+      .then(undefined, (error: unknown) => workFailed(work, error));
+  } catch (error) {
+    return workFailed(work, error);
+  }
+}
+
+function workFailed(work: CommitWork, error: unknown): never {
+  work.failed = true;
+  throw error;
+}
+
+function checkedResponse(output: DescMessage, value: unknown): Message {
+  if (!isMessage(value, output)) {
+    throw new TypeError(`atomicEffects: commit's function must return a ${output.typeName} message`);
+  }
+  return value;
+}
+
+function asIs(response: Message): Message {
+  return response;
+}
+
+/** What completes the key: the response's outcome, or RESPONSE_TOO_LARGE, with what commit hands back. */
+function completionOf(
+  ctx: HandlerContext,
+  claim: AtomicClaim,
+  output: DescMessage,
+  response: Message,
+): AtomicCompletion<Committed<Message>> {
+  const outcome = encodeStoredOutcome({
+    kind: "response",
+    response: toBinary(output, response),
+    header: ctx.responseHeader,
+    trailer: ctx.responseTrailer,
+  });
+  const stored = claim.storedForm(outcome);
+  return { value: { response, outcome, stored }, outcome: stored.bytes, outcomeCode: stored.code ?? 0 };
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

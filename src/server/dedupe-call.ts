@@ -8,6 +8,7 @@ import type { InFlightWaiters } from "./in-flight-waiters.js";
 import type { InterceptorSettings } from "./interceptor-options.js";
 import type { PendingBudget } from "./pending-budget.js";
 import { createFingerprintMatcher, versionedFingerprint } from "./versioned-fingerprint.js";
+import type { ReplayCache } from "./replay-cache.js";
 
 /** The rest of the chain: the handler, behind any interceptors after this one. */
 export type UnaryNext = (req: UnaryRequest) => Promise<UnaryResponse>;
@@ -27,6 +28,8 @@ export interface DedupeCall {
   readonly inFlight: InFlightWaiters;
   /** The memory for outcomes waiting for their write. */
   readonly pending: PendingBudget;
+  /** Completed outcomes of this process, when the interceptor's `replayCache` is on. */
+  readonly replayCache: ReplayCache | undefined;
   readonly record: RecordKey;
   /** The record identity as a map key for in-flight waiters. */
   readonly id: string;
@@ -79,6 +82,7 @@ export interface DedupeCallInit {
   readonly field: DescField | undefined;
   /** The key's fields, for errors: the request ID field's name, or the natural key's paths. */
   readonly fieldName: string;
+  readonly replayCache: ReplayCache | undefined;
   readonly scope: string;
   readonly key: string;
   readonly retentionMs: number;
@@ -98,6 +102,7 @@ export function createDedupeCall(req: UnaryRequest, init: DedupeCallInit): Dedup
     settings: init.settings,
     inFlight: init.inFlight,
     pending: init.pending,
+    replayCache: init.replayCache,
     record: { scope: init.scope, method, key: init.key },
     // Method names have no newline and keys are printable ASCII, so the
     // free-form scope goes last and the joined string is unambiguous.

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { UnaryResponse } from "@connectrpc/connect";
 import type { IdempotencyRecord } from "../store/idempotency-store.js";
+import { cacheOutcome } from "./cache-outcome.js";
 import { claimKey } from "./claim-key.js";
 import type { DedupeCall, UnaryNext } from "./dedupe-call.js";
 import { requestIdExpired, requestIdReused } from "./dedupe-errors.js";
@@ -11,9 +12,10 @@ import { pollRecord, waitFor } from "./wait-for-outcome.js";
 /**
  * Claims the key and runs the handler, or answers from what holds the key:
  * an execution of this process (wait for it, or replay its outcome from
- * memory), or a record in the store (replay it, refuse another payload, or
- * wait for it). A wait that ends with the key free again loops back to the
- * claim.
+ * memory), a completed outcome in the replay cache (replay it, or refuse
+ * another payload, without a store call), or a record in the store (replay
+ * it, refuse another payload, or wait for it). A wait that ends with the key
+ * free again loops back to the claim.
  */
 export async function deduplicate(call: DedupeCall, next: UnaryNext): Promise<UnaryResponse> {
   for (;;) {
@@ -29,6 +31,15 @@ export async function deduplicate(call: DedupeCall, next: UnaryNext): Promise<Un
         return replayOutcome(call, result.outcome, result.firstExecutedAt, result.expiresAt, result.completedAt);
       }
       continue;
+    }
+    // After the in-flight check: an execution of this process running the
+    // key is newer than anything cached for it.
+    const cached = call.replayCache?.get(call.id);
+    if (cached !== undefined) {
+      if (!call.matchesFingerprint(cached.fingerprint)) {
+        throw requestIdReused(call);
+      }
+      return replayOutcome(call, cached.outcome, cached.firstExecutedAt, undefined, undefined, true);
     }
     const owner = randomUUID();
     const claim = await claimKey(call, owner);
@@ -59,13 +70,13 @@ async function answerFromRecord(call: DedupeCall, record: IdempotencyRecord): Pr
     throw requestIdExpired(call, record);
   }
   if (record.status === "completed") {
-    return replayOutcome(
-      call,
-      record.outcome ?? new Uint8Array(0),
-      record.createdAt,
-      record.replayUntil ?? record.expiresAt,
-      record.updatedAt,
-    );
+    const outcome = record.outcome ?? new Uint8Array(0);
+    const replayEnd = record.replayUntil ?? record.expiresAt;
+    // The claim found the record replayable at `readAt`, by the store's
+    // clock; what was left of its replay window then, counted from before the
+    // claim was sent, ends no later than the window does.
+    cacheOutcome(call, outcome, record.createdAt, call.claimSentAt + (replayEnd - record.readAt));
+    return replayOutcome(call, outcome, record.createdAt, replayEnd, record.updatedAt);
   }
   if (call.inFlight.find(call.id) !== undefined) {
     // The owner runs in this process after all: wait for it without polling.

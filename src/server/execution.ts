@@ -9,6 +9,7 @@ import { createIdempotencyContextValue, idempotencyContext } from "./idempotency
 import type { StoreOperation } from "./idempotency-event.js";
 import type { InFlightOwner } from "./in-flight-waiters.js";
 import { storeRetryMs } from "./interceptor-options.js";
+import { createLazyAbortController, type LazyAbortController } from "./lazy-abort-controller.js";
 import { type LeaseKeeper, startLeaseKeeper } from "./lease-keeper.js";
 import { storedForm } from "./outcome-form.js";
 import { encodeStoredOutcome } from "./stored-outcome.js";
@@ -26,7 +27,7 @@ export interface Execution {
   /** Renews the lease while the handler runs and while the outcome is not yet written. */
   readonly keeper: LeaseKeeper;
   /** Aborts when the claim is lost; the handler sees it as `idempotencyContext.signal`. */
-  readonly lostSignal: AbortController;
+  readonly lostSignal: LazyAbortController;
   /** Set by `commit` when the handler completed the key together with its own writes. */
   readonly atomic: AtomicClaim;
   /** The resource name the handler set (`setExecutedResourceName`). */
@@ -64,18 +65,24 @@ export function startExecution(
   emit(call, replaced === "none" ? "claimed" : replaced === "takeover" ? "takeover" : "expired", {
     attempt: claimed.attempt,
   });
-  const lostSignal = new AbortController();
+  const lostSignal = createLazyAbortController();
   const { attempt } = claimed;
   const execution: Execution = {
     owner,
     attempt,
     firstExecutedAt: claimed.createdAt,
     running,
+    // Methods rather than arrow functions here and below: tsx (which the
+    // bench and the tests run on) compiles with esbuild's keepNames, which
+    // wraps every arrow function stored in a property in a defineProperty
+    // call each time it is created, here once per call.
     keeper: keepLease(call, owner, attempt, {
-      held: (sentAt) => {
+      held(sentAt) {
         execution.heldUntil = Math.max(execution.heldUntil, sentAt + call.settings.leaseMs);
       },
-      lost: () => void confirmClaimLost(call, execution),
+      lost() {
+        void confirmClaimLost(call, execution);
+      },
     }),
     lostSignal,
     atomic: {
@@ -85,9 +92,15 @@ export function startExecution(
       attempt,
       retentionMs: call.retentionMs,
       tombstoneMs: call.tombstoneMs,
-      storeCall: (operation, run) => atomicStoreCall(call, operation, run),
-      claimLost: (operation) => markClaimLost(call, execution, operation),
-      storedForm: (outcome) => storedForm(call, keptForm(call, execution, { bytes: outcome, code: undefined })),
+      storeCall(operation, run) {
+        return atomicStoreCall(call, operation, run);
+      },
+      claimLost(operation) {
+        markClaimLost(call, execution, operation);
+      },
+      storedForm(outcome) {
+        return storedForm(call, keptForm(call, execution, { bytes: outcome, code: undefined }));
+      },
       committed: undefined,
     },
     resource: { name: "" },
@@ -104,7 +117,7 @@ export function startExecution(
       method: call.record.method,
       attempt: claimed.attempt,
       takeover: claimed.attempt > 1,
-      signal: lostSignal.signal,
+      lostSignal,
     }),
   );
   values.set(atomicClaimKey, execution.atomic);
@@ -174,7 +187,7 @@ function keepLease(call: DedupeCall, owner: string, attempt: number, reports: Le
   return startLeaseKeeper({
     intervalMs: Math.max(1, Math.floor(leaseMs / 3)),
     retryMs: storeRetryMs,
-    renew: async () => {
+    async renew() {
       const sentAt = performance.now();
       const held = await timed(call, "renew", () => store.renew({ key: call.record, owner, attempt, leaseMs }));
       if (held) {
@@ -182,8 +195,12 @@ function keepLease(call: DedupeCall, owner: string, attempt: number, reports: Le
       }
       return held;
     },
-    onError: (error) => emit(call, "store_error", { operation: "renew", error, willRetry: true }),
-    onLost: reports.lost,
+    onError(error) {
+      emit(call, "store_error", { operation: "renew", error, willRetry: true });
+    },
+    onLost() {
+      reports.lost();
+    },
   });
 }
 

@@ -45,14 +45,23 @@ export const idempotencyContext = createContextKey<IdempotencyContextValue | und
   description: "connect-idempotency: the deduplicated call",
 });
 
-/** Builds the context value of one claimed execution; the only place that does. */
-export function createIdempotencyContextValue(init: IdempotencyContextValue): IdempotencyContextValue {
+/**
+ * Builds the context value of one claimed execution; the only place that
+ * does. Its `signal` is `lostSignal.signal`, read when the handler reads it,
+ * so that an execution whose handler never looks builds no AbortSignal.
+ */
+export function createIdempotencyContextValue(
+  init: Omit<IdempotencyContextValue, "signal"> & { readonly lostSignal: { readonly signal: AbortSignal } },
+): IdempotencyContextValue {
+  const { lostSignal } = init;
   return {
     key: init.key,
     scope: init.scope,
     method: init.method,
     attempt: init.attempt,
     takeover: init.takeover,
-    signal: init.signal,
+    get signal() {
+      return lostSignal.signal;
+    },
   };
 }

@@ -112,6 +112,11 @@ export interface IdempotencyEvent {
   readonly storeCalls?: readonly StoreCall[];
   /** For `waited`: milliseconds spent waiting for the in-flight execution. */
   readonly waitedMs?: number;
+  /**
+   * For `replayed`: true when the outcome came from this process's replay
+   * cache (`replayCache`) without a store call.
+   */
+  readonly fromCache?: boolean;
   /** For `waited`: what the wait ended with. */
   readonly waitResult?: "outcome" | "released" | "timeout";
   /** For `claimed`, `takeover` and `expired`: which execution of the key this is (1 for the first). */

@@ -8,6 +8,7 @@ import { createInFlightWaiters, type InFlightWaiters } from "./in-flight-waiters
 import { type IdempotencyInterceptorOptions, type InterceptorSettings, resolveInterceptorOptions } from "./interceptor-options.js";
 import { createPendingBudget, type PendingBudget } from "./pending-budget.js";
 import { naturalKeyOf } from "./natural-key-of.js";
+import { createReplayCache, type ReplayCache } from "./replay-cache.js";
 import { requestIdOf } from "./request-id-of.js";
 
 /**
@@ -55,6 +56,7 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
   const policyOf = createMethodPolicyCache(settings.extensions);
   const inFlight = createInFlightWaiters();
   const pending = createPendingBudget(settings.maxPendingCompletions, settings.maxPendingBytes);
+  const replayCache = settings.replayCache === undefined ? undefined : createReplayCache(settings.replayCache);
   // Calls that are never deduplicated go straight to `next`, without an
   // extra async step.
   return (next) => (req) => {
@@ -71,7 +73,7 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
       warnRegisteredTwice();
       return next(req);
     }
-    return handleUnary(req, { settings, inFlight, pending, policy }, next as UnaryNext);
+    return handleUnary(req, { settings, inFlight, pending, replayCache, policy }, next as UnaryNext);
   };
 }
 
@@ -80,6 +82,7 @@ interface MethodSetup {
   readonly settings: InterceptorSettings;
   readonly inFlight: InFlightWaiters;
   readonly pending: PendingBudget;
+  readonly replayCache: ReplayCache | undefined;
   readonly policy: MethodIdempotencyPolicy;
 }
 
@@ -100,6 +103,7 @@ async function handleUnary(req: UnaryRequest, setup: MethodSetup, next: UnaryNex
     settings,
     inFlight: setup.inFlight,
     pending: setup.pending,
+    replayCache: setup.replayCache,
     field,
     fieldName: naturalKey?.map((p) => p.path).join(", ") ?? field?.name ?? "",
     scope,

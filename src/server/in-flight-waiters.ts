@@ -75,18 +75,16 @@ export function createInFlightWaiters(): InFlightWaiters {
     begin(id, fingerprint, claimExpiresAt) {
       let current = createDeferred();
       let settled = false;
+      // Methods rather than arrow functions: one execution begins per call
+      // (see the note in execution.ts on keepNames).
       const execution: InFlightExecution = {
         fingerprint,
         claimExpiresAt,
-        wait: (timeoutMs, signal) => waitAtMost(current.promise, timeoutMs, signal),
+        wait(timeoutMs, signal) {
+          return waitAtMost(current.promise, timeoutMs, signal);
+        },
       };
       running.set(id, execution);
-      const forget = () => {
-        // A later execution of the same key may have replaced this one.
-        if (running.get(id) === execution) {
-          running.delete(id);
-        }
-      };
       return {
         hold(outcome, firstExecutedAt, expiresAt) {
           if (!settled) current.resolve({ kind: "outcome", outcome, firstExecutedAt, expiresAt });
@@ -96,7 +94,10 @@ export function createInFlightWaiters(): InFlightWaiters {
         },
         settle(value) {
           settled = true;
-          forget();
+          // A later execution of the same key may have replaced this one.
+          if (running.get(id) === execution) {
+            running.delete(id);
+          }
           current.resolve(value);
         },
       };

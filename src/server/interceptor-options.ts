@@ -6,6 +6,7 @@ import { type ErrorDisposition, resolveCodeDispositions } from "./error-disposit
 import { createIdempotencyTelemetry, type IdempotencyTelemetry } from "../otel/idempotency-telemetry.js";
 import type { IdempotencyEvent } from "./idempotency-event.js";
 import { createRecordKeyHasher, type RecordKeyHasher } from "./key-hash.js";
+import type { ReplayCacheOptions } from "./replay-cache.js";
 
 /** Options of `createIdempotencyInterceptor`. */
 export interface IdempotencyInterceptorOptions {
@@ -138,6 +139,17 @@ export interface IdempotencyInterceptorOptions {
    * error is replayed in both modes.
    */
   readonly onDuplicate?: "replay" | "reject";
+  /**
+   * Keeps completed outcomes of this process in memory, bounded by
+   * `maxBytes`, so that a duplicate of a recently completed call is replayed
+   * without a store call: same scope, method and request ID, and the same
+   * payload (another payload still gets REQUEST_ID_REUSED), for at most
+   * `ttlMs` and never past the record's expiry. The price: a record evicted
+   * through the CLI or the admin API may still be replayed by a process
+   * that cached it, for at most `ttlMs`. Default `false` (off), so that an
+   * eviction takes effect at once. See docs/server-interceptor.md.
+   */
+  readonly replayCache?: ReplayCacheOptions | false;
 }
 
 /** The options with their defaults applied and checked. */
@@ -164,6 +176,8 @@ export interface InterceptorSettings {
   readonly extensions: IdempotencyExtensions;
   readonly compressions: readonly string[];
   readonly onDuplicate: "replay" | "reject";
+  /** The replay cache's sizes, or undefined when it is off. */
+  readonly replayCache: ReplayCacheOptions | undefined;
 }
 
 const hour = 60 * 60 * 1000;
@@ -217,6 +231,7 @@ const optionNames: ReadonlySet<string> = new Set<keyof IdempotencyInterceptorOpt
   "extensions",
   "acceptCompression",
   "onDuplicate",
+  "replayCache",
 ]);
 
 const storeMethods = ["claim", "complete", "interrupt", "release", "renew", "get", "sweep", "close"] as const;
@@ -282,6 +297,31 @@ export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions
     extensions: options.extensions ?? runtimeExtensions,
     compressions: (options.acceptCompression ?? [{ name: "gzip" }, { name: "br" }]).map((c) => c.name),
     onDuplicate: options.onDuplicate ?? "replay",
+    replayCache: resolveReplayCache(options.replayCache),
+  };
+}
+
+/** Checks the `replayCache` option: `false` or absent for off, or both sizes, positive. */
+function resolveReplayCache(option: ReplayCacheOptions | false | undefined): ReplayCacheOptions | undefined {
+  if (option === undefined || option === false) {
+    return undefined;
+  }
+  if (typeof option !== "object" || option === null) {
+    throw new Error(`idempotency interceptor: replayCache must be false or { maxBytes, ttlMs }, got ${String(option)}`);
+  }
+  for (const name of Object.keys(option)) {
+    if (name !== "maxBytes" && name !== "ttlMs") {
+      throw new Error(
+        `idempotency interceptor: unknown replayCache option ${JSON.stringify(name)}; known: maxBytes, ttlMs`,
+      );
+    }
+  }
+  if (option.maxBytes === undefined || option.ttlMs === undefined) {
+    throw new Error("idempotency interceptor: replayCache needs both maxBytes and ttlMs, such as { maxBytes: 16 * 1024 * 1024, ttlMs: 60_000 }");
+  }
+  return {
+    maxBytes: positive("replayCache.maxBytes", option.maxBytes, "bytes"),
+    ttlMs: positive("replayCache.ttlMs", option.ttlMs, "milliseconds"),
   };
 }
 

@@ -27,37 +27,47 @@ export interface LeaseKeeper {
  * not keep the process alive.
  */
 export function startLeaseKeeper(options: LeaseKeeperOptions): LeaseKeeper {
-  let stopped = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const schedule = (ms: number) => {
-    timer = setTimeout(renew, ms);
-    timer.unref();
-  };
-  const renew = () => {
-    timer = undefined;
-    options.renew().then(
-      (held) => {
-        if (stopped) return;
-        if (held) {
-          schedule(options.intervalMs);
-        } else {
-          stopped = true;
-          options.onLost();
-        }
-      },
-      (error: unknown) => {
-        if (stopped) return;
-        options.onError(error);
-        schedule(options.retryMs);
-      },
-    );
-  };
-  schedule(options.intervalMs);
+  // State and module-level steps rather than closures: one keeper starts
+  // per execution, and closures are what a call allocates most of.
+  const state: KeeperState = { options, stopped: false, timer: undefined };
+  schedule(state, options.intervalMs);
   return {
     stop() {
-      stopped = true;
-      if (timer !== undefined) clearTimeout(timer);
-      timer = undefined;
+      state.stopped = true;
+      if (state.timer !== undefined) clearTimeout(state.timer);
+      state.timer = undefined;
     },
   };
+}
+
+interface KeeperState {
+  readonly options: LeaseKeeperOptions;
+  stopped: boolean;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+function schedule(state: KeeperState, ms: number): void {
+  state.timer = setTimeout(renew, ms, state);
+  state.timer.unref();
+}
+
+function renew(state: KeeperState): void {
+  state.timer = undefined;
+  const { options } = state;
+  options.renew().then(
+    (held) => {
+      if (state.stopped) return;
+      if (held) {
+        schedule(state, options.intervalMs);
+      } else {
+        state.stopped = true;
+        options.onLost();
+      }
+    },
+    (error: unknown) => {
+      if (state.stopped) return;
+      options.onError(error);
+      schedule(state, options.retryMs);
+    },
+  );
 }

@@ -3,6 +3,7 @@ import { Code, ConnectError, type UnaryResponse } from "@connectrpc/connect";
 import { ErrorReason } from "../errors/error-reason.js";
 import { createIdempotencyError } from "../errors/idempotency-error.js";
 import type { CommittedOutcome } from "./atomic-effects.js";
+import { cacheOutcome, storedOutcomeExpiry } from "./cache-outcome.js";
 import { emit } from "./call-events.js";
 import type { DedupeCall } from "./dedupe-call.js";
 import type { Execution } from "./execution.js";
@@ -17,6 +18,7 @@ import { decodeStoredOutcome, type StoredOutcomeValue } from "./stored-outcome.j
  * handler does not run. A success stored without its response
  * (DUPLICATE_MODE_REJECT) is answered with ALREADY_EXISTS
  * REQUEST_ID_ALREADY_EXECUTED.
+ * `fromCache` marks the event of a replay from the replay cache.
  */
 export function replayOutcome(
   call: DedupeCall,
@@ -24,6 +26,7 @@ export function replayOutcome(
   firstExecutedAt: number,
   expiresAt: number | undefined,
   completedAt?: number,
+  fromCache = false,
 ): UnaryResponse {
   const outcome = decodeStoredOutcome(bytes);
   const executedAt = new Date(firstExecutedAt).toISOString();
@@ -37,11 +40,11 @@ export function replayOutcome(
   if (outcome.kind === "error" || outcome.kind === "executed") {
     const error =
       outcome.kind === "error" ? outcome.error : alreadyExecuted(call, executedAt, completedAt, outcome.resourceName);
-    emit(call, "replayed", { code: error.code });
+    emit(call, "replayed", fromCache ? { code: error.code, fromCache } : { code: error.code });
     mark(error.metadata);
     throw error;
   }
-  emit(call, "replayed");
+  emit(call, "replayed", fromCache ? { fromCache } : undefined);
   const response = responseOf(call, outcome);
   mark(response.header);
   return response;
@@ -89,6 +92,9 @@ export function answerCommitted(call: DedupeCall, execution: Execution, committe
     expiresAt: execution.expiresAt,
   });
   emit(call, "completed", { code: committed.stored.code });
+  // What the store keeps is what a replay answers: the outcome, or
+  // RESPONSE_TOO_LARGE.
+  cacheOutcome(call, committed.stored.bytes, execution.firstExecutedAt, storedOutcomeExpiry(call));
   const outcome = decodeStoredOutcome(committed.outcome);
   if (outcome.kind === "error") {
     throw outcome.error;

@@ -1,5 +1,6 @@
 import type { Code } from "@connectrpc/connect";
 import type { StoredForm } from "./atomic-effects.js";
+import { cacheOutcome, storedOutcomeExpiry } from "./cache-outcome.js";
 import { emit, timed } from "./call-events.js";
 import type { DedupeCall } from "./dedupe-call.js";
 import { type Execution, markClaimLost } from "./execution.js";
@@ -77,6 +78,7 @@ export async function storeOutcome(call: DedupeCall, execution: Execution, form:
   }
   if (result === "stored") {
     execution.running.settle({ kind: "outcome", outcome: form.bytes, firstExecutedAt: execution.firstExecutedAt, expiresAt });
+    cacheOutcome(call, form.bytes, execution.firstExecutedAt, storedOutcomeExpiry(call));
     return "stored";
   }
   // After a lost claim the store holds the successor's outcome: waiters go

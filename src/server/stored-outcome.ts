@@ -1,4 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import { type Code, ConnectError } from "@connectrpc/connect";
 import {
@@ -44,14 +45,7 @@ export function encodeStoredOutcome(outcome: StoredOutcomeValue): Uint8Array {
     );
   }
   if (outcome.kind === "response") {
-    return toBinary(
-      StoredOutcomeSchema,
-      create(StoredOutcomeSchema, {
-        result: { case: "response", value: outcome.response },
-        header: handlerHeaders(outcome.header),
-        trailer: handlerHeaders(outcome.trailer),
-      }),
-    );
+    return encodeStoredResponse(outcome.response, outcome.header, outcome.trailer);
   }
   const { error } = outcome;
   return toBinary(
@@ -103,6 +97,71 @@ export function decodeStoredOutcome(bytes: Uint8Array): StoredOutcomeValue {
     default:
       throw new Error("stored outcome has neither a response nor an error");
   }
+}
+
+// Field numbers of idempotency.v1.StoredOutcome and StoredHeader.
+const responseField = 1;
+const headerField = 3;
+const trailerField = 4;
+const nameField = 1;
+const valueField = 2;
+
+/**
+ * A response outcome, written field by field: every successful call stores
+ * one, and building the messages to encode them by reflection costs more
+ * than the rest of the encoding. The bytes are the ones `toBinary` writes
+ * for the same StoredOutcome (fields in number order, proto3 empty strings
+ * left out, the oneof's bytes written even when empty).
+ */
+function encodeStoredResponse(response: Uint8Array, header: Headers, trailer: Headers): Uint8Array {
+  const kept: [number, string, string][] = [];
+  header.forEach((value, name) => {
+    if (!isProtocolHeader(name)) kept.push([headerField, name, value]);
+  });
+  trailer.forEach((value, name) => {
+    if (!isProtocolHeader(name)) kept.push([trailerField, name, value]);
+  });
+  if (kept.length === 0) {
+    // Most handlers set no headers: the tag, the length and the response.
+    const length = response.byteLength;
+    const bytes = new Uint8Array(1 + varintSize(length) + length);
+    bytes[0] = (responseField << 3) | WireType.LengthDelimited;
+    bytes.set(response, writeVarint(bytes, 1, length));
+    return bytes;
+  }
+  const writer = new BinaryWriter();
+  writer.tag(responseField, WireType.LengthDelimited).bytes(response);
+  for (const [field, name, value] of kept) {
+    writer.tag(field, WireType.LengthDelimited).fork();
+    if (name !== "") {
+      writer.tag(nameField, WireType.LengthDelimited).string(name);
+    }
+    if (value !== "") {
+      writer.tag(valueField, WireType.LengthDelimited).string(value);
+    }
+    writer.join();
+  }
+  return writer.finish();
+}
+
+function varintSize(value: number): number {
+  let size = 1;
+  for (let rest = value >>> 7; rest !== 0; rest >>>= 7) {
+    size++;
+  }
+  return size;
+}
+
+/** Writes `value` (below 2^32) as a varint at `offset`; returns the offset after it. */
+function writeVarint(bytes: Uint8Array, offset: number, value: number): number {
+  let rest = value >>> 0;
+  let at = offset;
+  while (rest > 0x7f) {
+    bytes[at++] = (rest & 0x7f) | 0x80;
+    rest >>>= 7;
+  }
+  bytes[at++] = rest;
+  return at;
 }
 
 function handlerHeaders(headers: Headers): StoredHeader[] {

@@ -33,7 +33,7 @@ describe("npm run bench --quick", () => {
     out = await mkdtemp(join(tmpdir(), "bench-smoke-"));
     ({ stdout, results } = await runQuickBench(out, [
       "--scenarios",
-      "baseline-twin,sqlite-normal,store-sqlite-normal,store-sqlite-normal-single,layer-sqlite-normal",
+      "baseline-twin,sqlite-normal,baseline-db,sqlite-commit,store-sqlite-normal,store-sqlite-normal-single,layer-sqlite-normal,layer-replay",
     ]));
   }, 120_000);
 
@@ -43,22 +43,30 @@ describe("npm run bench --quick", () => {
 
   it("prints the table, with every target judged or marked not measured", () => {
     expect(stdout).toMatch(/^scenario\s+conc\s+calls\/s\s+calls\/s IQR/m);
-    expect(results.targets.map((t) => t.status)).toEqual([
-      expect.stringMatching(/^(met|missed)$/),
-      "not measured",
-      "not measured",
-      "not measured",
-      "not measured",
-      "not measured",
-      "not measured",
-      "not measured",
-      "not measured",
+    const judged = expect.stringMatching(/^(met|missed)$/);
+    expect(results.targets.map((t) => [t.name, t.status])).toEqual([
+      ["sqlite-normal >= 0.95 x baseline", judged],
+      ["sqlite-full >= 0.9 x baseline", "not measured"],
+      ["replay >= 1.1 x baseline", "not measured"],
+      ["sqlite-normal >= 2 x powertools-redis", "not measured"],
+      ["sqlite-normal >= 2 x node-idempotency-redis", "not measured"],
+      ["sqlite-1m >= 0.9 x sqlite-10k", "not measured"],
+      ["layer-sqlite-normal >= 2 x layer-powertools-redis", "not measured"],
+      ["layer-sqlite-normal >= 2 x layer-node-idempotency-redis", "not measured"],
+      ["layer-sqlite-1m >= 0.9 x layer-sqlite-10k", "not measured"],
+      ["sqlite-commit >= 0.95 x baseline-db", judged],
+      ["sqlite-commit-full >= 0.95 x baseline-db-full", "not measured"],
+      ["postgres-commit >= 0.95 x baseline-postgres", "not measured"],
     ]);
-    const judged = results.targets[0];
+    const first = results.targets[0];
     // One round: the spread is that round's ratio.
-    expect(judged?.spread?.q1).toBe(judged?.measured);
-    expect(judged?.spread?.q3).toBe(judged?.measured);
+    expect(first?.spread?.q1).toBe(first?.measured);
+    expect(first?.spread?.q3).toBe(first?.measured);
     expect(stdout).toMatch(/^sqlite-normal >= 0\.95 x baseline\s+\d+\.\d\dx\s+\d+\.\d\dx-\d+\.\d\dx\s+(met|missed)/m);
+    // A target against another scenario than the baseline divides by that one, round by round.
+    const commit = results.results.find((r) => r.scenario === "sqlite-commit" && r.concurrency === 64);
+    const db = results.results.find((r) => r.scenario === "baseline-db" && r.concurrency === 64);
+    expect(results.targets[9]?.measured).toBeCloseTo(commit!.callsPerSecond / db!.callsPerSecond, 10);
   });
 
   it("pins the server side and the load generator to CPUs of their own when taskset is there, and says so", () => {
@@ -71,18 +79,23 @@ describe("npm run bench --quick", () => {
     }
   });
 
-  it("measures baseline, the SQLite scenario, the store alone and the layer alone with sane numbers", () => {
+  it("measures baseline, the SQLite scenarios, the store alone and the layer alone with sane numbers", () => {
     const rows = results.results.map((r) => `${r.scenario}@${r.concurrency}`);
     expect(rows).toEqual([
       "baseline@1",
       "baseline-twin@1",
       "sqlite-normal@1",
+      "baseline-db@1",
+      "sqlite-commit@1",
       "baseline@64",
       "baseline-twin@64",
       "sqlite-normal@64",
+      "baseline-db@64",
+      "sqlite-commit@64",
       "store-sqlite-normal@64",
       "store-sqlite-normal-single@64",
       "layer-sqlite-normal@64",
+      "layer-replay@64",
     ]);
     for (const r of results.results) {
       expect(r.errors, r.scenario).toBe(0);
@@ -123,7 +136,8 @@ describe("npm run bench --quick", () => {
   it("draws the chart with a bar per RPC scenario at concurrency 64", async () => {
     const svg = await readFile(join(out, "latest.svg"), "utf8");
     expect(svg.startsWith("<svg")).toBe(true);
-    expect(svg.match(/<rect /g)?.length).toBe(4); // background + baseline + baseline-twin + sqlite-normal
+    // The background, and baseline, baseline-twin, sqlite-normal, baseline-db and sqlite-commit.
+    expect(svg.match(/<rect /g)?.length).toBe(6);
     expect(svg).toContain(">sqlite-normal</text>");
     expect(svg).not.toContain(">store-sqlite-normal</text>");
   });

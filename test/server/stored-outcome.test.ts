@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { StoredOutcomeSchema } from "../../gen/idempotency/v1/stored_outcome_pb.js";
 import { decodeStoredOutcome, encodeStoredOutcome } from "../../src/index.js";
+import { isProtocolHeader } from "../../src/server/protocol-headers.js";
 
 describe("stored outcome", () => {
   it("round-trips an execution kept without its response, and never stores the idempotency headers", () => {
@@ -64,6 +65,44 @@ describe("stored outcome", () => {
     expect(decoded.error.findDetails(ErrorInfoSchema)[0]).toMatchObject({ reason: "CARD_DECLINED", domain: "bank.example" });
     expect(decoded.error.findDetails(RetryInfoSchema)[0]?.retryDelay?.seconds).toBe(3n);
     expect([...decoded.error.metadata]).toEqual([["x-decline", "51"]]);
+  });
+
+  it("writes a response outcome with exactly the bytes toBinary writes for the same StoredOutcome", () => {
+    const cases: { response: Uint8Array; header: [string, string][]; trailer: [string, string][] }[] = [
+      { response: new Uint8Array(0), header: [], trailer: [] },
+      { response: new Uint8Array(200).fill(3), header: [], trailer: [] },
+      // Only protocol headers, which are left out: lengths of one, two and three varint bytes.
+      { response: new Uint8Array(127).fill(1), header: [["content-type", "application/proto"]], trailer: [["grpc-status", "0"]] },
+      { response: new Uint8Array(16_384).fill(2), header: [["grpc-encoding", "gzip"]], trailer: [] },
+      { response: new Uint8Array([10, 3, 97, 98, 99]), header: [["x-region", "eu"]], trailer: [] },
+      {
+        response: new Uint8Array(300).fill(9),
+        header: [
+          ["x-empty", ""],
+          ["x-latin1", "gr\u00fc\u00dfe"],
+          ["content-type", "application/proto"],
+          ["set-cookie", "a=1"],
+          ["set-cookie", "b=2"],
+        ],
+        trailer: [
+          ["grpc-status", "0"],
+          ["x-ledger", "7"],
+        ],
+      },
+    ];
+    for (const { response, header, trailer } of cases) {
+      const headers = new Headers(header);
+      const trailers = new Headers(trailer);
+      const reflective = toBinary(
+        StoredOutcomeSchema,
+        create(StoredOutcomeSchema, {
+          result: { case: "response", value: response },
+          header: [...headers].filter(([name]) => !isProtocolHeader(name)).map(([name, value]) => ({ name, value })),
+          trailer: [...trailers].filter(([name]) => !isProtocolHeader(name)).map(([name, value]) => ({ name, value })),
+        }),
+      );
+      expect(encodeStoredOutcome({ kind: "response", response, header: headers, trailer: trailers })).toEqual(reflective);
+    }
   });
 
   it("refuses bytes that are not a stored outcome with a result", () => {
