@@ -150,3 +150,33 @@ export function recordChecksumMatches(stored: Uint8Array | null, fields: RecordC
     return false;
   }
 }
+
+/** A stored row as both stores read it back, times in milliseconds: what `rowChecksumMatches` checks. */
+export interface ChecksummedRow {
+  readonly scope: string;
+  readonly method: string;
+  readonly key: string;
+  readonly fingerprint: string;
+  readonly status: string;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  readonly replayUntil: number | null;
+  readonly outcome: Uint8Array | null;
+  readonly outcomeCode: number | null;
+  readonly checksum: Uint8Array | null;
+}
+
+/** Whether a row read back matches its checksum (or has none, from before the stores kept one). */
+export function rowChecksumMatches(row: ChecksummedRow): boolean {
+  return recordChecksumMatches(row.checksum, {
+    scope: row.scope,
+    method: row.method,
+    key: row.key,
+    fingerprint: row.fingerprint,
+    status: row.status,
+    lifetimeMs: row.expiresAt - row.createdAt,
+    outcome: row.outcome,
+    replayLifetimeMs: row.replayUntil === null ? null : row.replayUntil - row.createdAt,
+    outcomeCode: row.outcomeCode,
+  });
+}

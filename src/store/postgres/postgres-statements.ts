@@ -1,5 +1,5 @@
 import type { QueryConfig } from "pg";
-import { type ChecksumColumnsSql, checksumOwnColumns, recordChecksumBytes, recordChecksumMatches } from "../record-checksum.js";
+import { type ChecksumColumnsSql, checksumOwnColumns, recordChecksumBytes, rowChecksumMatches } from "../record-checksum.js";
 import type {
   ClaimInput,
   ClaimResult,
@@ -142,15 +142,11 @@ export function postgresRowIntactSql(alias?: string): string {
 
 /** Whether a row read back matches its checksum (or has none, from before version 4). */
 export function postgresRowIntact(row: RecordRow): boolean {
-  return recordChecksumMatches(row.checksum, {
-    scope: row.scope,
-    method: row.method,
-    key: row.key,
-    fingerprint: row.fingerprint,
-    status: row.status,
-    lifetimeMs: Number(row.expires_at) - Number(row.created_at),
-    outcome: row.outcome,
-    replayLifetimeMs: row.replay_until === null ? null : Number(row.replay_until) - Number(row.created_at),
+  return rowChecksumMatches({
+    ...row,
+    createdAt: Number(row.created_at),
+    expiresAt: Number(row.expires_at),
+    replayUntil: row.replay_until === null ? null : Number(row.replay_until),
     outcomeCode: row.outcome_code,
   });
 }

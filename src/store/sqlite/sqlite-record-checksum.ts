@@ -1,5 +1,5 @@
 import type { Database } from "better-sqlite3";
-import { type ChecksumColumnsSql, checksumOwnColumns, recordChecksum, recordChecksumMatches } from "../record-checksum.js";
+import { type ChecksumColumnsSql, checksumOwnColumns, recordChecksum, rowChecksumMatches } from "../record-checksum.js";
 import type { SqliteRecordRow } from "./sqlite-schema.js";
 
 /** The SQL function `registerSqliteChecksum` adds to a connection. */
@@ -54,15 +54,11 @@ export const sqliteRowIntactSql = `(checksum IS NULL OR checksum = ${sqliteCheck
 
 /** Whether a row read back matches its checksum (or has none, from before version 4). */
 export function sqliteRowIntact(row: SqliteRecordRow): boolean {
-  return recordChecksumMatches(row.checksum, {
-    scope: row.scope,
-    method: row.method,
-    key: row.key,
-    fingerprint: row.fingerprint,
-    status: row.status,
-    lifetimeMs: row.expires_at - row.created_at,
-    outcome: row.outcome,
-    replayLifetimeMs: row.replay_until === null ? null : row.replay_until - row.created_at,
+  return rowChecksumMatches({
+    ...row,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    replayUntil: row.replay_until,
     outcomeCode: row.outcome_code,
   });
 }
