@@ -13,7 +13,7 @@ import {
 import { createPostgresStore } from "../../src/store/postgres/postgres-store.js";
 import { describeError, expectConnectError } from "../support/connect-assertions.js";
 import { type TestHttp2Server, startHttp2Server } from "../support/http2-server.js";
-import { testConnectionString } from "../support/postgres-database.js";
+import { createTestSchema, testConnectionString } from "../support/postgres-database.js";
 import { createTestTransport } from "../support/test-transports.js";
 
 const open: { close(): Promise<void> }[] = [];
@@ -48,11 +48,16 @@ async function startFixture(interceptors: Interceptor[]) {
 
 describe("misconfigurations are refused at construction, saying what to do", () => {
   it("a Promise as store: did you forget await", async () => {
-    const pending = createPostgresStore({ connectionString: testConnectionString, table: "misuse_never_created" });
-    expect(() => createIdempotencyInterceptor({ store: pending as unknown as IdempotencyStore })).toThrow(
-      "did you forget `await createPostgresStore(...)`?",
-    );
-    await (await pending).close();
+    const schema = await createTestSchema("misuse");
+    try {
+      const pending = createPostgresStore({ connectionString: testConnectionString, schema: schema.name });
+      expect(() => createIdempotencyInterceptor({ store: pending as unknown as IdempotencyStore })).toThrow(
+        "did you forget `await createPostgresStore(...)`?",
+      );
+      await (await pending).close();
+    } finally {
+      await schema.drop();
+    }
   });
 
   it("no store, or an object that is not a store", () => {
