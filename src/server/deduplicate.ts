@@ -7,7 +7,7 @@ import type { DedupeCall, UnaryNext } from "./dedupe-call.js";
 import { requestIdExpired, requestIdReused } from "./dedupe-errors.js";
 import { replayOutcome } from "./replay-outcome.js";
 import { runExecution } from "./run-execution.js";
-import { pollRecord, waitFor } from "./wait-for-outcome.js";
+import { completedOutcome, pollRecord, waitFor } from "./wait-for-outcome.js";
 
 /**
  * Claims the key and runs the handler, or answers from what holds the key:
@@ -70,13 +70,12 @@ async function answerFromRecord(call: DedupeCall, record: IdempotencyRecord): Pr
     throw requestIdExpired(call, record);
   }
   if (record.status === "completed") {
-    const outcome = record.outcome ?? new Uint8Array(0);
-    const replayEnd = record.replayUntil ?? record.expiresAt;
+    const result = completedOutcome(record);
     // The claim found the record replayable at `readAt`, by the store's
     // clock; what was left of its replay window then, counted from before the
     // claim was sent, ends no later than the window does.
-    cacheOutcome(call, outcome, record.createdAt, call.claimSentAt + (replayEnd - record.readAt));
-    return replayOutcome(call, outcome, record.createdAt, replayEnd, record.updatedAt);
+    cacheOutcome(call, result.outcome, result.firstExecutedAt, call.claimSentAt + (result.expiresAt - record.readAt));
+    return replayOutcome(call, result.outcome, result.firstExecutedAt, result.expiresAt, result.completedAt);
   }
   if (call.inFlight.find(call.id) !== undefined) {
     // The owner runs in this process after all: wait for it without polling.

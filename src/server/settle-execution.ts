@@ -27,12 +27,12 @@ export type StoreOutcomeResult = "stored" | "pending" | "dropped" | "unvouched" 
  * the claim is lost, or the claim would have expired anyway. The caller gets
  * its answer meanwhile. Duplicates are answered from memory only while the
  * claim is known to be held (the last confirmed renewal plus the lease);
- * after that they wait for the write, and the caller of an outcome that is
- * not written by then gets UNAVAILABLE (`unvouched`).
- * Outcomes held this way are bounded by the
- * interceptor's pending budget; one that does not fit is dropped, and its
- * claim left to lapse, so that a retry takes over as a new attempt rather
- * than replaying nothing or running silently again.
+ * after that they wait for the write. When the first write already fails
+ * past that point, the caller gets UNAVAILABLE instead (`unvouched`).
+ * Outcomes held this way are bounded by the interceptor's pending budget;
+ * one that does not fit is dropped, and its claim left to lapse, so that a
+ * retry takes over as a new attempt rather than replaying nothing or running
+ * silently again.
  */
 export async function storeOutcome(call: DedupeCall, execution: Execution, form: StoredForm): Promise<StoreOutcomeResult> {
   // Estimated before the first write is sent: a write that lands later

@@ -57,14 +57,7 @@ export function recordState(call: DedupeCall, record: IdempotencyRecord | undefi
   call.fingerprint = record.fingerprint;
   call.expiresAt = record.expiresAt;
   if (record.status === "completed") {
-    return {
-      kind: "outcome",
-      outcome: record.outcome ?? new Uint8Array(0),
-      firstExecutedAt: record.createdAt,
-      // `idempotency-expires` says until when the outcome is replayed.
-      expiresAt: record.replayUntil ?? record.expiresAt,
-      completedAt: record.updatedAt,
-    };
+    return completedOutcome(record);
   }
   if (record.status === "interrupted" || record.leaseUntil + call.settings.leaseGraceMs <= record.readAt) {
     return { kind: "released" };
@@ -106,4 +99,16 @@ export async function pollRecord(call: DedupeCall, timeoutMs: number): Promise<I
       return state;
     }
   }
+}
+
+/** The outcome a completed record replays, with the times its answer carries. */
+export function completedOutcome(record: IdempotencyRecord): InFlightResult & { kind: "outcome"; expiresAt: number } {
+  return {
+    kind: "outcome",
+    outcome: record.outcome ?? new Uint8Array(0),
+    firstExecutedAt: record.createdAt,
+    // `idempotency-expires` says until when the outcome is replayed.
+    expiresAt: record.replayUntil ?? record.expiresAt,
+    completedAt: record.updatedAt,
+  };
 }
