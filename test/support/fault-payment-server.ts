@@ -37,6 +37,7 @@ import type { IdempotencyStore } from "../../src/store/idempotency-store.js";
 import { createPostgresStore } from "../../src/store/postgres/postgres-store.js";
 import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { startHttp2Server } from "./http2-server.js";
+import { optionalNumberEnv as optionalNumber, requiredEnv as required } from "./process-env.js";
 
 const env = process.env;
 const name = env.NAME ?? String(process.pid);
@@ -133,15 +134,4 @@ async function openStore(): Promise<IdempotencyStore> {
   }
 }
 
-function required(key: string): string {
-  const value = env[key];
-  if (value === undefined || value === "") {
-    throw new Error(`${key} is required`);
-  }
-  return value;
-}
 
-function optionalNumber(key: string): number | undefined {
-  const value = env[key];
-  return value === undefined || value === "" ? undefined : Number(value);
-}

@@ -30,6 +30,7 @@ import type { IdempotencyStore } from "../../src/store/idempotency-store.js";
 import { createPostgresStore } from "../../src/store/postgres/postgres-store.js";
 import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { startHttp2Server } from "./http2-server.js";
+import { optionalNumberEnv as optionalNumber, requiredEnv as required } from "./process-env.js";
 
 const env = process.env;
 const store = await openStore();
@@ -98,15 +99,4 @@ async function openStore(): Promise<IdempotencyStore> {
   }
 }
 
-function required(name: string): string {
-  const value = env[name];
-  if (value === undefined || value === "") {
-    throw new Error(`${name} is required`);
-  }
-  return value;
-}
 
-function optionalNumber(name: string): number | undefined {
-  const value = env[name];
-  return value === undefined || value === "" ? undefined : Number(value);
-}

@@ -25,6 +25,7 @@ import { createPaymentServiceImpl } from "../../../demo/payment-service.js";
 import { createIdempotencyInterceptor, idempotencyContext } from "../../../src/index.js";
 import { createSqliteStore } from "../../../src/store/sqlite/sqlite-store.js";
 import { startHttp2Server } from "../../support/http2-server.js";
+import { requiredEnv as required } from "../../support/process-env.js";
 
 /** The boundaries a crash test can kill the server at. */
 export type CrashBoundary = "after-charge" | "after-write" | "after-complete";
@@ -97,10 +98,3 @@ function plainPaymentService(): Partial<ServiceImpl<typeof PaymentService>> {
   };
 }
 
-function required(name: string): string {
-  const value = env[name];
-  if (value === undefined || value === "") {
-    throw new Error(`${name} is required`);
-  }
-  return value;
-}
