@@ -1,8 +1,8 @@
-import { randomInt, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ClaimInput, CompleteInput, IdempotencyRecord } from "../../src/store/idempotency-store.js";
 import { createPostgresStore, type PostgresStore } from "../../src/store/postgres/postgres-store.js";
-import { type PrivatePostgres, startPrivatePostgres } from "../support/private-postgres.js";
+import { type PrivateCluster, startPrivateCluster } from "../support/private-postgres-cluster.js";
 
 /** Retries `operation` while it rejects (the server is down or restarting), for up to 30 s. */
 async function untilAnswered<T>(operation: () => Promise<T>, failures: { count: number }): Promise<T> {
@@ -19,11 +19,12 @@ async function untilAnswered<T>(operation: () => Promise<T>, failures: { count: 
 }
 
 describe("the PostgreSQL store across a crash of the database", () => {
-  let server: PrivatePostgres;
+  let server: PrivateCluster;
   let store: PostgresStore;
 
   beforeAll(async () => {
-    server = await startPrivatePostgres(56_000 + randomInt(4_000));
+    // fsync on: an immediate restart must lose no committed transaction.
+    server = await startPrivateCluster({ fsync: true });
     store = await createPostgresStore({
       connectionString: server.connectionString,
       schema: "restart",
@@ -34,7 +35,7 @@ describe("the PostgreSQL store across a crash of the database", () => {
 
   afterAll(async () => {
     await store?.close();
-    await server?.stop();
+    await server?.remove();
   });
 
   it("never reports a completion it committed as a lost claim, when the crash took its answer", async () => {

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { chownSync, mkdtempSync, rmSync } from "node:fs";
+import { chownSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,14 +7,14 @@ import { promisify } from "node:util";
 
 const run = promisify(execFile);
 
-/** Where Debian puts the PostgreSQL 15 server binaries. */
-const bin = process.env.POSTGRES_BIN ?? "/usr/lib/postgresql/15/bin";
+/** The server binaries: `POSTGRES_BIN`, else Debian's newest installed version. */
+const bin = process.env.POSTGRES_BIN ?? join("/usr/lib/postgresql", newestVersion(), "bin");
 
 /**
  * A PostgreSQL cluster of one test file's own, for what must never happen to
  * the shared database at 5432: stopping it for a while, then starting it
- * again, and restarting it. From `startPrivateCluster`. (private-postgres.ts
- * has a smaller one on a port of the caller's choice, without stop and start.)
+ * again, and restarting it, even with `-m immediate` as a crash would. From
+ * `startPrivateCluster`.
  */
 export interface PrivateCluster {
   /** The port it listens on, on 127.0.0.1. */
@@ -35,16 +35,18 @@ export interface PrivateCluster {
  * Creates a cluster with `initdb` in a new folder owned by the OS user
  * `postgres` (the server refuses to run as root) and starts it on a free port
  * from 55433 up, with a random offset so that two test files (or two
- * engineers) rarely pick the same one.
+ * engineers) rarely pick the same one. `fsync: true` makes commits reach the
+ * disk, for tests of what survives a crash; by default the cluster skips
+ * fsync, which only a crash of the machine would notice.
  */
-export async function startPrivateCluster(): Promise<PrivateCluster> {
+export async function startPrivateCluster(options: { readonly fsync?: boolean } = {}): Promise<PrivateCluster> {
   const dir = mkdtempSync(join(tmpdir(), "idem-pg-"));
   const { uid, gid } = await postgresUser();
   chownSync(dir, uid, gid);
   const data = join(dir, "data");
   await asPostgres(`${bin}/initdb`, ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]);
   const port = await freePort(55433 + Math.floor(Math.random() * 2000));
-  const serverOptions = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100`;
+  const serverOptions = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=${options.fsync === true ? "on" : "off"} -c max_connections=100`;
   const ctl = (...args: string[]) => asPostgres(`${bin}/pg_ctl`, ["-D", data, "-l", join(dir, "log"), ...args]);
   await ctl("-o", serverOptions, "-w", "start");
   let removed = false;
@@ -86,4 +88,11 @@ async function freePort(from: number): Promise<number> {
     }
   }
   throw new Error(`no free port from ${from}`);
+}
+
+function newestVersion(): string {
+  const versions = readdirSync("/usr/lib/postgresql").sort((a, b) => Number(a) - Number(b));
+  const newest = versions.at(-1);
+  if (newest === undefined) throw new Error("no PostgreSQL in /usr/lib/postgresql");
+  return newest;
 }
