@@ -44,11 +44,14 @@ export function createFingerprintMatcher(
   requestIdField: DescField | undefined,
   current: string,
 ): (stored: string) => boolean {
-  const computed = new Map<string, string>([[current, current]]);
+  // Almost every record is in the current form: the map of other forms is
+  // made only when one shows up.
+  let computed: Map<string, string> | undefined;
   return (stored) => {
     if (stored === current) {
       return true;
     }
+    computed ??= new Map();
     let mine = computed.get(stored);
     if (mine === undefined) {
       mine = inVersionOf(stored, schema, message, requestIdField) ?? "";
