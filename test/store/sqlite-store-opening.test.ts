@@ -92,13 +92,24 @@ describe("opening the file", () => {
     const path = join(sub, "idem.db");
     await existingStore(path);
     chmodSync(path, 0o444);
-    // The same check, run as nobody, who may read the file but not write it.
+    // The same check, run by a process that may read the file but not write
+    // it: root without the capabilities that override file modes. (Not as
+    // another user: a fresh clone in a 0700 directory is unreadable to it.)
     const script = `
       import { createSqliteStore } from ${JSON.stringify(new URL("../../src/store/sqlite/sqlite-store.ts", import.meta.url).pathname)};
       try { createSqliteStore({ path: ${JSON.stringify(path)} }); console.log("opened"); } catch (e) { console.log(e.message); }`;
     const run = spawnSync(
       "setpriv",
-      ["--reuid=nobody", "--regid=nogroup", "--clear-groups", process.execPath, "--import", "tsx", "--input-type=module", "-e", script],
+      [
+        "--bounding-set=-dac_override,-dac_read_search",
+        "--inh-caps=-all",
+        process.execPath,
+        "--import",
+        "tsx",
+        "--input-type=module",
+        "-e",
+        script,
+      ],
       { cwd: new URL("../..", import.meta.url).pathname, encoding: "utf8" },
     );
     expect(run.stdout).toMatch(/cannot open the SQLite file .*idem\.db for writing \(SQLITE_READONLY/);
