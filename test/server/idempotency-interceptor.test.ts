@@ -42,7 +42,7 @@ function payment(requestId: string, amountMinor = 500n) {
   return { requestId, accountId: "acct_1", amountMinor, currency: "EUR" };
 }
 
-describe("rule 1: which calls", () => {
+describe("which calls are deduplicated", () => {
   it("dedupes unary calls whose input has a request ID field", async () => {
     const { server, payments } = await start();
     const key = crypto.randomUUID();
@@ -95,7 +95,7 @@ describe("rule 1: which calls", () => {
   });
 });
 
-describe("rule 2: empty key", () => {
+describe("a call with an empty request ID", () => {
   it("runs without dedupe when the method does not require a key", async () => {
     const { server, payments } = await start();
     await payments.createPayment(payment(""));
@@ -118,7 +118,7 @@ describe("rule 2: empty key", () => {
   });
 });
 
-describe("rule 3: key format", () => {
+describe("request ID formats", () => {
   it("accepts UUIDs in any case and compares them in lowercase", async () => {
     const { server, payments } = await start();
     const key = crypto.randomUUID();
@@ -164,7 +164,7 @@ describe("rule 3: key format", () => {
   );
 });
 
-describe("rule 4: identity", () => {
+describe("a record is identified by scope, method and request ID", () => {
   it("keeps the same key in two scopes apart", async () => {
     const { server } = await start({
       interceptor: { scope: async (req) => req.header.get("x-tenant") ?? "" },
@@ -194,7 +194,7 @@ describe("rule 4: identity", () => {
   });
 });
 
-describe("rule 6: claim", () => {
+describe("claiming the key before the handler runs", () => {
   it("claims the key with a fresh owner token and a lease before the handler runs", async () => {
     let seen: Awaited<ReturnType<IdempotencyStore["get"]>>;
     const key = crypto.randomUUID();
@@ -226,7 +226,7 @@ describe("rule 6: claim", () => {
   });
 });
 
-describe("rule 7: success", () => {
+describe("storing a successful response", () => {
   it("stores the response with the handler's headers and trailers, not the protocol's", async () => {
     const key = crypto.randomUUID();
     const { server, payments } = await start({
@@ -286,7 +286,7 @@ describe("rule 7: success", () => {
   });
 });
 
-describe("rule 8: errors", () => {
+describe("storing, interrupting or releasing after a handler error", () => {
   const storedByDefault = [
     Code.InvalidArgument,
     Code.NotFound,
@@ -441,7 +441,7 @@ describe("rule 8: errors", () => {
   });
 });
 
-describe("rule 10: mismatch", () => {
+describe("the same request ID with another payload", () => {
   it("refuses the same key with another payload without running the handler", async () => {
     const { server, payments } = await start();
     const key = crypto.randomUUID();
@@ -461,7 +461,7 @@ describe("rule 10: mismatch", () => {
   });
 });
 
-describe("rule 13: retention", () => {
+describe("a completed record past its retention", () => {
   it("treats a completed record past its retention as absent", async () => {
     // Without tombstones: a record past its replay window is gone (see tombstones.test.ts for the default).
     const { server, payments, fixture } = await start({ interceptor: { retention: 10_000, tombstoneRetention: 0 } });
@@ -482,7 +482,7 @@ describe("rule 13: retention", () => {
   });
 });
 
-describe("rule 14: store failure", () => {
+describe("when the store fails", () => {
   it("fails closed with UNAVAILABLE when the store cannot claim, and never runs the handler", async () => {
     const real = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0 });
     const failure = new Error("SQLITE_BUSY: database is locked");
@@ -526,7 +526,7 @@ describe("rule 14: store failure", () => {
   });
 });
 
-describe("rule 15: limits", () => {
+describe("outcomes larger than maxStoredBytes", () => {
   it("stores RESPONSE_TOO_LARGE instead of an outcome above maxStoredBytes; the retry does not run again", async () => {
     const { server, fixture } = await start({ interceptor: { maxStoredBytes: 1_000 } });
     const first = await fixture.opaque({ key: "big", text: "t", responseSize: 2_000 });

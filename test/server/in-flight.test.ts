@@ -107,7 +107,7 @@ function observedStore(real: IdempotencyStore, operation: "get" | "renew") {
   };
 }
 
-describe("rule 11: in flight", () => {
+describe("a duplicate while the first call runs", () => {
   it("a duplicate in the same process waits for the first call's outcome, without polling the store", async () => {
     const gate = createGate();
     const arrivals = createArrivalCounter();
@@ -233,7 +233,7 @@ describe("rule 11: in flight", () => {
   });
 });
 
-describe("rule 12: crash recovery", () => {
+describe("taking over after a crash or a stall", () => {
   /** Claims a key as a process would that then died. */
   async function claimAsDeadProcess(store: IdempotencyStore, key: string, amountMinor = 100n) {
     const message = create(CreatePaymentRequestSchema, payment(key, amountMinor));

@@ -12,7 +12,7 @@ import { createTestTransport, transportVariants } from "../support/test-transpor
 // The interceptor answers replays without calling the handler, and the
 // header and trailer it returns replace the ones the protocol prepared: each
 // protocol, codec and compression must still get a valid response.
-describe("rule 9: replay", () => {
+describe("replaying a stored outcome on every protocol", () => {
   let server: IdempotencyTestServer;
 
   beforeAll(async () => {

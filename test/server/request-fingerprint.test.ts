@@ -25,7 +25,7 @@ const base = {
   responseSize: 0,
 };
 
-describe("rule 5: fingerprint", () => {
+describe("fingerprintRequest()", () => {
   it("is a hex SHA-256 that ignores the request ID", () => {
     expect(fingerprint(base)).toMatch(/^[0-9a-f]{64}$/);
     expect(fingerprint({ ...base, key: "other" })).toBe(fingerprint(base));
