@@ -163,7 +163,7 @@ export interface SweepInput {
 /**
  * Where idempotency records live. The interceptor talks to a store only
  * through this interface, and the store conformance suite
- * (`test/store-conformance.ts`) holds every implementation to it.
+ * (`test/conformance/store-conformance.ts`) holds every implementation to it.
  *
  * Every operation that changes a claimed record checks the owner token and
  * attempt, so an execution whose claim was taken over can never overwrite its

@@ -9,7 +9,7 @@ import { createPostgresStore, type PostgresStore } from "../../src/store/postgre
 import { startIdempotencyTestServer } from "../support/idempotency-test-server.js";
 import { useTestSchema } from "../support/postgres-database.js";
 import { useTestDatabaseClock } from "../support/postgres-test-clock.js";
-import { describeAtomicStoreConformance } from "./atomic-store-conformance.js";
+import { describeAtomicStoreConformance } from "../conformance/atomic-store-conformance.js";
 
 const schema = useTestSchema("pgatomic", { create: true });
 const clock = useTestDatabaseClock("pgatomicclock");

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createSqliteStore, type SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
-import { describeAtomicStoreConformance } from "./atomic-store-conformance.js";
+import { describeAtomicStoreConformance } from "../conformance/atomic-store-conformance.js";
 
 async function openStore(): Promise<{
   store: SqliteStore;

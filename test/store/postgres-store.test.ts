@@ -13,7 +13,7 @@ import {
   postgresPhasesTable,
   postgresSchemaVersion,
 } from "../../src/store/postgres/postgres-migrations.js";
-import { describeStoreConformance } from "../store-conformance.js";
+import { describeStoreConformance } from "../conformance/store-conformance.js";
 import { createTestSchema, terminateBackends, testConnectionString, useTestSchema } from "../support/postgres-database.js";
 import { useTestDatabaseClock } from "../support/postgres-test-clock.js";
 import { startTcpProxy } from "../support/tcp-proxy.js";

@@ -14,7 +14,7 @@ import { createSqliteBatchExecutor } from "../../src/store/sqlite/sqlite-batch-e
 import { startSqliteCheckpointer } from "../../src/store/sqlite/sqlite-checkpointer.js";
 import { sqliteSchemaVersion } from "../../src/store/sqlite/sqlite-schema.js";
 import { createSqliteStore, type SqliteStore, type SqliteStoreOptions } from "../../src/store/sqlite/sqlite-store.js";
-import { describeStoreConformance } from "../store-conformance.js";
+import { describeStoreConformance } from "../conformance/store-conformance.js";
 import { t0 } from "../support/conformance-claim.js";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));

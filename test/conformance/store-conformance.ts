@@ -7,8 +7,8 @@ import type {
   IdempotencyStore,
   OwnerInput,
   RecordKey,
-} from "../src/store/idempotency-store.js";
-import { claimInput, conformanceKey, expiresInMs, graceMs, leaseMs } from "./support/conformance-claim.js";
+} from "../../src/store/idempotency-store.js";
+import { claimInput, conformanceKey, expiresInMs, graceMs, leaseMs } from "../support/conformance-claim.js";
 
 /** What a conformance factory hands the suite: a fresh, empty store and its clock. */
 export interface ConformanceStore {
