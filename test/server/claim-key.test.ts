@@ -7,6 +7,7 @@ import { deduplicate } from "../../src/server/deduplicate.js";
 import { createStoreCorruptError } from "../../src/store/store-corrupt-error.js";
 import { describeError, expectConnectError } from "../support/connect-assertions.js";
 import {
+  type FaultyStore,
   faultyStore,
   openStepHarness,
   ownerOf,
@@ -137,7 +138,7 @@ describe("claimKey()", () => {
 
   it("fails closed with UNAVAILABLE STORE_UNAVAILABLE when the store cannot answer, carrying the store's error", async () => {
     const h = open({}, faultyStore);
-    const store = h.store as ReturnType<typeof faultyStore>;
+    const store = h.store as FaultyStore;
     store.failing.add("claim");
     const call = await h.call();
     const error = await expectConnectError(claimKey(call, "owner-a"));
@@ -167,7 +168,7 @@ describe("claimKey()", () => {
 describe("deduplicate() when the claim fails", () => {
   it("never runs the handler when the store cannot claim", async () => {
     const h = open({}, faultyStore);
-    (h.store as ReturnType<typeof faultyStore>).failing.add("claim");
+    (h.store as FaultyStore).failing.add("claim");
     let runs = 0;
     const call = await h.call();
     const error = await expectConnectError(

@@ -80,6 +80,13 @@ export function openStepHarness(
   return buildHarness(wrap(raw), raw, clock, options, () => raw.close());
 }
 
+/** A step harness whose store fails the operations named in `faults.failing`. */
+export function openFaultyStepHarness(options: StepOptions = {}): StepHarness & { readonly faults: FaultyStore } {
+  let faults: FaultyStore | undefined;
+  const harness = openStepHarness(options, (raw) => (faults = faultyStore(raw)));
+  return { ...harness, faults: faults! };
+}
+
 /**
  * Another server process on the store of `harness`: its own settings,
  * in-flight executions and events, so that its calls claim and poll the
