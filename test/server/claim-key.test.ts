@@ -8,7 +8,7 @@ import { createStoreCorruptError } from "../../src/store/store-corrupt-error.js"
 import { describeError, expectConnectError } from "../support/connect-assertions.js";
 import {
   type FaultyStore,
-  faultyStore,
+  openFaultyStepHarness,
   openStepHarness,
   ownerOf,
   paymentResponse,
@@ -27,6 +27,12 @@ afterEach(async () => {
 function open(...args: Parameters<typeof openStepHarness>): StepHarness {
   harness = openStepHarness(...args);
   return harness;
+}
+
+function openFaulty(): StepHarness & { readonly faults: FaultyStore } {
+  const faulty = openFaultyStepHarness();
+  harness = faulty;
+  return faulty;
 }
 
 describe("claimKey()", () => {
@@ -137,8 +143,8 @@ describe("claimKey()", () => {
   });
 
   it("fails closed with UNAVAILABLE STORE_UNAVAILABLE when the store cannot answer, carrying the store's error", async () => {
-    const h = open({}, faultyStore);
-    const store = h.store as FaultyStore;
+    const h = openFaulty();
+    const store = h.faults;
     store.failing.add("claim");
     const call = await h.call();
     const error = await expectConnectError(claimKey(call, "owner-a"));
@@ -167,8 +173,8 @@ describe("claimKey()", () => {
 
 describe("deduplicate() when the claim fails", () => {
   it("never runs the handler when the store cannot claim", async () => {
-    const h = open({}, faultyStore);
-    (h.store as FaultyStore).failing.add("claim");
+    const h = openFaulty();
+    h.faults.failing.add("claim");
     let runs = 0;
     const call = await h.call();
     const error = await expectConnectError(

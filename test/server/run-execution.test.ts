@@ -13,7 +13,7 @@ import { decodeStoredOutcome } from "../../src/server/stored-outcome.js";
 import { expectConnectError } from "../support/connect-assertions.js";
 import {
   type FaultyStore,
-  faultyStore,
+  openFaultyStepHarness,
   openSecondProcess,
   openStepHarness,
   paymentIdOf,
@@ -33,6 +33,12 @@ afterEach(async () => {
 function open(...args: Parameters<typeof openStepHarness>): StepHarness {
   harness = openStepHarness(...args);
   return harness;
+}
+
+function openFaulty(): StepHarness & { readonly faults: FaultyStore } {
+  const faulty = openFaultyStepHarness();
+  harness = faulty;
+  return faulty;
 }
 
 /** Claims the call's key and runs `next` under the claim, as `deduplicate` does after a fresh claim. */
@@ -158,8 +164,8 @@ describe("runExecution()", () => {
   });
 
   it("answers the caller while a failed write is retried in the background; duplicates of this process get the outcome meanwhile", async () => {
-    const h = open({}, faultyStore);
-    const store = h.store as FaultyStore;
+    const h = openFaulty();
+    const store = h.faults;
     const call = await h.call();
     store.failing.add("complete");
     const response = await claimAndRun(call, "owner-a", async () => paymentResponse("pay_1"));
@@ -179,8 +185,8 @@ describe("runExecution()", () => {
   });
 
   it("after losing its claim, never stores its own outcome and answers its caller with the successor's, replayed", async () => {
-    const h = open({}, faultyStore);
-    const store = h.store as FaultyStore;
+    const h = openFaulty();
+    const store = h.faults;
     const requestId = randomUUID();
     const first = await h.call({ requestId });
     let proceed!: () => void;
