@@ -73,6 +73,7 @@ async function settleSuccess(call: DedupeCall, execution: Execution, response: U
     case "lost":
       return answerAfterLostClaim(call);
     case "unvouched":
+    case "failed":
       // Another process may take the key over before this outcome is
       // written: the caller must not hold an answer the store may never have.
       throw outcomeNotRecorded();
@@ -111,6 +112,11 @@ async function settleFailure(call: DedupeCall, execution: Execution, thrown: unk
       const stored = await storeOutcome(call, execution, form);
       if (stored === "lost") {
         return answerAfterLostClaim(call);
+      }
+      if (stored === "unvouched" || stored === "failed") {
+        // As for a response: a stored error is a definite answer, and
+        // nobody vouches for this one.
+        throw outcomeNotRecorded();
       }
       if (thrown instanceof ConnectError) {
         announceExpiry(thrown.metadata, stored, execution);

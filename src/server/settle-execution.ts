@@ -13,10 +13,12 @@ import { estimateOutcomeExpiry } from "./outcome-expiry.js";
  * it did not fit in memory (`dropped`: the claim lapses and a retry takes
  * over), unwritten past the last confirmed lease (`unvouched`: the write is
  * retried, but nobody is answered from memory, since another process may
- * have taken the key over), or refused because another execution took the
- * key over (`lost`).
+ * have taken the key over), given up because the claim's deadline passed
+ * before a write landed (`failed`: the claim lapses, and a retry takes over
+ * as a new attempt), or refused because another execution took the key over
+ * (`lost`).
  */
-export type StoreOutcomeResult = "stored" | "pending" | "dropped" | "unvouched" | "lost";
+export type StoreOutcomeResult = "stored" | "pending" | "dropped" | "unvouched" | "failed" | "lost";
 
 /**
  * Stores the outcome and wakes the duplicates waiting in this process.
@@ -80,6 +82,10 @@ export async function storeOutcome(call: DedupeCall, execution: Execution, form:
     execution.running.settle({ kind: "outcome", outcome: form.bytes, firstExecutedAt: execution.firstExecutedAt, expiresAt });
     cacheOutcome(call, form.bytes, execution.firstExecutedAt, storedOutcomeExpiry(call));
     return "stored";
+  }
+  if (result === "failed") {
+    execution.running.settle({ kind: "released" });
+    return "failed";
   }
   // After a lost claim the store holds the successor's outcome: waiters go
   // back to the store for it rather than take this one.

@@ -3,6 +3,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type UnaryResponse } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { CreatePaymentResponseSchema } from "../../gen/demo/v1/payments_pb.js";
+import { ErrorReason } from "../../src/errors/error-reason.js";
 import { claimKey } from "../../src/server/claim-key.js";
 import type { DedupeCall, UnaryNext } from "../../src/server/dedupe-call.js";
 import { interruptOnError, releaseOnError, storeOnError } from "../../src/server/error-disposition.js";
@@ -10,7 +11,7 @@ import { idempotencyContext, type IdempotencyContextValue } from "../../src/serv
 import { expiresHeader, replayedHeader } from "../../src/server/protocol-headers.js";
 import { runExecution } from "../../src/server/run-execution.js";
 import { decodeStoredOutcome } from "../../src/server/stored-outcome.js";
-import { expectConnectError } from "../support/connect-assertions.js";
+import { describeError, expectConnectError } from "../support/connect-assertions.js";
 import {
   type FaultyStore,
   openFaultyStepHarness,
@@ -212,5 +213,41 @@ describe("runExecution()", () => {
     expect(stored.kind === "response" && fromBinary(CreatePaymentResponseSchema, stored.response).payment?.paymentId).toBe("pay_2");
     expect(h.events.map((e) => e.type)).toContain("claim_lost");
     expect(h.events.map((e) => e.type)).not.toContain("completed");
+  });
+  it("answers a stored-code error whose write fails past the last confirmed lease with UNAVAILABLE STORE_UNAVAILABLE, as it does a response", async () => {
+    const faulty = openFaultyStepHarness();
+    harness = faulty;
+    const call = await faulty.call();
+    const claim = await claimKey(call, "owner-a");
+    if (claim.kind !== "claimed") throw new Error("expected a fresh claim");
+    // Cut off from the store for longer than a lease: no renewal lands, then the write fails too.
+    faulty.faults.failing.add("renew");
+    const error = await expectConnectError(
+      runExecution(call, "owner-a", claim.record, claim.replaced, async () => {
+        await new Promise((resolve) => setTimeout(resolve, stepLeaseMs + 50));
+        faulty.faults.failing.add("complete");
+        throw new ConnectError("insufficient funds", Code.FailedPrecondition);
+      }),
+    );
+    // No process vouches for the handler's error: another may take the key over and answer differently.
+    expect(describeError(error)).toMatchObject({ code: Code.Unavailable, reason: ErrorReason.STORE_UNAVAILABLE });
+  });
+
+  it("answers a caller whose outcome could not be written before the claim's deadline with UNAVAILABLE STORE_UNAVAILABLE, not as a lost claim", async () => {
+    const faulty = openFaultyStepHarness({ retention: 400, maxWait: 100 });
+    harness = faulty;
+    const call = await faulty.call();
+    const claim = await claimKey(call, "owner-a");
+    if (claim.kind !== "claimed") throw new Error("expected a fresh claim");
+    // The handler outlives the claim's deadline (the longer of retention and lease, 1 s); then the write fails.
+    const error = await expectConnectError(
+      runExecution(call, "owner-a", claim.record, claim.replaced, async () => {
+        await new Promise((resolve) => setTimeout(resolve, 1_100));
+        faulty.faults.failing.add("complete");
+        return paymentResponse("pay_1");
+      }),
+    );
+    // Nobody took the key over: polling its own abandoned claim would end in REQUEST_IN_PROGRESS.
+    expect(describeError(error)).toMatchObject({ code: Code.Unavailable, reason: ErrorReason.STORE_UNAVAILABLE });
   });
 });
