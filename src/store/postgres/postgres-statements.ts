@@ -377,6 +377,7 @@ export function fromPostgresText(value: string): string {
   if (!value.includes(escapeChar)) {
     return value;
   }
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the escapes are control characters (see escapeChar).
   return value.replace(/\u0001(?:([\u0001\u0002])|\u0003([0-9A-F]{4}))/g, (_, char: string | undefined, unit: string | undefined) =>
     unit !== undefined ? String.fromCharCode(Number.parseInt(unit, 16)) : char === escapeChar ? escapeChar : "\u0000",
   );
