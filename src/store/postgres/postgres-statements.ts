@@ -358,8 +358,9 @@ const escapeChar = "\u0001";
 const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 const needsEscape = new RegExp(`[\\u0000\\u0001]|${loneSurrogate.source}`, "g");
 // What `toPostgresText` writes for them.
-// biome-ignore lint/suspicious/noControlCharactersInRegex: the escapes are control characters (see escapeChar).
+// biome-ignore-start lint/suspicious/noControlCharactersInRegex: the escapes are control characters (see escapeChar).
 const escaped = /\u0001(?:([\u0001\u0002])|\u0003([0-9A-F]{4}))/g;
+// biome-ignore-end lint/suspicious/noControlCharactersInRegex: see above.
 
 /** Encodes a scope, method or key for the text columns; see `fromPostgresText`. */
 export function toPostgresText(value: string): string {
