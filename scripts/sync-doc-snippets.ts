@@ -35,4 +35,8 @@ for (const markdownPath of findMarkdownFiles(repo)) {
     writeFileSync(markdownPath, synced);
   }
 }
-console.log(changed === 0 ? "doc snippets: all blocks match their files" : `doc snippets: ${changed} block${changed === 1 ? "" : "s"} updated`);
+console.log(
+  changed === 0
+    ? "doc snippets: all blocks match their files"
+    : `doc snippets: ${changed} block${changed === 1 ? "" : "s"} updated`,
+);
