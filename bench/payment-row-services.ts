@@ -1,7 +1,7 @@
 import type { MethodImpl } from "@connectrpc/connect";
 import Database from "better-sqlite3";
 import pg from "pg";
-import { type CreatePaymentRequest, PaymentService } from "../gen/demo/v1/payments_pb.js";
+import type { CreatePaymentRequest, PaymentService } from "../gen/demo/v1/payments_pb.js";
 import { createPaymentsTable } from "../demo/payment-service.js";
 import { atomicEffects } from "../src/server/atomic-effects.js";
 import { createIdempotencyInterceptor } from "../src/server/idempotency-interceptor.js";

@@ -1,7 +1,7 @@
 import { createClient } from "@redis/client";
 
 /** Where the peer scenarios find Redis; `BENCH_REDIS_URL` overrides it. */
-export const benchRedisUrl = process.env["BENCH_REDIS_URL"] ?? "redis://127.0.0.1:6379";
+export const benchRedisUrl = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 
 /**
  * Deletes the keys that start with `prefix`, and only those: the Redis on this

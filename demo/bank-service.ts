@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { Database } from "better-sqlite3";
-import { BankService, ChargeResponseSchema } from "../gen/demo/v1/bank_pb.js";
+import { type BankService, ChargeResponseSchema } from "../gen/demo/v1/bank_pb.js";
 import { atomicEffects } from "../src/server/atomic-effects.js";
 import { idempotencyContext } from "../src/server/idempotency-context.js";
 import type { SqliteStore } from "../src/store/sqlite/sqlite-store.js";

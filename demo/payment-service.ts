@@ -7,7 +7,7 @@ import {
   CreatePaymentResponseSchema,
   type Payment,
   PaymentSchema,
-  PaymentService,
+  type PaymentService,
 } from "../gen/demo/v1/payments_pb.js";
 import { atomicEffects } from "../src/server/atomic-effects.js";
 import { idempotencyContext } from "../src/server/idempotency-context.js";

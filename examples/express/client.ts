@@ -5,7 +5,12 @@ import { createOrderServiceClient } from "./gen/shop/v1/shop_idempotency.js";
 const transport = createConnectTransport({
   baseUrl: process.env.SERVER_URL ?? "http://127.0.0.1:8080",
   httpVersion: "1.1", // Express serves HTTP/1.1
-  interceptors: [(next) => (req) => (req.header.set("authorization", "Bearer alice"), next(req))],
+  interceptors: [
+    (next) => (req) => {
+      req.header.set("authorization", "Bearer alice");
+      return next(req);
+    },
+  ],
 });
 const client = createOrderServiceClient(transport);
 

@@ -1,7 +1,7 @@
 import { createRegistry, fromBinary, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
-import { decodeStoredOutcome } from "../server/stored-outcome.js";
+import { decodeStoredOutcome, type StoredOutcomeValue } from "../server/stored-outcome.js";
 import type { LoadedDescriptors } from "./load-descriptors.js";
 
 /** A stored outcome as `keys show` presents it. */
@@ -64,7 +64,7 @@ export interface DetailView {
  * descriptors hold the method. `google.rpc` error details are always known.
  */
 export function describeOutcome(method: string, bytes: Uint8Array, descriptors: LoadedDescriptors): OutcomeView {
-  let outcome;
+  let outcome: StoredOutcomeValue;
   try {
     outcome = decodeStoredOutcome(bytes);
   } catch (error) {

@@ -3,7 +3,9 @@
 // (U+009B is a one-character CSI on some terminals), the Arabic letter mark,
 // bidirectional marks, embeddings, overrides and isolates (which reorder
 // what follows them), and the line and paragraph separators.
+// biome-ignore-start lint/suspicious/noControlCharactersInRegex: matching them is the point.
 const controls = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+// biome-ignore-end lint/suspicious/noControlCharactersInRegex: see above.
 const hasControl = new RegExp(controls.source);
 // What JSON.stringify leaves as it is among them.
 const rawInJson = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;

@@ -25,6 +25,7 @@ export interface PhaseCodec<T> {
 }
 
 /** The results a phase without a schema may return: JSON, or nothing. */
+// biome-ignore lint/suspicious/noConfusingVoidType: a phase function that returns nothing is typed `() => void`.
 export type PhaseJsonResult = JsonValue | void;
 
 /** Keeps JSON values (and `undefined`) as `google.protobuf.Value` (and `Empty`). */

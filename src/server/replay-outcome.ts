@@ -127,7 +127,9 @@ function refill(target: Headers, source: Headers): Headers {
   for (const name of [...target.keys()]) {
     target.delete(name);
   }
-  source.forEach((value, name) => target.append(name, value));
+  source.forEach((value, name) => {
+    target.append(name, value);
+  });
   return target;
 }
 

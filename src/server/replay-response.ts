@@ -41,8 +41,12 @@ export function createReplayResponse(
   } else {
     header.set("content-type", connectUsesJson(req, contentType) ? "application/json" : "application/proto");
   }
-  storedHeader.forEach((value, name) => header.append(name, value));
-  storedTrailer.forEach((value, name) => trailer.append(name, value));
+  storedHeader.forEach((value, name) => {
+    header.append(name, value);
+  });
+  storedTrailer.forEach((value, name) => {
+    trailer.append(name, value);
+  });
   header.set(replayedHeader, "true");
   return {
     stream: false,

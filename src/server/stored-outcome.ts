@@ -84,7 +84,9 @@ export function decodeStoredOutcome(bytes: Uint8Array): StoredOutcomeValue {
       return { kind: "response", response: stored.result.value, header, trailer };
     case "error": {
       const { code, message, details } = stored.result.value;
-      trailer.forEach((value, name) => header.append(name, value));
+      trailer.forEach((value, name) => {
+        header.append(name, value);
+      });
       const error = new ConnectError(message, code as Code, header);
       error.details = details.map((any) => ({
         type: any.typeUrl.substring(any.typeUrl.lastIndexOf("/") + 1),

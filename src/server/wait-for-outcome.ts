@@ -83,7 +83,7 @@ export async function pollRecord(call: DedupeCall, timeoutMs: number): Promise<I
     if (signal.aborted) {
       return undefined;
     }
-    let record;
+    let record: IdempotencyRecord | undefined;
     try {
       record = await timed(call, "get", () => call.settings.store.get(call.record));
     } catch (error) {

@@ -14,7 +14,9 @@ const method = "fixture.v1.FixtureService/Opaque";
 const hostileScope = "acme\u001b[31mred\u009b2J\u202eevil";
 const hostileKey = "k\u0007ey";
 // What a terminal must never receive raw.
+// biome-ignore-start lint/suspicious/noControlCharactersInRegex: matching them is the point.
 const raw = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+// biome-ignore-end lint/suspicious/noControlCharactersInRegex: see above.
 
 let dir: string;
 let db: string;

@@ -82,7 +82,7 @@ describe("tombstones in the admin CLI", () => {
     expect(declined).toContain("stage        tombstone (original code 9): the outcome is no longer replayed");
     const json = JSON.parse(await cli(["keys", "show", keys.declined, "--json"])) as Record<string, unknown>;
     expect(json).toMatchObject({ status: "tombstoned", outcomeCode: 9 });
-    expect(typeof json["replayUntil"]).toBe("number");
+    expect(typeof json.replayUntil).toBe("number");
   });
 
   it("sweep drops the bodies of tombstones and keeps them; keys show says so", async () => {

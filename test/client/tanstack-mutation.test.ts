@@ -19,7 +19,9 @@ import { useRecordingTestServer } from "../support/recording-test-server.js";
 const recording = useRecordingTestServer();
 const queryClients: QueryClient[] = [];
 afterEach(() => {
-  queryClients.splice(0).forEach((client) => client.clear());
+  for (const client of queryClients.splice(0)) {
+    client.clear();
+  }
 });
 
 // The first `lost` answers are dropped after the server ran the call; every

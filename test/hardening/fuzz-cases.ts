@@ -168,11 +168,8 @@ export function expectedForPayload(method: FuzzMethod, binary: boolean, bytes: U
   return expectedForKey(method, message[spec.keyField] as string);
 }
 
-/** The seeded draws the generators use. */
-export interface Draw {
-  /** A number in [0, 1). */
-  (): number;
-}
+/** The seeded draws the generators use: each call returns a number in [0, 1). */
+export type Draw = () => number;
 
 const int = (draw: Draw, min: number, max: number) => min + Math.floor(draw() * (max - min + 1));
 const pick = <T>(draw: Draw, items: readonly T[]): T => items[Math.floor(draw() * items.length)]!;
@@ -280,7 +277,11 @@ export function drawClientCases(draw: Draw, variants: readonly TransportVariant[
   const weights = clientClasses.reduce((sum, c) => sum + c.weight, 0);
   while (cases.length < count) {
     let roll = draw() * weights;
-    const inputClass = clientClasses.find((c) => (roll -= c.weight) < 0) ?? clientClasses[0]!;
+    const inputClass =
+      clientClasses.find((c) => {
+        roll -= c.weight;
+        return roll < 0;
+      }) ?? clientClasses[0]!;
     const method = pick(draw, ["createPayment", "refundPayment", "opaque"] as const);
     const key = inputClass.key(draw, method, cases.length);
     if (key === undefined) {
@@ -387,10 +388,10 @@ function oddKeyPayload(draw: Draw, method: FuzzMethod, binary: boolean, n: numbe
     const keyBytes = Buffer.concat([Buffer.from(key.slice(0, at)), odd, Buffer.from(key.slice(at))]);
     return Buffer.concat([Buffer.from([0x0a, keyBytes.byteLength]), keyBytes, rest]);
   }
-  const escape = pick(draw, ["\\u0000", "\\u001f", "\\ud800", "\\udfff", "\\ud83d\\ude00", "\\u00e9", "\\\\", "\\\""]);
+  const escapeSequence = pick(draw, ["\\u0000", "\\u001f", "\\ud800", "\\udfff", "\\ud83d\\ude00", "\\u00e9", "\\\\", "\\\""]);
   const at = int(draw, 0, key.length);
   const field = methodSpecs[method].keyField;
-  return Buffer.from(`{"${field}":"${key.slice(0, at)}${escape}${key.slice(at)}"}`);
+  return Buffer.from(`{"${field}":"${key.slice(0, at)}${escapeSequence}${key.slice(at)}"}`);
 }
 
 /** Options of `drawRawCases`. */

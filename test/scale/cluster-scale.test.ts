@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CreatePaymentRequestSchema, PaymentService } from "../../gen/demo/v1/payments_pb.js";
+import { type CreatePaymentRequestSchema, PaymentService } from "../../gen/demo/v1/payments_pb.js";
 import { ErrorReason } from "../../src/errors/error-reason.js";
 import { findErrorReason } from "../../src/errors/idempotency-error.js";
 import { createTestSchema, terminateBackends, testConnectionString, type TestSchema } from "../support/postgres-database.js";

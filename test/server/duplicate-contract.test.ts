@@ -101,9 +101,9 @@ describe.each(stores)("the contract past replay, on $name", (storeKind) => {
       });
       expect(error.rawMessage).toContain(answer.name);
       const metadata = errorInfo(error);
-      expect(metadata["resource_name"]).toBe(answer.name);
-      expect(metadata["first_executed_at"]).toMatch(rfc3339Millis);
-      expect(Date.parse(metadata["completed_at"] ?? "")).toBe(stored?.updatedAt);
+      expect(metadata.resource_name).toBe(answer.name);
+      expect(metadata.first_executed_at).toMatch(rfc3339Millis);
+      expect(Date.parse(metadata.completed_at ?? "")).toBe(stored?.updatedAt);
       expect(error.metadata.get("idempotency-replayed")).toBe("true");
       expect(server.runs.length - runs).toBe(1);
       // The stored bytes are exactly "it ran, and created this": no response, no headers.
@@ -240,7 +240,7 @@ describe("onDuplicate: \"reject\" as the interceptor default", () => {
         code: Code.AlreadyExists,
         reason: ErrorReason.REQUEST_ID_ALREADY_EXECUTED,
       });
-      expect(errorInfo(error)["resource_name"]).toBeUndefined();
+      expect(errorInfo(error).resource_name).toBeUndefined();
     } finally {
       await server.close();
     }

@@ -164,7 +164,7 @@ describe.each(stores)("tombstones on $name", (storeKind) => {
     await server.store.sweep({ limit: 1_000 });
     const error = await expectConnectError(pay(requestId, "declined"));
     expect(describeError(error)).toMatchObject({ reason: ErrorReason.REQUEST_ID_EXPIRED });
-    expect(errorInfo(error)["original_code"]).toBe(String(Code.FailedPrecondition));
+    expect(errorInfo(error).original_code).toBe(String(Code.FailedPrecondition));
     expect(runsOf(requestId)).toBe(1);
   });
 

@@ -303,7 +303,14 @@ WHERE replay_until <= 5 AND replay_until IS NOT NULL AND outcome IS NOT NULL AND
       const executor = createSqliteBatchExecutor(new Database(":memory:"), { maxBatchSize: 2 });
       try {
         const order: number[] = [];
-        const results = await Promise.all([1, 2, 3, 4, 5].map((n) => executor.run(() => (order.push(n), n * 10))));
+        const results = await Promise.all(
+          [1, 2, 3, 4, 5].map((n) =>
+            executor.run(() => {
+              order.push(n);
+              return n * 10;
+            }),
+          ),
+        );
         expect(results).toEqual([10, 20, 30, 40, 50]);
         expect(order).toEqual([1, 2, 3, 4, 5]);
         expect(executor.transactions).toBe(3);
@@ -618,8 +625,7 @@ WHERE replay_until <= 5 AND replay_until IS NOT NULL AND outcome IS NOT NULL AND
       child.stdout.setEncoding("utf8");
       child.stdout.on("data", (chunk: string) => {
         buffered += chunk;
-        let newline: number;
-        while ((newline = buffered.indexOf("\n")) >= 0) {
+        for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
           const line = buffered.slice(0, newline);
           buffered = buffered.slice(newline + 1);
           const waiter = waiting.shift();

@@ -6,7 +6,7 @@ import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { TransportProvider, useMutation } from "@connectrpc/connect-query";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
-import { useEffect, useMemo, useState } from "react";
+import { useCallback, useEffect, useMemo, useState } from "react";
 import { createRoot } from "react-dom/client";
 import { createPaymentServiceClient } from "../../../gen/demo/v1/payments_idempotency.js";
 import { PaymentService } from "../../../gen/demo/v1/payments_pb.js";
@@ -103,7 +103,7 @@ function Checkout() {
   const [reset, setReset] = useState(0);
   const [hold, setHold] = useState(0);
   const [expose, setExpose] = useState(true);
-  const append: Log = (entry) => setLog((entries) => [...entries, { ...entry, id: nextLogId++ }]);
+  const append = useCallback<Log>((entry) => setLog((entries) => [...entries, { ...entry, id: nextLogId++ }]), []);
 
   const client = useMemo(
     () =>
@@ -111,7 +111,7 @@ function Checkout() {
         ...(keepPendingIds ? { pendingRequestIds: createWebStoragePendingRequestIds(localStorage) } : {}),
         initialBackoffMs: 150,
       }),
-    [],
+    [append],
   );
   // For TanStack: no retry of our own, so that every retry is TanStack's.
   const tanstackTransport = useMemo(
@@ -120,7 +120,7 @@ function Checkout() {
         baseUrl: apiBaseUrl,
         interceptors: [createRequestIdInterceptor(), attemptLogger("tanstack", append)],
       }),
-    [],
+    [append],
   );
   const tanstackPay = useMutation(
     PaymentService.method.createPayment,
@@ -202,20 +202,23 @@ function Checkout() {
           <div className="card">
             <h2>Cart of {account}</h2>
             {cart.map((item, i) => (
-              <div key={i}>
+              <div
+                // biome-ignore lint/suspicious/noArrayIndexKey: the cart can hold the same item twice; rows have no other identity.
+                key={i}
+              >
                 {item.name}: {(item.priceMinor / 100).toFixed(2)} EUR
               </div>
             ))}
             <p>
               <b data-testid="total">Total {(total / 100).toFixed(2)} EUR</b>
             </p>
-            <button className="primary" data-testid="pay" disabled={busy} onClick={() => void pay()}>
+            <button type="button" className="primary" data-testid="pay" disabled={busy} onClick={() => void pay()}>
               Pay
             </button>
-            <button data-testid="pay-tanstack" disabled={tanstackPay.isPending} onClick={() => tanstackPay.mutate(cartRequest(cart))}>
+            <button type="button" data-testid="pay-tanstack" disabled={tanstackPay.isPending} onClick={() => tanstackPay.mutate(cartRequest(cart))}>
               Pay with TanStack Query (retry: 3)
             </button>
-            <button data-testid="add-item" onClick={() => updateCart([...cart, { name: "Gift card", priceMinor: 500 }])}>
+            <button type="button" data-testid="add-item" onClick={() => updateCart([...cart, { name: "Gift card", priceMinor: 500 }])}>
               Add a gift card
             </button>
             <p className="muted">Checkout {checkoutId}. {busy ? <span data-testid="paying">Paying…</span> : null}</p>
@@ -236,7 +239,7 @@ function Checkout() {
               <input data-testid="expose" type="checkbox" checked={expose} onChange={(e) => setExpose(e.target.checked)} /> CORS exposes the
               idempotency headers
             </label>
-            <button data-testid="apply-network" onClick={() => void applyNetwork()}>
+            <button type="button" data-testid="apply-network" onClick={() => void applyNetwork()}>
               Apply
             </button>
             <p data-testid="network-state" className="muted">
@@ -278,7 +281,10 @@ function Checkout() {
           <table data-testid="network-log">
             <tbody>
               {(network?.attempts ?? []).slice(-12).map((attempt, i) => (
-                <tr key={i}>
+                <tr
+                  // biome-ignore lint/suspicious/noArrayIndexKey: a retry repeats the request ID; rows have no other identity.
+                  key={i}
+                >
                   <td>{attempt.requestId.slice(0, 8)}</td>
                   <td>{attempt.fate}</td>
                   <td>{attempt.replayed ? "idempotency-replayed: true" : ""}</td>

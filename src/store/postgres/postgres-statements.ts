@@ -357,6 +357,10 @@ const escapeChar = "\u0001";
 // A high surrogate not followed by a low one, or a low one not preceded by a high one.
 const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 const needsEscape = new RegExp(`[\\u0000\\u0001]|${loneSurrogate.source}`, "g");
+// What `toPostgresText` writes for them.
+// biome-ignore-start lint/suspicious/noControlCharactersInRegex: the escapes are control characters (see escapeChar).
+const escaped = /\u0001(?:([\u0001\u0002])|\u0003([0-9A-F]{4}))/g;
+// biome-ignore-end lint/suspicious/noControlCharactersInRegex: see above.
 
 /** Encodes a scope, method or key for the text columns; see `fromPostgresText`. */
 export function toPostgresText(value: string): string {
@@ -377,7 +381,7 @@ export function fromPostgresText(value: string): string {
   if (!value.includes(escapeChar)) {
     return value;
   }
-  return value.replace(/\u0001(?:([\u0001\u0002])|\u0003([0-9A-F]{4}))/g, (_, char: string | undefined, unit: string | undefined) =>
+  return value.replace(escaped, (_, char: string | undefined, unit: string | undefined) =>
     unit !== undefined ? String.fromCharCode(Number.parseInt(unit, 16)) : char === escapeChar ? escapeChar : "\u0000",
   );
 }

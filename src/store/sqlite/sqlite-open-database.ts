@@ -1,4 +1,4 @@
-import { statSync } from "node:fs";
+import { type Stats, statSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { describeSqliteLockHolder } from "./sqlite-lock-holder.js";
@@ -52,7 +52,7 @@ export function openSqliteDatabase(path: string, busyTimeoutMs: number): Databas
 
 /** Refuses a path that names a directory or another kind of non-file. */
 function checkPath(path: string): void {
-  let stats;
+  let stats: Stats | undefined;
   try {
     stats = statSync(path, { throwIfNoEntry: false });
   } catch {
