@@ -78,7 +78,7 @@ const api: SoakServerApi = {
     executionsFd = openSync(options.executionsFile, "w");
     server = await startHttp2Server({
       readMaxBytes: options.readMaxBytes,
-      interceptors: [createIdempotencyInterceptor({ store, maxWait: options.maxWaitMs })],
+      interceptors: [createIdempotencyInterceptor({ store, maxWaitMs: options.maxWaitMs })],
       routes(router) {
         router.service(PaymentService, {
           async createPayment(req) {

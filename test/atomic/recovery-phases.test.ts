@@ -37,7 +37,7 @@ let handler: Handler;
 async function startServer(): Promise<IdempotencyTestServer> {
   const server = await startIdempotencyTestServer({
     store,
-    interceptor: { lease: leaseMs },
+    interceptor: { leaseMs: leaseMs },
     payments: { createPayment: (req, ctx) => handler(req, ctx) },
   });
   servers.push(server);

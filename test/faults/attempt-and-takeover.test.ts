@@ -97,7 +97,7 @@ describe("attempt and takeover", () => {
     const server = await startFaultServer({
       dir: scratch.dir,
       sqlite: { clock: () => clock.now() },
-      interceptor: { retention: 60_000, tombstoneRetention: 0 },
+      interceptor: { retentionMs: 60_000, tombstoneRetentionMs: 0 },
       async createPayment(_req, _ctx, { charge }) {
         await charge("phase");
         return undefined;
@@ -202,7 +202,7 @@ describe("attempt and takeover", () => {
     const successor = await startFaultServer({
       dir: scratch.dir,
       sqlite: { path, busyTimeoutMs: 1_000 },
-      interceptor: { lease: leaseMs, leaseGrace: graceMs },
+      interceptor: { leaseMs: leaseMs, leaseGraceMs: graceMs },
       async createPayment(_req, _ctx, { charge }) {
         await charge("plain");
         return undefined;

@@ -44,8 +44,8 @@ async function startRefusingCompletions(limits: { maxPendingCompletions?: number
     interceptors: [
       createIdempotencyInterceptor({
         store,
-        lease: leaseMs,
-        leaseGrace: graceMs,
+        leaseMs: leaseMs,
+        leaseGraceMs: graceMs,
         telemetry: false,
         onEvent: (e) => events.push(e),
         ...limits,

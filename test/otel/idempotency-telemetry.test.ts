@@ -164,7 +164,7 @@ describe("idempotency telemetry through the default global providers", () => {
     const handlerBlocked = new Promise<void>((resolve) => (finish = resolve));
     let entered = 0;
     const { client, server } = await startServer({
-      interceptor: { maxWait: 200 },
+      interceptor: { maxWaitMs: 200 },
       payments: {
         async createPayment(req) {
           await handlerBlocked;

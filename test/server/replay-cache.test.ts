@@ -121,7 +121,7 @@ describe("the interceptor's replayCache", () => {
 
   async function start(
     replayCache: { maxBytes: number; ttlMs: number } | false,
-    more: { retention?: number; scope?: Parameters<typeof createIdempotencyInterceptor>[0]["scope"] } = {},
+    more: { retentionMs?: number; scope?: Parameters<typeof createIdempotencyInterceptor>[0]["scope"] } = {},
     clock = createManualClock(),
     observed = observedStore(clock),
   ) {
@@ -258,7 +258,7 @@ describe("the interceptor's replayCache", () => {
   });
 
   it("never replays past the retention of a record it stored", async () => {
-    const { server, calls, payments } = await start(on, { retention: 300 });
+    const { server, calls, payments } = await start(on, { retentionMs: 300 });
     const key = crypto.randomUUID();
     await payments.createPayment(payment(key));
     await payments.createPayment(payment(key));
