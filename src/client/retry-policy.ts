@@ -1,5 +1,6 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import type { ConnectError } from "@connectrpc/connect";
+import { type Clock, resolveClock } from "../time/clock.js";
 import { abortableSleep } from "./abortable-sleep.js";
 
 /**
@@ -38,8 +39,8 @@ export interface RetryOptions {
   readonly sleep?: (ms: number, signal: AbortSignal | undefined) => Promise<void>;
   /** A random number in [0, 1), for jitter. Default `Math.random`. */
   readonly random?: () => number;
-  /** The current time in milliseconds, for the deadline. Default `Date.now`. */
-  readonly now?: () => number;
+  /** The clock of the deadline, in milliseconds. Default `Date`. */
+  readonly clock?: Clock;
 }
 
 /** A retry that is about to happen, as `onRetry` sees it. */
@@ -93,7 +94,7 @@ export function resolveRetryPolicy(...layers: readonly (RetryOptions | undefined
     onRetry: options.onRetry,
     sleep: options.sleep ?? abortableSleep,
     random: options.random ?? Math.random,
-    now: options.now ?? Date.now,
+    clock: resolveClock("connect-idempotency retry options", options, Date),
   };
   check(Number.isInteger(policy.maxAttempts) && policy.maxAttempts >= 1, "maxAttempts must be an integer >= 1");
   check(policy.initialBackoffMs >= 0, "initialBackoffMs must be >= 0");

@@ -96,7 +96,7 @@ describe("attempt and takeover", () => {
     const clock = createManualClock();
     const server = await startFaultServer({
       dir: scratch.dir,
-      sqlite: { clock: () => clock.now() },
+      sqlite: { clock },
       interceptor: { retentionMs: 60_000, tombstoneRetentionMs: 0 },
       async createPayment(_req, _ctx, { charge }) {
         await charge("phase");
@@ -136,7 +136,7 @@ describe("attempt and takeover", () => {
     const start = (name: string, hold: boolean) =>
       startFaultServer({
         dir: scratch.dir,
-        sqlite: { path, clock: () => clock.now() },
+        sqlite: { path, clock },
         async createPayment(_req, ctx, { run, charge }) {
           await charge("plain");
           if (hold) {

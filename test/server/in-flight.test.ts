@@ -38,7 +38,7 @@ function sharedStore(clock?: ManualClock): IdempotencyStore {
     path: join(scratch.dir, "records.db"),
     sweepIntervalMs: 0,
     busyTimeoutMs: 300,
-    ...(clock === undefined ? {} : { clock: () => clock.now() }),
+    ...(clock === undefined ? {} : { clock }),
   });
 }
 

@@ -40,7 +40,7 @@ const stores: readonly { name: string; open: () => Promise<StoreUnderTest> }[] =
     name: "sqlite",
     open: async () => {
       const clock = createManualClock();
-      const store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock: () => clock.now() });
+      const store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock });
       return {
         store,
         clock,

@@ -1,3 +1,4 @@
+import { type Clock, resolveClock } from "../../time/clock.js";
 import type { SweepReport } from "../record-sweeper.js";
 import { quoteSqliteIdentifier, sqliteDefaultTable } from "./sqlite-schema.js";
 import type { SqliteIntegrityCheck } from "./sqlite-integrity-check.js";
@@ -12,7 +13,7 @@ export interface SqliteStoreSettings {
   readonly busyTimeoutMs: number;
   readonly sweepIntervalMs: number;
   readonly sweepBatchSize: number;
-  readonly clock: () => number;
+  readonly clock: Clock;
   readonly onSweep: ((report: SweepReport) => void) | undefined;
   readonly onProblem: ((problem: SqliteStoreProblem) => void) | undefined;
   readonly groupCommit: boolean;
@@ -80,7 +81,7 @@ export function resolveSqliteStoreOptions(options: SqliteStoreOptions): SqliteSt
     busyTimeoutMs: atLeast("busyTimeoutMs", options.busyTimeoutMs ?? defaultSqliteBusyTimeoutMs, 0),
     sweepIntervalMs: atLeast("sweepIntervalMs", options.sweepIntervalMs ?? defaultSweepIntervalMs, 0),
     sweepBatchSize: atLeast("sweepBatchSize", options.sweepBatchSize ?? defaultSweepBatchSize, 1),
-    clock: callable("clock", options.clock) ?? Date.now,
+    clock: resolveClock("createSqliteStore", options, Date),
     onSweep: callable("onSweep", options.onSweep),
     onProblem: callable("onProblem", options.onProblem),
     groupCommit: options.groupCommit ?? true,
