@@ -61,7 +61,13 @@ export interface RetryEvent {
 export type RetryPolicy = Required<Omit<RetryOptions, "deadlineMs" | "onRetry">> &
   Pick<RetryOptions, "deadlineMs" | "onRetry">;
 
-const defaults = {
+/**
+ * The defaults of `RetryOptions`: five attempts, waits of 100 ms doubling up
+ * to 5 s, ±20 % jitter. The four retries of a call then spread over about
+ * 1.5 s, past a typical restart or failover blip, without holding a caller
+ * for long when the server is really down.
+ */
+export const defaultRetryOptions = {
   maxAttempts: 5,
   initialBackoffMs: 100,
   maxBackoffMs: 5_000,
@@ -85,11 +91,11 @@ export function resolveRetryPolicy(...layers: readonly (RetryOptions | undefined
   }
   const options = merged as RetryOptions;
   const policy: RetryPolicy = {
-    maxAttempts: options.maxAttempts ?? defaults.maxAttempts,
-    initialBackoffMs: options.initialBackoffMs ?? defaults.initialBackoffMs,
-    maxBackoffMs: options.maxBackoffMs ?? defaults.maxBackoffMs,
-    backoffMultiplier: options.backoffMultiplier ?? defaults.backoffMultiplier,
-    jitter: options.jitter ?? defaults.jitter,
+    maxAttempts: options.maxAttempts ?? defaultRetryOptions.maxAttempts,
+    initialBackoffMs: options.initialBackoffMs ?? defaultRetryOptions.initialBackoffMs,
+    maxBackoffMs: options.maxBackoffMs ?? defaultRetryOptions.maxBackoffMs,
+    backoffMultiplier: options.backoffMultiplier ?? defaultRetryOptions.backoffMultiplier,
+    jitter: options.jitter ?? defaultRetryOptions.jitter,
     deadlineMs: options.deadlineMs,
     onRetry: options.onRetry,
     sleep: options.sleep ?? abortableSleep,

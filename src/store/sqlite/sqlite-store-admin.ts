@@ -23,6 +23,7 @@ import { isSqliteBusy } from "./sqlite-batch-executor.js";
 import { describeSqliteLockHolder } from "./sqlite-lock-holder.js";
 import { registerSqliteChecksum, sqliteRowIntact, sqliteRowIntactSql } from "./sqlite-record-checksum.js";
 import { createSqliteStatements } from "./sqlite-statements.js";
+import { defaultSqliteBusyTimeoutMs, defaultSqliteSweepBatchSize } from "./sqlite-store-options.js";
 
 /** Options of `openSqliteStoreAdmin`. */
 export interface SqliteStoreAdminOptions {
@@ -48,9 +49,6 @@ export interface SqliteStoreAdminOptions {
   readonly clock?: Clock;
 }
 
-// Records deleted per sweep statement, as the store's own sweeper does.
-const sweepBatchSize = 500;
-
 /**
  * Opens the records of a SQLite store for inspection and repair, next to
  * running servers (WAL mode lets it read while they write). Throws with a
@@ -62,7 +60,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
   const quoted = quoteSqliteIdentifier(table);
   const readonly = options.readonly ?? false;
   const clock = resolveClock("openSqliteStoreAdmin", options, Date);
-  const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+  const busyTimeoutMs = options.busyTimeoutMs ?? defaultSqliteBusyTimeoutMs;
   if (isDirectory(options.path)) {
     throw new Error(`${options.path} is a directory, not a SQLite database file`);
   }
@@ -129,7 +127,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
       deleteBatch: async (limit) => writing(() => statements.sweep({ limit })),
       tombstoneBatch: async (limit) => writing(() => statements.tombstone({ limit })),
       intervalMs: 0,
-      batchSize: sweepBatchSize,
+      batchSize: defaultSqliteSweepBatchSize,
     });
   const writable = () => {
     if (deleteRecord === undefined || sweeper === undefined || deleteCorrupt === undefined) {
