@@ -33,7 +33,7 @@ export interface SoakServerOptions {
   readonly executionsFile: string;
   /** The adapter's readMaxBytes. */
   readonly readMaxBytes: number;
-  /** The interceptor's `maxWait`, in milliseconds; its default when absent. */
+  /** The interceptor's `maxWaitMs`; its default when absent. */
   readonly maxWaitMs?: number;
 }
 

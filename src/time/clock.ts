@@ -32,7 +32,7 @@ export function resolveClock(
   if (clock === undefined) {
     return fallback;
   }
-  if ((typeof clock === "object" || typeof clock === "function") && clock !== null && "now" in clock && typeof clock.now === "function") {
+  if (typeof (clock as Partial<Clock> | null)?.now === "function") {
     return clock as Clock;
   }
   if (typeof clock === "function") {

@@ -200,7 +200,7 @@ describe("the interceptor registered twice", () => {
     const first = await client.opaque({ key: "k-1", text: "t" });
     expect(await client.opaque({ key: "k-1", text: "t" })).toEqual(first);
     expect(runs()).toBe(1);
-    // No deadlock with itself until maxWait.
+    // No deadlock with itself until maxWaitMs.
     expect(performance.now() - started).toBeLessThan(30_000);
   });
 

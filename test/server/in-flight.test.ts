@@ -127,7 +127,7 @@ describe("rule 11: in flight", () => {
     expect(server.events.map((e) => e.type)).toEqual(["claimed", "completed", "waited", "replayed"]);
   });
 
-  it("after maxWait, answers ABORTED with REQUEST_IN_PROGRESS and a RetryInfo delay; the retry gets the outcome", async () => {
+  it("after maxWaitMs, answers ABORTED with REQUEST_IN_PROGRESS and a RetryInfo delay; the retry gets the outcome", async () => {
     const gate = createGate();
     const { server, entered, client } = await startGated(gate, { interceptor: { maxWaitMs: 50 } });
     const key = crypto.randomUUID();
