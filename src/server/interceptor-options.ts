@@ -189,8 +189,8 @@ const hour = 60 * 60 * 1000;
 
 /**
  * The default `retentionMs`: 24 hours, the replay window of a completed
- * request ID. It covers a client's retries across an outage of a working
- * day, as Stripe's keys do, while the stored responses stay small.
+ * request ID, as long as Stripe keeps its idempotency keys: retries across
+ * an outage of hours still replay, and a day of stored responses stays small.
  */
 export const defaultRetentionMs = 24 * hour;
 /**
