@@ -33,7 +33,7 @@ export interface SoakServerOptions {
   readonly executionsFile: string;
   /** The adapter's readMaxBytes. */
   readonly readMaxBytes: number;
-  /** The interceptor's `maxWait`, in milliseconds; its default when absent. */
+  /** The interceptor's `maxWaitMs`; its default when absent. */
   readonly maxWaitMs?: number;
 }
 
@@ -78,7 +78,7 @@ const api: SoakServerApi = {
     executionsFd = openSync(options.executionsFile, "w");
     server = await startHttp2Server({
       readMaxBytes: options.readMaxBytes,
-      interceptors: [createIdempotencyInterceptor({ store, maxWait: options.maxWaitMs })],
+      interceptors: [createIdempotencyInterceptor({ store, maxWaitMs: options.maxWaitMs })],
       routes(router) {
         router.service(PaymentService, {
           async createPayment(req) {

@@ -84,7 +84,7 @@ async function sqliteSubject(): Promise<Subject> {
   const dir = mkdtempSync(join(tmpdir(), "tombstone-footprint-"));
   const path = join(dir, "store.db");
   let offset = 0;
-  const store = createSqliteStore({ path, sweepIntervalMs: 0, clock: () => Date.now() + offset });
+  const store = createSqliteStore({ path, sweepIntervalMs: 0, clock: { now: () => Date.now() + offset } });
   const side = new Database(path);
   return {
     name: "SQLite",

@@ -98,7 +98,7 @@ export async function startDemoServer(options: DemoServerOptions): Promise<DemoS
       ? [
           createIdempotencyInterceptor({
             store,
-            lease: options.leaseMs,
+            leaseMs: options.leaseMs,
             onEvent: (event) => options.onEvent?.(service, event),
           }),
         ]

@@ -43,7 +43,7 @@ export interface RetriedCall<T> {
  * an attempt's error carried): from then on the same request ID could run
  * the call a second time. The call fails with UNKNOWN OUTCOME_UNKNOWN
  * instead. The time is the server's (its store's clock), compared with
- * `policy.now()`: a client clock ahead of it stops early, one behind it
+ * `policy.clock.now()`: a client clock ahead of it stops early, one behind it
  * late by its skew.
  *
  * This is the one retry loop of connect-idempotency: generated clients and
@@ -52,12 +52,12 @@ export interface RetriedCall<T> {
 export async function callWithRetry<T>(call: RetriedCall<T>): Promise<T> {
   const { policy, signal } = call;
   const limit = minDefined(policy.deadlineMs, call.timeoutMs !== undefined && call.timeoutMs > 0 ? call.timeoutMs : undefined);
-  const deadline = limit === undefined ? undefined : policy.now() + limit;
+  const deadline = limit === undefined ? undefined : policy.clock.now() + limit;
   let expiresAt: number | undefined;
   for (let attempt = 1; ; attempt++) {
     let error: ConnectError;
     try {
-      return await call.attempt(deadline === undefined ? undefined : Math.max(1, Math.ceil(deadline - policy.now())));
+      return await call.attempt(deadline === undefined ? undefined : Math.max(1, Math.ceil(deadline - policy.clock.now())));
     } catch (e) {
       error = ConnectError.from(e);
     }
@@ -65,11 +65,11 @@ export async function callWithRetry<T>(call: RetriedCall<T>): Promise<T> {
       throw error;
     }
     const delayMs = findRetryDelayMs(error) ?? backoffDelayMs(attempt, policy);
-    if (deadline !== undefined && policy.now() + delayMs >= deadline) {
+    if (deadline !== undefined && policy.clock.now() + delayMs >= deadline) {
       throw error;
     }
     expiresAt = readAnnouncedExpiry(error.metadata) ?? expiresAt;
-    if (expiresAt !== undefined && policy.now() + delayMs >= expiresAt) {
+    if (expiresAt !== undefined && policy.clock.now() + delayMs >= expiresAt) {
       throw outcomeUnknownError(call.requestId, expiresAt, error);
     }
     policy.onRetry?.({ method: call.method, attempt, error, delayMs, requestId: call.requestId });

@@ -1,5 +1,6 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import type { ConnectError } from "@connectrpc/connect";
+import { type Clock, resolveClock } from "../time/clock.js";
 import { abortableSleep } from "./abortable-sleep.js";
 
 /**
@@ -38,8 +39,8 @@ export interface RetryOptions {
   readonly sleep?: (ms: number, signal: AbortSignal | undefined) => Promise<void>;
   /** A random number in [0, 1), for jitter. Default `Math.random`. */
   readonly random?: () => number;
-  /** The current time in milliseconds, for the deadline. Default `Date.now`. */
-  readonly now?: () => number;
+  /** The clock of the deadline, in milliseconds. Default `Date`. */
+  readonly clock?: Clock;
 }
 
 /** A retry that is about to happen, as `onRetry` sees it. */
@@ -60,7 +61,13 @@ export interface RetryEvent {
 export type RetryPolicy = Required<Omit<RetryOptions, "deadlineMs" | "onRetry">> &
   Pick<RetryOptions, "deadlineMs" | "onRetry">;
 
-const defaults = {
+/**
+ * The defaults of `RetryOptions`: five attempts, waits of 100 ms doubling up
+ * to 5 s, ±20 % jitter. The four retries of a call then spread over about
+ * 1.5 s, past a typical restart or failover blip, without holding a caller
+ * for long when the server is really down.
+ */
+export const defaultRetryOptions = {
   maxAttempts: 5,
   initialBackoffMs: 100,
   maxBackoffMs: 5_000,
@@ -84,16 +91,16 @@ export function resolveRetryPolicy(...layers: readonly (RetryOptions | undefined
   }
   const options = merged as RetryOptions;
   const policy: RetryPolicy = {
-    maxAttempts: options.maxAttempts ?? defaults.maxAttempts,
-    initialBackoffMs: options.initialBackoffMs ?? defaults.initialBackoffMs,
-    maxBackoffMs: options.maxBackoffMs ?? defaults.maxBackoffMs,
-    backoffMultiplier: options.backoffMultiplier ?? defaults.backoffMultiplier,
-    jitter: options.jitter ?? defaults.jitter,
+    maxAttempts: options.maxAttempts ?? defaultRetryOptions.maxAttempts,
+    initialBackoffMs: options.initialBackoffMs ?? defaultRetryOptions.initialBackoffMs,
+    maxBackoffMs: options.maxBackoffMs ?? defaultRetryOptions.maxBackoffMs,
+    backoffMultiplier: options.backoffMultiplier ?? defaultRetryOptions.backoffMultiplier,
+    jitter: options.jitter ?? defaultRetryOptions.jitter,
     deadlineMs: options.deadlineMs,
     onRetry: options.onRetry,
     sleep: options.sleep ?? abortableSleep,
     random: options.random ?? Math.random,
-    now: options.now ?? Date.now,
+    clock: resolveClock("connect-idempotency retry options", options, Date),
   };
   check(Number.isInteger(policy.maxAttempts) && policy.maxAttempts >= 1, "maxAttempts must be an integer >= 1");
   check(policy.initialBackoffMs >= 0, "initialBackoffMs must be >= 0");

@@ -1,3 +1,4 @@
+import { type Clock, resolveClock } from "../time/clock.js";
 import { type PendingRequestIdEntry, type PendingRequestIds, parsePendingRequestIdEntry } from "./pending-request-ids.js";
 
 /**
@@ -16,8 +17,8 @@ export interface WebStorageLike {
 export interface WebStoragePendingRequestIdsOptions {
   /** Prefix of the storage keys. Default `connect-idempotency:pending:`. */
   readonly prefix?: string;
-  /** The clock in epoch milliseconds. Default `Date.now`. */
-  readonly now?: () => number;
+  /** The clock, in epoch milliseconds. Default `Date`. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -39,10 +40,10 @@ export function createWebStoragePendingRequestIds(
   options: WebStoragePendingRequestIdsOptions = {},
 ): PendingRequestIds {
   const prefix = options.prefix ?? "connect-idempotency:pending:";
-  const now = options.now ?? Date.now;
+  const clock = resolveClock("createWebStoragePendingRequestIds", options, Date);
   const read = (storageKey: string): PendingRequestIdEntry | undefined => {
     const entry = parsePendingRequestIdEntry(storage.getItem(storageKey));
-    if (entry !== undefined && entry.expiresAtMs > now()) {
+    if (entry !== undefined && entry.expiresAtMs > clock.now()) {
       return entry;
     }
     storage.removeItem(storageKey);
@@ -67,7 +68,7 @@ export function createWebStoragePendingRequestIds(
       return Promise.resolve(read(prefix + key)?.requestId);
     },
     set(key, requestId, ttlMs) {
-      storage.setItem(prefix + key, JSON.stringify({ requestId, expiresAtMs: now() + ttlMs } satisfies PendingRequestIdEntry));
+      storage.setItem(prefix + key, JSON.stringify({ requestId, expiresAtMs: clock.now() + ttlMs } satisfies PendingRequestIdEntry));
       return Promise.resolve();
     },
     delete(key, requestId) {

@@ -23,9 +23,9 @@ import { requestIdOf } from "./request-id-of.js";
  * payload gets the stored outcome with `idempotency-replayed: true` and the
  * handler does not run; a duplicate with another payload fails with
  * FAILED_PRECONDITION (REQUEST_ID_REUSED); a duplicate arriving while the
- * first runs waits for its outcome up to `maxWait`. Once the replay window
- * (`retention`) ends, a tombstone keeps the request ID taken for
- * `tombstoneRetention` more: a late duplicate with the same payload fails
+ * first runs waits for its outcome up to `maxWaitMs`. Once the replay window
+ * (`retentionMs`) ends, a tombstone keeps the request ID taken for
+ * `tombstoneRetentionMs` more: a late duplicate with the same payload fails
  * with FAILED_PRECONDITION (REQUEST_ID_EXPIRED) and does not run. An indefinite error (the
  * handler may have acted) keeps the record, and the next call takes it over
  * as a new attempt. Every other call, streaming calls included, passes

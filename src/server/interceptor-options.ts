@@ -30,43 +30,48 @@ export interface IdempotencyInterceptorOptions {
   /**
    * How long a completed request ID's outcome is replayed, in
    * milliseconds (a tombstone may keep the ID taken longer:
-   * `tombstoneRetention`). A method's `(idempotency.v1.policy).retention`
-   * overrides it. Default 24 h, at most 100 years.
+   * `tombstoneRetentionMs`). A method's `(idempotency.v1.policy).retention`
+   * overrides it. Default `defaultRetentionMs` (24 h), at most
+   * `maxRetentionMs` (100 years).
    */
-  readonly retention?: number;
+  readonly retentionMs?: number;
   /**
    * How long, in milliseconds, a completed request ID stays taken after its
    * retention (the replay window) ends, as a tombstone: the stored response
    * is dropped, and a late duplicate with the same payload gets
    * FAILED_PRECONDITION with reason REQUEST_ID_EXPIRED (another payload,
    * REQUEST_ID_REUSED) instead of running again. A method's
-   * `(idempotency.v1.policy).tombstone_retention` overrides it. Default 30
-   * days; 0 keeps no tombstones, and a key is free once its retention ends.
+   * `(idempotency.v1.policy).tombstone_retention` overrides it. Default
+   * `defaultTombstoneRetentionMs` (30 days); 0 keeps no tombstones, and a
+   * key is free once its retention ends.
    */
-  readonly tombstoneRetention?: number;
+  readonly tombstoneRetentionMs?: number;
   /**
    * How long a claim holds without renewal, in milliseconds. A running
    * handler renews it every third of the lease; when its process dies, the
-   * next retry takes the key over once the lease and `leaseGrace` have run
-   * out. At least 1 s, and at least 3 times the store's longest blocking
-   * wait (`blockingWaitMs`), during which no renewal can run. Default 30 s.
+   * next retry takes the key over once the lease and `leaseGraceMs` have run
+   * out. At least `minLeaseMs` (1 s), and at least 3 times the store's
+   * longest blocking wait (`blockingWaitMs`), during which no renewal can
+   * run. Default `defaultLeaseMs` (30 s).
    */
-  readonly lease?: number;
+  readonly leaseMs?: number;
   /**
    * How long past the end of a lease a claim still counts as held, in
    * milliseconds: a takeover needs the lease plus this. An owner whose
    * renewals or completion were held up by a store outage retries every
    * 250 ms once the store answers again, so with a grace longer than that it
    * wins against a retry that arrives at the same moment. An interrupted
-   * claim (an indefinite error) is taken over at once. Default 2 s.
+   * claim (an indefinite error) is taken over at once. Default
+   * `defaultLeaseGraceMs` (2 s).
    */
-  readonly leaseGrace?: number;
+  readonly leaseGraceMs?: number;
   /**
    * How long a duplicate that arrives while the first call runs waits for
    * its outcome, in milliseconds, never beyond the call's deadline. After
-   * that it fails with ABORTED, reason REQUEST_IN_PROGRESS. Default 5 s.
+   * that it fails with ABORTED, reason REQUEST_IN_PROGRESS. Default
+   * `defaultMaxWaitMs` (5 s).
    */
-  readonly maxWait?: number;
+  readonly maxWaitMs?: number;
   /**
    * Codes whose errors the handler decided: stored and replayed to every
    * retry. Codes not named in any of the three lists keep their default
@@ -182,15 +187,37 @@ export interface InterceptorSettings {
 
 const hour = 60 * 60 * 1000;
 
-/** How long a completed request ID is remembered unless configured: 24 h. */
+/**
+ * The default `retentionMs`: 24 hours, the replay window of a completed
+ * request ID, as long as Stripe keeps its idempotency keys: retries across
+ * an outage of hours still replay, and a day of stored responses stays small.
+ */
 export const defaultRetentionMs = 24 * hour;
-/** How long a completed request ID stays taken after its replay window unless configured: 30 days. */
+/**
+ * The default `tombstoneRetentionMs`: 30 days that a completed request ID
+ * stays taken after its replay window, without its response. A request ID
+ * replayed from a queue or a backup weeks later is refused
+ * (REQUEST_ID_EXPIRED) instead of run twice, for the price of a row
+ * without its response.
+ */
 export const defaultTombstoneRetentionMs = 30 * 24 * hour;
-/** How long a claim holds without renewal unless configured: 30 s. */
+/**
+ * The default `leaseMs`: 30 seconds a claim holds without renewal. Long
+ * enough for renewals (every 10 s) to ride out a GC pause or a slow store,
+ * short enough that a retry takes over from a dead process within a minute.
+ */
 export const defaultLeaseMs = 30_000;
-/** The shortest lease accepted: 1 s. */
+/**
+ * The shortest `leaseMs` accepted: 1 s. A shorter lease ends before a
+ * renewal can reach the store, and every retry would take over a live
+ * execution.
+ */
 export const minLeaseMs = 1_000;
-/** How long past its lease a claim still counts as held unless configured: 2 s. */
+/**
+ * The default `leaseGraceMs`: 2 seconds past its lease a claim still counts
+ * as held, eight times `storeRetryMs`, so that an owner whose store comes
+ * back writes before a retry takes over.
+ */
 export const defaultLeaseGraceMs = 2_000;
 /**
  * How often a pending completion, interruption or renewal is retried while
@@ -198,27 +225,43 @@ export const defaultLeaseGraceMs = 2_000;
  * first, well within the lease grace.
  */
 export const storeRetryMs = 250;
-/** How long a duplicate waits for a running execution unless configured: 5 s. */
+/**
+ * The default `maxWaitMs`: 5 seconds a duplicate waits for a running
+ * execution, never past its deadline. Most handlers finish within it, so
+ * the duplicate gets the outcome instead of REQUEST_IN_PROGRESS, and a
+ * client's retry is not held much longer than its own timeout would be.
+ */
 export const defaultMaxWaitMs = 5_000;
-/** The largest outcome stored unless configured: 4 MiB. */
+/**
+ * The default `maxStoredBytes`: 4 MiB, gRPC's default largest message, so
+ * that every response a gRPC server can send by default is stored.
+ */
 export const defaultMaxStoredBytes = 4 * 1024 * 1024;
 /** The longest retention accepted: 100 years, far inside what every store's times can hold. */
 export const maxRetentionMs = 100 * 365 * 24 * hour;
-/** How many outcomes may wait in memory for their write unless configured: 1,000. */
+/**
+ * The default `maxPendingCompletions`: 1,000 outcomes waiting in memory for
+ * their write while the store refuses writes: a short outage loses none,
+ * and a long one cannot hold unbounded memory.
+ */
 export const defaultMaxPendingCompletions = 1_000;
-/** How many bytes of outcomes may wait in memory for their write unless configured: 64 MiB. */
+/** The default `maxPendingBytes`: 64 MiB of outcomes waiting in memory for their write, as `defaultMaxPendingCompletions`. */
 export const defaultMaxPendingBytes = 64 * 1024 * 1024;
+/**
+ * The default `acceptCompression`: the names of connect-node's default
+ * compressions, in its order, so that replays negotiate as its responses do.
+ */
+export const defaultAcceptCompression: readonly string[] = ["gzip", "br"];
 
-// Every option name, to refuse a misspelled one (`retentionMs`, `leaseMs`)
-// rather than ignore it.
+// Every option name, to refuse a misspelled one rather than ignore it.
 const optionNames: ReadonlySet<string> = new Set<keyof IdempotencyInterceptorOptions>([
   "store",
   "scope",
-  "retention",
-  "tombstoneRetention",
-  "lease",
-  "leaseGrace",
-  "maxWait",
+  "retentionMs",
+  "tombstoneRetentionMs",
+  "leaseMs",
+  "leaseGraceMs",
+  "maxWaitMs",
   "storedCodes",
   "indefiniteCodes",
   "releasedCodes",
@@ -234,6 +277,16 @@ const optionNames: ReadonlySet<string> = new Set<keyof IdempotencyInterceptorOpt
   "replayCache",
 ]);
 
+// The names of 0.1, which had no unit, and what they became in 0.2; passing
+// one throws with its new name rather than keep the default silently.
+const renamedOptions: ReadonlyMap<string, string> = new Map([
+  ["retention", "retentionMs"],
+  ["tombstoneRetention", "tombstoneRetentionMs"],
+  ["lease", "leaseMs"],
+  ["leaseGrace", "leaseGraceMs"],
+  ["maxWait", "maxWaitMs"],
+]);
+
 const storeMethods = ["claim", "complete", "interrupt", "release", "renew", "get", "sweep", "close"] as const;
 
 /** Applies the defaults; throws on a value that cannot work. */
@@ -243,21 +296,21 @@ export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions
   if (options.scope !== undefined && typeof options.scope !== "function") {
     throw new Error(`idempotency interceptor: scope must be a function of the request, got ${typeof options.scope}`);
   }
-  const retentionMs = positive("retention", options.retention ?? defaultRetentionMs, "milliseconds");
+  const retentionMs = positive("retentionMs", options.retentionMs ?? defaultRetentionMs, "milliseconds");
   if (retentionMs > maxRetentionMs) {
     throw new Error(
-      `idempotency interceptor: retention must be at most ${maxRetentionMs} ms (100 years), got ${retentionMs}: ` +
+      `idempotency interceptor: retentionMs must be at most ${maxRetentionMs} ms (100 years), got ${retentionMs}: ` +
         "the stores keep times as milliseconds since the epoch, and such an expiry is past what they can represent",
     );
   }
   const tombstoneRetentionMs = nonNegative(
-    "tombstoneRetention",
-    options.tombstoneRetention ?? defaultTombstoneRetentionMs,
+    "tombstoneRetentionMs",
+    options.tombstoneRetentionMs ?? defaultTombstoneRetentionMs,
     "milliseconds (0 keeps no tombstones)",
   );
   if (retentionMs + tombstoneRetentionMs > maxRetentionMs) {
     throw new Error(
-      `idempotency interceptor: retention plus tombstoneRetention must be at most ${maxRetentionMs} ms (100 years), ` +
+      `idempotency interceptor: retentionMs plus tombstoneRetentionMs must be at most ${maxRetentionMs} ms (100 years), ` +
         `got ${retentionMs} + ${tombstoneRetentionMs}: the stores keep times as milliseconds since the epoch`,
     );
   }
@@ -266,11 +319,11 @@ export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions
       `idempotency interceptor: onDuplicate must be "replay" or "reject", got ${JSON.stringify(options.onDuplicate)}`,
     );
   }
-  const leaseMs = resolveLease(options.lease ?? defaultLeaseMs, options.store);
-  const leaseGraceMs = positive("leaseGrace", options.leaseGrace ?? defaultLeaseGraceMs, "milliseconds");
+  const leaseMs = resolveLease(options.leaseMs ?? defaultLeaseMs, options.store);
+  const leaseGraceMs = positive("leaseGraceMs", options.leaseGraceMs ?? defaultLeaseGraceMs, "milliseconds");
   if (leaseGraceMs < 2 * storeRetryMs) {
     throw new Error(
-      `idempotency interceptor: leaseGrace must be at least ${2 * storeRetryMs} ms (twice the ${storeRetryMs} ms at which an owner retries the store), got ${leaseGraceMs}`,
+      `idempotency interceptor: leaseGraceMs must be at least ${2 * storeRetryMs} ms (twice the ${storeRetryMs} ms at which an owner retries the store), got ${leaseGraceMs}`,
     );
   }
   return {
@@ -280,7 +333,7 @@ export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions
     tombstoneRetentionMs,
     leaseMs,
     leaseGraceMs,
-    maxWaitMs: nonNegative("maxWait", options.maxWait ?? defaultMaxWaitMs, "milliseconds"),
+    maxWaitMs: nonNegative("maxWaitMs", options.maxWaitMs ?? defaultMaxWaitMs, "milliseconds"),
     dispositions: resolveCodeDispositions(options),
     maxStoredBytes: positive("maxStoredBytes", options.maxStoredBytes ?? defaultMaxStoredBytes, "bytes"),
     maxPendingCompletions: nonNegative(
@@ -295,7 +348,7 @@ export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions
       options.onEvent,
     ),
     extensions: options.extensions ?? runtimeExtensions,
-    compressions: (options.acceptCompression ?? [{ name: "gzip" }, { name: "br" }]).map((c) => c.name),
+    compressions: options.acceptCompression?.map((c) => c.name) ?? defaultAcceptCompression,
     onDuplicate: options.onDuplicate ?? "replay",
     replayCache: resolveReplayCache(options.replayCache),
   };
@@ -332,19 +385,19 @@ function resolveReplayCache(option: ReplayCacheOptions | false | undefined): Rep
  * before the lease ends.
  */
 function resolveLease(leaseMs: number, store: IdempotencyStore | undefined): number {
-  positive("lease", leaseMs, "milliseconds");
+  positive("leaseMs", leaseMs, "milliseconds");
   if (leaseMs < minLeaseMs) {
     throw new Error(
-      `idempotency interceptor: lease must be at least ${minLeaseMs} ms, got ${leaseMs}: a shorter lease ends before a ` +
+      `idempotency interceptor: leaseMs must be at least ${minLeaseMs} ms, got ${leaseMs}: a shorter lease ends before a ` +
         "renewal can reach the store, and every retry would take over a live execution. Use seconds, not less",
     );
   }
   const blockingWaitMs = typeof store === "object" && store !== null ? (store.blockingWaitMs ?? 0) : 0;
   if (leaseMs < 3 * blockingWaitMs) {
     throw new Error(
-      `idempotency interceptor: lease ${leaseMs} ms is too short for a store that can block the process for ` +
+      `idempotency interceptor: leaseMs ${leaseMs} is too short for a store that can block the process for ` +
         `${blockingWaitMs} ms (its blockingWaitMs, the longest synchronous wait of one operation): no renewal runs ` +
-        `during such a wait, so another process could take over a live execution. Use a lease of at least ` +
+        `during such a wait, so another process could take over a live execution. Use a leaseMs of at least ` +
         `${3 * blockingWaitMs} ms`,
     );
   }
@@ -370,11 +423,15 @@ function checkOptionNames(options: IdempotencyInterceptorOptions): void {
     throw new Error("idempotency interceptor: pass an options object, such as { store }");
   }
   for (const name of Object.keys(options)) {
-    if (!optionNames.has(name)) {
-      const bare = name.replace(/(Ms|Millis|Milliseconds)$/, "");
-      const hint = bare !== name && optionNames.has(bare) ? `; did you mean ${bare} (in milliseconds)?` : "";
+    const renamed = renamedOptions.get(name);
+    if (renamed !== undefined) {
       throw new Error(
-        `idempotency interceptor: unknown option ${JSON.stringify(name)}${hint} Known options: ${[...optionNames].join(", ")}`,
+        `idempotency interceptor: option ${JSON.stringify(name)} was renamed ${JSON.stringify(renamed)} (milliseconds) in 0.2`,
+      );
+    }
+    if (!optionNames.has(name)) {
+      throw new Error(
+        `idempotency interceptor: unknown option ${JSON.stringify(name)}. Known options: ${[...optionNames].join(", ")}`,
       );
     }
   }

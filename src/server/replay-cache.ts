@@ -1,3 +1,5 @@
+import type { Clock } from "../time/clock.js";
+
 /**
  * Settings of the in-process cache of completed outcomes (the interceptor's
  * `replayCache` option).
@@ -52,8 +54,8 @@ export interface ReplayCache {
 
 /** What `createReplayCache` takes besides the sizes: the clock, for tests. */
 export interface ReplayCacheInit extends ReplayCacheOptions {
-  /** Milliseconds of a monotonic clock. Default `performance.now`. */
-  readonly now?: () => number;
+  /** A monotonic clock, in milliseconds. Default `performance`. */
+  readonly clock?: Clock;
 }
 
 // What an entry costs besides its outcome: the Map slot, the entry object
@@ -72,7 +74,7 @@ interface Entry extends CachedOutcome {
  */
 export function createReplayCache(init: ReplayCacheInit): ReplayCache {
   const { maxBytes, ttlMs } = init;
-  const now = init.now ?? (() => performance.now());
+  const clock = init.clock ?? performance;
   // A Map iterates in insertion order: re-inserting on use keeps the least
   // recently used entry first.
   const entries = new Map<string, Entry>();
@@ -89,7 +91,7 @@ export function createReplayCache(init: ReplayCacheInit): ReplayCache {
       if (entry === undefined) {
         return undefined;
       }
-      if (now() >= entry.expiresAt) {
+      if (clock.now() >= entry.expiresAt) {
         remove(id, entry);
         return undefined;
       }
@@ -102,7 +104,7 @@ export function createReplayCache(init: ReplayCacheInit): ReplayCache {
       if (previous !== undefined) {
         remove(id, previous);
       }
-      const at = now();
+      const at = clock.now();
       const expiresAt = Math.min(recordExpiresAt, at + ttlMs);
       const size = outcome.byteLength + 2 * (id.length + fingerprint.length) + entryOverheadBytes;
       if (expiresAt <= at || size > maxBytes) {

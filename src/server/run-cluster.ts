@@ -37,6 +37,18 @@ export interface RunClusterOptions {
 }
 
 /**
+ * The default `respawnDelayMs`: a second before a dead worker is replaced,
+ * so that a worker that dies at start does not restart in a tight loop.
+ */
+export const defaultRespawnDelayMs = 1_000;
+/**
+ * The default `shutdownTimeoutMs`: 10 s for workers to finish their calls
+ * on shutdown, inside the 30 s that Kubernetes and most supervisors give a
+ * process before they kill it.
+ */
+export const defaultShutdownTimeoutMs = 10_000;
+
+/**
  * Runs several server processes behind one port with `node:cluster`. Call
  * it in the primary process. Each worker runs an ordinary server script:
  * it opens its own store (one SQLite file in WAL mode, or one PostgreSQL
@@ -65,8 +77,8 @@ export function runCluster(options: RunClusterOptions = {}): Promise<void> {
   if (!Number.isInteger(count) || count < 1) {
     return Promise.reject(new Error(`runCluster: workers must be a positive integer, got ${count}`));
   }
-  const respawnDelayMs = options.respawnDelayMs ?? 1000;
-  const shutdownTimeoutMs = options.shutdownTimeoutMs ?? 10_000;
+  const respawnDelayMs = options.respawnDelayMs ?? defaultRespawnDelayMs;
+  const shutdownTimeoutMs = options.shutdownTimeoutMs ?? defaultShutdownTimeoutMs;
   cluster.setupPrimary({
     ...(options.exec === undefined ? {} : { exec: options.exec }),
     ...(options.args === undefined ? {} : { args: [...options.args] }),

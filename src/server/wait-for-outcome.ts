@@ -12,7 +12,7 @@ const firstPollMs = 5;
 const maxPollMs = 250;
 
 /**
- * Waits for an execution that holds the key, sharing one `maxWait` budget
+ * Waits for an execution that holds the key, sharing one `maxWaitMs` budget
  * across the waits of a call. Fails with ABORTED REQUEST_IN_PROGRESS when the
  * budget or the call's deadline runs out first.
  */

@@ -68,7 +68,7 @@ const request = { requestId, accountId: "acct-1", amountMinor: 100n, currency: "
 
 beforeEach(() => {
   clock = createManualClock();
-  store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock: () => clock.now() });
+  store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock });
   store.database.exec("CREATE TABLE payments (payment_id TEXT PRIMARY KEY, request_id TEXT NOT NULL)");
   runs = 0;
 });

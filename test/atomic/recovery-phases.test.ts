@@ -37,7 +37,7 @@ let handler: Handler;
 async function startServer(): Promise<IdempotencyTestServer> {
   const server = await startIdempotencyTestServer({
     store,
-    interceptor: { lease: leaseMs },
+    interceptor: { leaseMs: leaseMs },
     payments: { createPayment: (req, ctx) => handler(req, ctx) },
   });
   servers.push(server);
@@ -50,7 +50,7 @@ function clientOf(server: IdempotencyTestServer) {
 
 beforeEach(() => {
   clock = createManualClock();
-  store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock: () => clock.now() });
+  store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock });
   store.database.exec("CREATE TABLE payments (payment_id TEXT PRIMARY KEY, charge_id TEXT NOT NULL)");
 });
 

@@ -16,7 +16,7 @@ async function openStore(): Promise<{
   const path = join(dir, "app.db");
   // A manual store clock, far from the wall clock.
   let now = 1_000_000;
-  const store = createSqliteStore({ path, sweepIntervalMs: 0, clock: () => now });
+  const store = createSqliteStore({ path, sweepIntervalMs: 0, clock: { now: () => now } });
   store.database.exec("CREATE TABLE app_rows (id TEXT NOT NULL)");
   return {
     store,

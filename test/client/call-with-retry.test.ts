@@ -16,7 +16,7 @@ function createFakeTime() {
   return {
     time,
     options: {
-      now: () => time.now,
+      clock: { now: () => time.now },
       sleep: (ms: number, signal: AbortSignal | undefined) => {
         if (signal?.aborted === true) {
           return Promise.reject(signal.reason);

@@ -149,7 +149,7 @@ describe("generated client retries", () => {
     const { payments } = clients(
       { dropRate: 0.5, random: scriptedRandom(0.1, 0.1) },
       {
-        now: () => now,
+        clock: { now: () => now },
         sleep: async (ms) => {
           now += ms;
         },

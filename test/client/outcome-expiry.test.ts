@@ -9,7 +9,7 @@ import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { describeError, expectConnectError } from "../support/connect-assertions.js";
 import { type IdempotencyTestServer, startIdempotencyTestServer } from "../support/idempotency-test-server.js";
 
-// A short retention: the record of a call that never completes lives
+// A short retentionMs: the record of a call that never completes lives
 // max(retention, lease) = 1.5 s from its claim, and that is what the server
 // announces on REQUEST_IN_PROGRESS.
 const retentionMs = 1_500;
@@ -21,7 +21,7 @@ describe("generated clients and idempotency-expires", () => {
   beforeAll(async () => {
     server = await startIdempotencyTestServer({
       store: createSqliteStore({ path: ":memory:", sweepIntervalMs: 0 }),
-      interceptor: { retention: retentionMs, lease: 1_000, maxWait: 100 },
+      interceptor: { retentionMs: retentionMs, leaseMs: 1_000, maxWaitMs: 100 },
       payments: {
         async createPayment(req, ctx) {
           const n = server.record("createPayment", req.requestId, ctx.values.get(idempotencyContext));

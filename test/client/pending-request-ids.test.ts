@@ -136,7 +136,7 @@ describe.each(backends)("pending request IDs (%s)", (_name, createBackend) => {
 describe("pending request IDs", () => {
   it("stop counting once they expire", async () => {
     let now = 1_000_000;
-    const pending = createMemoryPendingRequestIds(() => now);
+    const pending = createMemoryPendingRequestIds({ clock: { now: () => now } });
     await expectConnectError(client(pending, 2, { pendingTtlMs: 60_000 }).createPayment(cart()));
     now += 60_001;
     await client(pending, 0, { pendingTtlMs: 60_000 }).createPayment(cart());
@@ -187,7 +187,7 @@ describe("pending request IDs", () => {
     storage.setItem("connect-idempotency:pending:live", JSON.stringify({ requestId: "b", expiresAtMs: 50 }));
     storage.setItem("connect-idempotency:pending:junk", "not json");
     storage.setItem("theme", "dark");
-    const pending = createWebStoragePendingRequestIds(storage, { now: () => 10 });
+    const pending = createWebStoragePendingRequestIds(storage, { clock: { now: () => 10 } });
     expect([...storage.items.keys()].sort()).toEqual(["connect-idempotency:pending:live", "theme"]);
     expect(await pending.get("live")).toBe("b");
   });

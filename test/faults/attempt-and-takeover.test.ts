@@ -96,8 +96,8 @@ describe("attempt and takeover", () => {
     const clock = createManualClock();
     const server = await startFaultServer({
       dir: scratch.dir,
-      sqlite: { clock: () => clock.now() },
-      interceptor: { retention: 60_000, tombstoneRetention: 0 },
+      sqlite: { clock },
+      interceptor: { retentionMs: 60_000, tombstoneRetentionMs: 0 },
       async createPayment(_req, _ctx, { charge }) {
         await charge("phase");
         return undefined;
@@ -136,7 +136,7 @@ describe("attempt and takeover", () => {
     const start = (name: string, hold: boolean) =>
       startFaultServer({
         dir: scratch.dir,
-        sqlite: { path, clock: () => clock.now() },
+        sqlite: { path, clock },
         async createPayment(_req, ctx, { run, charge }) {
           await charge("plain");
           if (hold) {
@@ -202,7 +202,7 @@ describe("attempt and takeover", () => {
     const successor = await startFaultServer({
       dir: scratch.dir,
       sqlite: { path, busyTimeoutMs: 1_000 },
-      interceptor: { lease: leaseMs, leaseGrace: graceMs },
+      interceptor: { leaseMs: leaseMs, leaseGraceMs: graceMs },
       async createPayment(_req, _ctx, { charge }) {
         await charge("plain");
         return undefined;

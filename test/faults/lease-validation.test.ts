@@ -35,7 +35,7 @@ function construction(lease: number | undefined, blockingWaitMs?: number): strin
   const sqlite = createSqliteStore({ path: join(scratch.dir, `construction-${++stores}.db`), sweepIntervalMs: 0 });
   const store: IdempotencyStore = blockingWaitMs === undefined ? sqlite : { ...sqlite, blockingWaitMs };
   try {
-    createIdempotencyInterceptor({ store, ...(lease === undefined ? {} : { lease }), telemetry: false });
+    createIdempotencyInterceptor({ store, ...(lease === undefined ? {} : { leaseMs: lease }), telemetry: false });
     return "accepted";
   } catch (error) {
     return error instanceof Error ? error.message : String(error);
@@ -51,7 +51,7 @@ const number = (n: number) => new RegExp(String(n).replace(/(\d)(?=(\d{3})+$)/g,
 
 describe("lease validation", () => {
   for (const lease of [1, 999]) {
-    it(`refuses lease: ${lease}, saying the lease is below the 1,000 ms minimum`, () => {
+    it(`refuses leaseMs: ${lease}, saying the lease is below the 1,000 ms minimum`, () => {
       const message = construction(lease, 100);
       expect(message).not.toBe("accepted");
       expect(message).toMatch(/lease/);
@@ -78,7 +78,7 @@ describe("lease validation", () => {
   });
 
   for (const lease of [Number.NaN, -1, -30_000, 0, Number.POSITIVE_INFINITY]) {
-    it(`refuses lease: ${lease}, naming the option and the value`, () => {
+    it(`refuses leaseMs: ${lease}, naming the option and the value`, () => {
       const message = construction(lease, 100);
       expect(message).not.toBe("accepted");
       expect(message).toMatch(/lease/);
@@ -107,14 +107,14 @@ describe("lease validation", () => {
       sweep: unused,
       close: () => Promise.resolve(),
     } as IdempotencyStore;
-    expect(() => createIdempotencyInterceptor({ store, lease: 1_000, telemetry: false })).not.toThrow();
+    expect(() => createIdempotencyInterceptor({ store, leaseMs: 1_000, telemetry: false })).not.toThrow();
   });
 
   it("accepts lease 1,000 on a SQLite file store whatever its busyTimeoutMs: its lock waits do not block the process", async () => {
     const store = createSqliteStore({ path: join(scratch.dir, "async-waits.db"), sweepIntervalMs: 0, busyTimeoutMs: 5_000 });
     try {
       expect(store.blockingWaitMs).toBeLessThanOrEqual(10);
-      expect(() => createIdempotencyInterceptor({ store, lease: 1_000, telemetry: false })).not.toThrow();
+      expect(() => createIdempotencyInterceptor({ store, leaseMs: 1_000, telemetry: false })).not.toThrow();
     } finally {
       await store.close();
     }
@@ -123,7 +123,7 @@ describe("lease validation", () => {
   it("accepts lease 1,000 on an in-memory SQLite store whatever its busyTimeoutMs: no other process can hold its lock", async () => {
     const store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, busyTimeoutMs: 5_000 });
     try {
-      expect(() => createIdempotencyInterceptor({ store, lease: 1_000, telemetry: false })).not.toThrow();
+      expect(() => createIdempotencyInterceptor({ store, leaseMs: 1_000, telemetry: false })).not.toThrow();
     } finally {
       await store.close();
     }
@@ -135,7 +135,7 @@ describe("lease grace validation", () => {
   function withGrace(leaseGrace: number): string {
     const store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0 });
     try {
-      createIdempotencyInterceptor({ store, leaseGrace, telemetry: false });
+      createIdempotencyInterceptor({ store, leaseGraceMs: leaseGrace, telemetry: false });
       return "accepted";
     } catch (error) {
       return error instanceof Error ? error.message : String(error);
@@ -144,9 +144,9 @@ describe("lease grace validation", () => {
     }
   }
 
-  it("refuses a leaseGrace that is not a positive number, or too short for an owner's store retries", () => {
+  it("refuses a leaseGraceMs that is not a positive number, or too short for an owner's store retries", () => {
     for (const grace of [Number.NaN, -1, 0, 499]) {
-      expect(withGrace(grace)).toMatch(/leaseGrace/);
+      expect(withGrace(grace)).toMatch(/leaseGraceMs/);
     }
     expect(withGrace(500)).toBe("accepted");
     expect(withGrace(2_000)).toBe("accepted");
@@ -158,7 +158,7 @@ describe("lease validation on PostgreSQL", () => {
     const store = await postgres.openStore();
     try {
       expect(store.blockingWaitMs ?? 0).toBe(0);
-      expect(() => createIdempotencyInterceptor({ store, lease: 1_000, telemetry: false })).not.toThrow();
+      expect(() => createIdempotencyInterceptor({ store, leaseMs: 1_000, telemetry: false })).not.toThrow();
     } finally {
       await store.close();
     }
@@ -190,7 +190,7 @@ describe("lease validation across processes (the lease1 repro)", () => {
     return { answers, executions: lines.length };
   }
 
-  it("two processes configured with lease: 1 never serve: each exits at startup with the lease message", async () => {
+  it("two processes configured with leaseMs: 1 never serve: each exits at startup with the lease message", async () => {
     const path = join(scratch.dir, "shared.db");
     const executions = join(scratch.dir, "executions.tsv");
     const env = { SQLITE_PATH: path, LEASE_MS: "1", HANDLER_MS: "500", EXECUTIONS_FILE: executions };

@@ -29,7 +29,7 @@ const responseBytes = 100_000;
  */
 async function startRefusingCompletions(limits: { maxPendingCompletions?: number; maxPendingBytes?: number }) {
   const clock = createManualClock();
-  const sqlite = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock: () => clock.now() });
+  const sqlite = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock });
   open.push(sqlite);
   let refuse = true;
   const full = Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" });
@@ -44,8 +44,8 @@ async function startRefusingCompletions(limits: { maxPendingCompletions?: number
     interceptors: [
       createIdempotencyInterceptor({
         store,
-        lease: leaseMs,
-        leaseGrace: graceMs,
+        leaseMs: leaseMs,
+        leaseGraceMs: graceMs,
         telemetry: false,
         onEvent: (e) => events.push(e),
         ...limits,

@@ -175,7 +175,7 @@ describe("connect-idempotency CLI", () => {
     });
     const opaque = methods.find((m) => m.method === "fixture.v1.FixtureService/Opaque");
     expect(opaque).toMatchObject({ retentionMs: 60_000 });
-    // Unset: the interceptor's tombstoneRetention applies.
+    // Unset: the interceptor's tombstoneRetentionMs applies.
     expect(opaque).not.toHaveProperty("tombstoneRetentionMs");
   });
 

@@ -164,7 +164,7 @@ describe("idempotency telemetry through the default global providers", () => {
     const handlerBlocked = new Promise<void>((resolve) => (finish = resolve));
     let entered = 0;
     const { client, server } = await startServer({
-      interceptor: { maxWait: 200 },
+      interceptor: { maxWaitMs: 200 },
       payments: {
         async createPayment(req) {
           await handlerBlocked;
@@ -197,7 +197,7 @@ describe("idempotency telemetry through the default global providers", () => {
     );
     expect(Object.keys(byResult).sort()).toEqual(["outcome", "timeout"]);
     expect(byResult.timeout?.count).toBe(1);
-    // Seconds, not milliseconds: the timed-out wait lasted maxWait (200 ms).
+    // Seconds, not milliseconds: the timed-out wait lasted maxWaitMs (200 ms).
     expect(byResult.timeout?.sum).toBeGreaterThanOrEqual(0.19);
     expect(byResult.timeout?.sum).toBeLessThan(5);
     expect(byResult.outcome?.count).toBe(1);

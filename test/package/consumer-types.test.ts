@@ -26,7 +26,7 @@ beforeAll(async () => {
 import { createRequestIdInterceptor, createRetryInterceptor } from "connect-idempotency/client";
 import { MethodPolicySchema } from "connect-idempotency/gen/idempotency/v1/idempotency_pb.js";
 const store = createSqliteStore({ path: ":memory:" });
-createIdempotencyInterceptor({ store, lease: 10_000 });
+createIdempotencyInterceptor({ store, leaseMs: 10_000 });
 createRetryInterceptor({ maxAttempts: 2 });
 createRequestIdInterceptor();
 export const schema: string = MethodPolicySchema.typeName;

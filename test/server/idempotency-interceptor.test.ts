@@ -199,7 +199,7 @@ describe("claiming the key before the handler runs", () => {
     let seen: Awaited<ReturnType<IdempotencyStore["get"]>>;
     const key = crypto.randomUUID();
     const { server, payments } = await start({
-      interceptor: { lease: 10_000 },
+      interceptor: { leaseMs: 10_000 },
       payments: {
         async createPayment(_req, ctx) {
           const context = ctx.values.get(idempotencyContext);
@@ -273,7 +273,7 @@ describe("storing a successful response", () => {
   });
 
   it("keeps completed keys for the configured retention, or the method's own", async () => {
-    const { server, payments, fixture } = await start({ interceptor: { retention: 3_600_000, tombstoneRetention: 0 } });
+    const { server, payments, fixture } = await start({ interceptor: { retentionMs: 3_600_000, tombstoneRetentionMs: 0 } });
     const key = crypto.randomUUID();
     await payments.createPayment(payment(key));
     await fixture.opaque({ key: "k1", text: "t" });
@@ -464,7 +464,7 @@ describe("the same request ID with another payload", () => {
 describe("a completed record past its retention", () => {
   it("treats a completed record past its retention as absent", async () => {
     // Without tombstones: a record past its replay window is gone (see tombstones.test.ts for the default).
-    const { server, payments, fixture } = await start({ interceptor: { retention: 10_000, tombstoneRetention: 0 } });
+    const { server, payments, fixture } = await start({ interceptor: { retentionMs: 10_000, tombstoneRetentionMs: 0 } });
     const key = crypto.randomUUID();
     await payments.createPayment(payment(key));
     server.clock.advance(9_999);

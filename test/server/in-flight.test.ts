@@ -38,7 +38,7 @@ function sharedStore(clock?: ManualClock): IdempotencyStore {
     path: join(scratch.dir, "records.db"),
     sweepIntervalMs: 0,
     busyTimeoutMs: 300,
-    ...(clock === undefined ? {} : { clock: () => clock.now() }),
+    ...(clock === undefined ? {} : { clock }),
   });
 }
 
@@ -127,9 +127,9 @@ describe("a duplicate while the first call runs", () => {
     expect(server.events.map((e) => e.type)).toEqual(["claimed", "completed", "waited", "replayed"]);
   });
 
-  it("after maxWait, answers ABORTED with REQUEST_IN_PROGRESS and a RetryInfo delay; the retry gets the outcome", async () => {
+  it("after maxWaitMs, answers ABORTED with REQUEST_IN_PROGRESS and a RetryInfo delay; the retry gets the outcome", async () => {
     const gate = createGate();
-    const { server, entered, client } = await startGated(gate, { interceptor: { maxWait: 50 } });
+    const { server, entered, client } = await startGated(gate, { interceptor: { maxWaitMs: 50 } });
     const key = crypto.randomUUID();
     const first = client.createPayment(payment(key));
     await entered;
@@ -152,7 +152,7 @@ describe("a duplicate while the first call runs", () => {
 
   it("never waits beyond the call's deadline", async () => {
     const gate = createGate();
-    const { server, entered, client } = await startGated(gate, { interceptor: { maxWait: 120_000 } });
+    const { server, entered, client } = await startGated(gate, { interceptor: { maxWaitMs: 120_000 } });
     const key = crypto.randomUUID();
     const first = client.createPayment(payment(key));
     await entered;
@@ -250,7 +250,7 @@ describe("taking over after a crash or a stall", () => {
   }
 
   it("takes over a claim whose lease and grace expired, with a new owner token, attempt 2 and takeover: true", async () => {
-    const server = await startIdempotencyTestServer({ interceptor: { maxWait: 20 } });
+    const server = await startIdempotencyTestServer({ interceptor: { maxWaitMs: 20 } });
     scratch.closeAfter(() => server.close());
     const client = paymentsClient(server);
     const key = crypto.randomUUID();
@@ -297,11 +297,11 @@ describe("taking over after a crash or a stall", () => {
     const clock = createManualClock();
     // Lease 1 s of the manual clock: renewed every 333 ms of real time.
     const observed = observedStore(sharedStore(clock), "renew");
-    const a = await startGated(gate, { store: observed.store, clock, interceptor: { lease: 1_000, leaseGrace: 500 } });
+    const a = await startGated(gate, { store: observed.store, clock, interceptor: { leaseMs: 1_000, leaseGraceMs: 500 } });
     const b = await startGated(createGate(), {
       store: sharedStore(clock),
       clock,
-      interceptor: { lease: 1_000, leaseGrace: 500, maxWait: 20 },
+      interceptor: { leaseMs: 1_000, leaseGraceMs: 500, maxWaitMs: 20 },
     });
     const key = crypto.randomUUID();
     const first = a.client.createPayment(payment(key));
@@ -334,7 +334,7 @@ describe("taking over after a crash or a stall", () => {
       renew: () => Promise.reject(new Error("connection lost")),
       close: () => real.close(),
     };
-    const leases = { lease: 1_000, leaseGrace: 500 };
+    const leases = { leaseMs: 1_000, leaseGraceMs: 500 };
     const a = await startGated(gate, { store: stalled, clock, interceptor: leases });
     const open = createGate();
     open.open();

@@ -20,7 +20,7 @@ function entry(fingerprint: string, size: number) {
 describe("createReplayCache", () => {
   it("answers an entry until the TTL passes, then drops it", () => {
     let now = 0;
-    const cache = createReplayCache({ maxBytes: 10_000, ttlMs: 100, now: () => now });
+    const cache = createReplayCache({ maxBytes: 10_000, ttlMs: 100, clock: { now: () => now } });
     cache.set("a", entry("f", 10), Number.POSITIVE_INFINITY);
     now = 99;
     expect(cache.get("a")?.fingerprint).toBe("f");
@@ -32,7 +32,7 @@ describe("createReplayCache", () => {
 
   it("never answers past the expiry it was given, even with a longer TTL", () => {
     let now = 0;
-    const cache = createReplayCache({ maxBytes: 10_000, ttlMs: 60_000, now: () => now });
+    const cache = createReplayCache({ maxBytes: 10_000, ttlMs: 60_000, clock: { now: () => now } });
     cache.set("a", entry("f", 10), 50);
     now = 49;
     expect(cache.get("a")).toBeDefined();
@@ -44,7 +44,7 @@ describe("createReplayCache", () => {
   });
 
   it("stays within maxBytes, evicting the least recently used entries first", () => {
-    const cache = createReplayCache({ maxBytes: 1_000, ttlMs: 60_000, now: () => 0 });
+    const cache = createReplayCache({ maxBytes: 1_000, ttlMs: 60_000, clock: { now: () => 0 } });
     cache.set("a", entry("f", 200), 1);
     cache.set("b", entry("f", 200), 1);
     cache.set("c", entry("f", 200), 1);
@@ -59,7 +59,7 @@ describe("createReplayCache", () => {
   });
 
   it("never caches an outcome larger than maxBytes, and keeps what it holds", () => {
-    const cache = createReplayCache({ maxBytes: 1_000, ttlMs: 60_000, now: () => 0 });
+    const cache = createReplayCache({ maxBytes: 1_000, ttlMs: 60_000, clock: { now: () => 0 } });
     cache.set("a", entry("f", 100), 1);
     cache.set("big", entry("f", 2_000), 1);
     expect(cache.get("big")).toBeUndefined();
@@ -67,7 +67,7 @@ describe("createReplayCache", () => {
   });
 
   it("replaces an entry of the same id, counting its bytes once", () => {
-    const cache = createReplayCache({ maxBytes: 10_000, ttlMs: 60_000, now: () => 0 });
+    const cache = createReplayCache({ maxBytes: 10_000, ttlMs: 60_000, clock: { now: () => 0 } });
     cache.set("a", entry("f1", 100), 1);
     const once = cache.bytes;
     cache.set("a", entry("f2", 100), 1);
@@ -76,7 +76,7 @@ describe("createReplayCache", () => {
   });
 
   it("copies an outcome that is a view of a larger buffer, so that its byte count is what it keeps", () => {
-    const cache = createReplayCache({ maxBytes: 10_000, ttlMs: 60_000, now: () => 0 });
+    const cache = createReplayCache({ maxBytes: 10_000, ttlMs: 60_000, clock: { now: () => 0 } });
     const slab = new Uint8Array(8_192).fill(7);
     cache.set("a", { fingerprint: "f", outcome: slab.subarray(10, 20), firstExecutedAt: 1 }, 1);
     const kept = cache.get("a")?.outcome;
@@ -87,7 +87,7 @@ describe("createReplayCache", () => {
 
 /** A store that records which operations the interceptor asked of it. */
 function observedStore(clock: ManualClock): { store: IdempotencyStore; calls: string[] } {
-  const inner = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock: () => clock.now() });
+  const inner = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock });
   const calls: string[] = [];
   const observe =
     <A extends unknown[], R>(name: string, fn: (...args: A) => R) =>
@@ -121,7 +121,7 @@ describe("the interceptor's replayCache", () => {
 
   async function start(
     replayCache: { maxBytes: number; ttlMs: number } | false,
-    more: { retention?: number; scope?: Parameters<typeof createIdempotencyInterceptor>[0]["scope"] } = {},
+    more: { retentionMs?: number; scope?: Parameters<typeof createIdempotencyInterceptor>[0]["scope"] } = {},
     clock = createManualClock(),
     observed = observedStore(clock),
   ) {
@@ -258,7 +258,7 @@ describe("the interceptor's replayCache", () => {
   });
 
   it("never replays past the retention of a record it stored", async () => {
-    const { server, calls, payments } = await start(on, { retention: 300 });
+    const { server, calls, payments } = await start(on, { retentionMs: 300 });
     const key = crypto.randomUUID();
     await payments.createPayment(payment(key));
     await payments.createPayment(payment(key));

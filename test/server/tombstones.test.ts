@@ -40,7 +40,7 @@ const stores: readonly { name: string; open: () => Promise<StoreUnderTest> }[] =
     name: "sqlite",
     open: async () => {
       const clock = createManualClock();
-      const store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock: () => clock.now() });
+      const store = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock });
       return {
         store,
         clock,
@@ -79,7 +79,7 @@ describe.each(stores)("tombstones on $name", (storeKind) => {
     server = await startIdempotencyTestServer({
       store: subject.store,
       clock: subject.clock,
-      interceptor: { retention, tombstoneRetention },
+      interceptor: { retentionMs: retention, tombstoneRetentionMs: tombstoneRetention },
       payments: {
         createPayment(req) {
           const n = server.record("createPayment", req.requestId, undefined);
@@ -193,7 +193,7 @@ describe.each(stores)("tombstones on $name", (storeKind) => {
 
 describe("tombstone periods", () => {
   it("0 keeps no tombstone; a method's tombstone_retention overrides the option", async () => {
-    const server = await startIdempotencyTestServer({ interceptor: { retention, tombstoneRetention: 0 } });
+    const server = await startIdempotencyTestServer({ interceptor: { retentionMs: retention, tombstoneRetentionMs: 0 } });
     try {
       const payments = createClient(PaymentService, createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }));
       const fixture = createClient(FixtureService, createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }));
@@ -240,10 +240,10 @@ describe("tombstone periods", () => {
     }
   });
 
-  it("refuses a negative or non-finite tombstoneRetention at construction", async () => {
+  it("refuses a negative or non-finite tombstoneRetentionMs at construction", async () => {
     for (const tombstoneRetention of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
-      await expect(startIdempotencyTestServer({ interceptor: { tombstoneRetention } })).rejects.toThrow(
-        /tombstoneRetention must be zero or a positive number of milliseconds/,
+      await expect(startIdempotencyTestServer({ interceptor: { tombstoneRetentionMs: tombstoneRetention } })).rejects.toThrow(
+        /tombstoneRetentionMs must be zero or a positive number of milliseconds/,
       );
     }
   });

@@ -39,7 +39,7 @@ function manualClock(): { now: () => number; travel(ms: number): Promise<void> }
 describeStoreConformance("SQLite :memory:", async () => {
   const clock = manualClock();
   return {
-    store: createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock: clock.now }),
+    store: createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock }),
     travel: clock.travel,
     exact: true,
     cleanup: async () => {},
@@ -51,7 +51,7 @@ for (const durability of ["normal", "full"] as const) {
     const temp = await tempDir();
     const clock = manualClock();
     return {
-      store: createSqliteStore({ path: join(temp.dir, "records.db"), durability, sweepIntervalMs: 0, clock: clock.now }),
+      store: createSqliteStore({ path: join(temp.dir, "records.db"), durability, sweepIntervalMs: 0, clock }),
       travel: clock.travel,
       exact: true,
       cleanup: temp.remove,
@@ -480,7 +480,7 @@ WHERE replay_until <= 5 AND replay_until IS NOT NULL AND outcome IS NOT NULL AND
       const store = open({
         sweepIntervalMs: 1_000,
         sweepBatchSize: 3,
-        clock: () => now,
+        clock: { now: () => now },
         onSweep: (report) => {
           reports.push(report);
           passDone();
@@ -508,7 +508,7 @@ WHERE replay_until <= 5 AND replay_until IS NOT NULL AND outcome IS NOT NULL AND
       vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
       let passDone: (report: SweepReport) => void = () => {};
       let now = t0;
-      const store = open({ sweepIntervalMs: 1_000, clock: () => now, onSweep: (report) => passDone(report) });
+      const store = open({ sweepIntervalMs: 1_000, clock: { now: () => now }, onSweep: (report) => passDone(report) });
       await seedExpired(store, 2, 100);
       now = t0 + 500;
       store.database.pragma("query_only = ON");
@@ -519,7 +519,7 @@ WHERE replay_until <= 5 AND replay_until IS NOT NULL AND outcome IS NOT NULL AND
 
     it("lets other operations run between its batches", async () => {
       let now = t0;
-      const store = open({ sweepBatchSize: 3, clock: () => now });
+      const store = open({ sweepBatchSize: 3, clock: { now: () => now } });
       await seedExpired(store, 10, 100);
       await store.claim(claimInput("live"));
       now = t0 + 500;

@@ -114,8 +114,8 @@ describeStoreAdmin("SQLite", async () => {
   const dir = await mkdtemp(join(tmpdir(), "connect-idempotency-admin-"));
   const path = join(dir, "records.db");
   let now = t0;
-  const store = createSqliteStore({ path, sweepIntervalMs: 0, clock: () => now });
-  const admin = openSqliteStoreAdmin({ path, clock: () => now });
+  const store = createSqliteStore({ path, sweepIntervalMs: 0, clock: { now: () => now } });
+  const admin = openSqliteStoreAdmin({ path, clock: { now: () => now } });
   return {
     store,
     admin,

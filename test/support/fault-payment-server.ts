@@ -61,11 +61,11 @@ const server = await startHttp2Server({
   interceptors: [
     createIdempotencyInterceptor({
       store,
-      lease: optionalNumber("LEASE_MS"),
-      leaseGrace: optionalNumber("LEASE_GRACE_MS"),
-      maxWait: optionalNumber("MAX_WAIT_MS"),
-      retention: optionalNumber("RETENTION_MS"),
-      tombstoneRetention: optionalNumber("TOMBSTONE_RETENTION_MS"),
+      leaseMs: optionalNumber("LEASE_MS"),
+      leaseGraceMs: optionalNumber("LEASE_GRACE_MS"),
+      maxWaitMs: optionalNumber("MAX_WAIT_MS"),
+      retentionMs: optionalNumber("RETENTION_MS"),
+      tombstoneRetentionMs: optionalNumber("TOMBSTONE_RETENTION_MS"),
       telemetry: false,
       onEvent(event) {
         process.stdout.write(`event\t${event.type}\t${event.operation ?? ""}\t${event.keyHash}\n`);

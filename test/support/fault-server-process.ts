@@ -30,7 +30,7 @@ let interceptor: ReturnType<typeof createIdempotencyInterceptor>;
 try {
   interceptor = createIdempotencyInterceptor({
     store,
-    ...(env.LEASE_MS ? { lease: Number(env.LEASE_MS) } : {}),
+    ...(env.LEASE_MS ? { leaseMs: Number(env.LEASE_MS) } : {}),
   });
 } catch (error) {
   process.stderr.write(`refused: ${error instanceof Error ? error.message : String(error)}\n`);

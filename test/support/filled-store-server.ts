@@ -83,7 +83,7 @@ export async function startFilledStoreServer(store: IdempotencyStore, backdate: 
       scope: (req) => req.header.get(tenantHeader) ?? "",
       // No tombstones, so that the backdated Opaque record is expired;
       // admin-cli-sqlite.test.ts shows tombstones on a store of its own.
-      tombstoneRetention: 0,
+      tombstoneRetentionMs: 0,
     },
     payments: {
       async createPayment(req, ctx) {

@@ -79,7 +79,7 @@ export async function startIdempotencyTestServer(
   const clock = options.clock ?? createManualClock();
   const events: IdempotencyEvent[] = [];
   const runs: HandlerRun[] = [];
-  const store = options.store ?? createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock: () => clock.now() });
+  const store = options.store ?? createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock });
   const record = (method: string, requestId: string, context: IdempotencyContextValue | undefined) =>
     runs.push({ method, requestId, context });
   const payments: ServiceImpl<typeof PaymentService> = {

@@ -1,5 +1,7 @@
-/** A clock that only moves when a test moves it; pass `() => clock.now()` as a SQLite store's `clock`. */
-export interface ManualClock {
+import type { Clock } from "../../src/time/clock.js";
+
+/** A clock that only moves when a test moves it; pass it as a SQLite store's `clock`. */
+export interface ManualClock extends Clock {
   /** The current time in milliseconds since the epoch. */
   now(): number;
   /** Moves the clock forward by `ms`. */

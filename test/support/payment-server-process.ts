@@ -50,9 +50,9 @@ const server = await startHttp2Server({
   interceptors: [
     createIdempotencyInterceptor({
       store,
-      lease: optionalNumber("LEASE_MS"),
-      maxWait: optionalNumber("MAX_WAIT_MS"),
-      retention: optionalNumber("RETENTION_MS"),
+      leaseMs: optionalNumber("LEASE_MS"),
+      maxWaitMs: optionalNumber("MAX_WAIT_MS"),
+      retentionMs: optionalNumber("RETENTION_MS"),
     }),
   ],
   routes(router) {

@@ -1,5 +1,6 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
+import { type Clock, resolveClock } from "../../time/clock.js";
 import {
   type PendingRequestIdEntry,
   type PendingRequestIds,
@@ -8,8 +9,8 @@ import {
 
 /** Options of `createFilePendingRequestIds`. */
 export interface FilePendingRequestIdsOptions {
-  /** The clock in epoch milliseconds. Default `Date.now`. */
-  readonly now?: () => number;
+  /** The clock, in epoch milliseconds. Default `Date`. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -28,7 +29,7 @@ export interface FilePendingRequestIdsOptions {
  * browser-safe `connect-idempotency/client`.
  */
 export function createFilePendingRequestIds(path: string, options: FilePendingRequestIdsOptions = {}): PendingRequestIds {
-  const now = options.now ?? Date.now;
+  const clock = resolveClock("createFilePendingRequestIds", options, Date);
   // One change at a time: each read-modify-write sees the previous one's file.
   let queue: Promise<unknown> = Promise.resolve();
   const serial = <T>(work: () => Promise<T>): Promise<T> => {
@@ -55,7 +56,7 @@ export function createFilePendingRequestIds(path: string, options: FilePendingRe
       return entries;
     }
     if (typeof parsed === "object" && parsed !== null) {
-      const at = now();
+      const at = clock.now();
       for (const [key, value] of Object.entries(parsed)) {
         const entry = asPendingRequestIdEntry(value);
         if (entry !== undefined && entry.expiresAtMs > at) {
@@ -76,7 +77,7 @@ export function createFilePendingRequestIds(path: string, options: FilePendingRe
     set: (key, requestId, ttlMs) =>
       serial(async () => {
         const entries = await load();
-        entries.set(key, { requestId, expiresAtMs: now() + ttlMs });
+        entries.set(key, { requestId, expiresAtMs: clock.now() + ttlMs });
         await save(entries);
       }),
     delete: (key, requestId) =>

@@ -9,6 +9,12 @@ import {
 } from "../idempotency-store-admin.js";
 import { createRecordSweeper } from "../record-sweeper.js";
 import { quoteIdentifier } from "./postgres-identifier.js";
+import {
+  defaultPostgresConnectionTimeoutMs,
+  defaultPostgresSchema,
+  defaultPostgresSweepBatchSize,
+  defaultPostgresTable,
+} from "./postgres-store-defaults.js";
 import { postgresMetaTable, postgresSchemaVersion } from "./postgres-migrations.js";
 import {
   createPostgresStatements,
@@ -38,12 +44,6 @@ export interface PostgresStoreAdminOptions {
   readonly readonly?: boolean;
 }
 
-// The defaults of createPostgresStore.
-const defaultSchema = "public";
-const defaultTable = "connect_idempotency_records";
-// Records deleted per sweep statement, as the store's own sweeper does.
-const sweepBatchSize = 1000;
-
 /**
  * Opens the records table of a PostgreSQL store for inspection and repair,
  * over one connection of its own. Rejects with a one-line message when the
@@ -51,8 +51,8 @@ const sweepBatchSize = 1000;
  * version knows; it never creates or migrates anything.
  */
 export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions): Promise<IdempotencyStoreAdmin> {
-  const schema = options.schema ?? defaultSchema;
-  const table = options.table ?? defaultTable;
+  const schema = options.schema ?? defaultPostgresSchema;
+  const table = options.table ?? defaultPostgresTable;
   const qualified = `${quoteIdentifier(schema)}.${quoteIdentifier(table)}`;
   const readonly = options.readonly ?? false;
   const pg = await import("pg").catch((cause: unknown) => {
@@ -62,7 +62,7 @@ export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions)
     connectionString: options.connectionString,
     max: 1,
     application_name: "connect-idempotency-admin",
-    connectionTimeoutMillis: 5000,
+    connectionTimeoutMillis: defaultPostgresConnectionTimeoutMs,
     statement_timeout: 30_000,
     options: readonly ? "-c default_transaction_read_only=on" : undefined,
   });
@@ -79,7 +79,7 @@ export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions)
     deleteBatch: async (limit) => (await pool.query(statements.sweep({ limit }))).rowCount ?? 0,
     tombstoneBatch: async (limit) => (await pool.query(statements.tombstone({ limit }))).rowCount ?? 0,
     intervalMs: 0,
-    batchSize: sweepBatchSize,
+    batchSize: defaultPostgresSweepBatchSize,
   });
   // Every time is the database's, as the store's: an operator's machine
   // whose clock is off must not report live records as expired.

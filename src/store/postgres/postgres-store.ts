@@ -7,6 +7,15 @@ import { quoteIdentifier } from "./postgres-identifier.js";
 import { createPostgresAtomicOperations } from "./postgres-atomic-operations.js";
 import { migratePostgresSchema, postgresPhasesTable } from "./postgres-migrations.js";
 import {
+  defaultPostgresConnectionTimeoutMs,
+  defaultPostgresMaxConnections,
+  defaultPostgresSchema,
+  defaultPostgresStatementTimeoutMs,
+  defaultPostgresSweepBatchSize,
+  defaultPostgresSweepIntervalMs,
+  defaultPostgresTable,
+} from "./postgres-store-defaults.js";
+import {
   type ClaimRow,
   createPostgresStatements,
   type PostgresStatements,
@@ -101,8 +110,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   if (options.pool !== undefined && options.connectionString !== undefined) {
     throw new Error("connect-idempotency: pass createPostgresStore a pool or a connectionString, not both");
   }
-  const schema = options.schema ?? "public";
-  const table = options.table ?? "connect_idempotency_records";
+  const schema = options.schema ?? defaultPostgresSchema;
+  const table = options.table ?? defaultPostgresTable;
   const records = `${quoteIdentifier(schema)}.${quoteIdentifier(table)}`;
   const statements = createPostgresStatements(records);
   const ownPool = options.pool === undefined;
@@ -142,8 +151,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     sweeper = createRecordSweeper({
       deleteBatch: async (limit) => (await open().query(statements.sweep({ limit }))).rowCount ?? 0,
       tombstoneBatch: async (limit) => (await open().query(statements.tombstone({ limit }))).rowCount ?? 0,
-      intervalMs: options.sweepIntervalMs ?? 60_000,
-      batchSize: options.sweepBatchSize ?? 1000,
+      intervalMs: options.sweepIntervalMs ?? defaultPostgresSweepIntervalMs,
+      batchSize: options.sweepBatchSize ?? defaultPostgresSweepBatchSize,
       onSweep: options.onSweep,
     });
   } catch (error) {
@@ -218,11 +227,11 @@ async function createPool(options: PostgresStoreOptions): Promise<Pool> {
   }
   const pool = new pg.Pool({
     connectionString: options.connectionString,
-    max: options.maxConnections ?? 10,
+    max: options.maxConnections ?? defaultPostgresMaxConnections,
     application_name: options.applicationName,
     fallback_application_name: "connect-idempotency",
-    statement_timeout: options.statementTimeoutMs ?? 5000,
-    connectionTimeoutMillis: options.connectionTimeoutMs ?? 5000,
+    statement_timeout: options.statementTimeoutMs ?? defaultPostgresStatementTimeoutMs,
+    connectionTimeoutMillis: options.connectionTimeoutMs ?? defaultPostgresConnectionTimeoutMs,
     // Notices a peer that vanished without closing the connection.
     keepAlive: true,
   });

@@ -5,6 +5,7 @@ import type {
   CompleteWithinResult,
   TransactionWork,
 } from "../atomic-idempotency-store.js";
+import type { Clock } from "../../time/clock.js";
 import type { SqliteBatchExecutor } from "./sqlite-batch-executor.js";
 import { quoteSqliteIdentifier, sqlitePhasesTable } from "./sqlite-schema.js";
 import type { SqliteStatements } from "./sqlite-statements.js";
@@ -20,7 +21,7 @@ export interface SqliteAtomicOperationsInit {
   /** The store's statements, for the completion inside the work's transaction. */
   readonly statements: SqliteStatements;
   /** The store's clock, which times recorded phases. */
-  readonly clock: () => number;
+  readonly clock: Clock;
 }
 
 /** The part of `AtomicIdempotencyStore` the SQLite store adds to its plain operations. */
@@ -98,7 +99,7 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = excluded.result, r
       const { scope, method, key } = input.key;
       const { name, result, owner, attempt } = input;
       return executor.run(
-        () => recordPhase.run(scope, method, key, name, result, clock(), scope, method, key, owner, attempt - 1).changes === 1,
+        () => recordPhase.run(scope, method, key, name, result, clock.now(), scope, method, key, owner, attempt - 1).changes === 1,
         { write: true, savepoint: false },
       );
     },

@@ -9,6 +9,7 @@ import type {
   RenewInput,
   SweepInput,
 } from "../idempotency-store.js";
+import type { Clock } from "../../time/clock.js";
 import { recordChecksum } from "../record-checksum.js";
 import { createStoreCorruptError } from "../store-corrupt-error.js";
 import {
@@ -71,7 +72,7 @@ export interface SqliteStatements {
  * Prepares the statements of a records table that `migrateSqliteSchema`
  * created. `clock` is the store's time in ms since the epoch.
  */
-export function createSqliteStatements(db: Database, table: string, clock: () => number): SqliteStatements {
+export function createSqliteStatements(db: Database, table: string, clock: Clock): SqliteStatements {
   const quoted = quoteSqliteIdentifier(table);
   registerSqliteChecksum(db);
   // Positional parameters throughout: binding named ones reads each from a
@@ -183,7 +184,7 @@ WHERE rowid IN (
   return {
     claim(input) {
       const { key, fingerprint, owner, leaseMs, graceMs, expiresInMs } = input;
-      const now = clock();
+      const now = clock.now();
       const leaseUntil = now + leaseMs;
       const expiresAt = now + expiresInMs;
       const row = corruptionChecked(key, () =>
@@ -217,10 +218,10 @@ WHERE rowid IN (
       return { kind: "existing", record: holder };
     },
     get(key) {
-      return read(key, clock());
+      return read(key, clock.now());
     },
     complete({ key, owner, attempt, outcome, retentionMs, tombstoneMs = 0, outcomeCode = 0 }) {
-      const now = clock();
+      const now = clock.now();
       const takeovers = attempt - 1;
       // Without a tombstone period the record is what it was before
       // tombstones: replayed until it expires, no replay end, same checksum.
@@ -250,21 +251,21 @@ WHERE rowid IN (
       return completedBy.get(key.scope, key.method, key.key, owner, takeovers) !== undefined;
     },
     interrupt({ key, owner, attempt }) {
-      const now = clock();
+      const now = clock.now();
       return interrupt.run(now, now, key.scope, key.method, key.key, owner, attempt - 1).changes === 1;
     },
     release({ key, owner, attempt }) {
       return release.run(key.scope, key.method, key.key, owner, attempt - 1).changes === 1;
     },
     renew({ key, owner, attempt, leaseMs }) {
-      return renew.run(clock() + leaseMs, key.scope, key.method, key.key, owner, attempt - 1).changes === 1;
+      return renew.run(clock.now() + leaseMs, key.scope, key.method, key.key, owner, attempt - 1).changes === 1;
     },
     sweep({ limit }) {
-      const now = clock();
+      const now = clock.now();
       return sweep.run(now, now, limit).changes;
     },
     tombstone({ limit }) {
-      return tombstone.run(clock(), limit).changes;
+      return tombstone.run(clock.now(), limit).changes;
     },
     holds({ key, owner, attempt }) {
       return holds.get(key.scope, key.method, key.key, owner, attempt - 1) !== undefined;

@@ -8,6 +8,7 @@ import {
   type StoreStats,
   tallyRecordCounts,
 } from "../idempotency-store-admin.js";
+import { resolveClock, type Clock } from "../../time/clock.js";
 import { createRecordSweeper } from "../record-sweeper.js";
 import {
   quoteSqliteIdentifier,
@@ -22,6 +23,7 @@ import { isSqliteBusy } from "./sqlite-batch-executor.js";
 import { describeSqliteLockHolder } from "./sqlite-lock-holder.js";
 import { registerSqliteChecksum, sqliteRowIntact, sqliteRowIntactSql } from "./sqlite-record-checksum.js";
 import { createSqliteStatements } from "./sqlite-statements.js";
+import { defaultSqliteBusyTimeoutMs, defaultSqliteSweepBatchSize } from "./sqlite-store-options.js";
 
 /** Options of `openSqliteStoreAdmin`. */
 export interface SqliteStoreAdminOptions {
@@ -42,13 +44,10 @@ export interface SqliteStoreAdminOptions {
   readonly busyTimeoutMs?: number;
   /**
    * The time expiry and ages are judged by, in ms since the epoch; the
-   * servers on this machine use the same clock. Defaults to `Date.now`.
+   * servers on this machine use the same clock. Defaults to `Date`.
    */
-  readonly clock?: () => number;
+  readonly clock?: Clock;
 }
-
-// Records deleted per sweep statement, as the store's own sweeper does.
-const sweepBatchSize = 500;
 
 /**
  * Opens the records of a SQLite store for inspection and repair, next to
@@ -60,8 +59,8 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
   const table = options.table ?? sqliteDefaultTable;
   const quoted = quoteSqliteIdentifier(table);
   const readonly = options.readonly ?? false;
-  const clock = options.clock ?? Date.now;
-  const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+  const clock = resolveClock("openSqliteStoreAdmin", options, Date);
+  const busyTimeoutMs = options.busyTimeoutMs ?? defaultSqliteBusyTimeoutMs;
   if (isDirectory(options.path)) {
     throw new Error(`${options.path} is a directory, not a SQLite database file`);
   }
@@ -128,7 +127,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
       deleteBatch: async (limit) => writing(() => statements.sweep({ limit })),
       tombstoneBatch: async (limit) => writing(() => statements.tombstone({ limit })),
       intervalMs: 0,
-      batchSize: sweepBatchSize,
+      batchSize: defaultSqliteSweepBatchSize,
     });
   const writable = () => {
     if (deleteRecord === undefined || sweeper === undefined || deleteCorrupt === undefined) {
@@ -139,7 +138,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
 
   return {
     async stats(): Promise<StoreStats> {
-      const now = clock();
+      const now = clock.now();
       const oldest = oldestInProgress.get();
       return {
         location: options.path,
@@ -152,7 +151,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
     },
     async list(filter) {
       const conditions: string[] = [];
-      const now = clock();
+      const now = clock.now();
       const params: Record<string, string | number> = { limit: filter.limit };
       if (filter.method !== undefined) {
         conditions.push("method = @method");
@@ -187,7 +186,7 @@ WHERE key = @key AND (@method IS NULL OR method = @method) AND (@scope IS NULL O
 ORDER BY method, scope`,
         )
         .all({ key, method: where.method ?? null, scope: where.scope ?? null })
-        .map((row) => ({ ...recordFromSqliteRow(row, clock()), damaged: !sqliteRowIntact(row) }));
+        .map((row) => ({ ...recordFromSqliteRow(row, clock.now()), damaged: !sqliteRowIntact(row) }));
     },
     async evict(key) {
       const { deleteRecord } = writable();
@@ -197,7 +196,7 @@ ORDER BY method, scope`,
       return writable().sweeper.sweep({ limit: Number.POSITIVE_INFINITY });
     },
     async corrupt(limit) {
-      const now = clock();
+      const now = clock.now();
       return scanning(options.path, () => listCorrupt.all(limit)).map((row) => summaryFromRow(row, now));
     },
     async evictCorrupt() {

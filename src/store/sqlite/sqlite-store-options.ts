@@ -1,3 +1,4 @@
+import { type Clock, resolveClock } from "../../time/clock.js";
 import type { SweepReport } from "../record-sweeper.js";
 import { quoteSqliteIdentifier, sqliteDefaultTable } from "./sqlite-schema.js";
 import type { SqliteIntegrityCheck } from "./sqlite-integrity-check.js";
@@ -12,7 +13,7 @@ export interface SqliteStoreSettings {
   readonly busyTimeoutMs: number;
   readonly sweepIntervalMs: number;
   readonly sweepBatchSize: number;
-  readonly clock: () => number;
+  readonly clock: Clock;
   readonly onSweep: ((report: SweepReport) => void) | undefined;
   readonly onProblem: ((problem: SqliteStoreProblem) => void) | undefined;
   readonly groupCommit: boolean;
@@ -20,12 +21,29 @@ export interface SqliteStoreSettings {
   readonly integrityCheck: SqliteIntegrityCheck;
 }
 
-/** How long an operation waits for another process's write lock unless told otherwise. */
+/**
+ * The default `busyTimeoutMs`: 5 s that an operation waits for another
+ * process's write lock, far past a write transaction's milliseconds, so
+ * that only a process that holds the lock for good makes calls fail.
+ */
 export const defaultSqliteBusyTimeoutMs = 5000;
-/** The largest write-ahead log the store writes to unless told otherwise: 1 GiB. */
+/**
+ * The default `maxWalBytes`: 1 GiB of write-ahead log, which only a
+ * checkpoint that keeps failing lets it reach, well before a disk fills.
+ */
 export const defaultSqliteMaxWalBytes = 1 << 30;
-const defaultSweepIntervalMs = 60_000;
-const defaultSweepBatchSize = 500;
+/**
+ * The default `sweepIntervalMs`: a minute between sweeps. Expired records
+ * count as absent whether swept or not, so sweeping only bounds the file's
+ * size, and once a minute keeps each sweep small.
+ */
+export const defaultSqliteSweepIntervalMs = 60_000;
+/**
+ * The default `sweepBatchSize`: 500 records per delete statement, one short
+ * write transaction, so that a sweep holds the write lock only briefly
+ * between the claims of every process on the file.
+ */
+export const defaultSqliteSweepBatchSize = 500;
 
 const optionNames: ReadonlySet<string> = new Set<keyof SqliteStoreOptions>([
   "path",
@@ -78,9 +96,9 @@ export function resolveSqliteStoreOptions(options: SqliteStoreOptions): SqliteSt
     table,
     durability,
     busyTimeoutMs: atLeast("busyTimeoutMs", options.busyTimeoutMs ?? defaultSqliteBusyTimeoutMs, 0),
-    sweepIntervalMs: atLeast("sweepIntervalMs", options.sweepIntervalMs ?? defaultSweepIntervalMs, 0),
-    sweepBatchSize: atLeast("sweepBatchSize", options.sweepBatchSize ?? defaultSweepBatchSize, 1),
-    clock: callable("clock", options.clock) ?? Date.now,
+    sweepIntervalMs: atLeast("sweepIntervalMs", options.sweepIntervalMs ?? defaultSqliteSweepIntervalMs, 0),
+    sweepBatchSize: atLeast("sweepBatchSize", options.sweepBatchSize ?? defaultSqliteSweepBatchSize, 1),
+    clock: resolveClock("createSqliteStore", options, Date),
     onSweep: callable("onSweep", options.onSweep),
     onProblem: callable("onProblem", options.onProblem),
     groupCommit: options.groupCommit ?? true,

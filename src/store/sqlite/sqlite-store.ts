@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type Database from "better-sqlite3";
+import type { Clock } from "../../time/clock.js";
 import type { AtomicIdempotencyStore } from "../atomic-idempotency-store.js";
 import { createRecordSweeper, type RecordSweeper, type SweepReport } from "../record-sweeper.js";
 import { createSqliteAtomicOperations } from "./sqlite-atomic-operations.js";
@@ -61,9 +62,9 @@ export interface SqliteStoreOptions {
   /**
    * The store's clock, in ms since the epoch: every claim, lease, completion,
    * expiry and sweep is timed by it. One machine shares one clock, so the
-   * default `Date.now` suits; tests pass a clock they move by hand.
+   * default `Date` suits; tests pass a clock they move by hand.
    */
-  readonly clock?: () => number;
+  readonly clock?: Clock;
   /** Called after each background sweep; see `RecordSweeperOptions.onSweep`. */
   readonly onSweep?: (report: SweepReport) => void;
   /**

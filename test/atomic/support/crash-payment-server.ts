@@ -69,7 +69,7 @@ if (crashAt === "after-write" && env.HANDLER !== "plain") {
 const server = await startHttp2Server({
   interceptors: [
     ...(crashAt === "after-complete" ? [crashAfter] : []),
-    createIdempotencyInterceptor({ store, lease: Number(required("LEASE_MS")), leaseGrace: 500 }),
+    createIdempotencyInterceptor({ store, leaseMs: Number(required("LEASE_MS")), leaseGraceMs: 500 }),
   ],
   routes(router) {
     router.service(PaymentService, payments);
