@@ -76,7 +76,7 @@ describe("answerAfterLostClaim()", () => {
   });
 
   it("waits within the call's wait budget for a successor that is still running", async () => {
-    const h = open({ maxWait: 2_000 });
+    const h = open({ maxWaitMs: 2_000 });
     const { call, completeSuccessor } = await lostTo(h);
     setTimeout(() => void completeSuccessor("pay_2"), 40);
     expect(paymentIdOf(await answerAfterLostClaim(call))).toBe("pay_2");
@@ -84,7 +84,7 @@ describe("answerAfterLostClaim()", () => {
   });
 
   it("answers ABORTED REQUEST_IN_PROGRESS when the successor has no outcome within the wait budget", async () => {
-    const h = open({ maxWait: 50 });
+    const h = open({ maxWaitMs: 50 });
     const { call } = await lostTo(h);
     const error = await expectConnectError(answerAfterLostClaim(call));
     expect(describeError(error)).toEqual({
@@ -99,7 +99,7 @@ describe("answerAfterLostClaim()", () => {
   });
 
   it("answers ABORTED REQUEST_IN_PROGRESS at once when the key is free again (the successor released it)", async () => {
-    const h = open({ maxWait: 5_000 });
+    const h = open({ maxWaitMs: 5_000 });
     const call = await h.call();
     const started = performance.now();
     const error = await expectConnectError(answerAfterLostClaim(call));
@@ -113,7 +113,7 @@ describe("answerAfterLostClaim()", () => {
   });
 
   it("falls back to polling when the first read fails", async () => {
-    const h = openFaulty({ maxWait: 2_000 });
+    const h = openFaulty({ maxWaitMs: 2_000 });
     const { call, completeSuccessor } = await lostTo(h);
     await completeSuccessor("pay_2");
     h.faults.failing.add("get");

@@ -59,7 +59,7 @@ describe("claimKey()", () => {
   });
 
   it("gives an unfinished claim at least the lease to live when the retention is shorter", async () => {
-    const h = open({ retention: 400 });
+    const h = open({ retentionMs: 400 });
     const call = await h.call();
     await claimKey(call, "owner-a");
     expect((await h.record(call))?.expiresAt).toBe(h.clock.now() + stepLeaseMs);
@@ -132,7 +132,7 @@ describe("claimKey()", () => {
   });
 
   it("claims afresh, as attempt 1, a key whose completed record has expired", async () => {
-    const h = open({ tombstoneRetention: 0 });
+    const h = open({ tombstoneRetentionMs: 0 });
     const requestId = randomUUID();
     const first = await h.call({ requestId });
     const claimed = await claimKey(first, "owner-a");

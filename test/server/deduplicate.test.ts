@@ -142,7 +142,7 @@ describe("deduplicate()", () => {
   });
 
   it("refuses a duplicate of a record past its replay window with FAILED_PRECONDITION REQUEST_ID_EXPIRED, and does not run it", async () => {
-    const h = open({ retention: 60_000, tombstoneRetention: 60_000 });
+    const h = open({ retentionMs: 60_000, tombstoneRetentionMs: 60_000 });
     const requestId = randomUUID();
     const handler = countingHandler();
     await deduplicate(await h.call({ requestId }), handler);

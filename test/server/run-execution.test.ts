@@ -234,7 +234,7 @@ describe("runExecution()", () => {
   });
 
   it("answers a caller whose outcome could not be written before the claim's deadline with UNAVAILABLE STORE_UNAVAILABLE, not as a lost claim", async () => {
-    const faulty = openFaultyStepHarness({ retention: 400, maxWait: 100 });
+    const faulty = openFaultyStepHarness({ retentionMs: 400, maxWaitMs: 100 });
     harness = faulty;
     const call = await faulty.call();
     const claim = await claimKey(call, "owner-a");

@@ -77,7 +77,7 @@ describe("waitFor()", () => {
   });
 
   it("fails with ABORTED REQUEST_IN_PROGRESS once maxWait runs out, naming until when the claim holds the key", async () => {
-    const h = open({ maxWait: 50 });
+    const h = open({ maxWaitMs: 50 });
     const requestId = randomUUID();
     await start(await h.call({ requestId }), "owner-a");
     const duplicate = await h.call({ requestId });
@@ -97,7 +97,7 @@ describe("waitFor()", () => {
   });
 
   it("shares one maxWait budget across the waits of a call", async () => {
-    const h = open({ maxWait: 100 });
+    const h = open({ maxWaitMs: 100 });
     const call = await h.call();
     const budgets: number[] = [];
     const wait = async (ms: number): Promise<InFlightResult | undefined> => {
@@ -112,7 +112,7 @@ describe("waitFor()", () => {
   });
 
   it("with maxWait 0, answers REQUEST_IN_PROGRESS without waiting", async () => {
-    const h = open({ maxWait: 0 });
+    const h = open({ maxWaitMs: 0 });
     const requestId = randomUUID();
     await start(await h.call({ requestId }), "owner-a");
     const duplicate = await h.call({ requestId });

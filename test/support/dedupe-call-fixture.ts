@@ -76,7 +76,7 @@ export function openStepHarness(
   wrap: (store: SqliteStore) => IdempotencyStore = (store) => store,
 ): StepHarness {
   const clock = createManualClock();
-  const raw = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock: () => clock.now() });
+  const raw = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0, clock });
   return buildHarness(wrap(raw), raw, clock, options, () => raw.close());
 }
 
@@ -106,8 +106,8 @@ function buildHarness(
 ): StepHarness {
   const events: IdempotencyEvent[] = [];
   const settings = resolveInterceptorOptions({
-    lease: stepLeaseMs,
-    leaseGrace: stepLeaseGraceMs,
+    leaseMs: stepLeaseMs,
+    leaseGraceMs: stepLeaseGraceMs,
     telemetry: false,
     onEvent: (event) => events.push(event),
     ...options,
