@@ -4,7 +4,11 @@ import { type Code, ConnectError } from "@connectrpc/connect";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { ERROR_DOMAIN, type ErrorReason } from "./error-reason.js";
 
-/** Extra details of an idempotency error. */
+/**
+ * Extra details of an idempotency error.
+ *
+ * @private Internal code, does not follow semantic versioning.
+ */
 export interface IdempotencyErrorDetails {
   /** `google.rpc.ErrorInfo` metadata, such as the field name. */
   readonly metadata?: Readonly<Record<string, string>>;
@@ -18,6 +22,8 @@ export interface IdempotencyErrorDetails {
  * Creates the ConnectError for an idempotency decision, carrying a
  * `google.rpc.ErrorInfo` whose reason a program can match, and optionally a
  * `google.rpc.RetryInfo` that tells when to come back.
+ *
+ * @private Internal code, does not follow semantic versioning.
  */
 export function createIdempotencyError(
   code: Code,
