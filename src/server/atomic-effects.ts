@@ -390,7 +390,7 @@ async function storeCall<T>(claim: AtomicClaim, operation: AtomicStoreOperation,
 function storeFailed(cause: unknown, message: string): ConnectError {
   // UNAVAILABLE is indefinite by default: the record keeps its phases, and a
   // retry takes it over at once (or replays it, if the commit did land).
-  return createIdempotencyError(Code.Unavailable, ErrorReason.STORE_UNAVAILABLE, `${message}; retry with the same request ID`, {
+  return createIdempotencyError(ErrorReason.STORE_UNAVAILABLE, `${message}; retry with the same request ID`, {
     cause,
   });
 }
@@ -398,7 +398,6 @@ function storeFailed(cause: unknown, message: string): ConnectError {
 function claimLost(): ConnectError {
   // Our lease ran out and a retry took the request over: it answers now.
   return createIdempotencyError(
-    Code.Aborted,
     ErrorReason.REQUEST_IN_PROGRESS,
     "another execution took over this request ID; retry with the same request ID for its answer",
   );

@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { internalError } from "./internal-error.js";
 
 /**
  * What happens to a request ID when its handler fails after it started:
@@ -178,9 +179,4 @@ export function errorAsClientSees(thrown: unknown, signal: AbortSignal): Connect
     return ConnectError.from(signal.reason, Code.Canceled);
   }
   return internalError(thrown);
-}
-
-/** connect's answer for a failure that is not a ConnectError, with the failure as its cause. */
-export function internalError(cause: unknown): ConnectError {
-  return new ConnectError("internal error", Code.Internal, undefined, undefined, cause);
 }
