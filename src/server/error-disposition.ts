@@ -79,12 +79,12 @@ export function resolveCodeDispositions(lists: CodeDispositionLists): ReadonlyMa
   const apply = (list: readonly Code[] | undefined, name: string, disposition: ErrorDisposition) => {
     for (const code of list ?? []) {
       if (Code[code] === undefined) {
-        throw new Error(`idempotency interceptor: ${name} holds ${String(code)}, which is not an error code`);
+        throw new Error(`createIdempotencyInterceptor: ${name} holds ${String(code)}, which is not an error code`);
       }
       const earlier = named.get(code);
       if (earlier !== undefined && earlier !== name) {
         throw new Error(
-          `idempotency interceptor: code ${Code[code]} is in both ${earlier} and ${name}; name each code in one list`,
+          `createIdempotencyInterceptor: code ${Code[code]} is in both ${earlier} and ${name}; name each code in one list`,
         );
       }
       named.set(code, name);

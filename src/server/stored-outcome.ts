@@ -101,7 +101,7 @@ export function decodeStoredOutcome(bytes: Uint8Array): StoredOutcomeValue {
     case "executed":
       return { kind: "executed", resourceName: stored.result.value.resourceName };
     default:
-      throw new Error("stored outcome has neither a response nor an error");
+      throw new Error("decodeStoredOutcome: the stored outcome has neither a response nor an error");
   }
 }
 
