@@ -147,6 +147,27 @@ const effectsOfCall = new WeakMap<ContextValues, MemoizedEffects>();
  * The atomic effects of the call a handler runs, typed for `store`, which
  * must be the store of the idempotency interceptor: `commit` hands its
  * transaction handle to the handler. See docs/atomic-effects.md.
+ *
+ * ```ts
+ * import { create } from "@bufbuild/protobuf";
+ * import type { ServiceImpl } from "@connectrpc/connect";
+ * import { atomicEffects, createSqliteStore } from "connect-idempotency";
+ * import { CreatePaymentResponseSchema, type PaymentService } from "./gen/demo/v1/payments_pb.js";
+ *
+ * const store = createSqliteStore({ path: "payments.db" }); // the interceptor's store too
+ *
+ * export const payments: Partial<ServiceImpl<typeof PaymentService>> = {
+ *   createPayment(req, ctx) {
+ *     const effects = atomicEffects(ctx, store);
+ *     // The row and the stored response commit together, or not at all.
+ *     return effects.commit((db) => {
+ *       const paymentId = `pay_${effects.derivedKey("payment")}`; // the same in every retry
+ *       db.prepare("INSERT INTO payments (payment_id, account_id) VALUES (?, ?)").run(paymentId, req.accountId);
+ *       return create(CreatePaymentResponseSchema, { payment: { paymentId, accountId: req.accountId } });
+ *     });
+ *   },
+ * };
+ * ```
  */
 export function atomicEffects<Tx, Mode extends TransactionMode>(
   ctx: HandlerContext,
