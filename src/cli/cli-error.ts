@@ -1,4 +1,5 @@
 import { escapeControls } from "./escape-text.js";
+import { operatorMessage } from "./operator-message.js";
 
 /** The exit status of a command the operator can correct: a missing file, a bad URL, an unknown key. */
 const usageExitCode = 2;
@@ -23,7 +24,7 @@ export function runCliAction<A extends unknown[]>(action: (...args: A) => Promis
       await action(...args);
     } catch (error) {
       const exitCode = isCliError(error) ? error.exitCode : 1;
-      const message = error instanceof Error ? error.message : String(error);
+      const message = operatorMessage(error);
       process.stderr.write(`connect-idempotency: ${escapeControls(message.split("\n")[0] ?? "")}\n`);
       process.exitCode = exitCode;
     }

@@ -4,6 +4,7 @@ import type { IdempotencyStoreAdmin } from "../store/idempotency-store-admin.js"
 import { openPostgresStoreAdmin } from "../store/postgres/postgres-store-admin.js";
 import { openSqliteStoreAdmin } from "../store/sqlite/sqlite-store-admin.js";
 import { createCliError } from "./cli-error.js";
+import { operatorMessage } from "./operator-message.js";
 
 /** The options that say which store a command works on. */
 export interface StoreFlags {
@@ -42,7 +43,7 @@ export async function openStoreAdmin(flags: StoreFlags, access: "read" | "write"
     try {
       return openSqliteStoreAdmin({ path: flags.db, table: flags.table, readonly, busyTimeoutMs: flags.wait });
     } catch (error) {
-      throw createCliError(messageOf(error), { cause: error });
+      throw createCliError(operatorMessage(error), { cause: error });
     }
   }
   if (flags.wait !== undefined) {
@@ -61,7 +62,7 @@ export async function openStoreAdmin(flags: StoreFlags, access: "read" | "write"
       readonly,
     });
   } catch (error) {
-    throw createCliError(`${shown}: ${messageOf(error)}`, { cause: error });
+    throw createCliError(`${shown}: ${operatorMessage(error)}`, { cause: error });
   }
 }
 
@@ -101,8 +102,4 @@ function redactPassword(text: string): string {
   } catch {
     return text.replace(/\/\/([^:/@]*):[^@/]*@/, "//$1:***@");
   }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

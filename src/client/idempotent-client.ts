@@ -27,7 +27,20 @@ export interface IdempotentClientOptions extends RetryOptions, RequestIdSourceOp
  * happened.
  *
  * Generated `create<Service>Client` functions call this with a static plan,
- * so the call path needs no descriptor lookups.
+ * so the call path needs no descriptor lookups; call those:
+ *
+ * ```ts
+ * import { createConnectTransport } from "@connectrpc/connect-node";
+ * import { createPaymentServiceClient } from "./gen/demo/v1/payments_idempotency.js";
+ *
+ * const client = createPaymentServiceClient(
+ *   createConnectTransport({ baseUrl: "http://localhost:8080", httpVersion: "2" }),
+ *   { maxAttempts: 5 },
+ * );
+ * // The request ID is filled in once, and every retry sends the same one.
+ * const { payment } = await client.createPayment({ accountId: "acc_1", amountMinor: 1250n, currency: "EUR" });
+ * console.log(payment?.paymentId);
+ * ```
  */
 export function createIdempotentClient<S extends DescService>(
   service: S,

@@ -47,7 +47,8 @@ export {
   type WebStorageLike,
   type WebStoragePendingRequestIdsOptions,
 } from "./web-storage-pending-request-ids.js";
-// Error reasons live here too, so that browser code can match on them
-// without importing the package root (which holds the server and stores).
+// The error reasons and their readers live here, for the server's users too:
+// browser code matches on them without importing the package root (which
+// holds the server and stores).
 export { ERROR_DOMAIN, ErrorReason } from "../errors/error-reason.js";
 export { findErrorReason, findRetryDelayMs } from "../errors/idempotency-error.js";

@@ -1,4 +1,4 @@
-import { Code, type ConnectError } from "@connectrpc/connect";
+import type { ConnectError } from "@connectrpc/connect";
 import { ErrorReason } from "../errors/error-reason.js";
 import { createIdempotencyError } from "../errors/idempotency-error.js";
 import { expiresHeader } from "./idempotency-headers.js";
@@ -24,7 +24,6 @@ export function readAnnouncedExpiry(headers: Headers): number | undefined {
 export function outcomeUnknownError(requestId: string | undefined, expiresAt: number, last: ConnectError): ConnectError {
   const at = new Date(expiresAt).toISOString();
   return createIdempotencyError(
-    Code.Unknown,
     ErrorReason.OUTCOME_UNKNOWN,
     `the server replays the outcome of ${requestId === undefined ? "this call" : `request ID ${requestId}`} only until ` +
       `${at}, and a retry after that could run it a second time, so the client stopped retrying; ` +

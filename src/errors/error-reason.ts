@@ -1,6 +1,7 @@
 /**
  * The `google.rpc.ErrorInfo` reasons connect-idempotency sends, for programs
- * to match on. The domain of every one is `ERROR_DOMAIN`.
+ * to match on. The domain of every one is `ERROR_DOMAIN`. Each reason always
+ * comes with the one Connect code its doc names (`errorReasonCode`).
  */
 export const ErrorReason = {
   /** The method requires a request ID and the call had none. INVALID_ARGUMENT. */

@@ -1,10 +1,15 @@
 import { create } from "@bufbuild/protobuf";
 import { type Duration, DurationSchema } from "@bufbuild/protobuf/wkt";
-import { type Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { ERROR_DOMAIN, type ErrorReason } from "./error-reason.js";
+import { errorReasonCode } from "./error-reason-code.js";
 
-/** Extra details of an idempotency error. */
+/**
+ * Extra details of an idempotency error.
+ *
+ * @private Internal code, does not follow semantic versioning.
+ */
 export interface IdempotencyErrorDetails {
   /** `google.rpc.ErrorInfo` metadata, such as the field name. */
   readonly metadata?: Readonly<Record<string, string>>;
@@ -17,10 +22,12 @@ export interface IdempotencyErrorDetails {
 /**
  * Creates the ConnectError for an idempotency decision, carrying a
  * `google.rpc.ErrorInfo` whose reason a program can match, and optionally a
- * `google.rpc.RetryInfo` that tells when to come back.
+ * `google.rpc.RetryInfo` that tells when to come back. The code is the
+ * reason's, from `errorReasonCode`; `details.cause` becomes the error's cause.
+ *
+ * @private Internal code, does not follow semantic versioning.
  */
 export function createIdempotencyError(
-  code: Code,
   reason: ErrorReason,
   message: string,
   details: IdempotencyErrorDetails = {},
@@ -37,7 +44,7 @@ export function createIdempotencyError(
       value: create(RetryInfoSchema, { retryDelay: durationFromMs(details.retryDelayMs) }),
     });
   }
-  return new ConnectError(message, code, undefined, outgoing, details.cause);
+  return new ConnectError(message, errorReasonCode[reason], undefined, outgoing, details.cause);
 }
 
 /** The ErrorInfo reason of an error sent by connect-idempotency, if any. */

@@ -18,10 +18,18 @@ const duplicateModeReject: DuplicateMode.REJECT = 2;
  */
 export type DuplicateModeName = "replay" | "reject";
 
-/** The accepted form of request IDs for a method. */
+/**
+ * The accepted form of request IDs for a method.
+ *
+ * @private Internal code, does not follow semantic versioning.
+ */
 export type RequestIdFormat = "uuid" | "opaque";
 
-/** What the proto says about one method's idempotency. */
+/**
+ * What the proto says about one method's idempotency.
+ *
+ * @private Internal code, does not follow semantic versioning.
+ */
 export interface MethodIdempotencyPolicy {
   /** The method. */
   readonly method: DescMethod;
@@ -58,6 +66,8 @@ export interface MethodIdempotencyPolicy {
 
 /**
  * Reads the idempotency policy of a method from its descriptor.
+ *
+ * @private Internal code, does not follow semantic versioning.
  */
 export function resolveMethodPolicy(method: DescMethod, ext: IdempotencyExtensions): MethodIdempotencyPolicy {
   const lookup = findRequestIdField(method.input, ext);

@@ -1,6 +1,10 @@
 import type { RequestIdFormat } from "./method-policy.js";
 
-/** A request ID checked against its method's format. */
+/**
+ * A request ID checked against its method's format.
+ *
+ * @private Internal code, does not follow semantic versioning.
+ */
 export type RequestIdCheck =
   | { readonly ok: true; readonly key: string }
   | { readonly ok: false; readonly problem: string };
@@ -13,6 +17,8 @@ const opaquePattern = /^[\x20-\x7e]{1,255}$/;
 /**
  * Checks a non-empty request ID and returns its canonical form: UUIDs in
  * lowercase, so that case never makes two keys of one request.
+ *
+ * @private Internal code, does not follow semantic versioning.
  */
 export function canonicalizeRequestId(value: string, format: RequestIdFormat): RequestIdCheck {
   if (format === "uuid") {

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { type DescMessage, type Message, type MessageShape, isMessage, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ContextValues, type HandlerContext, createContextKey } from "@connectrpc/connect";
+import { type Code, ConnectError, type ContextValues, type HandlerContext, createContextKey } from "@connectrpc/connect";
 import { ErrorReason } from "../errors/error-reason.js";
 import { createIdempotencyError } from "../errors/idempotency-error.js";
 import type {
@@ -147,6 +147,27 @@ const effectsOfCall = new WeakMap<ContextValues, MemoizedEffects>();
  * The atomic effects of the call a handler runs, typed for `store`, which
  * must be the store of the idempotency interceptor: `commit` hands its
  * transaction handle to the handler. See docs/atomic-effects.md.
+ *
+ * ```ts
+ * import { create } from "@bufbuild/protobuf";
+ * import type { ServiceImpl } from "@connectrpc/connect";
+ * import { atomicEffects, createSqliteStore } from "connect-idempotency";
+ * import { CreatePaymentResponseSchema, type PaymentService } from "./gen/demo/v1/payments_pb.js";
+ *
+ * const store = createSqliteStore({ path: "payments.db" }); // the interceptor's store too
+ *
+ * export const payments: Partial<ServiceImpl<typeof PaymentService>> = {
+ *   createPayment(req, ctx) {
+ *     const effects = atomicEffects(ctx, store);
+ *     // The row and the stored response commit together, or not at all.
+ *     return effects.commit((db) => {
+ *       const paymentId = `pay_${effects.derivedKey("payment")}`; // the same in every retry
+ *       db.prepare("INSERT INTO payments (payment_id, account_id) VALUES (?, ?)").run(paymentId, req.accountId);
+ *       return create(CreatePaymentResponseSchema, { payment: { paymentId, accountId: req.accountId } });
+ *     });
+ *   },
+ * };
+ * ```
  */
 export function atomicEffects<Tx, Mode extends TransactionMode>(
   ctx: HandlerContext,
@@ -390,7 +411,7 @@ async function storeCall<T>(claim: AtomicClaim, operation: AtomicStoreOperation,
 function storeFailed(cause: unknown, message: string): ConnectError {
   // UNAVAILABLE is indefinite by default: the record keeps its phases, and a
   // retry takes it over at once (or replays it, if the commit did land).
-  return createIdempotencyError(Code.Unavailable, ErrorReason.STORE_UNAVAILABLE, `${message}; retry with the same request ID`, {
+  return createIdempotencyError(ErrorReason.STORE_UNAVAILABLE, `${message}; retry with the same request ID`, {
     cause,
   });
 }
@@ -398,7 +419,6 @@ function storeFailed(cause: unknown, message: string): ConnectError {
 function claimLost(): ConnectError {
   // Our lease ran out and a retry took the request over: it answers now.
   return createIdempotencyError(
-    Code.Aborted,
     ErrorReason.REQUEST_IN_PROGRESS,
     "another execution took over this request ID; retry with the same request ID for its answer",
   );

@@ -1,4 +1,4 @@
-import { Code, ConnectError, type UnaryRequest } from "@connectrpc/connect";
+import { ConnectError, type UnaryRequest } from "@connectrpc/connect";
 import { ErrorReason } from "../errors/error-reason.js";
 import { createIdempotencyError } from "../errors/idempotency-error.js";
 import type { InterceptorSettings } from "./interceptor-options.js";
@@ -21,7 +21,6 @@ export async function resolveCallScope(req: UnaryRequest, settings: InterceptorS
       throw thrown;
     }
     throw createIdempotencyError(
-      Code.Internal,
       ErrorReason.SCOPE_FAILED,
       "the idempotency interceptor's scope function failed, so the request did not run",
       { cause: thrown },
@@ -30,7 +29,6 @@ export async function resolveCallScope(req: UnaryRequest, settings: InterceptorS
   if (typeof scope !== "string") {
     report(req, settings, scope);
     throw createIdempotencyError(
-      Code.Internal,
       ErrorReason.SCOPE_INVALID,
       `the idempotency interceptor's scope function returned ${describe(scope)} instead of a string, so the request ` +
         "did not run; if it reads a value that an auth interceptor sets, put that interceptor before the idempotency interceptor",

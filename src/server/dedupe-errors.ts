@@ -1,4 +1,4 @@
-import { Code, type ConnectError } from "@connectrpc/connect";
+import type { ConnectError } from "@connectrpc/connect";
 import { ErrorReason } from "../errors/error-reason.js";
 import { createIdempotencyError } from "../errors/idempotency-error.js";
 import { emit } from "./call-events.js";
@@ -13,7 +13,6 @@ const inProgressRetryDelayMs = 1_000;
 export function requestIdReused(call: DedupeCall): ConnectError {
   emit(call, "mismatch");
   return createIdempotencyError(
-    Code.FailedPrecondition,
     ErrorReason.REQUEST_ID_REUSED,
     call.naturalKey
       ? `the key of this request (fields ${call.fieldName}) was already used for a request with different content; ` +
@@ -35,7 +34,6 @@ export function requestIdExpired(call: DedupeCall, record: IdempotencyRecord): C
   const completedAt = new Date(record.updatedAt).toISOString();
   const what = call.naturalKey ? `the key of this request (fields ${call.fieldName})` : `the request ID in field ${call.fieldName}`;
   return createIdempotencyError(
-    Code.FailedPrecondition,
     ErrorReason.REQUEST_ID_EXPIRED,
     `a request with ${what} completed at ${completedAt}, longer ago than its outcome is kept, so it is neither ` +
       "answered again nor run again; a new request needs a new request ID",
@@ -58,7 +56,7 @@ export function requestIdExpired(call: DedupeCall, record: IdempotencyRecord): C
  * the call a second time.
  */
 export function requestInProgress(message: string, expiresAt?: number): ConnectError {
-  const error = createIdempotencyError(Code.Aborted, ErrorReason.REQUEST_IN_PROGRESS, message, {
+  const error = createIdempotencyError(ErrorReason.REQUEST_IN_PROGRESS, message, {
     retryDelayMs: inProgressRetryDelayMs,
   });
   if (expiresAt !== undefined) {
@@ -74,7 +72,6 @@ export function requestInProgress(message: string, expiresAt?: number): ConnectE
  */
 export function outcomeNotRecorded(): ConnectError {
   return createIdempotencyError(
-    Code.Unavailable,
     ErrorReason.STORE_UNAVAILABLE,
     "the request ran, but the idempotency store could not record its outcome in time, so this server cannot vouch " +
       "for it; retry with the same request ID to get the outcome the store holds",
@@ -84,7 +81,6 @@ export function outcomeNotRecorded(): ConnectError {
 /** UNAVAILABLE STORE_UNAVAILABLE: the key could not be claimed, so nothing ran. */
 export function storeUnavailable(cause: unknown): ConnectError {
   return createIdempotencyError(
-    Code.Unavailable,
     ErrorReason.STORE_UNAVAILABLE,
     "the idempotency store is unavailable, so the request did not run; retry later",
     { cause },
@@ -97,7 +93,6 @@ export function storeUnavailable(cause: unknown): ConnectError {
  */
 export function storeCorrupt(cause: unknown): ConnectError {
   return createIdempotencyError(
-    Code.DataLoss,
     ErrorReason.STORE_CORRUPT,
     "the stored record of this request ID is damaged, so its earlier answer is not replayed and the request did not " +
       "run again (it may have run before); ask the operator to check it with `connect-idempotency keys corrupt`",

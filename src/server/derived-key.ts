@@ -6,6 +6,8 @@ import type { RecordKey } from "../store/idempotency-store.js";
  * fixed forever: changing it would give every step of every request a new
  * downstream key, and a retry across the upgrade would run its downstream
  * calls twice.
+ *
+ * @private Internal code, does not follow semantic versioning.
  */
 export const DERIVED_KEY_NAMESPACE = "c5656c0f-e5eb-411c-883c-6e0ff46e750d";
 

@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { internalError } from "./internal-error.js";
 
 /**
  * What happens to a request ID when its handler fails after it started:
@@ -78,12 +79,12 @@ export function resolveCodeDispositions(lists: CodeDispositionLists): ReadonlyMa
   const apply = (list: readonly Code[] | undefined, name: string, disposition: ErrorDisposition) => {
     for (const code of list ?? []) {
       if (Code[code] === undefined) {
-        throw new Error(`idempotency interceptor: ${name} holds ${String(code)}, which is not an error code`);
+        throw new Error(`createIdempotencyInterceptor: ${name} holds ${String(code)}, which is not an error code`);
       }
       const earlier = named.get(code);
       if (earlier !== undefined && earlier !== name) {
         throw new Error(
-          `idempotency interceptor: code ${Code[code]} is in both ${earlier} and ${name}; name each code in one list`,
+          `createIdempotencyInterceptor: code ${Code[code]} is in both ${earlier} and ${name}; name each code in one list`,
         );
       }
       named.set(code, name);
@@ -178,9 +179,4 @@ export function errorAsClientSees(thrown: unknown, signal: AbortSignal): Connect
     return ConnectError.from(signal.reason, Code.Canceled);
   }
   return internalError(thrown);
-}
-
-/** connect's answer for a failure that is not a ConnectError, with the failure as its cause. */
-export function internalError(cause: unknown): ConnectError {
-  return new ConnectError("internal error", Code.Internal, undefined, undefined, cause);
 }

@@ -44,11 +44,25 @@ import { requestIdOf } from "./request-id-of.js";
  * duplicates `waitFor` -> `replayOutcome`; `deduplicate` ties them together.
  *
  * ```ts
+ * import * as http2 from "node:http2";
+ * import { createContextKey } from "@connectrpc/connect";
+ * import { connectNodeAdapter } from "@connectrpc/connect-node";
+ * import { createIdempotencyInterceptor, createSqliteStore } from "connect-idempotency";
+ * import { PaymentService } from "./gen/demo/v1/payments_pb.js";
+ *
+ * // Set by your auth interceptor, which comes before this one: request IDs of
+ * // different tenants never meet.
+ * const tenant = createContextKey("anonymous");
  * const store = createSqliteStore({ path: "idempotency.db" });
- * const routes = connectNodeAdapter({
- *   routes: (router) => router.service(PaymentService, payments),
- *   interceptors: [auth, createIdempotencyInterceptor({ store, scope: (req) => req.contextValues.get(principal) })],
+ * const handler = connectNodeAdapter({
+ *   interceptors: [createIdempotencyInterceptor({ store, scope: (req) => req.contextValues.get(tenant) })],
+ *   routes: (router) =>
+ *     router.service(PaymentService, {
+ *       // Runs once per request ID: a retry gets the stored response.
+ *       createPayment: (req) => ({ payment: { paymentId: `pay_${req.requestId}`, accountId: req.accountId } }),
+ *     }),
  * });
+ * http2.createServer(handler).listen(8080);
  * ```
  */
 export function createIdempotencyInterceptor(options: IdempotencyInterceptorOptions): Interceptor {

@@ -133,7 +133,6 @@ function canonicalKey(req: GetOutcomeRequest, policy: ReturnType<ReturnType<type
   const check = canonicalizeRequestId(req.requestId, policy.keyFormat);
   if (!check.ok) {
     throw createIdempotencyError(
-      Code.InvalidArgument,
       ErrorReason.REQUEST_ID_INVALID,
       `the request ID ${check.problem}`,
       { metadata: { field: "request_id" } },
@@ -197,13 +196,12 @@ async function resolveScope(
     if (thrown instanceof ConnectError) {
       throw thrown;
     }
-    throw createIdempotencyError(Code.Internal, ErrorReason.SCOPE_FAILED, "the scope function failed, so nothing was looked up", {
+    throw createIdempotencyError(ErrorReason.SCOPE_FAILED, "the scope function failed, so nothing was looked up", {
       cause: thrown,
     });
   }
   if (typeof scope !== "string") {
     throw createIdempotencyError(
-      Code.Internal,
       ErrorReason.SCOPE_INVALID,
       "the scope function returned no string, so nothing was looked up; put the auth interceptor before this service's handlers",
     );

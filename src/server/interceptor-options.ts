@@ -294,12 +294,12 @@ export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions
   checkOptionNames(options);
   checkStore(options.store);
   if (options.scope !== undefined && typeof options.scope !== "function") {
-    throw new Error(`idempotency interceptor: scope must be a function of the request, got ${typeof options.scope}`);
+    throw new Error(`createIdempotencyInterceptor: scope must be a function of the request, got ${typeof options.scope}`);
   }
   const retentionMs = positive("retentionMs", options.retentionMs ?? defaultRetentionMs, "milliseconds");
   if (retentionMs > maxRetentionMs) {
     throw new Error(
-      `idempotency interceptor: retentionMs must be at most ${maxRetentionMs} ms (100 years), got ${retentionMs}: ` +
+      `createIdempotencyInterceptor: retentionMs must be at most ${maxRetentionMs} ms (100 years), got ${retentionMs}: ` +
         "the stores keep times as milliseconds since the epoch, and such an expiry is past what they can represent",
     );
   }
@@ -310,20 +310,20 @@ export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions
   );
   if (retentionMs + tombstoneRetentionMs > maxRetentionMs) {
     throw new Error(
-      `idempotency interceptor: retentionMs plus tombstoneRetentionMs must be at most ${maxRetentionMs} ms (100 years), ` +
+      `createIdempotencyInterceptor: retentionMs plus tombstoneRetentionMs must be at most ${maxRetentionMs} ms (100 years), ` +
         `got ${retentionMs} + ${tombstoneRetentionMs}: the stores keep times as milliseconds since the epoch`,
     );
   }
   if (options.onDuplicate !== undefined && options.onDuplicate !== "replay" && options.onDuplicate !== "reject") {
     throw new Error(
-      `idempotency interceptor: onDuplicate must be "replay" or "reject", got ${JSON.stringify(options.onDuplicate)}`,
+      `createIdempotencyInterceptor: onDuplicate must be "replay" or "reject", got ${JSON.stringify(options.onDuplicate)}`,
     );
   }
   const leaseMs = resolveLease(options.leaseMs ?? defaultLeaseMs, options.store);
   const leaseGraceMs = positive("leaseGraceMs", options.leaseGraceMs ?? defaultLeaseGraceMs, "milliseconds");
   if (leaseGraceMs < 2 * storeRetryMs) {
     throw new Error(
-      `idempotency interceptor: leaseGraceMs must be at least ${2 * storeRetryMs} ms (twice the ${storeRetryMs} ms at which an owner retries the store), got ${leaseGraceMs}`,
+      `createIdempotencyInterceptor: leaseGraceMs must be at least ${2 * storeRetryMs} ms (twice the ${storeRetryMs} ms at which an owner retries the store), got ${leaseGraceMs}`,
     );
   }
   return {
@@ -360,17 +360,17 @@ function resolveReplayCache(option: ReplayCacheOptions | false | undefined): Rep
     return undefined;
   }
   if (typeof option !== "object" || option === null) {
-    throw new Error(`idempotency interceptor: replayCache must be false or { maxBytes, ttlMs }, got ${String(option)}`);
+    throw new Error(`createIdempotencyInterceptor: replayCache must be false or { maxBytes, ttlMs }, got ${String(option)}`);
   }
   for (const name of Object.keys(option)) {
     if (name !== "maxBytes" && name !== "ttlMs") {
       throw new Error(
-        `idempotency interceptor: unknown replayCache option ${JSON.stringify(name)}; known: maxBytes, ttlMs`,
+        `createIdempotencyInterceptor: unknown replayCache option ${JSON.stringify(name)}; known: maxBytes, ttlMs`,
       );
     }
   }
   if (option.maxBytes === undefined || option.ttlMs === undefined) {
-    throw new Error("idempotency interceptor: replayCache needs both maxBytes and ttlMs, such as { maxBytes: 16 * 1024 * 1024, ttlMs: 60_000 }");
+    throw new Error("createIdempotencyInterceptor: replayCache needs both maxBytes and ttlMs, such as { maxBytes: 16 * 1024 * 1024, ttlMs: 60_000 }");
   }
   return {
     maxBytes: positive("replayCache.maxBytes", option.maxBytes, "bytes"),
@@ -388,14 +388,14 @@ function resolveLease(leaseMs: number, store: IdempotencyStore | undefined): num
   positive("leaseMs", leaseMs, "milliseconds");
   if (leaseMs < minLeaseMs) {
     throw new Error(
-      `idempotency interceptor: leaseMs must be at least ${minLeaseMs} ms, got ${leaseMs}: a shorter lease ends before a ` +
+      `createIdempotencyInterceptor: leaseMs must be at least ${minLeaseMs} ms, got ${leaseMs}: a shorter lease ends before a ` +
         "renewal can reach the store, and every retry would take over a live execution. Use seconds, not less",
     );
   }
   const blockingWaitMs = typeof store === "object" && store !== null ? (store.blockingWaitMs ?? 0) : 0;
   if (leaseMs < 3 * blockingWaitMs) {
     throw new Error(
-      `idempotency interceptor: leaseMs ${leaseMs} is too short for a store that can block the process for ` +
+      `createIdempotencyInterceptor: leaseMs ${leaseMs} is too short for a store that can block the process for ` +
         `${blockingWaitMs} ms (its blockingWaitMs, the longest synchronous wait of one operation): no renewal runs ` +
         `during such a wait, so another process could take over a live execution. Use a leaseMs of at least ` +
         `${3 * blockingWaitMs} ms`,
@@ -406,32 +406,32 @@ function resolveLease(leaseMs: number, store: IdempotencyStore | undefined): num
 
 function positive(name: string, value: number, unit: string): number {
   if (!Number.isFinite(value) || value <= 0) {
-    throw new Error(`idempotency interceptor: ${name} must be a positive number of ${unit}, got ${value}`);
+    throw new Error(`createIdempotencyInterceptor: ${name} must be a positive number of ${unit}, got ${value}`);
   }
   return value;
 }
 
 function nonNegative(name: string, value: number, unit: string): number {
   if (!Number.isFinite(value) || value < 0) {
-    throw new Error(`idempotency interceptor: ${name} must be zero or a positive number of ${unit}, got ${value}`);
+    throw new Error(`createIdempotencyInterceptor: ${name} must be zero or a positive number of ${unit}, got ${value}`);
   }
   return value;
 }
 
 function checkOptionNames(options: IdempotencyInterceptorOptions): void {
   if (typeof options !== "object" || options === null) {
-    throw new Error("idempotency interceptor: pass an options object, such as { store }");
+    throw new Error("createIdempotencyInterceptor: pass an options object, such as { store }");
   }
   for (const name of Object.keys(options)) {
     const renamed = renamedOptions.get(name);
     if (renamed !== undefined) {
       throw new Error(
-        `idempotency interceptor: option ${JSON.stringify(name)} was renamed ${JSON.stringify(renamed)} (milliseconds) in 0.2`,
+        `createIdempotencyInterceptor: option ${JSON.stringify(name)} was renamed ${JSON.stringify(renamed)} (milliseconds) in 0.2`,
       );
     }
     if (!optionNames.has(name)) {
       throw new Error(
-        `idempotency interceptor: unknown option ${JSON.stringify(name)}. Known options: ${[...optionNames].join(", ")}`,
+        `createIdempotencyInterceptor: unknown option ${JSON.stringify(name)}. Known options: ${[...optionNames].join(", ")}`,
       );
     }
   }
@@ -440,18 +440,18 @@ function checkOptionNames(options: IdempotencyInterceptorOptions): void {
 function checkStore(store: unknown): asserts store is IdempotencyStore {
   if (store === undefined || store === null) {
     throw new Error(
-      "idempotency interceptor: the store option is missing; pass a store such as createSqliteStore({ path: \"idempotency.db\" })",
+      "createIdempotencyInterceptor: the store option is missing; pass a store such as createSqliteStore({ path: \"idempotency.db\" })",
     );
   }
   if (typeof (store as { then?: unknown }).then === "function") {
     throw new Error(
-      "idempotency interceptor: store is a Promise; did you forget `await createPostgresStore(...)`?",
+      "createIdempotencyInterceptor: store is a Promise; did you forget `await createPostgresStore(...)`?",
     );
   }
   const missing = storeMethods.filter((method) => typeof (store as Record<string, unknown>)[method] !== "function");
   if (missing.length > 0) {
     throw new Error(
-      `idempotency interceptor: store is not an IdempotencyStore: it lacks ${missing.join(", ")}; ` +
+      `createIdempotencyInterceptor: store is not an IdempotencyStore: it lacks ${missing.join(", ")}; ` +
         "pass createSqliteStore(...) or await createPostgresStore(...)",
     );
   }

@@ -12,12 +12,13 @@ export type RecordKeyHasher = (key: RecordKey) => string;
  * hash of a low-entropy key (`order-004217`) is reversed by trying every
  * candidate. Without a secret, a random one is made: hashes then match only
  * within this process; give every process of a deployment the same secret to
- * correlate them.
+ * correlate them. `api`, the function that was given the secret, starts the
+ * error message of an empty one.
  */
-export function createRecordKeyHasher(secret?: string | Uint8Array): RecordKeyHasher {
+export function createRecordKeyHasher(secret?: string | Uint8Array, api = "createIdempotencyInterceptor"): RecordKeyHasher {
   const key = secret ?? randomBytes(32);
   if (key.length === 0) {
-    throw new Error("idempotency interceptor: keyHashSecret must not be empty");
+    throw new Error(`${api}: keyHashSecret must not be empty`);
   }
   return (record) =>
     createHmac("sha256", key)
@@ -28,5 +29,5 @@ export function createRecordKeyHasher(secret?: string | Uint8Array): RecordKeyHa
 
 /** Hashes one record key as `createRecordKeyHasher(secret)` does. */
 export function hashRecordKey(key: RecordKey, secret: string | Uint8Array): string {
-  return createRecordKeyHasher(secret)(key);
+  return createRecordKeyHasher(secret, "hashRecordKey")(key);
 }

@@ -1,4 +1,4 @@
-import { Code, type UnaryRequest } from "@connectrpc/connect";
+import type { UnaryRequest } from "@connectrpc/connect";
 import { ErrorReason } from "../errors/error-reason.js";
 import { createIdempotencyError } from "../errors/idempotency-error.js";
 import { type FieldPath, readFieldPath } from "../policy/field-path.js";
@@ -23,7 +23,6 @@ export function naturalKeyOf(req: UnaryRequest, paths: readonly FieldPath[]): st
     const text = keyText(value);
     if (text === undefined) {
       throw createIdempotencyError(
-        Code.InvalidArgument,
         ErrorReason.REQUEST_ID_REQUIRED,
         `${req.method.parent.typeName}.${req.method.name} is deduplicated by the fields ` +
           `${paths.map((p) => p.path).join(", ")}, and field ${path.path} is empty`,
@@ -35,7 +34,6 @@ export function naturalKeyOf(req: UnaryRequest, paths: readonly FieldPath[]): st
   const key = parts.join("&");
   if (key.length > maxNaturalKeyLength) {
     throw createIdempotencyError(
-      Code.InvalidArgument,
       ErrorReason.REQUEST_ID_INVALID,
       `the key of this request (fields ${paths.map((p) => p.path).join(", ")}) is ${key.length} characters long ` +
         `once encoded; at most ${maxNaturalKeyLength} are accepted`,

@@ -1,10 +1,9 @@
-import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../errors/error-reason.js";
 import { createIdempotencyError } from "../errors/idempotency-error.js";
 import type { StoredForm } from "./atomic-effects.js";
 import { emit } from "./call-events.js";
 import type { DedupeCall } from "./dedupe-call.js";
-import { internalError } from "./error-disposition.js";
+import { internalError } from "./internal-error.js";
 import { encodeStoredOutcome, type StoredOutcomeValue } from "./stored-outcome.js";
 
 /**
@@ -35,7 +34,6 @@ export function storedForm(call: DedupeCall, encoded: StoredForm): StoredForm {
   }
   emit(call, "too_large", { responseBytes: encoded.bytes.byteLength });
   const tooLarge = createIdempotencyError(
-    Code.FailedPrecondition,
     ErrorReason.RESPONSE_TOO_LARGE,
     `the request with this request ID already ran, but its outcome (${encoded.bytes.byteLength} bytes) is larger ` +
       `than the idempotency store keeps (${maxStoredBytes} bytes) and cannot be replayed; ` +

@@ -37,7 +37,7 @@ export function createJsonPhaseCodec<T extends PhaseJsonResult>(): PhaseCodec<T>
       }
       if (isMessage(value)) {
         throw new TypeError(
-          `a phase returned the protobuf message ${value.$typeName} without its schema: pass the schema, as in phase(name, ${value.$typeName.split(".").pop()}Schema, fn)`,
+          `atomicEffects: a phase returned the protobuf message ${value.$typeName} without its schema: pass the schema, as in phase(name, ${value.$typeName.split(".").pop()}Schema, fn)`,
         );
       }
       // What JSON.stringify keeps, as everywhere JSON is written: undefined
@@ -65,7 +65,7 @@ export function createMessagePhaseCodec<Desc extends DescMessage>(schema: Desc):
   return {
     encode(value) {
       if (!isMessage(value, schema)) {
-        throw new TypeError(`a phase declared ${schema.typeName} but returned something else`);
+        throw new TypeError(`atomicEffects: a phase declared ${schema.typeName} but returned something else`);
       }
       return toBinary(AnySchema, anyPack(schema, value));
     },
@@ -83,6 +83,6 @@ export function createMessagePhaseCodec<Desc extends DescMessage>(schema: Desc):
 function recordedTypeMismatch(phase: string, typeUrl: string, expected: string): Error {
   // Only a code change while the request was in flight gets here.
   return new Error(
-    `phase "${phase}" recorded ${typeUrl.slice(typeUrl.lastIndexOf("/") + 1)}, but the handler now expects ${expected}`,
+    `atomicEffects: phase "${phase}" recorded ${typeUrl.slice(typeUrl.lastIndexOf("/") + 1)}, but the handler now expects ${expected}`,
   );
 }

@@ -59,7 +59,6 @@ function alreadyExecuted(
 ): ConnectError {
   const what = call.naturalKey ? `the key of this request (fields ${call.fieldName})` : "this request ID";
   return createIdempotencyError(
-    Code.AlreadyExists,
     ErrorReason.REQUEST_ID_ALREADY_EXECUTED,
     `a request with ${what} already ran at ${executedAt}` +
       (resourceName === "" ? "" : ` and created ${resourceName}`) +

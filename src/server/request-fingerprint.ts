@@ -14,6 +14,8 @@ import { sha256Hex } from "./sha256-hex.js";
  * cleared too; a method with a natural key has no request ID field to clear.
  * This is the bare hex; records carry it with its version, see
  * `versionedFingerprint`.
+ *
+ * @private Internal code, does not follow semantic versioning.
  */
 export function fingerprintRequest(
   schema: DescMessage,

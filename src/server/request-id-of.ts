@@ -1,5 +1,5 @@
 import type { DescField } from "@bufbuild/protobuf";
-import { Code, type UnaryRequest } from "@connectrpc/connect";
+import type { UnaryRequest } from "@connectrpc/connect";
 import { ErrorReason } from "../errors/error-reason.js";
 import { createIdempotencyError } from "../errors/idempotency-error.js";
 import type { MethodIdempotencyPolicy } from "../policy/method-policy.js";
@@ -15,7 +15,6 @@ export function requestIdOf(req: UnaryRequest, policy: MethodIdempotencyPolicy, 
   if (value === "") {
     if (policy.keyRequired) {
       throw createIdempotencyError(
-        Code.InvalidArgument,
         ErrorReason.REQUEST_ID_REQUIRED,
         `${req.method.parent.typeName}.${req.method.name} requires a request ID in field ${field.name}`,
         { metadata: { field: field.name } },
@@ -26,7 +25,6 @@ export function requestIdOf(req: UnaryRequest, policy: MethodIdempotencyPolicy, 
   const check = canonicalizeRequestId(value, policy.keyFormat);
   if (!check.ok) {
     throw createIdempotencyError(
-      Code.InvalidArgument,
       ErrorReason.REQUEST_ID_INVALID,
       `the request ID in field ${field.name} ${check.problem}`,
       { metadata: { field: field.name } },

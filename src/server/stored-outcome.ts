@@ -22,6 +22,8 @@ import { isProtocolHeader } from "./protocol-headers.js";
  *
  * Headers of the wire protocol (content-type, grpc-status, compression...)
  * are never part of an outcome; see `isProtocolHeader`.
+ *
+ * @private Internal code, does not follow semantic versioning.
  */
 export type StoredOutcomeValue =
   | {
@@ -36,6 +38,8 @@ export type StoredOutcomeValue =
 /**
  * Encodes an outcome as an `idempotency.v1.StoredOutcome` in binary, the
  * form stores keep. An error's metadata goes to the `trailer` field.
+ *
+ * @private Internal code, does not follow semantic versioning.
  */
 export function encodeStoredOutcome(outcome: StoredOutcomeValue): Uint8Array {
   if (outcome.kind === "executed") {
@@ -74,6 +78,8 @@ export function encodeStoredOutcome(outcome: StoredOutcomeValue): Uint8Array {
  * a stored response as its binary message, which the caller parses with the
  * method's output type. Throws when the bytes are not a StoredOutcome with a
  * result.
+ *
+ * @private Internal code, does not follow semantic versioning.
  */
 export function decodeStoredOutcome(bytes: Uint8Array): StoredOutcomeValue {
   const stored = fromBinary(StoredOutcomeSchema, bytes);
@@ -97,7 +103,7 @@ export function decodeStoredOutcome(bytes: Uint8Array): StoredOutcomeValue {
     case "executed":
       return { kind: "executed", resourceName: stored.result.value.resourceName };
     default:
-      throw new Error("stored outcome has neither a response nor an error");
+      throw new Error("decodeStoredOutcome: the stored outcome has neither a response nor an error");
   }
 }
 

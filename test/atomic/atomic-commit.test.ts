@@ -10,14 +10,8 @@ import {
   PaymentService,
 } from "../../gen/demo/v1/payments_pb.js";
 import { StoredOutcomeSchema } from "../../gen/idempotency/v1/stored_outcome_pb.js";
-import {
-  ErrorReason,
-  type IdempotencyInterceptorOptions,
-  findErrorReason,
-  releaseOnError,
-  replayedHeader,
-  setExecutedResourceName,
-} from "../../src/index.js";
+import { type IdempotencyInterceptorOptions, releaseOnError, setExecutedResourceName } from "../../src/index.js";
+import { ErrorReason, findErrorReason, replayedHeader } from "../../src/client/index.js";
 import { atomicEffects } from "../../src/server/atomic-effects.js";
 import { createSqliteStore, type SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { type IdempotencyTestServer, startIdempotencyTestServer } from "../support/idempotency-test-server.js";

@@ -9,7 +9,8 @@ import {
   CreatePaymentResponseSchema,
   PaymentService,
 } from "../../gen/demo/v1/payments_pb.js";
-import { ErrorReason, findErrorReason, idempotencyContext, releaseOnError } from "../../src/index.js";
+import { idempotencyContext, releaseOnError } from "../../src/index.js";
+import { ErrorReason, findErrorReason } from "../../src/client/index.js";
 import { atomicEffects } from "../../src/server/atomic-effects.js";
 import { deriveRequestId } from "../../src/server/derived-key.js";
 import { createSqliteStore, type SqliteStore } from "../../src/store/sqlite/sqlite-store.js";

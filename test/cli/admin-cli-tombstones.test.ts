@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { encodeStoredOutcome } from "../../src/index.js";
+import { encodeStoredOutcome } from "../../src/protocol/index.js";
 import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { runCli } from "../support/run-cli.js";
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { PaymentService } from "../../gen/demo/v1/payments_pb.js";
 import { callWithRetry } from "../../src/client/call-with-retry.js";
 import { type RetryEvent, type RetryOptions, resolveRetryPolicy } from "../../src/client/retry-policy.js";
-import { ErrorReason } from "../../src/errors/error-reason.js";
+import { ERROR_DOMAIN, ErrorReason } from "../../src/errors/error-reason.js";
 import { createIdempotencyError } from "../../src/errors/idempotency-error.js";
 import { isRetryableError } from "../../src/client/retryable-error.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
@@ -93,7 +93,7 @@ describe("callWithRetry backoff", () => {
   });
 
   it("waits the server's RetryInfo delay for REQUEST_IN_PROGRESS instead of the backoff", async () => {
-    const inProgress = createIdempotencyError(Code.Aborted, ErrorReason.REQUEST_IN_PROGRESS, "busy", { retryDelayMs: 1_234 });
+    const inProgress = createIdempotencyError(ErrorReason.REQUEST_IN_PROGRESS, "busy", { retryDelayMs: 1_234 });
     const run = await runScripted([inProgress, unavailable()]);
     expect(run.value).toBe("ok");
     expect(run.waits).toEqual([1_234, 200]);
@@ -209,8 +209,8 @@ describe("callWithRetry error codes", () => {
     ["Unavailable", unavailable],
     ["DeadlineExceeded of one attempt", () => new ConnectError("slow", Code.DeadlineExceeded)],
     ["ResourceExhausted", () => new ConnectError("busy", Code.ResourceExhausted)],
-    ["Aborted REQUEST_IN_PROGRESS", () => createIdempotencyError(Code.Aborted, ErrorReason.REQUEST_IN_PROGRESS, "busy")],
-    ["Unavailable STORE_UNAVAILABLE", () => createIdempotencyError(Code.Unavailable, ErrorReason.STORE_UNAVAILABLE, "store")],
+    ["Aborted REQUEST_IN_PROGRESS", () => createIdempotencyError(ErrorReason.REQUEST_IN_PROGRESS, "busy")],
+    ["Unavailable STORE_UNAVAILABLE", () => createIdempotencyError(ErrorReason.STORE_UNAVAILABLE, "store")],
     ["Aborted caused by ECONNRESET", reset],
     [
       "Unknown caused by a broken socket (fetch)",
@@ -233,7 +233,7 @@ describe("callWithRetry error codes", () => {
 
   const final: [string, () => ConnectError][] = [
     ["InvalidArgument", () => new ConnectError("bad", Code.InvalidArgument)],
-    ["FailedPrecondition REQUEST_ID_REUSED", () => createIdempotencyError(Code.FailedPrecondition, ErrorReason.REQUEST_ID_REUSED, "reused")],
+    ["FailedPrecondition REQUEST_ID_REUSED", () => createIdempotencyError(ErrorReason.REQUEST_ID_REUSED, "reused")],
     ["AlreadyExists", () => new ConnectError("exists", Code.AlreadyExists)],
     ["PermissionDenied", () => new ConnectError("no", Code.PermissionDenied)],
     ["Unauthenticated", () => new ConnectError("who", Code.Unauthenticated)],
@@ -241,7 +241,14 @@ describe("callWithRetry error codes", () => {
     ["Internal sent by the server", () => new ConnectError("bug", Code.Internal)],
     ["Unknown sent by the server", () => new ConnectError("?", Code.Unknown)],
     ["Aborted without a reason", () => new ConnectError("conflict", Code.Aborted)],
-    ["RESPONSE_TOO_LARGE", () => createIdempotencyError(Code.ResourceExhausted, ErrorReason.RESPONSE_TOO_LARGE, "big")],
+    // Under a code that is retried otherwise: the reason alone stops the retry.
+    [
+      "RESPONSE_TOO_LARGE",
+      () =>
+        new ConnectError("big", Code.ResourceExhausted, undefined, [
+          { desc: ErrorInfoSchema, value: { reason: ErrorReason.RESPONSE_TOO_LARGE, domain: ERROR_DOMAIN } },
+        ]),
+    ],
   ];
   it.each(final)("does not retry %s", async (_, error) => {
     const first = error();

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { createPaymentServiceClient } from "../../gen/demo/v1/payments_idempotency.js";
 import { PaymentService } from "../../gen/demo/v1/payments_pb.js";
 import { FixtureService } from "../../gen/fixture/v1/fixture_pb.js";
-import { createRequestIdInterceptor, createRetryInterceptor, withRetryOptions } from "../../src/index.js";
+import { createRequestIdInterceptor, createRetryInterceptor, withRetryOptions } from "../../src/client/index.js";
 import { type HostileNetworkOptions, createHostileInterceptor } from "../../src/testing/hostile-transport.js";
 import { scriptedRandom } from "../support/attempt-recorder.js";
 import { expectConnectError } from "../support/connect-assertions.js";

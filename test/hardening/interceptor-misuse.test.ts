@@ -2,14 +2,13 @@ import { Code, ConnectError, type Interceptor, createClient, createContextKey } 
 import { afterEach, describe, expect, it } from "vitest";
 import { FixtureService } from "../../gen/fixture/v1/fixture_pb.js";
 import {
-  ErrorReason,
   type IdempotencyEvent,
   type IdempotencyInterceptorOptions,
   type IdempotencyStore,
   createIdempotencyInterceptor,
   createSqliteStore,
-  findErrorReason,
 } from "../../src/index.js";
+import { ErrorReason, findErrorReason } from "../../src/client/index.js";
 import { createPostgresStore } from "../../src/store/postgres/postgres-store.js";
 import { describeError, expectConnectError } from "../support/connect-assertions.js";
 import { type TestHttp2Server, startHttp2Server } from "../support/http2-server.js";

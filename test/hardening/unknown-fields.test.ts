@@ -3,7 +3,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { CreatePaymentRequestSchema, PaymentService } from "../../gen/demo/v1/payments_pb.js";
-import { fingerprintRequest } from "../../src/index.js";
+import { fingerprintRequest } from "../../src/protocol/index.js";
 import { type IdempotencyTestServer, startIdempotencyTestServer } from "../support/idempotency-test-server.js";
 
 let server: IdempotencyTestServer | undefined;

@@ -46,6 +46,8 @@ describe("npm package", () => {
     expect(files).toContain("dist/src/index.d.ts");
     expect(files).toContain("dist/src/client/index.d.ts");
     expect(files).toContain("dist/src/client/node/index.d.ts");
+    expect(files).toContain("dist/src/protocol/index.d.ts");
+    expect(files).toContain("dist/src/testing/index.d.ts");
     expect(files.filter((f) => f.endsWith(".ts") && !f.endsWith(".d.ts"))).toEqual([]);
     expect(files.some((f) => f.startsWith("test/") || f.startsWith("src/"))).toBe(false);
   });
@@ -72,6 +74,26 @@ describe("npm package", () => {
     writeFileSync(join(project, "pending.mjs"), script);
     const { stdout } = await run("node", ["pending.mjs"], { cwd: project });
     expect(JSON.parse(stdout)).toEqual({ id: "id-1", exposed: ["idempotency-replayed", "idempotency-first-executed-at", "idempotency-expires"] });
+  });
+
+  it("resolves every import path to the compiled form of its index file", async () => {
+    const paths = {
+      "connect-idempotency": "../../src/index.js",
+      "connect-idempotency/client": "../../src/client/index.js",
+      "connect-idempotency/client/node": "../../src/client/node/index.js",
+      "connect-idempotency/protocol": "../../src/protocol/index.js",
+      "connect-idempotency/testing": "../../src/testing/index.js",
+    };
+    const script = `
+      const names = {};
+      for (const path of ${JSON.stringify(Object.keys(paths))}) names[path] = Object.keys(await import(path)).sort();
+      console.log(JSON.stringify(names));
+    `;
+    writeFileSync(join(project, "entry-points.mjs"), script);
+    const { stdout } = await run("node", ["entry-points.mjs"], { cwd: project });
+    const fromSources: Record<string, string[]> = {};
+    for (const [path, source] of Object.entries(paths)) fromSources[path] = Object.keys(await import(source)).sort();
+    expect(JSON.parse(stdout)).toEqual(fromSources);
   });
 
   it("exposes the CLI bin", async () => {

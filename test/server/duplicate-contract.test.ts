@@ -9,7 +9,8 @@ import {
 } from "../../gen/fixture/v1/fixture_pb.js";
 import { StoredOutcomeSchema } from "../../gen/idempotency/v1/stored_outcome_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { encodeStoredOutcome, fingerprintRequest, type IdempotencyStore } from "../../src/index.js";
+import type { IdempotencyStore } from "../../src/index.js";
+import { encodeStoredOutcome, fingerprintRequest } from "../../src/protocol/index.js";
 import { ErrorReason } from "../../src/errors/error-reason.js";
 import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { captureMetadata, describeError, expectConnectError } from "../support/connect-assertions.js";

@@ -5,14 +5,14 @@ import { PaymentService } from "../../gen/demo/v1/payments_pb.js";
 import { FixtureService } from "../../gen/fixture/v1/fixture_pb.js";
 import {
   createIdempotencyInterceptor,
-  decodeStoredOutcome,
-  ErrorReason,
   hashRecordKey,
   type IdempotencyStore,
   idempotencyContext,
   releaseOnError,
   storeOnError,
 } from "../../src/index.js";
+import { ErrorReason } from "../../src/client/index.js";
+import { decodeStoredOutcome } from "../../src/protocol/index.js";
 import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { captureMetadata, describeError, expectConnectError } from "../support/connect-assertions.js";
 import { type IdempotencyTestServer, startIdempotencyTestServer, testKeyHashSecret } from "../support/idempotency-test-server.js";

@@ -3,14 +3,9 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { CreatePaymentRequestSchema, PaymentService } from "../../gen/demo/v1/payments_pb.js";
-import {
-  ErrorReason,
-  fingerprintRequest,
-  findErrorReason,
-  findRetryDelayMs,
-  type IdempotencyStore,
-  idempotencyContext,
-} from "../../src/index.js";
+import { type IdempotencyStore, idempotencyContext } from "../../src/index.js";
+import { ErrorReason, findErrorReason, findRetryDelayMs } from "../../src/client/index.js";
+import { fingerprintRequest } from "../../src/protocol/index.js";
 import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { type Gate, createArrivalCounter, createGate } from "../support/call-gates.js";
 import { describeError, expectConnectError } from "../support/connect-assertions.js";

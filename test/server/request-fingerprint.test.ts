@@ -4,7 +4,7 @@ import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FixtureService, OpaqueRequestSchema } from "../../gen/fixture/v1/fixture_pb.js";
-import { fingerprintRequest } from "../../src/index.js";
+import { fingerprintRequest } from "../../src/protocol/index.js";
 import { type IdempotencyTestServer, startIdempotencyTestServer } from "../support/idempotency-test-server.js";
 import { createTestTransport } from "../support/test-transports.js";
 

@@ -3,7 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { StoredOutcomeSchema } from "../../gen/idempotency/v1/stored_outcome_pb.js";
-import { decodeStoredOutcome, encodeStoredOutcome } from "../../src/index.js";
+import { decodeStoredOutcome, encodeStoredOutcome } from "../../src/protocol/index.js";
 import { isProtocolHeader } from "../../src/server/protocol-headers.js";
 
 describe("stored outcome", () => {

@@ -1,7 +1,8 @@
 import { Code, createClient } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { PaymentService } from "../../gen/demo/v1/payments_pb.js";
-import { ErrorReason, isStoreCorruptError } from "../../src/index.js";
+import { isStoreCorruptError } from "../../src/index.js";
+import { ErrorReason } from "../../src/client/index.js";
 import type { RecordKey } from "../../src/store/idempotency-store.js";
 import type { PostgresStore } from "../../src/store/postgres/postgres-store.js";
 import { fromPostgresText, toPostgresText } from "../../src/store/postgres/postgres-statements.js";

@@ -469,6 +469,6 @@ try {
       ["--import", "tsx", "--import", `data:text/javascript,${encodeURIComponent(register)}`, "--input-type=module", "-e", script],
       { cwd: new URL("../..", import.meta.url).pathname },
     );
-    expect(stdout.trim()).toBe("connect-idempotency: createPostgresStore needs the optional dependency pg (npm install pg)");
+    expect(stdout.trim()).toBe("createPostgresStore: needs the optional dependency pg (npm install pg)");
   });
 });

@@ -12,12 +12,12 @@ import {
 import {
   atomicEffects,
   createIdempotencyInterceptor,
-  decodeStoredOutcome,
   idempotencyContext,
   type IdempotencyEvent,
   type IdempotencyInterceptorOptions,
   type IdempotencyRecord,
 } from "../../src/index.js";
+import { decodeStoredOutcome } from "../../src/protocol/index.js";
 import type { AtomicIdempotencyStore, TransactionMode } from "../../src/store/atomic-idempotency-store.js";
 import { type SqliteStoreOptions, createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { type TestHttp2Server, startHttp2Server } from "./http2-server.js";

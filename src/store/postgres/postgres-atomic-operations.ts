@@ -61,7 +61,7 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = EXCLUDED.result, r
       const commit = await client.query("COMMIT");
       // COMMIT of a transaction that failed inside the work answers ROLLBACK.
       if (commit.command !== "COMMIT") {
-        throw new Error("the transaction was rolled back: a statement of the work failed");
+        throw new Error("createPostgresStore: the transaction was rolled back: a statement of the work failed");
       }
       client.release();
       return result;
@@ -99,7 +99,7 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = EXCLUDED.result, r
         );
         if (completed.rows[0]?.completed !== true) {
           // The work itself deleted or changed the locked record: undo its writes.
-          throw new Error("the claim changed inside its own completion transaction");
+          throw new Error("createPostgresStore: the claim changed inside its own completion transaction");
         }
         return { kind: "completed", value };
       });

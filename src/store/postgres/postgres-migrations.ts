@@ -228,7 +228,7 @@ ON CONFLICT (table_name) DO UPDATE SET schema_version = EXCLUDED.schema_version`
 function checkVersion(version: number, qualifiedTable: string): number {
   if (version > postgresSchemaVersion) {
     throw new Error(
-      `connect-idempotency: ${qualifiedTable} has schema version ${version}, newer than this version of ` +
+      `createPostgresStore: ${qualifiedTable} has schema version ${version}, newer than this version of ` +
         `connect-idempotency knows (${postgresSchemaVersion}); upgrade connect-idempotency`,
     );
   }

@@ -53,10 +53,10 @@ export interface PostgresStoreAdminOptions {
 export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions): Promise<IdempotencyStoreAdmin> {
   const schema = options.schema ?? defaultPostgresSchema;
   const table = options.table ?? defaultPostgresTable;
-  const qualified = `${quoteIdentifier(schema)}.${quoteIdentifier(table)}`;
+  const qualified = `${quoteIdentifier(schema, "openPostgresStoreAdmin")}.${quoteIdentifier(table, "openPostgresStoreAdmin")}`;
   const readonly = options.readonly ?? false;
   const pg = await import("pg").catch((cause: unknown) => {
-    throw new Error("the PostgreSQL admin needs the optional dependency pg (npm install pg)", { cause });
+    throw new Error("openPostgresStoreAdmin: needs the optional dependency pg (npm install pg)", { cause });
   });
   const pool: Pool = new pg.default.Pool({
     connectionString: options.connectionString,
@@ -93,7 +93,7 @@ export async function openPostgresStoreAdmin(options: PostgresStoreAdminOptions)
     "CASE WHEN interrupted THEN 'interrupted' WHEN status = 'completed' AND replay_until <= clock.read_at THEN 'tombstoned' ELSE status END";
   const writable = () => {
     if (readonly) {
-      throw new Error(`${qualified} was opened read-only`);
+      throw new Error(`openPostgresStoreAdmin: ${qualified} was opened read-only`);
     }
   };
   let closed: Promise<void> | undefined;
@@ -203,12 +203,12 @@ function summaryFromRow(row: SummaryRow): RecordSummary {
 
 /** Refuses a database without a records table of the layout this code reads. */
 async function checkLayout(pool: Pool, schema: string, table: string): Promise<void> {
-  const qualified = `${quoteIdentifier(schema)}.${quoteIdentifier(table)}`;
-  const qualifiedMeta = `${quoteIdentifier(schema)}.${quoteIdentifier(postgresMetaTable)}`;
+  const qualified = `${quoteIdentifier(schema, "openPostgresStoreAdmin")}.${quoteIdentifier(table, "openPostgresStoreAdmin")}`;
+  const qualifiedMeta = `${quoteIdentifier(schema, "openPostgresStoreAdmin")}.${quoteIdentifier(postgresMetaTable, "openPostgresStoreAdmin")}`;
   try {
     await pool.query("SELECT 1");
   } catch (error) {
-    throw new Error(`cannot connect: ${messageOf(error)}`);
+    throw new Error(`openPostgresStoreAdmin: cannot connect: ${messageOf(error)}`);
   }
   let version: number | undefined;
   try {
@@ -224,14 +224,14 @@ async function checkLayout(pool: Pool, schema: string, table: string): Promise<v
       version = result.rows[0]?.schema_version;
     }
   } catch (error) {
-    throw new Error(`cannot read the records table: ${messageOf(error)}`);
+    throw new Error(`openPostgresStoreAdmin: cannot read the records table: ${messageOf(error)}`);
   }
   if (version === undefined) {
-    throw new Error(`PostgreSQL has no connect-idempotency records table ${qualified}`);
+    throw new Error(`openPostgresStoreAdmin: PostgreSQL has no connect-idempotency records table ${qualified}`);
   }
   if (version !== postgresSchemaVersion) {
     throw new Error(
-      `${qualified} has schema version ${version}, this version of connect-idempotency reads ${postgresSchemaVersion}` +
+      `openPostgresStoreAdmin: ${qualified} has schema version ${version}, this version of connect-idempotency reads ${postgresSchemaVersion}` +
         (version < postgresSchemaVersion ? "; start a server of this version once to migrate it" : "; upgrade connect-idempotency"),
     );
   }

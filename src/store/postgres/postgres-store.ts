@@ -108,7 +108,7 @@ const maxClaimAttempts = 10;
  */
 export async function createPostgresStore(options: PostgresStoreOptions): Promise<PostgresStore> {
   if (options.pool !== undefined && options.connectionString !== undefined) {
-    throw new Error("connect-idempotency: pass createPostgresStore a pool or a connectionString, not both");
+    throw new Error("createPostgresStore: pass a pool or a connectionString, not both");
   }
   const schema = options.schema ?? defaultPostgresSchema;
   const table = options.table ?? defaultPostgresTable;
@@ -119,7 +119,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   let closed = false;
   const open = (): Pool => {
     if (closed) {
-      throw new Error("connect-idempotency: the PostgreSQL store is closed");
+      throw new Error("createPostgresStore: the PostgreSQL store is closed");
     }
     return pool;
   };
@@ -180,7 +180,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         // Released or swept between the two statements: claim again.
       }
       throw new Error(
-        `connect-idempotency: could not claim a key in ${maxClaimAttempts} attempts: its record keeps being deleted`,
+        `createPostgresStore: could not claim a key in ${maxClaimAttempts} attempts: its record keeps being deleted`,
       );
     },
     async complete(input) {
@@ -215,13 +215,13 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
 
 async function createPool(options: PostgresStoreOptions): Promise<Pool> {
   if (options.connectionString === undefined) {
-    throw new Error("connect-idempotency: createPostgresStore needs a pool or a connectionString");
+    throw new Error("createPostgresStore: pass a pool or a connectionString");
   }
   let pg: typeof import("pg");
   try {
     pg = await import("pg");
   } catch (cause) {
-    throw new Error("connect-idempotency: createPostgresStore needs the optional dependency pg (npm install pg)", {
+    throw new Error("createPostgresStore: needs the optional dependency pg (npm install pg)", {
       cause,
     });
   }

@@ -59,7 +59,7 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = excluded.result, r
     const result = work(db);
     if (typeof result === "object" && result !== null && typeof (result as { then?: unknown }).then === "function") {
       // Resolving later would run the rest of the work outside the transaction.
-      throw new TypeError("the SQLite store's transactions cannot span an await: the work must be synchronous");
+      throw new TypeError("createSqliteStore: the store's transactions cannot span an await: the work must be synchronous");
     }
     return result as T;
   }
@@ -83,7 +83,7 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = excluded.result, r
         const { value, outcome, outcomeCode } = runSync(work);
         if (!statements.complete({ key, owner, attempt, outcome, retentionMs, tombstoneMs, outcomeCode })) {
           // The work itself deleted or changed the record: undo its writes.
-          throw new Error("the claim changed inside its own completion transaction");
+          throw new Error("createSqliteStore: the claim changed inside its own completion transaction");
         }
         return { kind: "completed", value };
       });

@@ -437,7 +437,7 @@ export function createSqliteBatchExecutor(
   return {
     run<T>(job: (db: Database) => T, jobOptions: SqliteJobOptions<T> = {}): Promise<T> {
       if (closed) {
-        return Promise.reject(new Error("connect-idempotency: the SQLite idempotency store is closed"));
+        return Promise.reject(new Error("createSqliteStore: the store is closed"));
       }
       return new Promise<T>((resolve, reject) => {
         const write = jobOptions.write ?? true;

@@ -61,7 +61,7 @@ export function createSqliteFileGuard(options: SqliteFileGuardOptions): SqliteFi
     if (stats !== undefined) opened.set(suffix, stats);
   }
   if (!opened.has("")) {
-    throw new Error(`connect-idempotency: the SQLite file ${path} is gone right after opening it`);
+    throw new Error(`createSqliteStore: the SQLite file ${path} is gone right after opening it`);
   }
   let checkedAt = Number.NEGATIVE_INFINITY;
   let lost: Error | undefined;
@@ -116,7 +116,7 @@ export function createSqliteFileGuard(options: SqliteFileGuardOptions): SqliteFi
   function fileLost(what: string): void {
     lost = Object.assign(
       new Error(
-        `connect-idempotency: the SQLite file ${path} was deleted or replaced while the store had it open (${what}); ` +
+        `createSqliteStore: the SQLite file ${path} was deleted or replaced while the store had it open (${what}); ` +
           "the store refuses every operation, since what it wrote now would be lost and other processes would not see it. " +
           "Restart with the original file (a new file forgets every completed request ID, which then runs again)",
       ),
@@ -135,7 +135,7 @@ export function createSqliteFileGuard(options: SqliteFileGuardOptions): SqliteFi
         : `checkpoints fail: ${messageOf(cause)}`;
     walTooLarge = Object.assign(
       new Error(
-        `connect-idempotency: the write-ahead log ${path}-wal has grown to ${formatWalBytes(walBytes)}, past maxWalBytes ` +
+        `createSqliteStore: the write-ahead log ${path}-wal has grown to ${formatWalBytes(walBytes)}, past maxWalBytes ` +
           `(${formatWalBytes(maxWalBytes)}), because ${because}; the store refuses writes until a checkpoint succeeds ` +
           "(is the database file read-only or immutable, or the disk failing?)",
         { cause },

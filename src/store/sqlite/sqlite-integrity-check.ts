@@ -25,7 +25,7 @@ const maxProblems = 5;
  */
 export function checkSqliteIntegrity(db: Database, path: string, mode: SqliteIntegrityCheck): void {
   if (mode !== "quick" && mode !== "full" && mode !== "off") {
-    throw new Error(`connect-idempotency: integrityCheck must be "quick", "full" or "off", got ${JSON.stringify(mode)}`);
+    throw new Error(`createSqliteStore: integrityCheck must be "quick", "full" or "off", got ${JSON.stringify(mode)}`);
   }
   if (mode === "off") {
     return;

@@ -181,7 +181,7 @@ export function migrateSqliteSchema(db: Database, table: string): number {
     const before = row?.schema_version ?? 0;
     if (before > sqliteSchemaVersion) {
       throw new Error(
-        `SQLite table ${table} has schema version ${before}, newer than the ${sqliteSchemaVersion} this version of connect-idempotency knows; upgrade connect-idempotency`,
+        `createSqliteStore: SQLite table ${table} has schema version ${before}, newer than the ${sqliteSchemaVersion} this version of connect-idempotency knows; upgrade connect-idempotency`,
       );
     }
     for (const migration of migrations.slice(before)) {
@@ -200,12 +200,15 @@ ON CONFLICT (table_name) DO UPDATE SET schema_version = excluded.schema_version`
   return migrate.immediate();
 }
 
-/** Quotes a table or index name, which must be a plain identifier. */
-export function quoteSqliteIdentifier(name: string): string {
+/**
+ * Quotes a table or index name, which must be a plain identifier; `api`, the
+ * function whose option named it, starts the error message.
+ */
+export function quoteSqliteIdentifier(name: string, api = "createSqliteStore"): string {
   // Plain identifiers only: the name is spliced into SQL, and a name that
   // needs escaping is almost certainly a configuration mistake.
   if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name)) {
-    throw new Error(`invalid SQLite table name ${JSON.stringify(name)}: use letters, digits and underscores`);
+    throw new Error(`${api}: invalid SQLite table name ${JSON.stringify(name)}: use letters, digits and underscores`);
   }
   return `"${name}"`;
 }

@@ -213,7 +213,7 @@ WHERE rowid IN (
       }
       const holder = read(key, now);
       if (holder === undefined) {
-        throw new Error(`claim of ${key.method} found neither a free key nor a record; run it in a transaction`);
+        throw new Error(`createSqliteStore: claim of ${key.method} found neither a free key nor a record; run it in a transaction`);
       }
       return { kind: "existing", record: holder };
     },

@@ -57,18 +57,18 @@ export interface SqliteStoreAdminOptions {
  */
 export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): IdempotencyStoreAdmin {
   const table = options.table ?? sqliteDefaultTable;
-  const quoted = quoteSqliteIdentifier(table);
+  const quoted = quoteSqliteIdentifier(table, "openSqliteStoreAdmin");
   const readonly = options.readonly ?? false;
   const clock = resolveClock("openSqliteStoreAdmin", options, Date);
   const busyTimeoutMs = options.busyTimeoutMs ?? defaultSqliteBusyTimeoutMs;
   if (isDirectory(options.path)) {
-    throw new Error(`${options.path} is a directory, not a SQLite database file`);
+    throw new Error(`openSqliteStoreAdmin: ${options.path} is a directory, not a SQLite database file`);
   }
   let db: Database.Database;
   try {
     db = new Database(options.path, { readonly, fileMustExist: true, timeout: busyTimeoutMs });
   } catch (error) {
-    throw new Error(`cannot open SQLite file ${options.path}: ${messageOf(error)}`);
+    throw new Error(`openSqliteStoreAdmin: cannot open SQLite file ${options.path}: ${messageOf(error)}`);
   }
   /** Runs a write, naming the lock and its holder when another connection keeps it too long. */
   const writing = <T>(write: () => T): T => {
@@ -78,7 +78,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
       if (!isSqliteBusy(error)) throw error;
       throw Object.assign(
         new Error(
-          `the SQLite file ${options.path} is locked: another connection held its write lock for longer than ` +
+          `openSqliteStoreAdmin: the SQLite file ${options.path} is locked: another connection held its write lock for longer than ` +
             `${busyTimeoutMs} ms${describeSqliteLockHolder(options.path)}`,
           { cause: error },
         ),
@@ -131,7 +131,7 @@ export function openSqliteStoreAdmin(options: SqliteStoreAdminOptions): Idempote
     });
   const writable = () => {
     if (deleteRecord === undefined || sweeper === undefined || deleteCorrupt === undefined) {
-      throw new Error(`${options.path} was opened read-only`);
+      throw new Error(`openSqliteStoreAdmin: ${options.path} was opened read-only`);
     }
     return { deleteRecord, sweeper, deleteCorrupt };
   };
@@ -236,14 +236,14 @@ function checkLayout(db: Database.Database, path: string, table: string): void {
           .get(table)?.schema_version
       : undefined;
   } catch (error) {
-    throw new Error(`cannot read ${path}: ${messageOf(error)}`);
+    throw new Error(`openSqliteStoreAdmin: cannot read ${path}: ${messageOf(error)}`);
   }
   if (version === undefined) {
-    throw new Error(`${path} has no connect-idempotency records table ${table}`);
+    throw new Error(`openSqliteStoreAdmin: ${path} has no connect-idempotency records table ${table}`);
   }
   if (version !== sqliteSchemaVersion) {
     throw new Error(
-      `${path}: table ${table} has schema version ${version}, this version of connect-idempotency reads ${sqliteSchemaVersion}` +
+      `openSqliteStoreAdmin: ${path}: table ${table} has schema version ${version}, this version of connect-idempotency reads ${sqliteSchemaVersion}` +
         (version < sqliteSchemaVersion ? "; start a server of this version once to migrate it" : "; upgrade connect-idempotency"),
     );
   }
@@ -268,7 +268,7 @@ function scanning<T>(path: string, scan: () => T): T {
     const code = (error as { code?: unknown }).code;
     if (typeof code === "string" && code.startsWith("SQLITE_CORRUPT")) {
       throw new Error(
-        `${path}: ${messageOf(error)}: some pages cannot be read at all; restore the file from a backup, or recover ` +
+        `openSqliteStoreAdmin: ${path}: ${messageOf(error)}: some pages cannot be read at all; restore the file from a backup, or recover ` +
           `it (sqlite3 ${path} ".recover" | sqlite3 recovered.db) and run this again on the recovered file`,
         { cause: error },
       );

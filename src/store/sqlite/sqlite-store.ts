@@ -238,7 +238,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       busyError: (cause, waitedMs) =>
         Object.assign(
           new Error(
-            `connect-idempotency: the SQLite file ${path} is locked: another connection has held its write lock for ` +
+            `createSqliteStore: the SQLite file ${path} is locked: another connection has held its write lock for ` +
               `${Math.round(waitedMs)} ms, longer than busyTimeoutMs (${busyTimeoutMs} ms)${describeSqliteLockHolder(path)}`,
             { cause },
           ),

@@ -60,7 +60,7 @@ export function openSqliteWalSync(databasePath: string): SqliteWalSync {
   return {
     sync() {
       if (closing !== undefined) {
-        return Promise.reject(new Error("the SQLite idempotency store is closed"));
+        return Promise.reject(new Error("createSqliteStore: the store is closed"));
       }
       if (running === undefined) {
         return start();
