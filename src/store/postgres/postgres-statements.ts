@@ -355,16 +355,7 @@ WHERE (d.scope, d.method, d.key) IN (
   LIMIT $1
   FOR UPDATE OF s SKIP LOCKED
 ) AND d.replay_until <= clock.ms AND d.outcome IS NOT NULL AND d.status = 'completed'`;
-  // A prepared statement's name must stand for one text on a connection
-  // (`pg` refuses to reuse a name for another), and several stores with
-  // other tables may share a pool: the name is a hash of the text.
-  const query = (text: string): ((values: unknown[]) => QueryConfig<unknown[]>) => {
-    if (options.prepared !== true) {
-      return (values) => ({ text, values });
-    }
-    const name = `connect_idempotency_${createHash("sha256").update(text).digest("hex").slice(0, 24)}`;
-    return (values) => ({ name, text, values });
-  };
+  const query = (text: string) => postgresQuery(text, options.prepared === true);
   const claimQuery = query(claimText);
   const getQuery = query(getText);
   const completeQuery = query(completeText);
@@ -411,6 +402,21 @@ WHERE (d.scope, d.method, d.key) IN (
     sweep: (input) => sweepQuery([input.limit]),
     tombstone: (input) => tombstoneQuery([input.limit]),
   };
+}
+
+/**
+ * Makes query configs of `text`: named when `prepared`, so that `pg`
+ * prepares the statement once per connection and then only binds values.
+ */
+export function postgresQuery(text: string, prepared: boolean): (values: unknown[]) => QueryConfig<unknown[]> {
+  if (!prepared) {
+    return (values) => ({ text, values });
+  }
+  // A name must stand for one text on a connection (`pg` refuses to reuse
+  // one for another), and stores on other tables may share a pool: the
+  // name is a hash of the text.
+  const name = `connect_idempotency_${createHash("sha256").update(text).digest("hex").slice(0, 24)}`;
+  return (values) => ({ name, text, values });
 }
 
 /** Transposes inputs into one array per parameter, for `unnest`. */

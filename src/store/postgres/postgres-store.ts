@@ -43,7 +43,7 @@ export interface PostgresStoreOptions {
    * database's work per operation). Turn it off behind a pooler that hands
    * one client's statements to several server connections and does not
    * track prepared statements, such as PgBouncer in transaction or
-   * statement mode before 1.21 (or later without `max_prepared_statements`):
+   * statement mode before 1.21 (or later with `max_prepared_statements` 0):
    * a statement prepared on one server connection is unknown on the next.
    * Default true.
    */
@@ -121,7 +121,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   const schema = options.schema ?? "public";
   const table = options.table ?? "connect_idempotency_records";
   const records = `${quoteIdentifier(schema)}.${quoteIdentifier(table)}`;
-  const statements = createPostgresStatements(records, { prepared: options.preparedStatements ?? true });
+  const prepared = options.preparedStatements ?? true;
+  const statements = createPostgresStatements(records, { prepared });
   const ownPool = options.pool === undefined;
   const pool = options.pool ?? (await createPool(options));
   let closed = false;
@@ -238,6 +239,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       records,
       phases: `${quoteIdentifier(schema)}.${quoteIdentifier(postgresPhasesTable(table))}`,
       statements,
+      prepared,
     }),
     close() {
       // Operations called from now on reject; a running sweep pass ends
