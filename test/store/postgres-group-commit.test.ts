@@ -91,6 +91,14 @@ describe("PostgreSQL group commit", () => {
     }
   });
 
+  it("sends a burst of more than 1,000 claims as several statements over disjoint keys", async () => {
+    const { store, statements } = await openStore();
+    const inputs = Array.from({ length: 1500 }, (_, i) => claimInput(`burst-${i}`));
+    const claims = await Promise.all(inputs.map((input) => store.claim(input)));
+    expect(claims.every((claim) => claim.kind === "claimed")).toBe(true);
+    expect(statements()).toEqual(["claim", "claim"]);
+  });
+
   it("runs two claims of the same key in one turn as if one after the other: one wins, the other finds it in progress", async () => {
     const { store, statements } = await openStore();
     const first = claimInput("same");

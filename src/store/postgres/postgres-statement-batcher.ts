@@ -33,6 +33,11 @@ interface Waiting<Input, Result> {
 // only the one at fault fails.
 const inputErrorClasses = new Set(["22", "23", "54"]);
 
+// A burst larger than this goes out as several statements (of disjoint,
+// sorted ranges of rows), so that no statement grows without bound against
+// the statement timeout.
+const maxBatchInputs = 1000;
+
 function isInputError(error: unknown): boolean {
   const code = (error as { code?: unknown } | undefined)?.code;
   return typeof code === "string" && inputErrorClasses.has(code.slice(0, 2));
@@ -52,7 +57,9 @@ function isInputError(error: unknown): boolean {
  *   which is sent once this one answered: operations on one row behave as
  *   if sequential (and `ON CONFLICT DO UPDATE` may touch a row only once);
  * - inputs are sorted by row, so concurrent batches, in this process or
- *   another, lock rows in one order and never deadlock each other;
+ *   another, lock rows in one order and never deadlock each other (a turn
+ *   of more than `maxBatchInputs` is sent as several statements over
+ *   disjoint ranges);
  * - when the statement fails for one input's values (`inputErrorClasses`),
  *   nothing was written, and every input of the batch runs again alone, so
  *   one bad input never fails its neighbours;
@@ -104,7 +111,11 @@ export function createPostgresStatementBatcher<Input, Result>(
       }
     }
     batch.sort((a, b) => (a.row < b.row ? -1 : a.row > b.row ? 1 : 0));
-    void settle(batch).then(() => {
+    const statements: Promise<void>[] = [];
+    for (let start = 0; start < batch.length; start += maxBatchInputs) {
+      statements.push(settle(batch.slice(start, start + maxBatchInputs)));
+    }
+    void Promise.all(statements).then(() => {
       if (later.length > 0) {
         queue = [...later, ...queue];
         schedule();

@@ -39,13 +39,12 @@ export interface PostgresStoreOptions {
   readonly maxConnections?: number;
   /**
    * Whether the store names its statements, so that each connection parses
-   * and plans them once (they are then only bound to values: about half the
-   * database's work per operation). Turn it off behind a pooler that hands
-   * one client's statements to several server connections and does not
-   * track prepared statements, such as PgBouncer in transaction or
-   * statement mode before 1.21 (or later with `max_prepared_statements` 0):
-   * a statement prepared on one server connection is unknown on the next.
-   * Default true.
+   * and plans them once and then only binds values. Turn it off behind a
+   * pooler that hands one client's statements to several server connections
+   * and does not track prepared statements, such as PgBouncer in transaction
+   * or statement mode before 1.21 (or later with `max_prepared_statements`
+   * 0): a statement prepared on one server connection is unknown on the
+   * next. Default true.
    */
   readonly preparedStatements?: boolean;
   /**
@@ -102,8 +101,8 @@ const maxClaimAttempts = 10;
  * completions and renewals made in one turn of the event loop go to the
  * database as one statement per kind, each caller answered from its own row
  * (`createPostgresStatementBatcher`): one round trip and one commit for many
- * concurrent requests. Leases,
- * expiry and sweeping are timed by the database server's clock, so
+ * concurrent requests. Leases, expiry and sweeping are timed by the
+ * database server's clock, so
  * application servers whose clocks disagree still agree on who holds a key. A
  * record read for a decision is checked against the checksum its claim or
  * completion wrote, and a damaged one rejects with a `StoreCorruptError`. A
@@ -203,6 +202,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     statements,
     async claim(input) {
       for (let attempt = 0; attempt < maxClaimAttempts; attempt++) {
+        // A closed store rejects at once, not when the batch is sent.
         open();
         const claimedRow = await claims.submit(input);
         if (claimedRow !== undefined) {
