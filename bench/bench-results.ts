@@ -119,11 +119,13 @@ const targetSpecs: readonly TargetSpec[] = [
   { scenario: "sqlite-normal", against: "powertools-redis", required: 2 },
   { scenario: "sqlite-normal", against: "node-idempotency-redis", required: 2 },
   { scenario: "sqlite-1m", against: "sqlite-10k", required: 0.9 },
+  { scenario: "postgres", against: "baseline", required: 0.85 },
   // The targets above are dominated by the RPC, which costs the same for
   // everyone and swings more than the layer costs; these compare the layers alone.
   { scenario: "layer-sqlite-normal", against: "layer-powertools-redis", required: 2 },
   { scenario: "layer-sqlite-normal", against: "layer-node-idempotency-redis", required: 2 },
   { scenario: "layer-sqlite-1m", against: "layer-sqlite-10k", required: 0.9 },
+  { scenario: "layer-postgres-1m", against: "layer-postgres-10k", required: 0.9 },
   // A handler that writes: what deduplicating it costs over the same write
   // without idempotency, with the row and the completion in one commit.
   { scenario: "sqlite-commit", against: "baseline-db", required: 0.95 },

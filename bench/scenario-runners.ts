@@ -6,6 +6,7 @@ import { type BenchChild, forkChild } from "./child-ipc.js";
 import type { CpuPinning } from "./cpu-pinning.js";
 import type { LayerApi } from "./layer-main.js";
 import type { BenchProtocol, LoadApi } from "./load-main.js";
+import { prefillPostgresRecords } from "./postgres-prefill.js";
 import { dropPostgresSchemas } from "./postgres-schemas.js";
 import { benchRedisUrl } from "./redis-keys.js";
 import type { Scenario, ServerSetup } from "./scenarios.js";
@@ -87,6 +88,13 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
       const postgresApplicationName = `connect-idempotency-bench-${suffix}`;
       const meter = await createPostgresCpuMeter(env.postgresUrl, postgresApplicationName);
       meters.push(meter);
+      if (prefillRows > 0) {
+        const report = await prefillPostgresRecords(env.postgresUrl, postgresSchema, prefillRows);
+        if (instance === 0) env.note(
+          `${scenario.name}: ${prefillRows.toLocaleString("en-US")} records inserted into ${postgresSchema} in ` +
+            `${(report.insertMs / 1000).toFixed(1)} s (VACUUM ANALYZE ${(report.vacuumMs / 1000).toFixed(1)} s)`,
+        );
+      }
       return { options: { kind, postgresUrl: env.postgresUrl, postgresSchema, postgresApplicationName }, meter };
     }
     const sqlitePath = join(env.tmp, `${scenario.name}-${instance}.db`);

@@ -245,6 +245,18 @@ export const scenarios: readonly Scenario[] = [
     server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 1_000_000 },
   },
   {
+    name: "layer-postgres-10k",
+    description: "interceptor + PostgreSQL store around the handler, in-process, no RPC; 10 thousand records in its table before the first call",
+    kind: "layer",
+    server: { kind: "interceptor", store: "postgres", prefillRows: 10_000 },
+  },
+  {
+    name: "layer-postgres-1m",
+    description: "as layer-postgres-10k, with 1 million records in the table before the first call",
+    kind: "layer",
+    server: { kind: "interceptor", store: "postgres", prefillRows: 1_000_000 },
+  },
+  {
     name: "layer-powertools-redis",
     description: "Powertools makeIdempotent + CachePersistenceLayer on Redis around the handler, in-process, no RPC; new keys",
     kind: "layer",

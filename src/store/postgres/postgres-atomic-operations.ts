@@ -7,7 +7,7 @@ import type {
   TransactionWork,
 } from "../atomic-idempotency-store.js";
 import type { RecordKey } from "../idempotency-store.js";
-import { type PostgresStatements, postgresClockMs, toPostgresText } from "./postgres-statements.js";
+import { type PostgresStatements, postgresClockMs, postgresQuery, toPostgresText } from "./postgres-statements.js";
 
 /** What the atomic operations of the PostgreSQL store build on. */
 export interface PostgresAtomicOperationsInit {
@@ -19,6 +19,8 @@ export interface PostgresAtomicOperationsInit {
   readonly phases: string;
   /** The store's statements, for the completion inside the transaction. */
   readonly statements: PostgresStatements;
+  /** Whether statements are named, as the store's are (`preparedStatements`). */
+  readonly prepared: boolean;
 }
 
 /** The part of `AtomicIdempotencyStore` the PostgreSQL store adds to its plain operations. */
@@ -43,14 +45,17 @@ export function createPostgresAtomicOperations(init: PostgresAtomicOperationsIni
   const { records, phases, statements } = init;
   const keyMatch = "scope = $1 AND method = $2 AND key = $3";
   const running = "owner = $4 AND takeovers = $5 AND status = 'in_progress' AND NOT interrupted";
-  const lockClaim = `SELECT 1 FROM ${records} WHERE ${keyMatch} AND ${running} FOR UPDATE`;
-  const getPhase = `SELECT result FROM ${phases} WHERE ${keyMatch} AND name = $4`;
+  const lockClaim = postgresQuery(`SELECT 1 FROM ${records} WHERE ${keyMatch} AND ${running} FOR UPDATE`, init.prepared);
+  const getPhase = postgresQuery(`SELECT result FROM ${phases} WHERE ${keyMatch} AND name = $4`, init.prepared);
   // Owner check and write in one statement; FOR SHARE waits for a takeover
   // in flight and then sees its new owner, so a lost claim records nothing.
-  const recordPhase = `INSERT INTO ${phases} (scope, method, key, name, result, recorded_at)
+  const recordPhase = postgresQuery(
+    `INSERT INTO ${phases} (scope, method, key, name, result, recorded_at)
 SELECT $1::text, $2::text, $3::text, $6::text, $7::bytea, ${postgresClockMs}
 WHERE EXISTS (SELECT 1 FROM ${records} WHERE ${keyMatch} AND ${running} FOR SHARE)
-ON CONFLICT (scope, method, key, name) DO UPDATE SET result = EXCLUDED.result, recorded_at = EXCLUDED.recorded_at`;
+ON CONFLICT (scope, method, key, name) DO UPDATE SET result = EXCLUDED.result, recorded_at = EXCLUDED.recorded_at`,
+    init.prepared,
+  );
 
   /** Runs `body` in one transaction on one client; rolls back when it throws. */
   async function inTransaction<T>(body: (client: PoolClient) => Promise<T>): Promise<T> {
@@ -89,7 +94,7 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = EXCLUDED.result, r
         const { key, owner, attempt, retentionMs, tombstoneMs } = input;
         // A record this execution completed already is `not_owner` too: the
         // work must not run a second time.
-        const held = await client.query(lockClaim, [...keyValues(key), owner, attempt - 1]);
+        const held = await client.query(lockClaim([...keyValues(key), owner, attempt - 1]));
         if (held.rowCount !== 1) {
           return { kind: "not_owner" };
         }
@@ -106,12 +111,12 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = EXCLUDED.result, r
     },
     async getPhase(input) {
       const values = [...keyValues(input.key), toPostgresText(input.name)];
-      const row = (await init.pool().query<{ result: Buffer }>(getPhase, values)).rows[0];
+      const row = (await init.pool().query<{ result: Buffer }>(getPhase(values))).rows[0];
       return row === undefined ? undefined : new Uint8Array(row.result.buffer, row.result.byteOffset, row.result.byteLength);
     },
     async recordPhase(input) {
       const values = [...keyValues(input.key), input.owner, input.attempt - 1, toPostgresText(input.name), input.result];
-      return (await init.pool().query(recordPhase, values)).rowCount === 1;
+      return (await init.pool().query(recordPhase(values))).rowCount === 1;
     },
   };
 }

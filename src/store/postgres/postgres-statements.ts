@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { QueryConfig } from "pg";
 import { type ChecksumColumnsSql, checksumOwnColumns, recordChecksumBytes, rowChecksumMatches } from "../record-checksum.js";
 import type {
@@ -52,6 +53,13 @@ export interface ClaimRow extends RecordRow {
  * disagree still agree on leases and expiry. Writes of an execution match
  * its owner token and attempt (`takeovers` holds `attempt - 1`), and a
  * running claim is `in_progress` and not interrupted.
+ *
+ * Claims, completions and renewals take their inputs as arrays (`unnest`),
+ * so that one statement serves many callers: the `...Batch` forms take
+ * several inputs with distinct keys, the plain forms one. Each input is
+ * judged on its own row exactly as it would be alone; a key that appears
+ * twice in one batch is a caller's error (a claim then fails with
+ * "ON CONFLICT DO UPDATE command cannot affect row a second time").
  */
 export interface PostgresStatements {
   /**
@@ -60,6 +68,12 @@ export interface PostgresStatements {
    * fingerprint; returns no row when another record holds the key.
    */
   claim(input: ClaimInput): QueryConfig<unknown[]>;
+  /**
+   * `claim` for several keys in one statement, in the order given (which
+   * orders their row locks): one claim row per key claimed, none for a key
+   * another record holds; tell them apart by `scope`, `method` and `key`.
+   */
+  claimBatch(inputs: readonly ClaimInput[]): QueryConfig<unknown[]>;
   /** Reads one record, with the database's clock as `read_at`. */
   get(key: RecordKey): QueryConfig<unknown[]>;
   /**
@@ -68,6 +82,8 @@ export interface PostgresStatements {
    * record, by this statement or by an earlier one whose answer was lost.
    */
   complete(input: CompleteInput): QueryConfig<unknown[]>;
+  /** `complete` for several keys in one statement: one row per input, in the order given. */
+  completeBatch(inputs: readonly CompleteInput[]): QueryConfig<unknown[]>;
   /**
    * Marks the running claim of `owner` and `attempt` interrupted and ends its
    * lease; one row affected on success, also when it already was.
@@ -77,6 +93,11 @@ export interface PostgresStatements {
   release(input: OwnerInput): QueryConfig<unknown[]>;
   /** Extends the lease if `owner` and `attempt` hold the running claim; one row affected on success. */
   renew(input: RenewInput): QueryConfig<unknown[]>;
+  /**
+   * `renew` for several keys in one statement: one row, whose `ord` is the
+   * input's position counting from 1, per lease extended.
+   */
+  renewBatch(inputs: readonly RenewInput[]): QueryConfig<unknown[]>;
   /** Deletes up to `limit` records expired by the database's clock whose lease has ended. */
   sweep(input: SweepInput): QueryConfig<unknown[]>;
   /**
@@ -85,6 +106,18 @@ export interface PostgresStatements {
    * stay as tombstones.
    */
   tombstone(input: SweepInput): QueryConfig<unknown[]>;
+}
+
+/** Settings of `createPostgresStatements`. */
+export interface PostgresStatementsOptions {
+  /**
+   * Names every statement (`pg`'s `name`, after a hash of its text), so that
+   * each connection parses and plans it once and then only binds values.
+   * Off, every statement is parsed and planned on every call, as a pooler
+   * that moves sessions between connections needs (PgBouncer in
+   * transaction mode before 1.21). Default false.
+   */
+  readonly prepared?: boolean;
 }
 
 /**
@@ -157,8 +190,14 @@ const columns = postgresRecordColumns;
  * Builds the statements for a table whose name is already quoted and
  * qualified, such as `"public"."connect_idempotency_records"`.
  */
-export function createPostgresStatements(qualifiedTable: string): PostgresStatements {
+export function createPostgresStatements(
+  qualifiedTable: string,
+  options: PostgresStatementsOptions = {},
+): PostgresStatements {
   const keyMatch = "scope = $1 AND method = $2 AND key = $3";
+  // An input row `i` of a batch against a record row `r`.
+  const inputKeyMatch = "r.scope = i.scope AND r.method = i.method AND r.key = i.key";
+  const inputRunning = "r.owner = i.owner AND r.takeovers = i.takeovers AND r.status = 'in_progress' AND NOT r.interrupted";
   const running = "owner = $4 AND takeovers = $5 AND status = 'in_progress' AND NOT interrupted";
   // In the upsert, EXCLUDED holds the attempted insert, whose `updated_at` is
   // the statement's time. A record counts as absent once it expired, unless
@@ -171,10 +210,14 @@ export function createPostgresStatements(qualifiedTable: string): PostgresStatem
   // Only the same payload may take over an unfinished claim: another payload
   // under a key that may already have had effects is a client bug. A running
   // claim is taken over once its lease and the grace period passed, an
-  // interrupted one at once.
+  // interrupted one at once. EXCLUDED has only the table's columns, so the
+  // grace period of the claim is looked up in the input by key, which is
+  // unique in a batch.
+  const graceOfClaim =
+    "(SELECT g.grace_ms FROM input AS g WHERE g.scope = EXCLUDED.scope AND g.method = EXCLUDED.method AND g.key = EXCLUDED.key)";
   const takeover =
     "(r.status = 'in_progress' AND r.fingerprint = EXCLUDED.fingerprint " +
-    "AND (r.interrupted OR r.lease_until + $7::bigint <= EXCLUDED.updated_at))";
+    `AND (r.interrupted OR r.lease_until + ${graceOfClaim} <= EXCLUDED.updated_at))`;
   // A damaged record is never replaced (a bad `expires_at` would make a
   // completed record look expired and run its request again): the claim
   // then finds it, and its check in JavaScript reports it.
@@ -196,12 +239,18 @@ export function createPostgresStatements(qualifiedTable: string): PostgresStatem
     replayLifetimeMs: "NULL::bigint",
     outcomeCode: "NULL::integer",
   });
-  const claimText = `WITH clock AS (SELECT ${postgresClockMs} AS ms)
+  // Rows are inserted in the order of the arrays, so batches whose keys come
+  // sorted take their row locks in one order and never deadlock each other.
+  const claimText = `WITH clock AS (SELECT ${postgresClockMs} AS ms),
+input AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[])
+    AS i(scope, method, key, fingerprint, owner, lease_ms, grace_ms, expires_in_ms)
+)
 INSERT INTO ${qualifiedTable} AS r (${columns})
-SELECT $1::text, $2::text, $3::text, 'in_progress', $4::text, $5::text, ms, ms, ms + $6::bigint, ms + $8::bigint, 0, false, NULL::bytea,
-  ${postgresChecksumSql({ scope: "$1::text", method: "$2::text", key: "$3::text", fingerprint: "$4::text", status: "'in_progress'", lifetimeMs: "$8::bigint", outcome: "NULL::bytea", replayLifetimeMs: "NULL::bigint", outcomeCode: "NULL::integer" })},
+SELECT i.scope, i.method, i.key, 'in_progress', i.fingerprint, i.owner, ms, ms, ms + i.lease_ms, ms + i.expires_in_ms, 0, false, NULL::bytea,
+  ${postgresChecksumSql({ scope: "i.scope", method: "i.method", key: "i.key", fingerprint: "i.fingerprint", status: "'in_progress'", lifetimeMs: "i.expires_in_ms", outcome: "NULL::bytea", replayLifetimeMs: "NULL::bigint", outcomeCode: "NULL::integer" })},
   NULL::bigint, NULL::integer
-FROM clock
+FROM input AS i, clock
 ON CONFLICT (scope, method, key) DO UPDATE SET
   status = 'in_progress',
   fingerprint = EXCLUDED.fingerprint,
@@ -219,32 +268,45 @@ ON CONFLICT (scope, method, key) DO UPDATE SET
 WHERE (${expired} OR ${takeover}) AND ${postgresRowIntactSql("r")}
 RETURNING ${columns}, r.updated_at AS read_at, (r.xmax = 0) AS inserted`;
   const getText = `SELECT ${columns}, ${postgresClockMs} AS read_at FROM ${qualifiedTable} WHERE ${keyMatch}`;
-  // Without a tombstone period ($8 = 0) a completed record is what it was
-  // before tombstones: replayed until it expires, no replay end, same checksum.
-  const replayUntil = "(CASE WHEN $8::bigint > 0 THEN clock.ms + $7::bigint END)";
-  const outcomeCode = "(CASE WHEN $8::bigint > 0 THEN $9::integer END)";
+  // The inputs of an owner's write, numbered: `takeovers` is `attempt - 1`.
+  const ownerInput = (more: string, moreColumns: string) =>
+    `input AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[]${more}) WITH ORDINALITY
+    AS i(scope, method, key, owner, takeovers${moreColumns}, ord)
+)`;
+  // Without a tombstone period (0) a completed record is what it was before
+  // tombstones: replayed until it expires, no replay end, same checksum.
+  const replayUntil = "(CASE WHEN i.tombstone_ms > 0 THEN clock.ms + i.retention_ms END)";
+  const outcomeCode = "(CASE WHEN i.tombstone_ms > 0 THEN i.outcome_code END)";
   // The outer SELECT reads the table as it was before the UPDATE: a row
   // completed by this owner and attempt then is an earlier completion of
   // theirs whose answer was lost (a connection cut after COMMIT).
   const completeText = `WITH clock AS (SELECT ${postgresClockMs} AS ms),
+${ownerInput(", $6::bytea[], $7::bigint[], $8::bigint[], $9::integer[]", ", outcome, retention_ms, tombstone_ms, outcome_code")},
 done AS (
-  UPDATE ${qualifiedTable}
-  SET status = 'completed', outcome = $6::bytea, updated_at = clock.ms, lease_until = clock.ms,
-    expires_at = clock.ms + $7::bigint + $8::bigint, replay_until = ${replayUntil}, outcome_code = ${outcomeCode},
+  UPDATE ${qualifiedTable} AS r
+  SET status = 'completed', outcome = i.outcome, updated_at = clock.ms, lease_until = clock.ms,
+    expires_at = clock.ms + i.retention_ms + i.tombstone_ms, replay_until = ${replayUntil}, outcome_code = ${outcomeCode},
     checksum = ${postgresChecksumSql({
+      scope: "r.scope",
+      method: "r.method",
+      key: "r.key",
+      fingerprint: "r.fingerprint",
       status: "'completed'",
-      lifetimeMs: "clock.ms + $7::bigint + $8::bigint - created_at",
-      outcome: "$6::bytea",
-      replayLifetimeMs: `${replayUntil} - created_at`,
+      lifetimeMs: "clock.ms + i.retention_ms + i.tombstone_ms - r.created_at",
+      outcome: "i.outcome",
+      replayLifetimeMs: `${replayUntil} - r.created_at`,
       outcomeCode,
     })}
-  FROM clock
-  WHERE ${keyMatch} AND ${running}
-  RETURNING 1
+  FROM input AS i, clock
+  WHERE ${inputKeyMatch} AND ${inputRunning}
+  RETURNING i.ord
 )
-SELECT EXISTS (SELECT 1 FROM done) OR EXISTS (
-  SELECT 1 FROM ${qualifiedTable} WHERE ${keyMatch} AND owner = $4 AND takeovers = $5 AND status = 'completed'
-) AS completed`;
+SELECT i.ord IN (SELECT ord FROM done) OR EXISTS (
+  SELECT 1 FROM ${qualifiedTable} AS r WHERE ${inputKeyMatch} AND r.owner = i.owner AND r.takeovers = i.takeovers AND r.status = 'completed'
+) AS completed
+FROM input AS i
+ORDER BY i.ord`;
   // Interrupting twice keeps the first end of the lease.
   const interruptText = `WITH clock AS (SELECT ${postgresClockMs} AS ms)
 UPDATE ${qualifiedTable}
@@ -252,8 +314,12 @@ SET interrupted = true, lease_until = CASE WHEN interrupted THEN lease_until ELS
 FROM clock
 WHERE ${keyMatch} AND owner = $4 AND takeovers = $5 AND status = 'in_progress'`;
   const releaseText = `DELETE FROM ${qualifiedTable} WHERE ${keyMatch} AND ${running}`;
-  const renewText = `UPDATE ${qualifiedTable} SET lease_until = ${postgresClockMs} + $6::bigint
-WHERE ${keyMatch} AND ${running}`;
+  const renewText = `WITH clock AS (SELECT ${postgresClockMs} AS ms),
+${ownerInput(", $6::bigint[]", ", lease_ms")}
+UPDATE ${qualifiedTable} AS r SET lease_until = clock.ms + i.lease_ms
+FROM input AS i, clock
+WHERE ${inputKeyMatch} AND ${inputRunning}
+RETURNING i.ord`;
   // Small batches keep each statement short; SKIP LOCKED lets several
   // processes sweep at once without waiting on each other or on claims. The
   // outer condition is checked again on the row version the delete sees.
@@ -289,24 +355,80 @@ WHERE (d.scope, d.method, d.key) IN (
   LIMIT $1
   FOR UPDATE OF s SKIP LOCKED
 ) AND d.replay_until <= clock.ms AND d.outcome IS NOT NULL AND d.status = 'completed'`;
+  const query = (text: string) => postgresQuery(text, options.prepared === true);
+  const claimQuery = query(claimText);
+  const getQuery = query(getText);
+  const completeQuery = query(completeText);
+  const interruptQuery = query(interruptText);
+  const releaseQuery = query(releaseText);
+  const renewQuery = query(renewText);
+  const sweepQuery = query(sweepText);
+  const tombstoneQuery = query(tombstoneText);
   const keyValues = (key: RecordKey) => [toPostgresText(key.scope), toPostgresText(key.method), toPostgresText(key.key)];
   const ownerValues = (input: OwnerInput) => [...keyValues(input.key), input.owner, input.attempt - 1];
+  const claimBatch = (inputs: readonly ClaimInput[]) =>
+    claimQuery(
+      columnArrays(inputs, 8, (input) => [
+        ...keyValues(input.key),
+        input.fingerprint,
+        input.owner,
+        input.leaseMs,
+        input.graceMs,
+        input.expiresInMs,
+      ]),
+    );
+  const completeBatch = (inputs: readonly CompleteInput[]) =>
+    completeQuery(
+      columnArrays(inputs, 9, (input) => [
+        ...ownerValues(input),
+        input.outcome,
+        input.retentionMs,
+        input.tombstoneMs ?? 0,
+        input.outcomeCode ?? 0,
+      ]),
+    );
+  const renewBatch = (inputs: readonly RenewInput[]) =>
+    renewQuery(columnArrays(inputs, 6, (input) => [...ownerValues(input), input.leaseMs]));
   return {
-    claim: (input) => ({
-      text: claimText,
-      values: [...keyValues(input.key), input.fingerprint, input.owner, input.leaseMs, input.graceMs, input.expiresInMs],
-    }),
-    get: (key) => ({ text: getText, values: keyValues(key) }),
-    complete: (input) => ({
-      text: completeText,
-      values: [...ownerValues(input), input.outcome, input.retentionMs, input.tombstoneMs ?? 0, input.outcomeCode ?? 0],
-    }),
-    interrupt: (input) => ({ text: interruptText, values: ownerValues(input) }),
-    release: (input) => ({ text: releaseText, values: ownerValues(input) }),
-    renew: (input) => ({ text: renewText, values: [...ownerValues(input), input.leaseMs] }),
-    sweep: (input) => ({ text: sweepText, values: [input.limit] }),
-    tombstone: (input) => ({ text: tombstoneText, values: [input.limit] }),
+    claim: (input) => claimBatch([input]),
+    claimBatch,
+    get: (key) => getQuery(keyValues(key)),
+    complete: (input) => completeBatch([input]),
+    completeBatch,
+    interrupt: (input) => interruptQuery(ownerValues(input)),
+    release: (input) => releaseQuery(ownerValues(input)),
+    renew: (input) => renewBatch([input]),
+    renewBatch,
+    sweep: (input) => sweepQuery([input.limit]),
+    tombstone: (input) => tombstoneQuery([input.limit]),
   };
+}
+
+/**
+ * Makes query configs of `text`: named when `prepared`, so that `pg`
+ * prepares the statement once per connection and then only binds values.
+ */
+export function postgresQuery(text: string, prepared: boolean): (values: unknown[]) => QueryConfig<unknown[]> {
+  if (!prepared) {
+    return (values) => ({ text, values });
+  }
+  // A name must stand for one text on a connection (`pg` refuses to reuse
+  // one for another), and stores on other tables may share a pool: the
+  // name is a hash of the text.
+  const name = `connect_idempotency_${createHash("sha256").update(text).digest("hex").slice(0, 24)}`;
+  return (values) => ({ name, text, values });
+}
+
+/** Transposes inputs into one array per parameter, for `unnest`. */
+function columnArrays<T>(inputs: readonly T[], count: number, row: (input: T) => unknown[]): unknown[][] {
+  const arrays = Array.from({ length: count }, (): unknown[] => []);
+  for (const input of inputs) {
+    const values = row(input);
+    for (let i = 0; i < count; i++) {
+      (arrays[i] as unknown[]).push(values[i]);
+    }
+  }
+  return arrays;
 }
 
 /** Converts a row into a record. */

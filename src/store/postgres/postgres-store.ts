@@ -1,11 +1,12 @@
 import type { Pool, PoolClient } from "pg";
 import type { AtomicIdempotencyStore } from "../atomic-idempotency-store.js";
-import type { IdempotencyRecord, RecordKey } from "../idempotency-store.js";
+import type { ClaimInput, CompleteInput, IdempotencyRecord, RecordKey, RenewInput } from "../idempotency-store.js";
 import { createRecordSweeper, type RecordSweeper, type SweepReport } from "../record-sweeper.js";
 import { createStoreCorruptError } from "../store-corrupt-error.js";
 import { quoteIdentifier } from "./postgres-identifier.js";
 import { createPostgresAtomicOperations } from "./postgres-atomic-operations.js";
 import { migratePostgresSchema, postgresPhasesTable } from "./postgres-migrations.js";
+import { createPostgresStatementBatcher } from "./postgres-statement-batcher.js";
 import {
   defaultPostgresConnectionTimeoutMs,
   defaultPostgresMaxConnections,
@@ -23,6 +24,7 @@ import {
   type RecordRow,
   toClaimResult,
   toIdempotencyRecord,
+  toPostgresText,
 } from "./postgres-statements.js";
 
 /** Settings of `createPostgresStore`. Pass either `pool` or `connectionString`. */
@@ -44,6 +46,16 @@ export interface PostgresStoreOptions {
   readonly table?: string;
   /** Connections in the store's own pool. Default 10. */
   readonly maxConnections?: number;
+  /**
+   * Whether the store names its statements, so that each connection parses
+   * and plans them once and then only binds values. Turn it off behind a
+   * pooler that hands one client's statements to several server connections
+   * and does not track prepared statements, such as PgBouncer in transaction
+   * or statement mode before 1.21 (or later with `max_prepared_statements`
+   * 0): a statement prepared on one server connection is unknown on the
+   * next. Default true.
+   */
+  readonly preparedStatements?: boolean;
   /**
    * The `application_name` of the store's own connections, to find them in
    * `pg_stat_activity`. Default: the connection string's `application_name`,
@@ -94,8 +106,12 @@ const maxClaimAttempts = 10;
  * A claim is one `INSERT ... ON CONFLICT DO UPDATE ... WHERE` against the
  * primary key: insert, replace an expired record, take over an interrupted or
  * dead claim, or leave the record that holds the key, atomically. Every
- * change of a claimed record checks the owner token and attempt. Leases,
- * expiry and sweeping are timed by the database server's clock, so
+ * change of a claimed record checks the owner token and attempt. Claims,
+ * completions and renewals made in one turn of the event loop go to the
+ * database as one statement per kind, each caller answered from its own row
+ * (`createPostgresStatementBatcher`): one round trip and one commit for many
+ * concurrent requests. Leases, expiry and sweeping are timed by the
+ * database server's clock, so
  * application servers whose clocks disagree still agree on who holds a key. A
  * record read for a decision is checked against the checksum its claim or
  * completion wrote, and a damaged one rejects with a `StoreCorruptError`. A
@@ -113,7 +129,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   const schema = options.schema ?? defaultPostgresSchema;
   const table = options.table ?? defaultPostgresTable;
   const records = `${quoteIdentifier(schema)}.${quoteIdentifier(table)}`;
-  const statements = createPostgresStatements(records);
+  const prepared = options.preparedStatements ?? true;
+  const statements = createPostgresStatements(records, { prepared });
   const ownPool = options.pool === undefined;
   const pool = options.pool ?? (await createPool(options));
   let closed = false;
@@ -146,6 +163,32 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     }
     return toIdempotencyRecord(row);
   };
+  const claims = createPostgresStatementBatcher({
+    rowOf: (input: ClaimInput) => storedRow(input.key),
+    async run(inputs) {
+      const rows = (await open().query<ClaimRow>(statements.claimBatch(inputs))).rows;
+      const claimed = new Map(rows.map((row) => [rowId(row), row]));
+      return inputs.map((input) => claimed.get(storedRow(input.key)));
+    },
+  });
+  const completions = createPostgresStatementBatcher({
+    rowOf: (input: CompleteInput) => storedRow(input.key),
+    async run(inputs) {
+      const rows = (await open().query<{ completed: boolean }>(statements.completeBatch(inputs))).rows;
+      if (rows.length !== inputs.length) {
+        throw new Error(`connect-idempotency: a batched completion answered ${rows.length} rows for ${inputs.length} keys`);
+      }
+      return rows.map((row) => row.completed);
+    },
+  });
+  const renewals = createPostgresStatementBatcher({
+    rowOf: (input: RenewInput) => storedRow(input.key),
+    async run(inputs) {
+      const rows = (await open().query<{ ord: string }>(statements.renewBatch(inputs))).rows;
+      const renewed = new Set(rows.map((row) => Number(row.ord)));
+      return inputs.map((_, index) => renewed.has(index + 1));
+    },
+  });
   try {
     await migratePostgresSchema(pool, schema, table);
     sweeper = createRecordSweeper({
@@ -168,8 +211,9 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     statements,
     async claim(input) {
       for (let attempt = 0; attempt < maxClaimAttempts; attempt++) {
-        const claimed = await open().query<ClaimRow>(statements.claim(input));
-        const claimedRow = claimed.rows[0];
+        // A closed store rejects at once, not when the batch is sent.
+        open();
+        const claimedRow = await claims.submit(input);
         if (claimedRow !== undefined) {
           return toClaimResult(claimedRow);
         }
@@ -184,7 +228,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       );
     },
     async complete(input) {
-      return (await open().query<{ completed: boolean }>(statements.complete(input))).rows[0]?.completed === true;
+      open();
+      return completions.submit(input);
     },
     async interrupt(input) {
       return (await open().query(statements.interrupt(input))).rowCount === 1;
@@ -193,7 +238,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       return (await open().query(statements.release(input))).rowCount === 1;
     },
     async renew(input) {
-      return (await open().query(statements.renew(input))).rowCount === 1;
+      open();
+      return renewals.submit(input);
     },
     get: read,
     sweep: (input) => sweeper.sweep(input),
@@ -202,6 +248,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       records,
       phases: `${quoteIdentifier(schema)}.${quoteIdentifier(postgresPhasesTable(table))}`,
       statements,
+      prepared,
     }),
     close() {
       // Operations called from now on reject; a running sweep pass ends
@@ -211,6 +258,19 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       return closing;
     },
   };
+}
+
+/**
+ * Names a row by its stored scope, method and key: text through
+ * `toPostgresText`, which leaves no U+0000 to collide with the separator.
+ */
+function rowId(stored: RecordKey): string {
+  return `${stored.scope}\u0000${stored.method}\u0000${stored.key}`;
+}
+
+/** The row a key is stored in, as `rowId` names it. */
+function storedRow(key: RecordKey): string {
+  return rowId({ scope: toPostgresText(key.scope), method: toPostgresText(key.method), key: toPostgresText(key.key) });
 }
 
 async function createPool(options: PostgresStoreOptions): Promise<Pool> {
