@@ -83,7 +83,9 @@ export function createPostgresStatementBatcher<Input, Result>(
   const settle = async (batch: readonly Waiting<Input, Result>[]): Promise<void> => {
     try {
       const results = await init.run(batch.map((waiting) => waiting.input));
-      batch.forEach((waiting, index) => waiting.resolve(results[index] as Result));
+      for (const [index, waiting] of batch.entries()) {
+        waiting.resolve(results[index] as Result);
+      }
     } catch (error) {
       if (batch.length > 1 && isInputError(error)) {
         await Promise.all(batch.map((waiting) => settle([waiting])));
