@@ -39,6 +39,7 @@ export function printServiceClient(
     "",
     ...plans.map(({ method, plan }) => `- ${method.name}: ${describePlan(method, plan)}`),
     "",
+    ...usageExample(service, plans),
     `@generated from service ${service.typeName}`,
   ];
   f.print(f.jsDoc(doc.join("\n")));
@@ -75,6 +76,37 @@ export function printServiceClient(
   f.print("  );");
   f.print("}");
   f.print();
+}
+
+/**
+ * An example call of the method a user most likely calls first: the first
+ * unary one whose request ID the client fills in, else the first unary one.
+ * test/docs/jsdoc-examples.test.ts compiles the one in the demo's file.
+ */
+function usageExample(service: DescService, plans: readonly { method: DescMethod; plan: ClientMethodPlan | undefined }[]): string[] {
+  const unary = plans.filter(({ method }) => method.methodKind === "unary");
+  const first = unary.find(({ plan }) => plan?.autoFill === true) ?? unary[0];
+  if (first === undefined) {
+    return [];
+  }
+  const file = `${service.file.name.split("/").pop()}_idempotency.js`;
+  const comment =
+    first.plan?.autoFill === true
+      ? `// ${first.plan.requestIdField} is filled in once, and every retry sends the same one.`
+      : "// Called as the plan above says.";
+  return [
+    "```ts",
+    'import { createConnectTransport } from "@connectrpc/connect-node";',
+    `import { create${service.name}Client } from "./${file}";`,
+    "",
+    `const client = create${service.name}Client(`,
+    '  createConnectTransport({ baseUrl: "http://localhost:8080", httpVersion: "2" }),',
+    ");",
+    comment,
+    `console.log(await client.${first.method.localName}({}));`,
+    "```",
+    "",
+  ];
 }
 
 /** Prints the plans object that both the client and the transport factory take. */

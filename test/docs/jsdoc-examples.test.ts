@@ -16,6 +16,8 @@ const documented = [
   { name: "createIdempotencyInterceptor", file: "src/server/idempotency-interceptor.ts" },
   { name: "atomicEffects", file: "src/server/atomic-effects.ts" },
   { name: "createIdempotentClient", file: "src/client/idempotent-client.ts" },
+  // Printed by the plugin into every generated client; the demo's stands for all.
+  { name: "createPaymentServiceClient", file: "gen/demo/v1/payments_idempotency.ts" },
 ];
 
 /** The import paths of the package, as the examples import them, and their index files. */
@@ -65,8 +67,9 @@ describe("JSDoc examples", () => {
         verbatimModuleSyntax: true,
         skipLibCheck: true,
         noEmit: true,
-        // `./gen/...` in an example is this repository's gen/.
-        rootDirs: [dir, repo],
+        // `./gen/...` in an example is this repository's gen/, and
+        // `./payments_idempotency.js` the generated file beside the example.
+        rootDirs: [dir, repo, join(repo, "gen/demo/v1")],
         paths: Object.fromEntries(Object.entries(packagePaths).map(([path, index]) => [path, [join(repo, index)]])),
       };
       writeFileSync(join(dir, "tsconfig.json"), JSON.stringify({ compilerOptions, files }));

@@ -16,6 +16,17 @@ import { BankService } from "./bank_pb.js";
  *
  * - Charge: `requestId` is REQUIRED and never filled in: pass your own; retried when set.
  *
+ * ```ts
+ * import { createConnectTransport } from "@connectrpc/connect-node";
+ * import { createBankServiceClient } from "./bank_idempotency.js";
+ *
+ * const client = createBankServiceClient(
+ *   createConnectTransport({ baseUrl: "http://localhost:8080", httpVersion: "2" }),
+ * );
+ * // Called as the plan above says.
+ * console.log(await client.charge({}));
+ * ```
+ *
  * @generated from service demo.v1.BankService
  */
 export function createBankServiceClient(

@@ -18,6 +18,17 @@ import { PaymentService } from "./payments_pb.js";
  * - GetPayment: safe to retry (no side effects, or idempotent); retried.
  * - WatchPayments: streaming; called as it is, never retried.
  *
+ * ```ts
+ * import { createConnectTransport } from "@connectrpc/connect-node";
+ * import { createPaymentServiceClient } from "./payments_idempotency.js";
+ *
+ * const client = createPaymentServiceClient(
+ *   createConnectTransport({ baseUrl: "http://localhost:8080", httpVersion: "2" }),
+ * );
+ * // requestId is filled in once, and every retry sends the same one.
+ * console.log(await client.createPayment({}));
+ * ```
+ *
  * @generated from service demo.v1.PaymentService
  */
 export function createPaymentServiceClient(

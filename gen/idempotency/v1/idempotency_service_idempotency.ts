@@ -21,6 +21,17 @@ import { IdempotencyService } from "./idempotency_service_pb.js";
  *
  * - GetOutcome: safe to retry (no side effects, or idempotent); retried.
  *
+ * ```ts
+ * import { createConnectTransport } from "@connectrpc/connect-node";
+ * import { createIdempotencyServiceClient } from "./idempotency_service_idempotency.js";
+ *
+ * const client = createIdempotencyServiceClient(
+ *   createConnectTransport({ baseUrl: "http://localhost:8080", httpVersion: "2" }),
+ * );
+ * // Called as the plan above says.
+ * console.log(await client.getOutcome({}));
+ * ```
+ *
  * @generated from service idempotency.v1.IdempotencyService
  */
 export function createIdempotencyServiceClient(
