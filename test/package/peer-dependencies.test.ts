@@ -60,7 +60,7 @@ describe("peer dependencies", () => {
     ]);
     const listed = await project.bin("npm", ["ls", "--all", "--json", "--omit=dev"]);
     const tree = JSON.parse(listed.stdout) as LsNode;
-    expect(copiesOf(tree, "connect-idempotency")).toEqual(["connect-idempotency@0.1.0"]);
+    expect(copiesOf(tree, "connect-idempotency")).toEqual(["connect-idempotency@0.2.0"]);
     for (const peer of peers) {
       // A deduplicated dependency is listed under each dependent with the
       // same version; a nested copy carries another version.
