@@ -35,7 +35,8 @@ export async function openBenchStore(options: BenchStoreOptions): Promise<Sqlite
   }
 }
 
-function required<T>(value: T | undefined, name: string): T {
+/** `value`, or an error naming the bench store option `name` that is missing. */
+export function required<T>(value: T | undefined, name: string): T {
   if (value === undefined) {
     throw new Error(`bench store option ${name} is missing`);
   }

@@ -10,7 +10,7 @@ import { quoteIdentifier } from "../src/store/postgres/postgres-identifier.js";
 import type { PostgresStore } from "../src/store/postgres/postgres-store.js";
 import type { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import type { BenchService } from "./bench-service.js";
-import type { BenchStoreOptions } from "./bench-stores.js";
+import { type BenchStoreOptions, required } from "./bench-stores.js";
 import { createPayment } from "./payment-handler.js";
 
 // The example CreatePayment (demo/payment-service.ts) inserts one row into
@@ -124,11 +124,4 @@ async function createPostgresPaymentsTable(pool: pg.Pool, schema: string): Promi
 function insertPostgres(schema: string): string {
   return `INSERT INTO ${schema}.payments (payment_id, request_id, account_id, amount_minor, currency, charge_id, metadata, created_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`;
-}
-
-function required<T>(value: T | undefined, name: string): T {
-  if (value === undefined) {
-    throw new Error(`bench store option ${name} is missing`);
-  }
-  return value;
 }

@@ -41,12 +41,15 @@ export function formatResultsTable(results: BenchResults): string {
   );
   const targets = formatTable(
     ["target (calls/s at concurrency 64)", "measured", "rounds IQR", "result"],
-    results.targets.map((t) => [
-      t.name,
-      t.measured === undefined ? "-" : `${t.measured.toFixed(2)}x`,
-      t.spread === undefined ? "-" : range(t.spread, (v) => `${v.toFixed(2)}x`),
-      targetResult(t),
-    ]),
+    results.targets.map((t) => {
+      const value = (v: number) => (t.unit === "absolute" ? v.toFixed(0) : `${v.toFixed(2)}x`);
+      return [
+        t.name,
+        t.measured === undefined ? "-" : value(t.measured),
+        t.spread === undefined ? "-" : range(t.spread, value),
+        targetResult(t),
+      ];
+    }),
   );
   return `${table}\n\n${targets}`;
 }
