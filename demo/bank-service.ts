@@ -15,6 +15,8 @@ export interface ChargeRow {
   readonly account_id: string;
   readonly amount_minor: number;
   readonly currency: string;
+  /** The caller's reference: for the demo's payments, the payment's request ID. */
+  readonly reference: string;
   readonly created_at: number;
 }
 
@@ -30,6 +32,7 @@ function createChargesTable(db: Database): void {
       account_id TEXT NOT NULL,
       amount_minor INTEGER NOT NULL,
       currency TEXT NOT NULL,
+      reference TEXT NOT NULL DEFAULT '',
       created_at INTEGER NOT NULL
     );
     CREATE INDEX IF NOT EXISTS charges_request_id ON charges (request_id)`);
@@ -46,8 +49,8 @@ function createChargesTable(db: Database): void {
  */
 export function createBankServiceImpl(ledger: SqliteStore): ServiceImpl<typeof BankService> {
   createChargesTable(ledger.database);
-  const insert = ledger.database.prepare<[string, string, string, bigint, string, number]>(
-    "INSERT INTO charges (charge_id, request_id, account_id, amount_minor, currency, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+  const insert = ledger.database.prepare<[string, string, string, bigint, string, string, number]>(
+    "INSERT INTO charges (charge_id, request_id, account_id, amount_minor, currency, reference, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
   );
   return {
     async charge(req, ctx) {
@@ -55,7 +58,7 @@ export function createBankServiceImpl(ledger: SqliteStore): ServiceImpl<typeof B
       const requestId = ctx.values.get(idempotencyContext)?.key ?? req.requestId;
       return atomicEffects(ctx, ledger).commit(() => {
         const chargeId = `ch_${randomBytes(8).toString("hex")}`;
-        insert.run(chargeId, requestId, req.accountId, req.amountMinor, req.currency, Date.now());
+        insert.run(chargeId, requestId, req.accountId, req.amountMinor, req.currency, req.reference, Date.now());
         return create(ChargeResponseSchema, { chargeId });
       });
     },

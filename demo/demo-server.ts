@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs";
 import * as http2 from "node:http2";
 import { join } from "node:path";
-import { createClient } from "@connectrpc/connect";
+import { type Interceptor, createClient } from "@connectrpc/connect";
 import { connectNodeAdapter, createConnectTransport } from "@connectrpc/connect-node";
 import { BankService } from "../gen/demo/v1/bank_pb.js";
 import { PaymentService } from "../gen/demo/v1/payments_pb.js";
@@ -53,6 +53,8 @@ export interface DemoServerOptions {
   readonly leaseMs?: number;
   /** Receives every decision of both interceptors. */
   readonly onEvent?: (service: DemoService, event: IdempotencyEvent) => void;
+  /** Interceptors of the payment service's client of the bank, such as the demo's lossy link (`createBankLinkInterceptor`). */
+  readonly bankInterceptors?: readonly Interceptor[];
 }
 
 /** A running demo server. */
@@ -91,7 +93,11 @@ export async function startDemoServer(options: DemoServerOptions): Promise<DemoS
   const [paymentsStore, bankStore] = opened as [SqliteStore, SqliteStore];
   const bank = createClient(
     BankService,
-    createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "2" }),
+    createConnectTransport({
+      baseUrl: `http://127.0.0.1:${port}`,
+      httpVersion: "2",
+      interceptors: [...(options.bankInterceptors ?? [])],
+    }),
   );
   const interceptorsOf = (service: DemoService, store: SqliteStore) =>
     options.idempotency

@@ -103,12 +103,14 @@ export function createPaymentServiceImpl(deps: PaymentServiceDeps): ServiceImpl<
       // from the payment's own, so that a crash between its answer and the
       // recording asks for the same charge. No signal from the call: once the
       // bank is asked, the charge must be recorded even if our caller hung up.
+      const requestId = ctx.values.get(idempotencyContext)?.key ?? req.requestId;
       const charge = await effects.phase("charge", ChargeResponseSchema, () =>
         bank.charge({
           requestId: effects.derivedKey("charge"),
           accountId: req.accountId,
           amountMinor: req.amountMinor,
           currency: req.currency,
+          reference: requestId,
         }),
       );
       // The payment row and the stored response commit in one transaction:
@@ -120,7 +122,7 @@ export function createPaymentServiceImpl(deps: PaymentServiceDeps): ServiceImpl<
         const paymentId = `pay_${effects.derivedKey("payment").replaceAll("-", "").slice(0, 16)}`;
         insert.run(
           paymentId,
-          ctx.values.get(idempotencyContext)?.key ?? req.requestId,
+          requestId,
           req.accountId,
           req.amountMinor,
           req.currency,

@@ -14,9 +14,13 @@ import {
   isExactlyOnce,
   readDemoLedger,
 } from "./demo-report.js";
-import { demoDatabaseFiles } from "./demo-server.js";
+import type { IdempotencyEventType } from "../src/server/idempotency-event.js";
+import { type DemoService, demoDatabaseFiles } from "./demo-server.js";
+import { createFaultLog, recordFault } from "./fault-log.js";
 import { runPaymentLoad } from "./payment-load.js";
 import { startServerProcess } from "./server-process.js";
+import { createSpreadTransport } from "./spread-transport.js";
+import { stallSqliteStore } from "./store-stall.js";
 
 /** Where a run writes. */
 export interface DemoIo {
@@ -33,17 +37,31 @@ export interface DemoIo {
 const demoLeaseMs = 3_000;
 
 // Patient enough to ride out the restart after the SIGKILL (a few seconds on
-// a busy machine) plus the lease of the calls it cut off, and a run of bad
-// luck on the network: 20 attempts, backoff capped at one second.
+// a busy machine) plus the lease of the calls it cut off, the store stall,
+// and a run of bad luck on the network: 20 attempts, backoff capped at one second.
 const demoRetry = { maxAttempts: 20, initialBackoffMs: 50, maxBackoffMs: 1_000 } as const;
 
 // A share of the responses that survive the network arrive late.
 const demoDelay = { delayRate: 0.1, delayMs: 25 } as const;
 
+// Every charge takes this long at the bank: the handler runs at least as long.
+const demoBankLatencyMs = 20;
+
+// The deadline of a share of the calls: shorter than the bank takes, so that
+// it expires while the handler runs.
+const demoDeadlineMs = 10;
+
+// Longer than the lease: no claim can be renewed while the store is stalled.
+const demoStallMs = 4_500;
+
+// Two server processes on the same store, behind one load balancer.
+const demoServers = 2;
+
 /**
- * Runs the demo: the server in a child process, the generated client over a
- * hostile network, one SIGKILL of the server, then the report. Resolves to
- * the exit status: 0 only when no payment was duplicated or lost.
+ * Runs the demo: two server processes on one store, the generated client
+ * over a hostile network spreading its calls across both, one SIGKILL of a
+ * server, one store stall, then the report. Resolves to the exit status: 0
+ * only when no payment was duplicated or lost.
  */
 export async function runDemo(options: DemoOptions, io: DemoIo): Promise<number> {
   const report = await runDemoLoad(options, io);
@@ -61,38 +79,58 @@ async function runDemoLoad(options: DemoOptions, io: DemoIo): Promise<DemoReport
   }
   io.stderr.write(
     `Sending ${options.payments.toLocaleString("en-US")} payments through the generated client ` +
-      `(concurrency ${options.concurrency}), idempotency ${options.idempotency ? "ON" : "OFF"}, seed ${options.seed}.\n` +
+      `(concurrency ${options.concurrency}) to ${demoServers} server processes on one SQLite store, ` +
+      `idempotency ${options.idempotency ? "ON" : "OFF"}, seed ${options.seed}.\n` +
       `Network: ${percent(options.dropRate)} of responses dropped after the server processed the call, ` +
-      `${percent(options.resetRate)} of connections reset, ${percent(demoDelay.delayRate)} delayed by ${demoDelay.delayMs} ms` +
-      `${options.crash ? "; the server gets killed with SIGKILL once" : ""}.\n`,
+      `${percent(options.resetRate)} of connections reset, ${percent(demoDelay.delayRate)} delayed by ${demoDelay.delayMs} ms.\n` +
+      `Bank: every charge takes ${demoBankLatencyMs} ms, ${percent(options.bankTimeoutRate)} time out after charging. ` +
+      `Client: ${percent(options.deadlineRate)} of calls with a ${demoDeadlineMs} ms deadline.\n` +
+      `Once each: ${options.crash ? "a server killed with SIGKILL" : "no SIGKILL (--no-crash)"}, ` +
+      `${options.stall ? `the store stalled for ${demoStallMs / 1000} s (lease ${demoLeaseMs / 1000} s)` : "no stall (--no-stall)"}.\n`,
   );
   const counters = createDemoCounters();
-  const server = await startServerProcess({
-    dataDir: options.dataDir,
-    idempotency: options.idempotency,
-    leaseMs: demoLeaseMs,
-    onEvent(service, type) {
-      if (type === "replayed") {
-        if (service === "payments") {
-          counters.replays++;
-        } else {
-          counters.bankReplays++;
-        }
-      } else if (type === "waited") {
-        counters.waits++;
-      } else if (type === "conflict") {
-        counters.conflicts++;
-      } else if (type === "takeover") {
-        counters.takeovers++;
+  const faults = createFaultLog();
+  const onEvent = (service: DemoService, type: IdempotencyEventType) => {
+    if (type === "replayed") {
+      if (service === "payments") {
+        counters.replays++;
+      } else {
+        counters.bankReplays++;
       }
-    },
-  });
-  // One stream of numbers per purpose, so that the payments and the moment
-  // of the crash do not depend on how the calls interleave.
+    } else if (type === "waited") {
+      counters.waits++;
+    } else if (type === "conflict") {
+      counters.conflicts++;
+    } else if (type === "takeover") {
+      counters.takeovers++;
+    } else if (type === "store_error") {
+      counters.storeErrors++;
+    }
+  };
+  const servers = await Promise.all(
+    Array.from({ length: demoServers }, (_, index) =>
+      startServerProcess({
+        dataDir: options.dataDir,
+        idempotency: options.idempotency,
+        leaseMs: demoLeaseMs,
+        bankLatencyMs: demoBankLatencyMs,
+        bankTimeoutRate: options.bankTimeoutRate,
+        seed: options.seed + 10 + index,
+        onEvent,
+        onBankTimeout: (reference) => recordFault(faults, "bank_timeout", [reference]),
+      }),
+    ),
+  );
+  // One stream of numbers per purpose, so that the payments and the moments
+  // of the crash and the stall do not depend on how the calls interleave.
   const paymentRandom = createSeededRandom(options.seed);
   const networkRandom = createSeededRandom(options.seed + 1);
   const crashAt = options.crash
     ? Math.max(1, Math.floor(options.payments * (0.3 + 0.3 * createSeededRandom(options.seed + 2)())))
+    : undefined;
+  const spreadRandom = createSeededRandom(options.seed + 3);
+  const stallAt = options.stall
+    ? Math.max(1, Math.floor(options.payments * (0.65 + 0.2 * createSeededRandom(options.seed + 4)())))
     : undefined;
 
   const progress = createDemoProgress({ total: options.payments, stream: io.stderr, tty: io.tty });
@@ -100,47 +138,90 @@ async function runDemoLoad(options: DemoOptions, io: DemoIo): Promise<DemoReport
   let done = 0;
   let crashes = 0;
   let crash: Promise<void> | undefined;
+  let stall: Promise<void> | undefined;
+  let stalling = false;
+  // The request ID of the attempt being sent: the hostile network picks its
+  // fault synchronously as the attempt starts, so its onFault sees this one.
+  let sending = "";
   const started = performance.now();
   try {
-    const network = createHostileTransport(
-      createConnectTransport({ baseUrl: `http://127.0.0.1:${server.port}`, httpVersion: "2" }),
-      { dropRate: options.dropRate, resetRate: options.resetRate, ...demoDelay, random: networkRandom },
+    const spread = createSpreadTransport(
+      servers.map((server) => createConnectTransport({ baseUrl: `http://127.0.0.1:${server.port}`, httpVersion: "2" })),
+      spreadRandom,
     );
-    const client = createPaymentServiceClient(countAttempts(network, () => counters.attempts++), {
-      ...demoRetry,
-      onRetry: () => {
-        counters.retries++;
-      },
+    const network = createHostileTransport(spread, {
+      dropRate: options.dropRate,
+      resetRate: options.resetRate,
+      ...demoDelay,
+      random: networkRandom,
+      onFault: (fault) => recordFault(faults, fault === "reset-before" || fault === "reset-after" ? "reset" : fault, [sending]),
     });
+    const client = createPaymentServiceClient(
+      traceAttempts(network, (requestId) => {
+        counters.attempts++;
+        sending = requestId;
+        if (stalling) {
+          faults.hit.stall.add(requestId);
+        }
+      }),
+      {
+        ...demoRetry,
+        onRetry: () => {
+          counters.retries++;
+        },
+      },
+    );
     const outcomes = await runPaymentLoad({
       client,
       payments: options.payments,
       concurrency: options.concurrency,
       random: paymentRandom,
+      deadlines: {
+        share: options.deadlineRate,
+        timeoutMs: demoDeadlineMs,
+        onExpired: (requestId) => recordFault(faults, "deadline", [requestId]),
+      },
       onOutcome(_, finished) {
         done = finished;
         progress.update(figures());
         if (finished === crashAt) {
           crashes++;
-          progress.note("server killed with SIGKILL, restarting");
+          recordFault(faults, "crash", spread.inFlight(0));
+          progress.note("server 1 killed with SIGKILL, restarting");
           const killedAt = performance.now();
-          crash = server.crashAndRestart().then(() => {
-            progress.note(`server back after ${Math.round(performance.now() - killedAt)} ms`);
+          crash = servers[0]!.crashAndRestart().then(() => {
+            progress.note(`server 1 back after ${Math.round(performance.now() - killedAt)} ms`);
           });
           // Awaited after the load; marked handled now, so a failed restart
           // does not end the process before the load notices.
           crash.catch(() => undefined);
         }
+        if (finished === stallAt) {
+          stalling = true;
+          recordFault(faults, "stall", servers.flatMap((_, index) => spread.inFlight(index)));
+          progress.note(`store stalled: another connection holds its write lock for ${demoStallMs / 1000} s`);
+          stall = stallSqliteStore(files.payments, demoStallMs).finally(() => {
+            stalling = false;
+            progress.note("store stall over");
+          });
+          stall.catch(() => undefined);
+        }
       },
     });
     await crash;
+    await stall;
     const durationMs = performance.now() - started;
     progress.stop(figures());
-    await server.stop();
+    await Promise.all(servers.map((server) => server.stop()));
     return buildDemoReport({
       idempotency: options.idempotency,
       seed: options.seed,
       crashes,
+      servers: demoServers,
+      store: "SQLite",
+      leaseMs: demoLeaseMs,
+      stallMs: stallAt === undefined ? 0 : demoStallMs,
+      faults,
       durationMs,
       asked: options.payments,
       outcomes,
@@ -148,19 +229,19 @@ async function runDemoLoad(options: DemoOptions, io: DemoIo): Promise<DemoReport
       ledger: readDemoLedger(files),
     });
   } finally {
-    await server.stop();
+    await Promise.all(servers.map((server) => server.stop()));
   }
 }
 
-/** A transport that counts the calls it carries. */
-function countAttempts(inner: Transport, count: () => void): Transport {
+/** A transport that reports the request ID of every unary attempt as it starts. */
+function traceAttempts(inner: Transport, onAttempt: (requestId: string) => void): Transport {
   return {
-    unary(...args) {
-      count();
-      return inner.unary(...args);
+    unary(method, signal, timeoutMs, header, input, contextValues) {
+      const requestId = (input as { requestId?: unknown }).requestId;
+      onAttempt(typeof requestId === "string" ? requestId : "");
+      return inner.unary(method, signal, timeoutMs, header, input, contextValues);
     },
     stream(...args) {
-      count();
       return inner.stream(...args);
     },
   };

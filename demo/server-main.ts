@@ -1,6 +1,8 @@
 // The demo server as a child process of `npm start`, so that the demo can
 // kill it with SIGKILL. Started by server-process.ts; not meant to be run by hand.
 import type { IdempotencyEventType } from "../src/server/idempotency-event.js";
+import { createSeededRandom } from "../src/testing/seeded-random.js";
+import { createBankLinkInterceptor } from "./bank-link.js";
 import { startDemoServer } from "./demo-server.js";
 import type { ServerProcessConfig, ServerProcessMessage } from "./server-process.js";
 
@@ -10,7 +12,18 @@ const reported = new Set<IdempotencyEventType>(["replayed", "waited", "conflict"
 const send = (message: ServerProcessMessage) => process.send?.(message);
 const config = JSON.parse(process.argv[2] ?? "{}") as ServerProcessConfig;
 const server = await startDemoServer({
-  ...config,
+  dataDir: config.dataDir,
+  port: config.port,
+  idempotency: config.idempotency,
+  leaseMs: config.leaseMs,
+  bankInterceptors: [
+    createBankLinkInterceptor({
+      latencyMs: config.bankLatencyMs,
+      timeoutRate: config.bankTimeoutRate,
+      random: createSeededRandom(config.seed),
+      onTimeout: (reference) => send({ kind: "bank_timeout", reference }),
+    }),
+  ],
   onEvent(service, event) {
     if (reported.has(event.type)) {
       send({ kind: "event", service, type: event.type });

@@ -9,17 +9,28 @@ export interface ServerProcessConfig {
   readonly port: number;
   readonly idempotency: boolean;
   readonly leaseMs: number;
+  /** How long every charge at the bank takes, in milliseconds. */
+  readonly bankLatencyMs: number;
+  /** Share of charges whose answer is lost after the bank charged. */
+  readonly bankTimeoutRate: number;
+  /** Seeds which charges' answers are lost; give each server process its own. */
+  readonly seed: number;
 }
 
 /** What `server-main.ts` tells its parent over the IPC channel. */
 export type ServerProcessMessage =
   | { readonly kind: "ready"; readonly port: number }
-  | { readonly kind: "event"; readonly service: DemoService; readonly type: IdempotencyEventType };
+  | { readonly kind: "event"; readonly service: DemoService; readonly type: IdempotencyEventType }
+  | { readonly kind: "bank_timeout"; readonly reference: string };
 
 /** Options of `startServerProcess`. */
 export interface ServerProcessOptions extends Omit<ServerProcessConfig, "port"> {
   /** Receives the interceptors' decisions, from every incarnation of the server. */
   readonly onEvent: (service: DemoService, type: IdempotencyEventType) => void;
+  /** Receives the reference (the payment's request ID) of every charge whose answer the link lost. */
+  readonly onBankTimeout: (reference: string) => void;
+  /** Extra environment of the process, such as libfaketime's. */
+  readonly env?: NodeJS.ProcessEnv;
   /** How long to wait for a (re)started server to listen. Defaults to 30 s. */
   readonly startTimeoutMs?: number;
 }
@@ -38,7 +49,14 @@ const serverMain = fileURLToPath(new URL("./server-main.ts", import.meta.url));
 
 /** Starts the demo server in a child process on a free port. */
 export async function startServerProcess(options: ServerProcessOptions): Promise<ServerProcess> {
-  const config = { dataDir: options.dataDir, idempotency: options.idempotency, leaseMs: options.leaseMs };
+  const config = {
+    dataDir: options.dataDir,
+    idempotency: options.idempotency,
+    leaseMs: options.leaseMs,
+    bankLatencyMs: options.bankLatencyMs,
+    bankTimeoutRate: options.bankTimeoutRate,
+    seed: options.seed,
+  };
   let current = await spawnServer({ ...config, port: 0 }, options);
   const port = current.port;
   return {
@@ -61,6 +79,7 @@ function spawnServer(config: ServerProcessConfig, options: ServerProcessOptions)
     // Resolved here, so that the child finds tsx whatever its working directory.
     execArgv: ["--import", import.meta.resolve("tsx")],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
+    env: { ...process.env, ...options.env },
   });
   return new Promise<SpawnedServer>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -75,6 +94,8 @@ function spawnServer(config: ServerProcessConfig, options: ServerProcessOptions)
     child.on("message", (message: ServerProcessMessage) => {
       if (message.kind === "event") {
         options.onEvent(message.service, message.type);
+      } else if (message.kind === "bank_timeout") {
+        options.onBankTimeout(message.reference);
       } else {
         clearTimeout(timer);
         child.off("exit", onExit);
