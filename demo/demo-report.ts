@@ -96,6 +96,8 @@ export interface DemoReport {
   readonly recordedNotCharged: number;
   /** The sum of the three above; must be 0. */
   readonly lost: number;
+  /** Why the calls that never completed failed: each distinct error with how many calls ended with it. */
+  readonly failures: readonly { readonly error: string; readonly calls: number }[];
 }
 
 /** What one kind of fault did to the payments it hit. */
@@ -192,7 +194,18 @@ export function buildDemoReport(input: DemoReportInput): DemoReport {
     neverCompleted,
     recordedNotCharged,
     lost: acknowledgedNotRecorded + neverCompleted + recordedNotCharged,
+    failures: failuresOf(input.outcomes),
   };
+}
+
+function failuresOf(outcomes: readonly PaymentOutcome[]): { error: string; calls: number }[] {
+  const calls = new Map<string, number>();
+  for (const outcome of outcomes) {
+    if (outcome.kind === "failed") {
+      calls.set(outcome.error.message, (calls.get(outcome.error.message) ?? 0) + 1);
+    }
+  }
+  return [...calls].map(([error, n]) => ({ error, calls: n }));
 }
 
 /**
@@ -280,6 +293,7 @@ export function formatDemoReport(report: DemoReport): string {
       `${(report.durationMs / 1000).toFixed(1)} s`,
     "",
     ...rows.map(line),
+    ...report.failures.map(({ error, calls }) => `    ${plural(calls, "call")} failed with: ${error}`),
     "",
     "  Faults injected, and what became of the payments they hit:",
     ...faultRows.map(line),

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type CallOptions, Code, ConnectError } from "@connectrpc/connect";
 import type { CreatePaymentRequestSchema, CreatePaymentResponse } from "../gen/demo/v1/payments_pb.js";
+import { isRetryableError } from "../src/client/retryable-error.js";
 
 /** The metadata entry that ties a recorded payment to the load's request number. */
 export const demoSequenceKey = "demo_seq";
@@ -41,7 +42,7 @@ export interface LoadDeadlines {
   readonly share: number;
   /** The deadline, in milliseconds: shorter than the handler takes. */
   readonly timeoutMs: number;
-  /** Called with the request ID of every call whose deadline expired, before it is asked again. */
+  /** Called with the request ID of every call that ended without an answer within its deadline, before it is asked again. */
   readonly onExpired: (requestId: string) => void;
 }
 
@@ -64,8 +65,10 @@ export async function runPaymentLoad(options: PaymentLoadOptions): Promise<Payme
     // Its own request ID, so that the load can ask again after the deadline.
     ...(options.deadlines !== undefined && options.random() < options.deadlines.share ? { requestId: randomUUID() } : {}),
   }));
-  // A call with a deadline that expired is asked again with the same request
-  // ID and no deadline, as an application does that must learn the outcome.
+  // A call with a deadline that ended without an answer is asked again with
+  // the same request ID and no deadline, as an application does that must
+  // learn the outcome. Its error is DEADLINE_EXCEEDED, or the last attempt's
+  // when the deadline cut the client's retries short (say, a reset).
   const ask = async (request: (typeof requests)[number]): Promise<CreatePaymentResponse> => {
     const { deadlines } = options;
     if (deadlines === undefined || request.requestId === undefined) {
@@ -74,7 +77,8 @@ export async function runPaymentLoad(options: PaymentLoadOptions): Promise<Payme
     try {
       return await options.client.createPayment(request, { timeoutMs: deadlines.timeoutMs });
     } catch (err) {
-      if (ConnectError.from(err).code !== Code.DeadlineExceeded) {
+      const error = ConnectError.from(err);
+      if (error.code !== Code.DeadlineExceeded && !isRetryableError(error)) {
         throw err;
       }
       deadlines.onExpired(request.requestId);

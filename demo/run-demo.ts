@@ -18,7 +18,7 @@ import type { IdempotencyEventType } from "../src/server/idempotency-event.js";
 import { type DemoService, demoDatabaseFiles } from "./demo-server.js";
 import { createFaultLog, recordFault } from "./fault-log.js";
 import { runPaymentLoad } from "./payment-load.js";
-import { startServerProcess } from "./server-process.js";
+import { type ServerProcess, startServerProcess } from "./server-process.js";
 import { createSpreadTransport } from "./spread-transport.js";
 import { stallSqliteStore } from "./store-stall.js";
 
@@ -36,10 +36,12 @@ export interface DemoIo {
 // seconds; a running handler renews its lease every third of it.
 const demoLeaseMs = 3_000;
 
-// Patient enough to ride out the restart after the SIGKILL (a few seconds on
-// a busy machine) plus the lease of the calls it cut off, the store stall,
-// and a run of bad luck on the network: 20 attempts, backoff capped at one second.
-const demoRetry = { maxAttempts: 20, initialBackoffMs: 50, maxBackoffMs: 1_000 } as const;
+// Patient enough to ride out the restart after the SIGKILL (several seconds
+// on a busy machine, while half the attempts still reach the dead process),
+// the lease of the calls it cut off, the store stall, and a run of bad luck
+// on the network: 40 attempts, backoff capped at one second. With 20, a
+// loaded machine (load average 14 on 2 cores) left a few calls out of attempts.
+const demoRetry = { maxAttempts: 40, initialBackoffMs: 50, maxBackoffMs: 1_000 } as const;
 
 // A share of the responses that survive the network arrive late.
 const demoDelay = { delayRate: 0.1, delayMs: 25 } as const;
@@ -52,7 +54,7 @@ const demoBankLatencyMs = 20;
 const demoDeadlineMs = 10;
 
 // Longer than the lease: no claim can be renewed while the store is stalled.
-const demoStallMs = 4_500;
+const demoStallMs = 4_000;
 
 // Two server processes on the same store, behind one load balancer.
 const demoServers = 2;
@@ -107,20 +109,28 @@ async function runDemoLoad(options: DemoOptions, io: DemoIo): Promise<DemoReport
       counters.storeErrors++;
     }
   };
-  const servers = await Promise.all(
-    Array.from({ length: demoServers }, (_, index) =>
-      startServerProcess({
-        dataDir: options.dataDir,
-        idempotency: options.idempotency,
-        leaseMs: demoLeaseMs,
-        bankLatencyMs: demoBankLatencyMs,
-        bankTimeoutRate: options.bankTimeoutRate,
-        seed: options.seed + 10 + index,
-        onEvent,
-        onBankTimeout: (reference) => recordFault(faults, "bank_timeout", [reference]),
-      }),
-    ),
-  );
+  // One after the other: both create the demo's tables at startup, and two
+  // processes doing so at once on a new SQLite file collide (SQLITE_BUSY).
+  const servers: ServerProcess[] = [];
+  try {
+    for (let index = 0; index < demoServers; index++) {
+      servers.push(
+        await startServerProcess({
+          dataDir: options.dataDir,
+          idempotency: options.idempotency,
+          leaseMs: demoLeaseMs,
+          bankLatencyMs: demoBankLatencyMs,
+          bankTimeoutRate: options.bankTimeoutRate,
+          seed: options.seed + 10 + index,
+          onEvent,
+          onBankTimeout: (reference) => recordFault(faults, "bank_timeout", [reference]),
+        }),
+      );
+    }
+  } catch (err) {
+    await Promise.all(servers.map((server) => server.stop()));
+    throw err;
+  }
   // One stream of numbers per purpose, so that the payments and the moments
   // of the crash and the stall do not depend on how the calls interleave.
   const paymentRandom = createSeededRandom(options.seed);
