@@ -1,9 +1,11 @@
 import Database from "better-sqlite3";
-import type { ChargeRow } from "./bank-service.js";
-import type { DemoDatabaseFiles } from "./demo-server.js";
+import type { ChargeRow } from "./charges-table.js";
+import pg from "pg";
+import { quoteIdentifier } from "../src/store/postgres/postgres-identifier.js";
+import type { DemoDatabaseFiles, DemoPostgres } from "./demo-stores.js";
 import { type FaultClass, type FaultLog, faultClasses } from "./fault-log.js";
 import { demoSequenceKey, type PaymentOutcome } from "./payment-load.js";
-import type { PaymentRow } from "./payment-service.js";
+import type { PaymentRow } from "./payments-table.js";
 
 /** What the client and the server counted during the run. */
 export interface DemoCounters {
@@ -36,8 +38,23 @@ export interface DemoLedger {
   readonly charges: readonly Pick<ChargeRow, "charge_id" | "reference">[];
 }
 
-/** Reads the payments and charges tables after the server stopped. */
-export function readDemoLedger(files: DemoDatabaseFiles): DemoLedger {
+/** Reads the payments and charges tables after the servers stopped: from the SQLite files, or from the PostgreSQL schema. */
+export async function readDemoLedger(source: DemoDatabaseFiles | DemoPostgres): Promise<DemoLedger> {
+  const paymentsSql = "SELECT payment_id, request_id, charge_id, metadata FROM payments";
+  const chargesSql = "SELECT charge_id, reference FROM charges";
+  if ("url" in source) {
+    const client = new pg.Client({ connectionString: source.url });
+    await client.connect();
+    try {
+      await client.query(`SET search_path TO ${quoteIdentifier(source.schema)}`);
+      return {
+        payments: (await client.query<DemoLedger["payments"][number]>(paymentsSql)).rows,
+        charges: (await client.query<DemoLedger["charges"][number]>(chargesSql)).rows,
+      };
+    } finally {
+      await client.end();
+    }
+  }
   const read = <T>(path: string, sql: string): T[] => {
     const db = new Database(path, { readonly: true, fileMustExist: true });
     try {
@@ -46,10 +63,7 @@ export function readDemoLedger(files: DemoDatabaseFiles): DemoLedger {
       db.close();
     }
   };
-  return {
-    payments: read(files.payments, "SELECT payment_id, request_id, charge_id, metadata FROM payments"),
-    charges: read(files.bank, "SELECT charge_id, reference FROM charges"),
-  };
+  return { payments: read(source.payments, paymentsSql), charges: read(source.bank, chargesSql) };
 }
 
 /** The demo's verdict and the figures behind it. */

@@ -1,8 +1,11 @@
+import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
+import pg from "pg";
 import type { Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { createPaymentServiceClient } from "../gen/demo/v1/payments_idempotency.js";
 import { createHostileTransport } from "../src/testing/hostile-transport.js";
+import { quoteIdentifier } from "../src/store/postgres/postgres-identifier.js";
 import { createSeededRandom } from "../src/testing/seeded-random.js";
 import type { DemoOptions } from "./demo-options.js";
 import { createDemoProgress } from "./demo-progress.js";
@@ -15,12 +18,13 @@ import {
   readDemoLedger,
 } from "./demo-report.js";
 import type { IdempotencyEventType } from "../src/server/idempotency-event.js";
-import { type DemoService, demoDatabaseFiles } from "./demo-server.js";
+import type { DemoService } from "./demo-server.js";
+import { type DemoDatabaseFiles, type DemoPostgres, demoDatabaseFiles, demoPostgresTables } from "./demo-stores.js";
 import { createFaultLog, recordFault } from "./fault-log.js";
 import { runPaymentLoad } from "./payment-load.js";
 import { type ServerProcess, startServerProcess } from "./server-process.js";
 import { createSpreadTransport } from "./spread-transport.js";
-import { stallSqliteStore } from "./store-stall.js";
+import { stallPostgresStore, stallSqliteStore } from "./store-stall.js";
 
 /** Where a run writes. */
 export interface DemoIo {
@@ -73,15 +77,51 @@ export async function runDemo(options: DemoOptions, io: DemoIo): Promise<number>
 
 async function runDemoLoad(options: DemoOptions, io: DemoIo): Promise<DemoReport> {
   const files = demoDatabaseFiles(options.dataDir);
-  // Every run starts from empty tables, so that the report counts this run only.
-  for (const file of Object.values(files)) {
-    for (const suffix of ["", "-wal", "-shm"]) {
-      rmSync(`${file}${suffix}`, { force: true });
+  // Every run starts from empty tables, so that the report counts this run
+  // only: SQLite files removed, or a PostgreSQL schema of its own.
+  const postgres: DemoPostgres | undefined =
+    options.store === "postgres" ? { url: options.postgres, schema: `demo_${randomBytes(4).toString("hex")}` } : undefined;
+  if (postgres === undefined) {
+    for (const file of Object.values(files)) {
+      for (const suffix of ["", "-wal", "-shm"]) {
+        rmSync(`${file}${suffix}`, { force: true });
+      }
     }
   }
+  try {
+    return await runDemoOnStores(options, io, files, postgres);
+  } finally {
+    if (postgres !== undefined) {
+      io.stderr.write(
+        options.keep
+          ? `PostgreSQL schema ${postgres.schema} kept (--keep); drop it with DROP SCHEMA ${postgres.schema} CASCADE.\n`
+          : `PostgreSQL schema ${postgres.schema} dropped.\n`,
+      );
+      if (!options.keep) {
+        await dropSchema(postgres);
+      }
+    }
+  }
+}
+
+async function runDemoOnStores(
+  options: DemoOptions,
+  io: DemoIo,
+  files: DemoDatabaseFiles,
+  postgres: DemoPostgres | undefined,
+): Promise<DemoReport> {
+  const storeName = postgres === undefined ? "SQLite" : `PostgreSQL (schema ${postgres.schema})`;
+  // Server 2 only: its clock disagrees with server 1's and the database's.
+  const skew = options.skewSeconds === 0 || options.libfaketime === undefined ? undefined : {
+    LD_PRELOAD: options.libfaketime,
+    FAKETIME: `${options.skewSeconds > 0 ? "+" : ""}${options.skewSeconds}s`,
+    // Timers (lease renewals, backoff) keep real time; only the wall clock is off.
+    FAKETIME_DONT_FAKE_MONOTONIC: "1",
+  };
   io.stderr.write(
     `Sending ${options.payments.toLocaleString("en-US")} payments through the generated client ` +
-      `(concurrency ${options.concurrency}) to ${demoServers} server processes on one SQLite store, ` +
+      `(concurrency ${options.concurrency}) to ${demoServers} server processes on one ${storeName} store` +
+      `${skew === undefined ? "" : ` (server 2's clock ${Math.abs(options.skewSeconds)} s ${options.skewSeconds > 0 ? "ahead" : "behind"})`}, ` +
       `idempotency ${options.idempotency ? "ON" : "OFF"}, seed ${options.seed}.\n` +
       `Network: ${percent(options.dropRate)} of responses dropped after the server processed the call, ` +
       `${percent(options.resetRate)} of connections reset, ${percent(demoDelay.delayRate)} delayed by ${demoDelay.delayMs} ms.\n` +
@@ -122,6 +162,8 @@ async function runDemoLoad(options: DemoOptions, io: DemoIo): Promise<DemoReport
           bankLatencyMs: demoBankLatencyMs,
           bankTimeoutRate: options.bankTimeoutRate,
           seed: options.seed + 10 + index,
+          postgres,
+          ...(index === 1 && skew !== undefined ? { env: skew } : {}),
           onEvent,
           onBankTimeout: (reference) => recordFault(faults, "bank_timeout", [reference]),
         }),
@@ -209,8 +251,14 @@ async function runDemoLoad(options: DemoOptions, io: DemoIo): Promise<DemoReport
         if (finished === stallAt) {
           stalling = true;
           recordFault(faults, "stall", servers.flatMap((_, index) => spread.inFlight(index)));
-          progress.note(`store stalled: another connection holds its write lock for ${demoStallMs / 1000} s`);
-          stall = stallSqliteStore(files.payments, demoStallMs).finally(() => {
+          progress.note(
+            `store stalled: another connection holds ${postgres === undefined ? "its write lock" : "a lock on its table"} for ${demoStallMs / 1000} s`,
+          );
+          stall = (
+            postgres === undefined
+              ? stallSqliteStore(files.payments, demoStallMs)
+              : stallPostgresStore(postgres, demoPostgresTables.payments, demoStallMs)
+          ).finally(() => {
             stalling = false;
             progress.note("store stall over");
           });
@@ -228,7 +276,10 @@ async function runDemoLoad(options: DemoOptions, io: DemoIo): Promise<DemoReport
       seed: options.seed,
       crashes,
       servers: demoServers,
-      store: "SQLite",
+      store:
+        skew === undefined
+          ? storeName
+          : `${storeName}, server 2's clock ${Math.abs(options.skewSeconds)} s ${options.skewSeconds > 0 ? "ahead" : "behind"}`,
       leaseMs: demoLeaseMs,
       stallMs: stallAt === undefined ? 0 : demoStallMs,
       faults,
@@ -236,10 +287,20 @@ async function runDemoLoad(options: DemoOptions, io: DemoIo): Promise<DemoReport
       asked: options.payments,
       outcomes,
       counters,
-      ledger: readDemoLedger(files),
+      ledger: await readDemoLedger(postgres ?? files),
     });
   } finally {
     await Promise.all(servers.map((server) => server.stop()));
+  }
+}
+
+async function dropSchema(postgres: DemoPostgres): Promise<void> {
+  const client = new pg.Client({ connectionString: postgres.url });
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS ${quoteIdentifier(postgres.schema)} CASCADE`);
+  } finally {
+    await client.end();
   }
 }
 

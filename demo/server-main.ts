@@ -16,6 +16,7 @@ const server = await startDemoServer({
   port: config.port,
   idempotency: config.idempotency,
   leaseMs: config.leaseMs,
+  ...(config.postgres === undefined ? {} : { postgres: config.postgres }),
   bankInterceptors: [
     createBankLinkInterceptor({
       latencyMs: config.bankLatencyMs,

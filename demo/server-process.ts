@@ -2,6 +2,7 @@ import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { IdempotencyEventType } from "../src/server/idempotency-event.js";
 import type { DemoService } from "./demo-server.js";
+import type { DemoPostgres } from "./demo-stores.js";
 
 /** What the parent passes to `server-main.ts`, as JSON in its first argument. */
 export interface ServerProcessConfig {
@@ -15,6 +16,8 @@ export interface ServerProcessConfig {
   readonly bankTimeoutRate: number;
   /** Seeds which charges' answers are lost; give each server process its own. */
   readonly seed: number;
+  /** The database and schema, when the stores are on PostgreSQL. */
+  readonly postgres: DemoPostgres | undefined;
 }
 
 /** What `server-main.ts` tells its parent over the IPC channel. */
@@ -56,6 +59,7 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
     bankLatencyMs: options.bankLatencyMs,
     bankTimeoutRate: options.bankTimeoutRate,
     seed: options.seed,
+    postgres: options.postgres,
   };
   let current = await spawnServer({ ...config, port: 0 }, options);
   const port = current.port;

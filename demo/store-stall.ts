@@ -1,5 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
+import pg from "pg";
+import { quoteIdentifier } from "../src/store/postgres/postgres-identifier.js";
+import type { DemoPostgres } from "./demo-stores.js";
 
 /**
  * Stalls the SQLite store in the file at `path` for `ms` milliseconds: a
@@ -19,5 +22,28 @@ export async function stallSqliteStore(path: string, ms: number): Promise<void> 
     }
   } finally {
     db.close();
+  }
+}
+
+/**
+ * Stalls the PostgreSQL store whose records are in `table` of the run's
+ * schema for `ms` milliseconds: a connection of its own locks the table
+ * (`LOCK TABLE ... IN ACCESS EXCLUSIVE MODE` in a transaction) and keeps the
+ * lock. Every statement on the records, reads too, waits for it (or for the
+ * store's statement timeout). Resolves once the lock is given back.
+ */
+export async function stallPostgresStore(postgres: DemoPostgres, table: string, ms: number): Promise<void> {
+  const client = new pg.Client({ connectionString: postgres.url, application_name: "connect-idempotency-demo-stall" });
+  await client.connect();
+  try {
+    await client.query("BEGIN");
+    try {
+      await client.query(`LOCK TABLE ${quoteIdentifier(postgres.schema)}.${quoteIdentifier(table)} IN ACCESS EXCLUSIVE MODE`);
+      await sleep(ms);
+    } finally {
+      await client.query("ROLLBACK");
+    }
+  } finally {
+    await client.end();
   }
 }
