@@ -31,7 +31,8 @@ const server = await startDemoServer({
     }
   },
 });
-send({ kind: "ready", port: server.port });
+// Its wall clock, to show that --skew took effect.
+send({ kind: "ready", port: server.port, clock: Date.now() });
 
 const stop = () => {
   void server.close().then(() => process.exit(0));

@@ -22,7 +22,7 @@ export interface ServerProcessConfig {
 
 /** What `server-main.ts` tells its parent over the IPC channel. */
 export type ServerProcessMessage =
-  | { readonly kind: "ready"; readonly port: number }
+  | { readonly kind: "ready"; readonly port: number; readonly clock: number }
   | { readonly kind: "event"; readonly service: DemoService; readonly type: IdempotencyEventType }
   | { readonly kind: "bank_timeout"; readonly reference: string };
 
@@ -42,6 +42,8 @@ export interface ServerProcessOptions extends Omit<ServerProcessConfig, "port"> 
 export interface ServerProcess {
   /** The port every incarnation listens on. */
   readonly port: number;
+  /** How far the first incarnation's wall clock was ahead of this process's when it started, in milliseconds. */
+  readonly clockOffsetMs: number;
   /** Kills the server with SIGKILL, then starts a new one on the same port and data. */
   crashAndRestart(): Promise<void>;
   /** Stops the server gently (SIGTERM), so that it closes its databases. */
@@ -63,11 +65,15 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
   };
   let current = await spawnServer({ ...config, port: 0 }, options);
   const port = current.port;
+  // A restarted server draws other faults than the one it replaces.
+  let incarnation = 0;
   return {
     port,
+    clockOffsetMs: current.clockOffsetMs,
     async crashAndRestart() {
       await signalAndWait(current.child, "SIGKILL");
-      current = await spawnServer({ ...config, port }, options);
+      incarnation++;
+      current = await spawnServer({ ...config, port, seed: config.seed + 7919 * incarnation }, options);
     },
     stop: () => signalAndWait(current.child, "SIGTERM"),
   };
@@ -76,6 +82,7 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
 interface SpawnedServer {
   readonly child: ChildProcess;
   readonly port: number;
+  readonly clockOffsetMs: number;
 }
 
 function spawnServer(config: ServerProcessConfig, options: ServerProcessOptions): Promise<SpawnedServer> {
@@ -103,7 +110,7 @@ function spawnServer(config: ServerProcessConfig, options: ServerProcessOptions)
       } else {
         clearTimeout(timer);
         child.off("exit", onExit);
-        resolve({ child, port: message.port });
+        resolve({ child, port: message.port, clockOffsetMs: message.clock - Date.now() });
       }
     });
   });
