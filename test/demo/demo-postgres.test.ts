@@ -55,7 +55,7 @@ describe("npm start -- --store postgres", () => {
     expect(perRequest.rows).toHaveLength(200);
     expect(perRequest.rows.every((row) => row.rows === "1" && row.charges === "1")).toBe(true);
     expect(Number((await admin.query(`SELECT count(*) AS n FROM ${schema}.charges`)).rows[0].n)).toBe(200);
-  });
+  }, 120_000);
 
   it("drops its schema at the end without --keep", async () => {
     const exit = await runDemoProcess(["-n", "40", "--seed", "3", "--no-crash", "--no-stall", "--store", "postgres"]);
@@ -63,5 +63,5 @@ describe("npm start -- --store postgres", () => {
     const schema = schemaOf(exit.stderr);
     expect(exit.stderr).toContain(`PostgreSQL schema ${schema} dropped.`);
     expect(await schemaExists(schema)).toBe(false);
-  });
+  }, 120_000);
 });

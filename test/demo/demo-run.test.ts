@@ -82,7 +82,7 @@ describe("npm start", () => {
     expect(rows.payments).toHaveLength(400);
     expect(rows.payments.every((n) => n === 1)).toBe(true);
     expect(rows.charges).toBe(400);
-  });
+  }, 120_000);
 
   it("shows the duplicates with --no-idempotency, caused by several kinds of fault, and exits non-zero", async () => {
     dataDir = createTempDataDir();
@@ -105,5 +105,5 @@ describe("npm start", () => {
     const rows = rowsPerRequest(dataDir.path);
     expect(rows.payments).toHaveLength(200);
     expect(rows.charges).toBeGreaterThan(200);
-  });
+  }, 120_000);
 });
