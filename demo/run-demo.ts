@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
-import pg from "pg";
 import type { Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import pg from "pg";
 import { createPaymentServiceClient } from "../gen/demo/v1/payments_idempotency.js";
-import { createHostileTransport } from "../src/testing/hostile-transport.js";
+import type { IdempotencyEventType } from "../src/server/idempotency-event.js";
 import { quoteIdentifier } from "../src/store/postgres/postgres-identifier.js";
+import { createHostileTransport } from "../src/testing/hostile-transport.js";
 import { createSeededRandom } from "../src/testing/seeded-random.js";
 import type { DemoOptions } from "./demo-options.js";
 import { createDemoProgress } from "./demo-progress.js";
@@ -17,7 +18,6 @@ import {
   isExactlyOnce,
   readDemoLedger,
 } from "./demo-report.js";
-import type { IdempotencyEventType } from "../src/server/idempotency-event.js";
 import type { DemoService } from "./demo-server.js";
 import { type DemoDatabaseFiles, type DemoPostgres, demoDatabaseFiles, demoPostgresTables } from "./demo-stores.js";
 import { createFaultLog, recordFault } from "./fault-log.js";
@@ -111,6 +111,7 @@ async function runDemoOnStores(
   postgres: DemoPostgres | undefined,
 ): Promise<DemoReport> {
   const storeName = postgres === undefined ? "SQLite" : `PostgreSQL (schema ${postgres.schema})`;
+  const skewText = `server 2's clock ${Math.abs(options.skewSeconds)} s ${options.skewSeconds > 0 ? "ahead" : "behind"}`;
   // Server 2 only: its clock disagrees with server 1's and the database's.
   const skew = options.skewSeconds === 0 || options.libfaketime === undefined ? undefined : {
     LD_PRELOAD: options.libfaketime,
@@ -121,7 +122,7 @@ async function runDemoOnStores(
   io.stderr.write(
     `Sending ${options.payments.toLocaleString("en-US")} payments through the generated client ` +
       `(concurrency ${options.concurrency}) to ${demoServers} server processes on one ${storeName} store` +
-      `${skew === undefined ? "" : ` (server 2's clock ${Math.abs(options.skewSeconds)} s ${options.skewSeconds > 0 ? "ahead" : "behind"})`}, ` +
+      `${skew === undefined ? "" : ` (${skewText})`}, ` +
       `idempotency ${options.idempotency ? "ON" : "OFF"}, seed ${options.seed}.\n` +
       `Network: ${percent(options.dropRate)} of responses dropped after the server processed the call, ` +
       `${percent(options.resetRate)} of connections reset, ${percent(demoDelay.delayRate)} delayed by ${demoDelay.delayMs} ms.\n` +
@@ -283,10 +284,7 @@ async function runDemoOnStores(
       seed: options.seed,
       crashes,
       servers: demoServers,
-      store:
-        skew === undefined
-          ? storeName
-          : `${storeName}, server 2's clock ${Math.abs(options.skewSeconds)} s ${options.skewSeconds > 0 ? "ahead" : "behind"}`,
+      store: skew === undefined ? storeName : `${storeName}, ${skewText}`,
       leaseMs: demoLeaseMs,
       stallMs: stallAt === undefined ? 0 : demoStallMs,
       faults,
