@@ -40,12 +40,11 @@ export interface DemoIo {
 // seconds; a running handler renews its lease every third of it.
 const demoLeaseMs = 3_000;
 
-// Patient enough to ride out the restart after the SIGKILL (several seconds
-// on a busy machine, while half the attempts still reach the dead process),
+// Patient enough to ride out the restart after the SIGKILL (a few seconds on
+// a busy machine, while half the attempts still reach the dead process) plus
 // the lease of the calls it cut off, the store stall, and a run of bad luck
-// on the network: 40 attempts, backoff capped at one second. With 20, a
-// loaded machine (load average 14 on 2 cores) left a few calls out of attempts.
-const demoRetry = { maxAttempts: 40, initialBackoffMs: 50, maxBackoffMs: 1_000 } as const;
+// on the network: 20 attempts, backoff capped at one second.
+const demoRetry = { maxAttempts: 20, initialBackoffMs: 50, maxBackoffMs: 1_000 } as const;
 
 // A share of the responses that survive the network arrive late.
 const demoDelay = { delayRate: 0.1, delayMs: 25 } as const;
