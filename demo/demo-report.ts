@@ -1,8 +1,8 @@
 import Database from "better-sqlite3";
 import type { ChargeRow } from "./charges-table.js";
-import pg from "pg";
 import { quoteIdentifier } from "../src/store/postgres/postgres-identifier.js";
 import type { DemoDatabaseFiles, DemoPostgres } from "./demo-stores.js";
+import { connectPostgres } from "./postgres-client.js";
 import { type FaultClass, type FaultLog, faultClasses } from "./fault-log.js";
 import { demoSequenceKey, type PaymentOutcome } from "./payment-load.js";
 import type { PaymentRow } from "./payments-table.js";
@@ -43,8 +43,7 @@ export async function readDemoLedger(source: DemoDatabaseFiles | DemoPostgres): 
   const paymentsSql = "SELECT payment_id, request_id, charge_id, metadata FROM payments";
   const chargesSql = "SELECT charge_id, reference FROM charges";
   if ("url" in source) {
-    const client = new pg.Client({ connectionString: source.url });
-    await client.connect();
+    const client = await connectPostgres(source.url);
     try {
       await client.query(`SET search_path TO ${quoteIdentifier(source.schema)}`);
       return {

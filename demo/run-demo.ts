@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import type { Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import pg from "pg";
 import { createPaymentServiceClient } from "../gen/demo/v1/payments_idempotency.js";
 import type { IdempotencyEventType } from "../src/server/idempotency-event.js";
 import { quoteIdentifier } from "../src/store/postgres/postgres-identifier.js";
@@ -21,6 +20,7 @@ import {
 import type { DemoService } from "./demo-server.js";
 import { type DemoDatabaseFiles, type DemoPostgres, demoDatabaseFiles, demoPostgresTables } from "./demo-stores.js";
 import { createFaultLog, recordFault } from "./fault-log.js";
+import { connectPostgres } from "./postgres-client.js";
 import { runPaymentLoad } from "./payment-load.js";
 import { type ServerProcess, startServerProcess } from "./server-process.js";
 import { createSpreadTransport } from "./spread-transport.js";
@@ -299,8 +299,7 @@ async function runDemoOnStores(
 }
 
 async function dropSchema(postgres: DemoPostgres): Promise<void> {
-  const client = new pg.Client({ connectionString: postgres.url });
-  await client.connect();
+  const client = await connectPostgres(postgres.url);
   try {
     await client.query(`DROP SCHEMA IF EXISTS ${quoteIdentifier(postgres.schema)} CASCADE`);
   } finally {

@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
-import pg from "pg";
 import { quoteIdentifier } from "../src/store/postgres/postgres-identifier.js";
 import type { DemoPostgres } from "./demo-stores.js";
+import { connectPostgres } from "./postgres-client.js";
 
 /**
  * Stalls the SQLite store in the file at `path` for `ms` milliseconds: a
@@ -33,8 +33,7 @@ export async function stallSqliteStore(path: string, ms: number): Promise<void> 
  * store's statement timeout). Resolves once the lock is given back.
  */
 export async function stallPostgresStore(postgres: DemoPostgres, table: string, ms: number): Promise<void> {
-  const client = new pg.Client({ connectionString: postgres.url, application_name: "connect-idempotency-demo-stall" });
-  await client.connect();
+  const client = await connectPostgres(postgres.url, "connect-idempotency-demo-stall");
   try {
     await client.query("BEGIN");
     try {
