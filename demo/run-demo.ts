@@ -259,12 +259,13 @@ async function runDemoOnStores(
           stalling = true;
           recordFault(faults, "stall", servers.flatMap((_, index) => spread.inFlight(index)));
           progress.note(
-            `store stalled: another connection holds ${postgres === undefined ? "its write lock" : "a lock on its table"} for ${demoStallMs / 1000} s`,
+            `store stalled: another connection holds ${postgres === undefined ? "its write lock" : "a lock on its tables"} for ${demoStallMs / 1000} s`,
           );
           stall = (
             postgres === undefined
               ? stallSqliteStore(files.payments, demoStallMs)
-              : stallPostgresStore(postgres, demoPostgresTables.payments, demoStallMs)
+              : // The store's records and the payments beside them, as SQLite's write lock covers the whole file.
+                stallPostgresStore(postgres, [demoPostgresTables.payments, "payments"], demoStallMs)
           ).finally(() => {
             stalling = false;
             progress.note("store stall over");

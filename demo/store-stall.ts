@@ -26,18 +26,20 @@ export async function stallSqliteStore(path: string, ms: number): Promise<void> 
 }
 
 /**
- * Stalls the PostgreSQL store whose records are in `table` of the run's
- * schema for `ms` milliseconds: a connection of its own locks the table
- * (`LOCK TABLE ... IN ACCESS EXCLUSIVE MODE` in a transaction) and keeps the
- * lock. Every statement on the records, reads too, waits for it (or for the
- * store's statement timeout). Resolves once the lock is given back.
+ * Stalls `tables` of the run's PostgreSQL schema (a store's records, and the
+ * application's tables beside them) for `ms` milliseconds: a connection of
+ * its own locks them (`LOCK TABLE ... IN ACCESS EXCLUSIVE MODE` in a
+ * transaction) and keeps the lock. Every statement on them, reads too, waits
+ * for it (or for the store's statement timeout). Resolves once the lock is
+ * given back.
  */
-export async function stallPostgresStore(postgres: DemoPostgres, table: string, ms: number): Promise<void> {
+export async function stallPostgresStore(postgres: DemoPostgres, tables: readonly string[], ms: number): Promise<void> {
   const client = await connectPostgres(postgres.url, "connect-idempotency-demo-stall");
   try {
     await client.query("BEGIN");
     try {
-      await client.query(`LOCK TABLE ${quoteIdentifier(postgres.schema)}.${quoteIdentifier(table)} IN ACCESS EXCLUSIVE MODE`);
+      const names = tables.map((table) => `${quoteIdentifier(postgres.schema)}.${quoteIdentifier(table)}`);
+      await client.query(`LOCK TABLE ${names.join(", ")} IN ACCESS EXCLUSIVE MODE`);
       await sleep(ms);
     } finally {
       await client.query("ROLLBACK");
