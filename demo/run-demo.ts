@@ -256,20 +256,26 @@ async function runDemoOnStores(
           crash.catch(() => undefined);
         }
         if (finished === stallAt) {
-          stalling = true;
-          recordFault(faults, "stall", servers.flatMap((_, index) => spread.inFlight(index)));
-          progress.note(
-            `store stalled: another connection holds ${postgres === undefined ? "its write lock" : "a lock on its tables"} for ${demoStallMs / 1000} s`,
-          );
-          stall = (
-            postgres === undefined
-              ? stallSqliteStore(files.payments, demoStallMs)
-              : // The store's records and the payments beside them, as SQLite's write lock covers the whole file.
-                stallPostgresStore(postgres, [demoPostgresTables.payments, "payments"], demoStallMs)
-          ).finally(() => {
-            stalling = false;
-            progress.note("store stall over");
+          // After a restart still under way: a server cannot open a SQLite
+          // store whose write lock another connection holds (createSqliteStore
+          // fails after its busy timeout), and the restart would fail.
+          stall = (crash ?? Promise.resolve()).then(async () => {
+            stalling = true;
+            recordFault(faults, "stall", servers.flatMap((_, index) => spread.inFlight(index)));
+            progress.note(
+              `store stalled: another connection holds ${postgres === undefined ? "its write lock" : "a lock on its tables"} for ${demoStallMs / 1000} s`,
+            );
+            try {
+              await (postgres === undefined
+                ? stallSqliteStore(files.payments, demoStallMs)
+                : // The store's records and the payments beside them, as SQLite's write lock covers the whole file.
+                  stallPostgresStore(postgres, [demoPostgresTables.payments, "payments"], demoStallMs));
+            } finally {
+              stalling = false;
+              progress.note("store stall over");
+            }
           });
+          // Awaited after the load, as the crash is.
           stall.catch(() => undefined);
         }
       },
