@@ -1,5 +1,5 @@
 import Database from "better-sqlite3";
-import { demoDatabaseFiles } from "../demo-server.js";
+import { demoDatabaseFiles } from "../demo-stores.js";
 
 /** One charge at the bank, with the payment it belongs to. */
 export interface LedgerCharge {

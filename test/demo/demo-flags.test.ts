@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type DemoOutput, defaultDataDir, parseDemoArgs } from "../../demo/demo-options.js";
+import { type DemoOutput, defaultDataDir, defaultPostgresUrl, parseDemoArgs } from "../../demo/demo-options.js";
 import { runDemoProcess } from "./demo-process.js";
 
 function capture(): DemoOutput & { out: string; err: string } {
@@ -41,7 +41,7 @@ describe("demo flags", () => {
   it("prints every flag with --help and exits 0", async () => {
     const exit = await runDemoProcess(["--help"]);
     expect(exit.status).toBe(0);
-    for (const flag of ["--payments", "--concurrency", "--drop-rate", "--reset-rate", "--seed", "--data-dir", "--serve", "--port", "--no-idempotency", "--no-crash"]) {
+    for (const flag of ["--payments", "--concurrency", "--drop-rate", "--reset-rate", "--seed", "--data-dir", "--serve", "--port", "--no-idempotency", "--no-crash", "--bank-timeout-rate", "--deadline-rate", "--no-stall", "--store", "--postgres", "--keep", "--skew"]) {
       expect(exit.stdout).toContain(flag);
     }
     expect(exit.stderr).toBe("");
@@ -56,6 +56,21 @@ describe("demo flags", () => {
     [["--payments"], "error: option '-n, --payments <count>' argument missing"],
     [["surplus"], "error: too many arguments. Expected 0 arguments but got 1."],
     [["--drop-rate", "0.6", "--reset-rate", "0.4"], "error: --drop-rate plus --reset-rate must stay below 1, got 1"],
+    [["--bank-timeout-rate", "1.5"], "error: option '--bank-timeout-rate <share>' argument '1.5' is invalid. must be a number from 0 up to (not including) 1."],
+    [["--deadline-rate", "-0.1"], "error: option '--deadline-rate <share>' argument '-0.1' is invalid. must be a number from 0 up to (not including) 1."],
+    [["--store", "mysql"], "error: option '--store <kind>' argument 'mysql' is invalid. Allowed choices are sqlite, postgres."],
+    [["--store", "postgres", "--postgres", "mysql://db/x"], "error: option '--postgres <url>' argument 'mysql://db/x' is invalid. must be a URL such as postgres://user@host:5432/database."],
+    [["--store", "postgres", "--postgres", "not a url"], "error: option '--postgres <url>' argument 'not a url' is invalid. must be a URL such as postgres://user@host:5432/database."],
+    [["--postgres", "postgres://127.0.0.1/test"], "error: --postgres needs --store postgres"],
+    [["--keep"], "error: --keep needs --store postgres"],
+    [["--store", "postgres", "--skew", "0"], "error: option '--skew <seconds>' argument '0' is invalid. must be a whole number of seconds from -86400 to 86400, not 0."],
+    [["--store", "postgres", "--skew", "1.5"], "error: option '--skew <seconds>' argument '1.5' is invalid. must be a whole number of seconds from -86400 to 86400, not 0."],
+    [["--store", "postgres", "--skew", "90000"], "error: option '--skew <seconds>' argument '90000' is invalid. must be a whole number of seconds from -86400 to 86400, not 0."],
+    [
+      ["--skew", "30"],
+      "error: --skew needs --store postgres: SQLite times leases by each process's own clock, which must be the machine's one clock, so a skewed process there shows a misconfiguration, not a guarantee",
+    ],
+    [["--store", "postgres", "--serve"], "error: --store postgres runs the load; --serve uses the SQLite files"],
   ])("refuses %j with status 2", (argv, message) => {
     const output = capture();
     expect(parseDemoArgs(argv, output)).toEqual({ kind: "exit", status: 2 });
@@ -71,8 +86,40 @@ describe("demo flags", () => {
     );
     expect(parsed).toEqual({
       kind: "run",
-      options: { payments: 10, concurrency: 3, dropRate: 0.2, resetRate: 0, seed: 9, dataDir: "/tmp/x", serve: true, web: false, port: 0, idempotency: false, crash: false },
+      options: {
+        payments: 10, concurrency: 3, dropRate: 0.2, resetRate: 0, seed: 9, dataDir: "/tmp/x", serve: true, web: false, port: 0, idempotency: false, crash: false,
+        bankTimeoutRate: 0.03, deadlineRate: 0.03, stall: true, store: "sqlite", postgres: defaultPostgresUrl, keep: false, skewSeconds: 0, libfaketime: undefined,
+      },
     });
+  });
+
+  it("reads the PostgreSQL flags, and finds libfaketime for --skew", () => {
+    const parsed = parseDemoArgs(
+      ["--store", "postgres", "--postgres", "postgres://app@db:5432/shop", "--keep", "--skew", "-30", "--bank-timeout-rate", "0.1", "--deadline-rate", "0", "--no-stall"],
+      capture(),
+    );
+    expect(parsed.kind === "run" && parsed.options).toMatchObject({
+      store: "postgres",
+      postgres: "postgres://app@db:5432/shop",
+      keep: true,
+      skewSeconds: -30,
+      libfaketime: expect.stringContaining("libfaketime.so.1"),
+      bankTimeoutRate: 0.1,
+      deadlineRate: 0,
+      stall: false,
+    });
+  });
+
+  it("refuses --skew with one clear line and status 2 when libfaketime is not installed", async () => {
+    const exit = await runDemoProcess(["--store", "postgres", "--skew", "30"], { LIBFAKETIME: "/nonexistent/libfaketime.so.1" });
+    expect(exit.status).toBe(2);
+    expect(exit.stdout).toBe("");
+    expect(exit.stderr.split("\n")).toEqual([
+      "error: --skew needs libfaketime, which is not installed (looked for /nonexistent/libfaketime.so.1); install it (apt-get install faketime) or set LIBFAKETIME to its libfaketime.so.1",
+      "Usage: npm start -- [options]",
+      "Run 'npm start -- --help' to see all options.",
+      "",
+    ]);
   });
 
   it("reads --web, which cannot go with --serve", () => {
@@ -85,7 +132,7 @@ describe("demo flags", () => {
     const parsed = parseDemoArgs([], capture());
     expect(parsed.kind).toBe("run");
     if (parsed.kind === "run") {
-      expect(parsed.options).toMatchObject({ payments: 2000, concurrency: 32, dataDir: defaultDataDir, serve: false, port: 8080, idempotency: true, crash: true });
+      expect(parsed.options).toMatchObject({ payments: 2000, concurrency: 32, dataDir: defaultDataDir, serve: false, port: 8080, idempotency: true, crash: true, stall: true, store: "sqlite" });
       expect(Number.isSafeInteger(parsed.options.seed)).toBe(true);
     }
   });

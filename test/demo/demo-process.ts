@@ -13,17 +13,18 @@ export interface DemoExit {
 /** The repository root, where `demo/main.ts` lives. */
 export const repoRoot = new URL("../../", import.meta.url).pathname;
 
-/** Starts `node --import tsx demo/main.ts <args>` in the repository root, without a TTY. */
-export function spawnDemo(args: readonly string[]): ChildProcess {
+/** Starts `node --import tsx demo/main.ts <args>` in the repository root, without a TTY, with `env` added to the environment. */
+export function spawnDemo(args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   return spawn(process.execPath, ["--import", "tsx", "demo/main.ts", ...args], {
     cwd: repoRoot,
     stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
   });
 }
 
 /** Runs the demo to its end and collects its output. */
-export function runDemoProcess(args: readonly string[]): Promise<DemoExit> {
-  const child = spawnDemo(args);
+export function runDemoProcess(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<DemoExit> {
+  const child = spawnDemo(args, env);
   let stdout = "";
   let stderr = "";
   child.stdout?.on("data", (chunk: Buffer) => (stdout += chunk.toString()));

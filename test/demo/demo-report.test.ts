@@ -7,20 +7,26 @@ import {
   formatDemoReport,
   isExactlyOnce,
 } from "../../demo/demo-report.js";
+import { createFaultLog, recordFault } from "../../demo/fault-log.js";
 import type { PaymentOutcome } from "../../demo/payment-load.js";
 
 const payment = (paymentId: string, seq: number, chargeId: string) => ({
   payment_id: paymentId,
+  request_id: `req-${seq}`,
   charge_id: chargeId,
   metadata: JSON.stringify({ demo_seq: String(seq) }),
 });
+// A charge, referenced by the request of payment number `seq`.
+const charge = (chargeId: string, seq: number) => ({ charge_id: chargeId, reference: `req-${seq}` });
+const runFacts = { crashes: 1, servers: 2, store: "SQLite", leaseMs: 3000, stallMs: 4000 } as const;
 const acknowledged = (seq: number, paymentId: string): PaymentOutcome => ({ seq, kind: "acknowledged", paymentId });
 
 function report(ledger: DemoLedger, outcomes: PaymentOutcome[], asked = outcomes.length) {
   return buildDemoReport({
+    ...runFacts,
+    faults: createFaultLog(),
     idempotency: true,
     seed: 1,
-    crashes: 1,
     durationMs: 1000,
     asked,
     outcomes,
@@ -32,7 +38,7 @@ function report(ledger: DemoLedger, outcomes: PaymentOutcome[], asked = outcomes
 describe("demo report", () => {
   it("passes when every request is recorded and charged once", () => {
     const result = report(
-      { payments: [payment("p0", 0, "c0"), payment("p1", 1, "c1")], charges: [{ charge_id: "c0" }, { charge_id: "c1" }] },
+      { payments: [payment("p0", 0, "c0"), payment("p1", 1, "c1")], charges: [charge("c0", 0), charge("c1", 1)] },
       [acknowledged(0, "p0"), acknowledged(1, "p1")],
     );
     expect(result).toMatchObject({ paymentsRecorded: 2, chargesAtBank: 2, duplicates: 0, lost: 0 });
@@ -44,7 +50,7 @@ describe("demo report", () => {
     const result = report(
       {
         payments: [payment("p0", 0, "c0"), payment("p0b", 0, "c0b"), payment("p1", 1, "c1")],
-        charges: [{ charge_id: "c0" }, { charge_id: "c0b" }, { charge_id: "c1" }],
+        charges: [charge("c0", 0), charge("c0b", 0), charge("c1", 1)],
       },
       [acknowledged(0, "p0b"), acknowledged(1, "p1")],
     );
@@ -54,7 +60,7 @@ describe("demo report", () => {
 
   it("counts a second row that reused the first charge as a duplicate payment", () => {
     const result = report(
-      { payments: [payment("p0", 0, "c0"), payment("p0b", 0, "c0")], charges: [{ charge_id: "c0" }] },
+      { payments: [payment("p0", 0, "c0"), payment("p0b", 0, "c0")], charges: [charge("c0", 0)] },
       [acknowledged(0, "p0")],
     );
     expect(result).toMatchObject({ duplicates: 1, extraPayments: 1, extraCharges: 0 });
@@ -62,7 +68,7 @@ describe("demo report", () => {
 
   it("counts a charge no payment refers to as a duplicate", () => {
     const result = report(
-      { payments: [payment("p0", 0, "c0")], charges: [{ charge_id: "c0" }, { charge_id: "stray" }] },
+      { payments: [payment("p0", 0, "c0")], charges: [charge("c0", 0), charge("stray", 9)] },
       [acknowledged(0, "p0")],
     );
     expect(result).toMatchObject({ duplicates: 1, extraPayments: 0, extraCharges: 1 });
@@ -71,7 +77,7 @@ describe("demo report", () => {
   it("counts acknowledged but unrecorded, failed, missing and uncharged payments as lost", () => {
     const failed: PaymentOutcome = { seq: 2, kind: "failed", error: new ConnectError("gave up", Code.Unavailable) };
     const result = report(
-      { payments: [payment("p0", 0, "c0"), payment("p3", 3, "gone")], charges: [{ charge_id: "c0" }] },
+      { payments: [payment("p0", 0, "c0"), payment("p3", 3, "gone")], charges: [charge("c0", 0)] },
       [acknowledged(0, "p0"), acknowledged(1, "p1"), failed, acknowledged(3, "p3")],
       5,
     );
@@ -87,14 +93,50 @@ describe("demo report", () => {
 
   it("says plainly that duplicates without the interceptor are what it prevents", () => {
     const result = buildDemoReport({
-      ...{ seed: 7, crashes: 0, durationMs: 1, asked: 1, counters: createDemoCounters() },
+      ...{ ...runFacts, faults: createFaultLog(), seed: 7, crashes: 0, durationMs: 1, asked: 1, counters: createDemoCounters() },
       idempotency: false,
       outcomes: [acknowledged(0, "p0b")],
-      ledger: { payments: [payment("p0", 0, "c0"), payment("p0b", 0, "c0b")], charges: [{ charge_id: "c0" }, { charge_id: "c0b" }] },
+      ledger: { payments: [payment("p0", 0, "c0"), payment("p0b", 0, "c0b")], charges: [charge("c0", 0), charge("c0b", 0)] },
     });
     const text = formatDemoReport(result);
     expect(text).toContain("Idempotency OFF (--no-idempotency)");
     expect(text).toContain("FAILED: 1 duplicate:");
     expect(text).toContain("This is what the idempotency interceptor prevents");
+  });
+
+  it("follows each fault to the payments it hit: exactly once, or duplicated", () => {
+    const faults = createFaultLog();
+    recordFault(faults, "bank_timeout", ["req-0"]);
+    recordFault(faults, "bank_timeout", ["req-1"]);
+    recordFault(faults, "stall", ["req-0", "req-1", ""]);
+    const result = buildDemoReport({
+      ...runFacts,
+      faults,
+      idempotency: false,
+      seed: 1,
+      durationMs: 1,
+      asked: 2,
+      counters: createDemoCounters(),
+      // req-1 was charged twice: once before its answer was lost, once by the retry.
+      outcomes: [acknowledged(0, "p0"), acknowledged(1, "p1")],
+      ledger: { payments: [payment("p0", 0, "c0"), payment("p1", 1, "c1b")], charges: [charge("c0", 0), charge("c1", 1), charge("c1b", 1)] },
+    });
+    expect(result.faults.find((outcome) => outcome.fault === "bank_timeout")).toEqual({
+      fault: "bank_timeout",
+      injected: 2,
+      hit: 2,
+      exactlyOnce: 1,
+      duplicated: 1,
+    });
+    expect(result.faults.find((outcome) => outcome.fault === "stall")).toMatchObject({ injected: 1, hit: 2, duplicated: 1 });
+    const text = formatDemoReport(result);
+    expect(text).toMatch(/^ {2}bank timeouts +2 +the bank charged, .*: 2 payments hit, 1 recovered, 1 duplicated$/m);
+    expect(text).toMatch(/^ {2}store stalls +1 +the payments store locked for 4\.0 s .* longer than the 3\.0 s lease: 2 payments hit, 1 exactly once, 1 duplicated$/m);
+  });
+
+  it("names why the calls that never completed failed", () => {
+    const failed: PaymentOutcome = { seq: 0, kind: "failed", error: new ConnectError("connect ECONNREFUSED", Code.Unavailable) };
+    const text = formatDemoReport(report({ payments: [], charges: [] }, [failed, { ...failed, seq: 1 }]));
+    expect(text).toContain("    2 calls failed with: [unavailable] connect ECONNREFUSED");
   });
 });

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file demo/v1/bank.proto.
  */
 export const file_demo_v1_bank: GenFile = /*@__PURE__*/
-  fileDesc("ChJkZW1vL3YxL2JhbmsucHJvdG8SB2RlbW8udjEiaAoNQ2hhcmdlUmVxdWVzdBIbCgpyZXF1ZXN0X2lkGAEgASgJQgfgQQLw9yIBEhIKCmFjY291bnRfaWQYAiABKAkSFAoMYW1vdW50X21pbm9yGAMgASgDEhAKCGN1cnJlbmN5GAQgASgJIiMKDkNoYXJnZVJlc3BvbnNlEhEKCWNoYXJnZV9pZBgBIAEoCTJQCgtCYW5rU2VydmljZRJBCgZDaGFyZ2USFi5kZW1vLnYxLkNoYXJnZVJlcXVlc3QaFy5kZW1vLnYxLkNoYXJnZVJlc3BvbnNlIgb69yICCAFiBnByb3RvMw", [file_google_api_field_behavior, file_idempotency_v1_idempotency]);
+  fileDesc("ChJkZW1vL3YxL2JhbmsucHJvdG8SB2RlbW8udjEiewoNQ2hhcmdlUmVxdWVzdBIbCgpyZXF1ZXN0X2lkGAEgASgJQgfgQQLw9yIBEhIKCmFjY291bnRfaWQYAiABKAkSFAoMYW1vdW50X21pbm9yGAMgASgDEhAKCGN1cnJlbmN5GAQgASgJEhEKCXJlZmVyZW5jZRgFIAEoCSIjCg5DaGFyZ2VSZXNwb25zZRIRCgljaGFyZ2VfaWQYASABKAkyUAoLQmFua1NlcnZpY2USQQoGQ2hhcmdlEhYuZGVtby52MS5DaGFyZ2VSZXF1ZXN0GhcuZGVtby52MS5DaGFyZ2VSZXNwb25zZSIG+vciAggBYgZwcm90bzM", [file_google_api_field_behavior, file_idempotency_v1_idempotency]);
 
 /**
  * Asks for a charge.
@@ -51,6 +51,15 @@ export type ChargeRequest = Message<"demo.v1.ChargeRequest"> & {
    * @generated from field: string currency = 4;
    */
   currency: string;
+
+  /**
+   * The caller's own reference, kept with the charge as a bank keeps a
+   * statement text: the payment service passes its payment's request ID, so
+   * that every charge can be traced to the payment that asked for it.
+   *
+   * @generated from field: string reference = 5;
+   */
+  reference: string;
 };
 
 /**
