@@ -1,39 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type UnaryResponse } from "@connectrpc/connect";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ErrorReason } from "../../src/errors/error-reason.js";
 import type { UnaryNext } from "../../src/server/dedupe-call.js";
 import { deduplicate } from "../../src/server/deduplicate.js";
 import { replayedHeader } from "../../src/server/protocol-headers.js";
 import { describeError, expectConnectError } from "../support/connect-assertions.js";
-import {
-  type FaultyStore,
-  openFaultyStepHarness,
-  openSecondProcess,
-  openStepHarness,
-  paymentIdOf,
-  paymentResponse,
-  type StepHarness,
-  type StepOptions,
-} from "../support/dedupe-call-fixture.js";
+import { openSecondProcess, paymentIdOf, paymentResponse, useStepHarness } from "../support/dedupe-call-fixture.js";
 
-let harness: StepHarness | undefined;
-
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
-
-function open(options?: StepOptions): StepHarness {
-  harness = openStepHarness(options);
-  return harness;
-}
-
-function openFaulty(options?: StepOptions): StepHarness & { readonly faults: FaultyStore } {
-  const faulty = openFaultyStepHarness(options);
-  harness = faulty;
-  return faulty;
-}
+const { open, openFaulty } = useStepHarness();
 
 /** A handler that counts its runs and answers `pay_<run>`, after `gate` when given. */
 function countingHandler(gate?: Promise<void>): UnaryNext & { runs: number } {
