@@ -22,6 +22,7 @@ import {
 const { open, openFaulty, start } = useStepHarness();
 
 const outcomeBytes = new Uint8Array([10, 0]);
+
 describe("waitFor()", () => {
   it("resolves with the outcome once the execution of this process stores it", async () => {
     const h = open();
