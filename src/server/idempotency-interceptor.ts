@@ -1,15 +1,13 @@
 import type { Interceptor, UnaryRequest, UnaryResponse } from "@connectrpc/connect";
-import { createMethodPolicyCache, type MethodIdempotencyPolicy } from "../policy/method-policy.js";
+import { createMethodPolicyCache } from "../policy/method-policy.js";
 import { atomicClaimKey } from "./atomic-effects.js";
-import { resolveCallScope } from "./call-scope.js";
-import { createDedupeCall, type UnaryNext } from "./dedupe-call.js";
+import type { UnaryNext } from "./dedupe-call.js";
+import { dedupeCallOf, type MethodSetup } from "./dedupe-call-of.js";
 import { deduplicate } from "./deduplicate.js";
-import { createInFlightWaiters, type InFlightWaiters } from "./in-flight-waiters.js";
-import { type IdempotencyInterceptorOptions, type InterceptorSettings, resolveInterceptorOptions } from "./interceptor-options.js";
-import { createPendingBudget, type PendingBudget } from "./pending-budget.js";
-import { naturalKeyOf } from "./natural-key-of.js";
-import { createReplayCache, type ReplayCache } from "./replay-cache.js";
-import { requestIdOf } from "./request-id-of.js";
+import { createInFlightWaiters } from "./in-flight-waiters.js";
+import { type IdempotencyInterceptorOptions, resolveInterceptorOptions } from "./interceptor-options.js";
+import { createPendingBudget } from "./pending-budget.js";
+import { createReplayCache } from "./replay-cache.js";
 
 /**
  * Creates a Connect server interceptor that runs each mutating unary call
@@ -39,9 +37,10 @@ import { requestIdOf } from "./request-id-of.js";
  * replays and REQUEST_IN_PROGRESS errors carry `idempotency-expires`: until
  * when the outcome is replayed, by the store's clock.
  *
- * The steps, one module each: `claimKey` -> `runExecution` -> settle
- * (`storeOutcome`, `interruptExecution`, `releaseExecution`), and for
- * duplicates `waitFor` -> `replayOutcome`; `deduplicate` ties them together.
+ * The steps, one module each: `dedupeCallOf` builds the call, then
+ * `claimKey` -> `runExecution` -> settle (`storeOutcome`,
+ * `interruptExecution`, `releaseExecution`), and for duplicates `waitFor` ->
+ * `replayOutcome`; `deduplicate` ties them together.
  *
  * ```ts
  * import * as http2 from "node:http2";
@@ -91,42 +90,15 @@ export function createIdempotencyInterceptor(options: IdempotencyInterceptorOpti
   };
 }
 
-/** What the interceptor knows about a unary method with a request ID field or a natural key. */
-interface MethodSetup {
-  readonly settings: InterceptorSettings;
-  readonly inFlight: InFlightWaiters;
-  readonly pending: PendingBudget;
-  readonly replayCache: ReplayCache | undefined;
-  readonly policy: MethodIdempotencyPolicy;
-}
-
 /**
  * Checks the request ID (or reads the natural key), then deduplicates;
  * calls with an empty request ID run as they are.
  */
 async function handleUnary(req: UnaryRequest, setup: MethodSetup, next: UnaryNext): Promise<UnaryResponse> {
-  const { settings, policy } = setup;
-  const field = policy.requestIdField;
-  const naturalKey = field === undefined ? (policy.keyFields ?? []) : undefined;
-  const key = naturalKey !== undefined ? naturalKeyOf(req, naturalKey) : field && requestIdOf(req, policy, field);
-  if (key === undefined) {
+  const call = await dedupeCallOf(req, setup);
+  if (call === undefined) {
     return next(req);
   }
-  const scope = await resolveCallScope(req, settings);
-  const call = createDedupeCall(req, {
-    settings,
-    inFlight: setup.inFlight,
-    pending: setup.pending,
-    replayCache: setup.replayCache,
-    field,
-    fieldName: naturalKey?.map((p) => p.path).join(", ") ?? field?.name ?? "",
-    scope,
-    key,
-    retentionMs: policy.retentionMs ?? settings.retentionMs,
-    tombstoneMs: policy.tombstoneRetentionMs ?? settings.tombstoneRetentionMs,
-    duplicateMode: policy.duplicateMode ?? settings.onDuplicate,
-    fingerprintExclude: policy.fingerprintExclude,
-  });
   return deduplicate(call, next);
 }
 

@@ -68,6 +68,14 @@ export function describeAtomicStoreConformance<Tx>(
       };
     }
 
+    /** Work that writes row-1 and answers "x", calling `count` each time it runs. */
+    function countedWork(count: () => void) {
+      return writing("row-1", () => {
+        count();
+        return { value: "x", outcome };
+      });
+    }
+
     function completeWithin<T>(
       owner: string,
       work: (tx: Tx) => AtomicCompletion<T> | Promise<AtomicCompletion<T>>,
@@ -150,10 +158,7 @@ export function describeAtomicStoreConformance<Tx>(
         expect(await store.interrupt({ key, owner: "owner-1", attempt: 1 })).toBe(true);
         // Interrupted: no completion of that attempt any more.
         let runs = 0;
-        const work = writing("row-1", () => {
-          runs++;
-          return { value: "x", outcome };
-        });
+        const work = countedWork(() => runs++);
         expect(await completeWithin("owner-1", work)).toEqual({ kind: "not_owner" });
         await claim();
         expect(await completeWithin("owner-1", work, 1)).toEqual({ kind: "not_owner" });
@@ -165,10 +170,7 @@ export function describeAtomicStoreConformance<Tx>(
 
       it("runs nothing when the record is completed (even by this execution) or absent", async () => {
         let runs = 0;
-        const work = writing("row-1", () => {
-          runs++;
-          return { value: "x", outcome };
-        });
+        const work = countedWork(() => runs++);
         expect(await completeWithin("owner-1", work)).toEqual({ kind: "not_owner" });
         await claim();
         expect(await complete()).toBe(true);

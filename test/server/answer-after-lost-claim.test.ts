@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CreatePaymentResponseSchema } from "../../gen/demo/v1/payments_pb.js";
 import { ErrorReason } from "../../src/errors/error-reason.js";
 import { answerAfterLostClaim } from "../../src/server/answer-after-lost-claim.js";
@@ -12,33 +12,14 @@ import { encodeStoredOutcome } from "../../src/server/stored-outcome.js";
 import { createStoreCorruptError } from "../../src/store/store-corrupt-error.js";
 import { describeError, expectConnectError } from "../support/connect-assertions.js";
 import {
-  type FaultyStore,
-  openFaultyStepHarness,
-  openStepHarness,
   ownerOf,
   paymentIdOf,
   paymentResponse,
   type StepHarness,
-  type StepOptions,
+  useStepHarness,
 } from "../support/dedupe-call-fixture.js";
 
-let harness: StepHarness | undefined;
-
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
-
-function open(options?: StepOptions, wrap?: Parameters<typeof openStepHarness>[1]): StepHarness {
-  harness = openStepHarness(options, wrap);
-  return harness;
-}
-
-function openFaulty(options?: StepOptions): StepHarness & { readonly faults: FaultyStore } {
-  const faulty = openFaultyStepHarness(options);
-  harness = faulty;
-  return faulty;
-}
+const { open, openFaulty } = useStepHarness();
 
 function storedResponse(paymentId: string): Uint8Array {
   return encodeStoredOutcome({

@@ -1,19 +1,9 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { emit, timed } from "../../src/server/call-events.js";
 import { hashRecordKey } from "../../src/server/key-hash.js";
-import { openStepHarness, type StepHarness, type StepOptions } from "../support/dedupe-call-fixture.js";
+import { useStepHarness } from "../support/dedupe-call-fixture.js";
 
-let harness: StepHarness | undefined;
-
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
-
-function open(options?: StepOptions): StepHarness {
-  harness = openStepHarness(options);
-  return harness;
-}
+const { open } = useStepHarness();
 
 describe("emit()", () => {
   it("reports the decision with the method, the keyed hash of the key (never the key), and the store calls since the last event", async () => {

@@ -1,39 +1,20 @@
 import { randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ErrorReason } from "../../src/errors/error-reason.js";
 import { claimKey } from "../../src/server/claim-key.js";
 import { deduplicate } from "../../src/server/deduplicate.js";
 import { createStoreCorruptError } from "../../src/store/store-corrupt-error.js";
 import { describeError, expectConnectError } from "../support/connect-assertions.js";
 import {
-  type FaultyStore,
-  openFaultyStepHarness,
-  openStepHarness,
   ownerOf,
   paymentResponse,
-  type StepHarness,
   stepLeaseGraceMs,
   stepLeaseMs,
+  useStepHarness,
 } from "../support/dedupe-call-fixture.js";
 
-let harness: StepHarness | undefined;
-
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
-
-function open(...args: Parameters<typeof openStepHarness>): StepHarness {
-  harness = openStepHarness(...args);
-  return harness;
-}
-
-function openFaulty(): StepHarness & { readonly faults: FaultyStore } {
-  const faulty = openFaultyStepHarness();
-  harness = faulty;
-  return faulty;
-}
+const { open, openFaulty } = useStepHarness();
 
 describe("claimKey()", () => {
   it("claims a free key for the owner as attempt 1, in progress under a lease, and records when by both clocks", async () => {

@@ -1,17 +1,11 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createDedupeCall, type DedupeCallInit } from "../../src/server/dedupe-call.js";
-import { createPayment, openStepHarness, paymentRequest, type StepHarness } from "../support/dedupe-call-fixture.js";
+import { createPayment, paymentRequest, type StepHarness, useStepHarness } from "../support/dedupe-call-fixture.js";
 
-let harness: StepHarness | undefined;
-
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
+const harness = useStepHarness();
 
 function open(): StepHarness {
-  harness = openStepHarness({ scope: () => "tenant-a" });
-  return harness;
+  return harness.open({ scope: () => "tenant-a" });
 }
 
 function init(h: StepHarness, overrides: Partial<DedupeCallInit> = {}): DedupeCallInit {

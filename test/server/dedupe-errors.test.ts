@@ -1,5 +1,5 @@
 import { Code, type ConnectError } from "@connectrpc/connect";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { ErrorReason } from "../../src/errors/error-reason.js";
 import { findRetryDelayMs } from "../../src/errors/idempotency-error.js";
@@ -14,19 +14,9 @@ import {
 } from "../../src/server/dedupe-errors.js";
 import { expiresHeader } from "../../src/server/protocol-headers.js";
 import { describeError } from "../support/connect-assertions.js";
-import { openStepHarness, ownerOf, type StepHarness } from "../support/dedupe-call-fixture.js";
+import { ownerOf, useStepHarness } from "../support/dedupe-call-fixture.js";
 
-let harness: StepHarness | undefined;
-
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
-
-function open(): StepHarness {
-  harness = openStepHarness();
-  return harness;
-}
+const { open } = useStepHarness();
 
 /** The ErrorInfo metadata of an error. */
 function errorInfo(error: ConnectError): Record<string, string> | undefined {

@@ -1,39 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type UnaryResponse } from "@connectrpc/connect";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ErrorReason } from "../../src/errors/error-reason.js";
 import type { UnaryNext } from "../../src/server/dedupe-call.js";
 import { deduplicate } from "../../src/server/deduplicate.js";
 import { replayedHeader } from "../../src/server/protocol-headers.js";
 import { describeError, expectConnectError } from "../support/connect-assertions.js";
-import {
-  type FaultyStore,
-  openFaultyStepHarness,
-  openSecondProcess,
-  openStepHarness,
-  paymentIdOf,
-  paymentResponse,
-  type StepHarness,
-  type StepOptions,
-} from "../support/dedupe-call-fixture.js";
+import { openSecondProcess, paymentIdOf, paymentResponse, type StepHarness, useStepHarness } from "../support/dedupe-call-fixture.js";
 
-let harness: StepHarness | undefined;
-
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
-
-function open(options?: StepOptions): StepHarness {
-  harness = openStepHarness(options);
-  return harness;
-}
-
-function openFaulty(options?: StepOptions): StepHarness & { readonly faults: FaultyStore } {
-  const faulty = openFaultyStepHarness(options);
-  harness = faulty;
-  return faulty;
-}
+const { open, openFaulty } = useStepHarness();
 
 /** A handler that counts its runs and answers `pay_<run>`, after `gate` when given. */
 function countingHandler(gate?: Promise<void>): UnaryNext & { runs: number } {
@@ -55,6 +30,19 @@ function gate(): { promise: Promise<void>; open(): void } {
   return { promise, open };
 }
 
+/**
+ * A first call of a fresh request ID, its handler (`countingHandler`)
+ * running until `release.open()`.
+ */
+async function runningFirst(h: StepHarness) {
+  const requestId = randomUUID();
+  const release = gate();
+  const handler = countingHandler(release.promise);
+  const first = deduplicate(await h.call({ requestId }), handler);
+  await expect.poll(() => handler.runs).toBe(1);
+  return { requestId, release, handler, first };
+}
+
 describe("deduplicate()", () => {
   it("runs the handler for a fresh key, and replays its stored outcome to a later duplicate without running it", async () => {
     const h = open();
@@ -69,11 +57,7 @@ describe("deduplicate()", () => {
 
   it("makes a duplicate in this process wait for the running execution and answers it with that outcome", async () => {
     const h = open();
-    const requestId = randomUUID();
-    const release = gate();
-    const handler = countingHandler(release.promise);
-    const first = deduplicate(await h.call({ requestId }), handler);
-    await expect.poll(() => handler.runs).toBe(1);
+    const { requestId, release, handler, first } = await runningFirst(h);
     const duplicate = deduplicate(await h.call({ requestId }), handler);
     setTimeout(release.open, 20);
     const [a, b] = await Promise.all([first, duplicate]);
@@ -85,11 +69,7 @@ describe("deduplicate()", () => {
   it("makes a duplicate in another process poll the store for the running execution's outcome", async () => {
     const h = open();
     const other = openSecondProcess(h);
-    const requestId = randomUUID();
-    const release = gate();
-    const handler = countingHandler(release.promise);
-    const first = deduplicate(await h.call({ requestId }), handler);
-    await expect.poll(() => handler.runs).toBe(1);
+    const { requestId, release, handler, first } = await runningFirst(h);
     const duplicate = deduplicate(await other.call({ requestId }), handler);
     setTimeout(release.open, 30);
     expect(paymentIdOf(await duplicate)).toBe("pay_1");
@@ -121,11 +101,7 @@ describe("deduplicate()", () => {
 
   it("refuses another payload under the same request ID with FAILED_PRECONDITION REQUEST_ID_REUSED, running or completed", async () => {
     const h = open();
-    const requestId = randomUUID();
-    const release = gate();
-    const handler = countingHandler(release.promise);
-    const first = deduplicate(await h.call({ requestId }), handler);
-    await expect.poll(() => handler.runs).toBe(1);
+    const { requestId, release, handler, first } = await runningFirst(h);
     const running = await expectConnectError(deduplicate(await h.call({ requestId, amountMinor: 999n }), handler));
     release.open();
     await first;

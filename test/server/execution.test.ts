@@ -1,56 +1,20 @@
 import { randomUUID } from "node:crypto";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { atomicClaimKey } from "../../src/server/atomic-effects.js";
 import { claimKey } from "../../src/server/claim-key.js";
-import type { DedupeCall } from "../../src/server/dedupe-call.js";
-import { type Execution, keptForm, markClaimLost, startExecution } from "../../src/server/execution.js";
+import { keptForm, markClaimLost } from "../../src/server/execution.js";
 import { idempotencyContext } from "../../src/server/idempotency-context.js";
 import { decodeStoredOutcome } from "../../src/server/stored-outcome.js";
 import {
-  type FaultyStore,
-  openFaultyStepHarness,
   openSecondProcess,
-  openStepHarness,
   ownerOf,
-  type StepHarness,
-  type StepOptions,
+  sleep,
   stepLeaseGraceMs,
   stepLeaseMs,
+  useStepHarness,
 } from "../support/dedupe-call-fixture.js";
 
-let harness: StepHarness | undefined;
-const executions: Execution[] = [];
-
-afterEach(async () => {
-  for (const execution of executions.splice(0)) {
-    execution.keeper.stop();
-  }
-  await harness?.close();
-  harness = undefined;
-});
-
-function open(options?: StepOptions): StepHarness {
-  harness = openStepHarness(options);
-  return harness;
-}
-
-function openFaulty(options?: StepOptions): StepHarness & { readonly faults: FaultyStore } {
-  const faulty = openFaultyStepHarness(options);
-  harness = faulty;
-  return faulty;
-}
-
-async function start(call: DedupeCall, owner: string): Promise<Execution> {
-  const claim = await claimKey(call, owner);
-  if (claim.kind !== "claimed") {
-    throw new Error(`expected a fresh claim, found ${claim.record.status}`);
-  }
-  const execution = startExecution(call, owner, claim.record, claim.replaced, call.claimSentAt);
-  executions.push(execution);
-  return execution;
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const { open, openFaulty, start } = useStepHarness();
 
 describe("startExecution()", () => {
   it("registers the execution for duplicates of this process and tells the handler its key, attempt and atomic claim", async () => {

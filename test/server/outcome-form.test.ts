@@ -1,22 +1,12 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ErrorReason } from "../../src/errors/error-reason.js";
 import { findErrorReason } from "../../src/errors/idempotency-error.js";
 import { encodeOutcome, storedForm } from "../../src/server/outcome-form.js";
 import { decodeStoredOutcome } from "../../src/server/stored-outcome.js";
-import { openStepHarness, type StepHarness, type StepOptions } from "../support/dedupe-call-fixture.js";
+import { useStepHarness } from "../support/dedupe-call-fixture.js";
 
-let harness: StepHarness | undefined;
-
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
-
-function open(options?: StepOptions): StepHarness {
-  harness = openStepHarness(options);
-  return harness;
-}
+const { open } = useStepHarness();
 
 const response = (size: number) => ({
   kind: "response" as const,

@@ -1,32 +1,15 @@
 import { toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CreatePaymentResponseSchema } from "../../gen/demo/v1/payments_pb.js";
 import { ErrorReason } from "../../src/errors/error-reason.js";
-import { claimKey } from "../../src/server/claim-key.js";
-import type { DedupeCall } from "../../src/server/dedupe-call.js";
-import { type Execution, startExecution } from "../../src/server/execution.js";
 import { expiresHeader, firstExecutedAtHeader, replayedHeader } from "../../src/server/protocol-headers.js";
 import { answerCommitted, replayOutcome } from "../../src/server/replay-outcome.js";
 import { encodeStoredOutcome } from "../../src/server/stored-outcome.js";
 import { describeError, expectConnectError } from "../support/connect-assertions.js";
-import { openStepHarness, paymentIdOf, paymentResponse, type StepHarness, type StepOptions } from "../support/dedupe-call-fixture.js";
+import { paymentIdOf, paymentResponse, useStepHarness } from "../support/dedupe-call-fixture.js";
 
-let harness: StepHarness | undefined;
-const executions: Execution[] = [];
-
-afterEach(async () => {
-  for (const execution of executions.splice(0)) {
-    execution.keeper.stop();
-  }
-  await harness?.close();
-  harness = undefined;
-});
-
-function open(options?: StepOptions): StepHarness {
-  harness = openStepHarness(options);
-  return harness;
-}
+const { open, start } = useStepHarness();
 
 const firstExecutedAt = Date.UTC(2030, 0, 1, 12);
 const expiresAt = Date.UTC(2030, 0, 2, 12);
@@ -100,18 +83,10 @@ describe("replayOutcome()", () => {
 });
 
 describe("answerCommitted()", () => {
-  async function started(call: DedupeCall): Promise<Execution> {
-    const claim = await claimKey(call, "owner-a");
-    if (claim.kind !== "claimed") throw new Error("expected a fresh claim");
-    const execution = startExecution(call, "owner-a", claim.record, claim.replaced, call.claimSentAt);
-    executions.push(execution);
-    return execution;
-  }
-
   it("answers with exactly what the handler's commit stored, as a first answer, and wakes the waiters of this process", async () => {
     const h = open();
     const call = await h.call();
-    const execution = await started(call);
+    const execution = await start(call, "owner-a");
     const waiting = h.inFlight.find(call.id)!.wait(2_000, new AbortController().signal);
     const outcome = storedResponse("pay_1", new Headers({ "x-committed": "yes" }), new Headers({ "x-trailer": "t" }));
     // The call's own headers, which the handler changed after its commit.
@@ -138,7 +113,7 @@ describe("answerCommitted()", () => {
   it("throws a committed error outcome to the caller", async () => {
     const h = open();
     const call = await h.call();
-    const execution = await started(call);
+    const execution = await start(call, "owner-a");
     const outcome = encodeStoredOutcome({ kind: "error", error: new ConnectError("declined", Code.FailedPrecondition) });
     const error = await expectConnectError(
       (async () =>

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type UnaryResponse } from "@connectrpc/connect";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CreatePaymentResponseSchema } from "../../gen/demo/v1/payments_pb.js";
 import { ErrorReason } from "../../src/errors/error-reason.js";
 import { claimKey } from "../../src/server/claim-key.js";
@@ -13,34 +13,15 @@ import { runExecution } from "../../src/server/run-execution.js";
 import { decodeStoredOutcome } from "../../src/server/stored-outcome.js";
 import { describeError, expectConnectError } from "../support/connect-assertions.js";
 import {
-  type FaultyStore,
-  openFaultyStepHarness,
   openSecondProcess,
-  openStepHarness,
   paymentIdOf,
   paymentResponse,
-  type StepHarness,
   stepLeaseGraceMs,
   stepLeaseMs,
+  useStepHarness,
 } from "../support/dedupe-call-fixture.js";
 
-let harness: StepHarness | undefined;
-
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
-
-function open(...args: Parameters<typeof openStepHarness>): StepHarness {
-  harness = openStepHarness(...args);
-  return harness;
-}
-
-function openFaulty(): StepHarness & { readonly faults: FaultyStore } {
-  const faulty = openFaultyStepHarness();
-  harness = faulty;
-  return faulty;
-}
+const { open, openFaulty } = useStepHarness();
 
 /** Claims the call's key and runs `next` under the claim, as `deduplicate` does after a fresh claim. */
 async function claimAndRun(call: DedupeCall, owner: string, next: UnaryNext): Promise<UnaryResponse> {
@@ -215,8 +196,7 @@ describe("runExecution()", () => {
     expect(h.events.map((e) => e.type)).not.toContain("completed");
   });
   it("answers a stored-code error whose write fails past the last confirmed lease with UNAVAILABLE STORE_UNAVAILABLE, as it does a response", async () => {
-    const faulty = openFaultyStepHarness();
-    harness = faulty;
+    const faulty = openFaulty();
     const call = await faulty.call();
     const claim = await claimKey(call, "owner-a");
     if (claim.kind !== "claimed") throw new Error("expected a fresh claim");
@@ -234,8 +214,7 @@ describe("runExecution()", () => {
   });
 
   it("answers a caller whose outcome could not be written before the claim's deadline with UNAVAILABLE STORE_UNAVAILABLE, not as a lost claim", async () => {
-    const faulty = openFaultyStepHarness({ retentionMs: 400, maxWaitMs: 100 });
-    harness = faulty;
+    const faulty = openFaulty({ retentionMs: 400, maxWaitMs: 100 });
     const call = await faulty.call();
     const claim = await claimKey(call, "owner-a");
     if (claim.kind !== "claimed") throw new Error("expected a fresh claim");

@@ -1,58 +1,24 @@
 import { randomUUID } from "node:crypto";
 import { toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CreatePaymentResponseSchema } from "../../gen/demo/v1/payments_pb.js";
 import { claimKey } from "../../src/server/claim-key.js";
 import type { DedupeCall } from "../../src/server/dedupe-call.js";
-import { type Execution, startExecution } from "../../src/server/execution.js";
 import type { InFlightResult } from "../../src/server/in-flight-waiters.js";
 import { encodeOutcome, storedForm } from "../../src/server/outcome-form.js";
 import { interruptExecution, releaseExecution, storeOutcome } from "../../src/server/settle-execution.js";
 import {
   type FaultyStore,
-  openFaultyStepHarness,
   openSecondProcess,
-  openStepHarness,
   paymentResponse,
   type StepHarness,
-  type StepOptions,
   stepLeaseGraceMs,
   stepLeaseMs,
+  useStepHarness,
 } from "../support/dedupe-call-fixture.js";
 
-let harness: StepHarness | undefined;
-const executions: Execution[] = [];
-
-afterEach(async () => {
-  for (const execution of executions.splice(0)) {
-    execution.keeper.stop();
-  }
-  await harness?.close();
-  harness = undefined;
-});
-
-function open(options?: StepOptions): StepHarness {
-  harness = openStepHarness(options);
-  return harness;
-}
-
-function openFaulty(options?: StepOptions): StepHarness & { readonly faults: FaultyStore } {
-  const faulty = openFaultyStepHarness(options);
-  harness = faulty;
-  return faulty;
-}
-
-/** Claims the call's key and starts its execution, as `runExecution` does before the handler runs. */
-async function start(call: DedupeCall, owner: string): Promise<Execution> {
-  const claim = await claimKey(call, owner);
-  if (claim.kind !== "claimed") {
-    throw new Error(`expected a fresh claim, found ${claim.record.status}`);
-  }
-  const execution = startExecution(call, owner, claim.record, claim.replaced, call.claimSentAt);
-  executions.push(execution);
-  return execution;
-}
+const { open, openFaulty, start } = useStepHarness();
 
 /** The stored form of a CreatePayment response, as `runExecution` builds it. */
 function responseForm(call: DedupeCall, paymentId: string) {

@@ -1,11 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ErrorReason } from "../../src/errors/error-reason.js";
 import { findRetryDelayMs } from "../../src/errors/idempotency-error.js";
 import { claimKey } from "../../src/server/claim-key.js";
-import type { DedupeCall } from "../../src/server/dedupe-call.js";
-import { type Execution, startExecution } from "../../src/server/execution.js";
 import type { InFlightResult } from "../../src/server/in-flight-waiters.js";
 import { expiresHeader } from "../../src/server/protocol-headers.js";
 import { storeOutcome } from "../../src/server/settle-execution.js";
@@ -13,52 +11,17 @@ import { completedOutcome, pollRecord, recordState, waitFor } from "../../src/se
 import { createStoreCorruptError } from "../../src/store/store-corrupt-error.js";
 import { describeError, expectConnectError } from "../support/connect-assertions.js";
 import {
-  type FaultyStore,
-  openFaultyStepHarness,
   openSecondProcess,
-  openStepHarness,
   ownerOf,
-  type StepHarness,
-  type StepOptions,
+  sleep,
   stepLeaseGraceMs,
   stepLeaseMs,
+  useStepHarness,
 } from "../support/dedupe-call-fixture.js";
 
-let harness: StepHarness | undefined;
-const executions: Execution[] = [];
-
-afterEach(async () => {
-  for (const execution of executions.splice(0)) {
-    execution.keeper.stop();
-  }
-  await harness?.close();
-  harness = undefined;
-});
-
-function open(options?: StepOptions, wrap?: Parameters<typeof openStepHarness>[1]): StepHarness {
-  harness = openStepHarness(options, wrap);
-  return harness;
-}
-
-function openFaulty(options?: StepOptions): StepHarness & { readonly faults: FaultyStore } {
-  const faulty = openFaultyStepHarness(options);
-  harness = faulty;
-  return faulty;
-}
-
-/** Claims the call's key and starts its execution, as `runExecution` does before the handler runs. */
-async function start(call: DedupeCall, owner: string): Promise<Execution> {
-  const claim = await claimKey(call, owner);
-  if (claim.kind !== "claimed") {
-    throw new Error(`expected a fresh claim, found ${claim.record.status}`);
-  }
-  const execution = startExecution(call, owner, claim.record, claim.replaced, call.claimSentAt);
-  executions.push(execution);
-  return execution;
-}
+const { open, openFaulty, start } = useStepHarness();
 
 const outcomeBytes = new Uint8Array([10, 0]);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe("waitFor()", () => {
   it("resolves with the outcome once the execution of this process stores it", async () => {

@@ -1,14 +1,17 @@
 import { randomUUID } from "node:crypto";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createContextValues, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
+import { afterEach } from "vitest";
 import {
   type CreatePaymentRequestSchema,
   CreatePaymentResponseSchema,
   PaymentService,
 } from "../../gen/demo/v1/payments_pb.js";
 import { createMethodPolicyCache } from "../../src/policy/method-policy.js";
-import { resolveCallScope } from "../../src/server/call-scope.js";
-import { createDedupeCall, type DedupeCall } from "../../src/server/dedupe-call.js";
+import { claimKey } from "../../src/server/claim-key.js";
+import type { DedupeCall } from "../../src/server/dedupe-call.js";
+import { dedupeCallOf } from "../../src/server/dedupe-call-of.js";
+import { type Execution, startExecution } from "../../src/server/execution.js";
 import type { IdempotencyEvent } from "../../src/server/idempotency-event.js";
 import { createInFlightWaiters, type InFlightWaiters } from "../../src/server/in-flight-waiters.js";
 import {
@@ -18,7 +21,6 @@ import {
 } from "../../src/server/interceptor-options.js";
 import { createPendingBudget, type PendingBudget } from "../../src/server/pending-budget.js";
 import { createReplayCache, type ReplayCache } from "../../src/server/replay-cache.js";
-import { requestIdOf } from "../../src/server/request-id-of.js";
 import type { IdempotencyStore, OwnerInput, RecordKey } from "../../src/store/idempotency-store.js";
 import { createSqliteStore, type SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { createManualClock, type ManualClock } from "./manual-clock.js";
@@ -58,8 +60,8 @@ export interface StepHarness {
   readonly events: IdempotencyEvent[];
   /**
    * A deduplicated call of CreatePayment with `init` on top of a fresh
-   * request ID and a fixed payload: the request, its policy, its request ID
-   * (`requestIdOf`), its scope and `createDedupeCall`, as the interceptor does.
+   * request ID and a fixed payload: the request, its policy, and
+   * `dedupeCallOf`, as the interceptor does.
    */
   call(init?: PaymentInit, options?: { signal?: AbortSignal }): Promise<DedupeCall>;
   /** The record of a call, read from the SQLite store. */
@@ -86,6 +88,60 @@ export function openFaultyStepHarness(options: StepOptions = {}): StepHarness & 
   const harness = openStepHarness(options, (raw) => (faults = faultyStore(raw)));
   return { ...harness, faults: faults! };
 }
+
+/** The harness of the current test and its executions, from `useStepHarness`. */
+export interface StepHarnessUse {
+  /** Opens the current test's harness (`openStepHarness`); the harness opened last is closed after the test. */
+  open(options?: StepOptions, wrap?: (store: SqliteStore) => IdempotencyStore): StepHarness;
+  /** Opens the current test's harness over a faulty store (`openFaultyStepHarness`). */
+  openFaulty(options?: StepOptions): StepHarness & { readonly faults: FaultyStore };
+  /**
+   * Claims the call's key for `owner` and starts its execution, as
+   * `runExecution` does before the handler runs; its lease keeper is
+   * stopped after the test. Throws unless the claim is fresh.
+   */
+  start(call: DedupeCall, owner: string): Promise<Execution>;
+}
+
+/**
+ * Gives each test of the calling file a step harness of its own: after the
+ * test, the lease keepers of the executions it started with `start` stop
+ * and the harness it opened last closes. Call it at the top of a file.
+ */
+export function useStepHarness(): StepHarnessUse {
+  let harness: StepHarness | undefined;
+  const executions: Execution[] = [];
+  afterEach(async () => {
+    for (const execution of executions.splice(0)) {
+      execution.keeper.stop();
+    }
+    await harness?.close();
+    harness = undefined;
+  });
+  return {
+    open(options, wrap) {
+      harness = openStepHarness(options, wrap);
+      return harness;
+    },
+    openFaulty(options) {
+      const faulty = openFaultyStepHarness(options);
+      harness = faulty;
+      return faulty;
+    },
+    async start(call, owner) {
+      const claim = await claimKey(call, owner);
+      if (claim.kind !== "claimed") {
+        throw new Error(`expected a fresh claim, found ${claim.record.status}`);
+      }
+      const execution = startExecution(call, owner, claim.record, claim.replaced, call.claimSentAt);
+      executions.push(execution);
+      return execution;
+    },
+  };
+}
+
+/** Resolves after `ms` milliseconds of real time. */
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Another server process on the store of `harness`: its own settings,
@@ -130,29 +186,14 @@ function buildHarness(
     async call(init = {}, callOptions = {}) {
       const req = paymentRequest(init, callOptions.signal);
       const policy = policyOf(req.method);
-      const field = policy.requestIdField;
-      if (field === undefined) {
+      if (policy.requestIdField === undefined) {
         throw new Error("CreatePayment has no request ID field");
       }
-      const key = requestIdOf(req, policy, field);
-      if (key === undefined) {
+      const call = await dedupeCallOf(req, { settings, inFlight, pending, replayCache, policy });
+      if (call === undefined) {
         throw new Error("the step specs deduplicate calls with a request ID; this one has none");
       }
-      const scope = await resolveCallScope(req, settings);
-      return createDedupeCall(req, {
-        settings,
-        inFlight,
-        pending,
-        replayCache,
-        field,
-        fieldName: field.name,
-        scope,
-        key,
-        retentionMs: policy.retentionMs ?? settings.retentionMs,
-        tombstoneMs: policy.tombstoneRetentionMs ?? settings.tombstoneRetentionMs,
-        duplicateMode: policy.duplicateMode ?? settings.onDuplicate,
-        fingerprintExclude: policy.fingerprintExclude,
-      });
+      return call;
     },
     record(call) {
       return raw.get(call.record);
