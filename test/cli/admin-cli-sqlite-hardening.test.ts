@@ -44,19 +44,26 @@ afterAll(() => {
 });
 
 /** Starts a process that takes the write lock of `path` and lets go after `holdMs`. */
-async function holdLock(path: string, holdMs: number): Promise<ChildProcess> {
+/**
+ * A process holding the file's write lock until `release` (or `holdMs`):
+ * released on cue, so that a slow CLI start on a loaded machine cannot
+ * outlast the lock the test means it to meet.
+ */
+async function holdLock(path: string, holdMs: number): Promise<ChildProcess & { release(): void }> {
   const holder = spawn(
     process.execPath,
     [
       "-e",
       `const db = new (require("better-sqlite3"))(${JSON.stringify(path)});
        db.exec("BEGIN EXCLUSIVE"); console.log("locked");
-       setTimeout(() => { db.exec("ROLLBACK"); db.close(); }, ${holdMs});`,
+       const release = () => { if (db.open) { db.exec("ROLLBACK"); db.close(); } process.exit(0); };
+       process.stdin.once("data", release);
+       setTimeout(release, ${holdMs});`,
     ],
-    { cwd: repoRoot, stdio: ["ignore", "pipe", "inherit"] },
+    { cwd: repoRoot, stdio: ["pipe", "pipe", "inherit"] },
   );
   await new Promise((resolve) => holder.stdout!.once("data", resolve));
-  return holder;
+  return Object.assign(holder, { release: () => holder.stdin!.end("release\n") });
 }
 
 describe("stored text on a terminal", () => {
@@ -102,7 +109,7 @@ describe("--db naming a directory", () => {
 
 describe("writes under another process's lock", () => {
   it("give up after --wait with a message naming the lock and its holder, and succeed when the wait outlasts the lock", async () => {
-    const holder = await holdLock(db, 8_000);
+    const holder = await holdLock(db, 120_000);
     try {
       const started = performance.now();
       const [sweep, evict] = await Promise.all([
@@ -123,7 +130,9 @@ describe("writes under another process's lock", () => {
       const list = await runCli(["keys", "list", "--json", "--db", db]);
       expect(JSON.parse(list.stdout)).toHaveLength(3);
       console.log(`sweep and evict under the lock gave up after ${tookMs.toFixed(0)} ms (two CLI starts in parallel)`);
-      const waited = await runCli(["sweep", "--json", "--db", db, "--wait", "30s"]);
+      const waiting = runCli(["sweep", "--json", "--db", db, "--wait", "30s"]);
+      setTimeout(() => holder.release(), 2_000);
+      const waited = await waiting;
       expect(waited.code, waited.stderr).toBe(0);
       expect(JSON.parse(waited.stdout)).toEqual({ deleted: 0 });
     } finally {
