@@ -2,6 +2,7 @@ import type { ConnectError } from "@connectrpc/connect";
 import { ErrorReason } from "../errors/error-reason.js";
 import { createIdempotencyError } from "../errors/idempotency-error.js";
 import { emit } from "./call-events.js";
+import { isoTime } from "./iso-time.js";
 import { expiresHeader } from "./protocol-headers.js";
 import type { DedupeCall } from "./dedupe-call.js";
 import type { IdempotencyRecord } from "../store/idempotency-store.js";
@@ -31,7 +32,7 @@ export function requestIdReused(call: DedupeCall): ConnectError {
  */
 export function requestIdExpired(call: DedupeCall, record: IdempotencyRecord): ConnectError {
   emit(call, "tombstoned");
-  const completedAt = new Date(record.updatedAt).toISOString();
+  const completedAt = isoTime(record.updatedAt);
   const what = call.naturalKey ? `the key of this request (fields ${call.fieldName})` : `the request ID in field ${call.fieldName}`;
   return createIdempotencyError(
     ErrorReason.REQUEST_ID_EXPIRED,
@@ -42,7 +43,7 @@ export function requestIdExpired(call: DedupeCall, record: IdempotencyRecord): C
         field: call.fieldName,
         completed_at: completedAt,
         original_code: String(record.outcomeCode ?? 0),
-        first_executed_at: new Date(record.createdAt).toISOString(),
+        first_executed_at: isoTime(record.createdAt),
       },
     },
   );
@@ -60,7 +61,7 @@ export function requestInProgress(message: string, expiresAt?: number): ConnectE
     retryDelayMs: inProgressRetryDelayMs,
   });
   if (expiresAt !== undefined) {
-    error.metadata.set(expiresHeader, new Date(expiresAt).toISOString());
+    error.metadata.set(expiresHeader, isoTime(expiresAt));
   }
   return error;
 }

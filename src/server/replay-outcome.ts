@@ -7,6 +7,7 @@ import { cacheOutcome, storedOutcomeExpiry } from "./cache-outcome.js";
 import { emit } from "./call-events.js";
 import type { DedupeCall } from "./dedupe-call.js";
 import type { Execution } from "./execution.js";
+import { isoTime } from "./iso-time.js";
 import { expiresHeader, firstExecutedAtHeader, replayedHeader } from "./protocol-headers.js";
 import { createReplayResponse } from "./replay-response.js";
 import { decodeStoredOutcome, type StoredOutcomeValue } from "./stored-outcome.js";
@@ -29,12 +30,12 @@ export function replayOutcome(
   fromCache = false,
 ): UnaryResponse {
   const outcome = decodeStoredOutcome(bytes);
-  const executedAt = new Date(firstExecutedAt).toISOString();
+  const executedAt = isoTime(firstExecutedAt);
   const mark = (headers: Headers) => {
     headers.set(replayedHeader, "true");
     headers.set(firstExecutedAtHeader, executedAt);
     if (expiresAt !== undefined) {
-      headers.set(expiresHeader, new Date(expiresAt).toISOString());
+      headers.set(expiresHeader, isoTime(expiresAt));
     }
   };
   if (outcome.kind === "error" || outcome.kind === "executed") {
@@ -66,7 +67,7 @@ function alreadyExecuted(
     {
       metadata: {
         first_executed_at: executedAt,
-        ...(completedAt === undefined ? {} : { completed_at: new Date(completedAt).toISOString() }),
+        ...(completedAt === undefined ? {} : { completed_at: isoTime(completedAt) }),
         ...(resourceName === "" ? {} : { resource_name: resourceName }),
       },
     },
@@ -106,7 +107,7 @@ export function answerCommitted(call: DedupeCall, execution: Execution, committe
   response.header.delete(replayedHeader);
   response.header.delete(firstExecutedAtHeader);
   if (execution.expiresAt !== undefined) {
-    response.header.set(expiresHeader, new Date(execution.expiresAt).toISOString());
+    response.header.set(expiresHeader, isoTime(execution.expiresAt));
   } else {
     response.header.delete(expiresHeader);
   }

@@ -6,6 +6,7 @@ import type { DedupeCall, UnaryNext } from "./dedupe-call.js";
 import { outcomeNotRecorded } from "./dedupe-errors.js";
 import { errorAsClientSees, errorDisposition } from "./error-disposition.js";
 import { type Execution, keptForm, startExecution } from "./execution.js";
+import { isoTime } from "./iso-time.js";
 import { encodeOutcome, storedForm } from "./outcome-form.js";
 import { expiresHeader } from "./protocol-headers.js";
 import { answerCommitted } from "./replay-outcome.js";
@@ -89,7 +90,7 @@ async function settleSuccess(call: DedupeCall, execution: Execution, response: U
  */
 function announceExpiry(header: Headers, stored: StoreOutcomeResult, execution: Execution): void {
   if (execution.expiresAt !== undefined && (stored === "stored" || stored === "pending")) {
-    header.set(expiresHeader, new Date(execution.expiresAt).toISOString());
+    header.set(expiresHeader, isoTime(execution.expiresAt));
   }
 }
 

