@@ -144,10 +144,7 @@ const targetSpecs: readonly TargetSpec[] = [
  * that both ran). Within a round the scenarios run close together, so
  * noise that lasts a round hits both.
  */
-export function roundRatios(
-  ours: Pick<ScenarioResult, "rounds">,
-  theirs: Pick<ScenarioResult, "rounds">,
-): number[] {
+export function roundRatios(ours: Pick<ScenarioResult, "rounds">, theirs: Pick<ScenarioResult, "rounds">): number[] {
   return ours.rounds.flatMap((round) => {
     const other = theirs.rounds.find((r) => r.round === round.round);
     return other === undefined || other.callsPerSecond === 0 ? [] : [round.callsPerSecond / other.callsPerSecond];

@@ -23,7 +23,10 @@ export type CpuPinningPlan =
 export function planCpuPinning(): CpuPinningPlan {
   let output: string;
   try {
-    output = execFileSync("taskset", ["-cp", String(process.pid)], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+    output = execFileSync("taskset", ["-cp", String(process.pid)], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    });
   } catch {
     return { pinned: false, reason: "taskset is not available" };
   }

@@ -19,7 +19,10 @@ export interface InProcessResponse {
  * through connect's `invokeUnaryImplementation`, and the call's signal ended
  * afterwards. Only the HTTP/2 stream and the (de)serialization are left out.
  */
-export async function invokeInProcess(service: BenchService, request: CreatePaymentRequest): Promise<InProcessResponse> {
+export async function invokeInProcess(
+  service: BenchService,
+  request: CreatePaymentRequest,
+): Promise<InProcessResponse> {
   const context = createHandlerContext({
     service: PaymentService,
     method,

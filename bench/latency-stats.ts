@@ -32,7 +32,9 @@ export function median(values: readonly number[]): number {
   if (sorted.length === 0) {
     return Number.NaN;
   }
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 /** How a value spread over the rounds of a scenario: quartiles by linear interpolation. */

@@ -24,7 +24,11 @@ export type LayerApi = {
    * Invokes CreatePayment from `concurrency` workers: with a new request ID
    * per call, or (`replay`) cycling through the keys `prepareReplay` completed.
    */
-  run(params: { readonly concurrency: number; readonly durationMs: number; readonly keys: "new" | "replay" }): Promise<LayerStats>;
+  run(params: {
+    readonly concurrency: number;
+    readonly durationMs: number;
+    readonly keys: "new" | "replay";
+  }): Promise<LayerStats>;
   stop(): Promise<void>;
 };
 

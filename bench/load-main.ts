@@ -46,7 +46,10 @@ function clientFor(target: Target): Client<typeof PaymentService> {
   let client = clients.get(id);
   if (client === undefined) {
     // One HTTP/2 connection per server, as one connect-node client process has.
-    client = createClient(PaymentService, createTestTransport(target.baseUrl, { protocol: target.protocol, binary: true, gzip: false }));
+    client = createClient(
+      PaymentService,
+      createTestTransport(target.baseUrl, { protocol: target.protocol, binary: true, gzip: false }),
+    );
     clients.set(id, client);
   }
   return client;

@@ -23,9 +23,18 @@ const program = new Command("bench")
   .option("--quick", "runs everything briefly, as a smoke test; the numbers are noisy", false)
   .option("--scenarios <names>", "comma-separated scenarios (baseline is always added)", list)
   .option("--concurrency <levels>", "comma-separated concurrency levels", integerList, [1, 64])
-  .option("--servers <n>", "server processes per RPC scenario, taking turns by round (default 3, quick 1)", positiveInteger)
-  .addOption(new Option("--protocol <protocol>", "wire protocol (binary codec)").choices(["grpc", "connect"]).default("grpc"))
-  .option("--out <dir>", "where latest.json and latest.svg go (default bench/results; .data/bench/profiled with --cpu-prof)")
+  .option(
+    "--servers <n>",
+    "server processes per RPC scenario, taking turns by round (default 3, quick 1)",
+    positiveInteger,
+  )
+  .addOption(
+    new Option("--protocol <protocol>", "wire protocol (binary codec)").choices(["grpc", "connect"]).default("grpc"),
+  )
+  .option(
+    "--out <dir>",
+    "where latest.json and latest.svg go (default bench/results; .data/bench/profiled with --cpu-prof)",
+  )
   .option("--cache-dir <dir>", "where prefilled SQLite files are kept between runs", join(repoRoot, ".data/bench"))
   .option("--no-pin", "does not pin the server side and the load generator to CPUs of their own (taskset)")
   .option("--cpu-prof", "profiles the server and layer processes and prints where their CPU time went", false)
@@ -143,7 +152,10 @@ function positiveInteger(value: string): number {
 }
 
 function list(value: string): string[] {
-  return value.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+  return value
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
 }
 
 function integerList(value: string): number[] {

@@ -34,8 +34,5 @@ export function paymentRequest(requestId: string): CreatePaymentRequest {
  */
 export function storedPaymentOutcome(requestId: string): Uint8Array {
   const response = toBinary(CreatePaymentResponseSchema, createPayment(paymentRequest(requestId)));
-  return toBinary(
-    StoredOutcomeSchema,
-    create(StoredOutcomeSchema, { result: { case: "response", value: response } }),
-  );
+  return toBinary(StoredOutcomeSchema, create(StoredOutcomeSchema, { result: { case: "response", value: response } }));
 }

@@ -22,7 +22,16 @@ const insertSqlite = `INSERT INTO payments (payment_id, request_id, account_id, 
 
 function rowValues(req: CreatePaymentRequest): [string, string, string, bigint, string, string, string, number] {
   // No bank in the bench: the charge ID is empty.
-  return [`pay_${req.requestId}`, req.requestId, req.accountId, req.amountMinor, req.currency, "", JSON.stringify(req.metadata), Date.now()];
+  return [
+    `pay_${req.requestId}`,
+    req.requestId,
+    req.accountId,
+    req.amountMinor,
+    req.currency,
+    "",
+    JSON.stringify(req.metadata),
+    Date.now(),
+  ];
 }
 
 type CreatePaymentImpl = MethodImpl<typeof PaymentService.method.createPayment>;
@@ -84,7 +93,8 @@ export async function createRowCommitService(
   if ("database" in store) {
     createPaymentsTable(store.database);
     // Prepared on the store's connection, the one `commit` hands the handler.
-    const insert = store.database.prepare<[string, string, string, bigint, string, string, string, number]>(insertSqlite);
+    const insert =
+      store.database.prepare<[string, string, string, bigint, string, string, string, number]>(insertSqlite);
     const createPaymentRow: CreatePaymentImpl = (req, ctx) =>
       atomicEffects(ctx, store).commit(() => {
         insert.run(...rowValues(req));

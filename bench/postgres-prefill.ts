@@ -2,7 +2,11 @@ import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { quoteIdentifier } from "../src/store/postgres/postgres-identifier.js";
 import { migratePostgresSchema } from "../src/store/postgres/postgres-migrations.js";
-import { postgresChecksumSql, postgresClockMs, postgresRecordColumns } from "../src/store/postgres/postgres-statements.js";
+import {
+  postgresChecksumSql,
+  postgresClockMs,
+  postgresRecordColumns,
+} from "../src/store/postgres/postgres-statements.js";
 import { paymentRecordMethod, paymentRecordScope, storedPaymentOutcome } from "./payment-request.js";
 
 /** How long a prefill took. */
@@ -29,7 +33,11 @@ const farFuture = Date.UTC(2100, 0, 1);
  * `VACUUM ANALYZE` afterwards, so that autovacuum does not start on the
  * fresh table during a measured round and the planner knows its size.
  */
-export async function prefillPostgresRecords(connectionString: string, schema: string, rows: number): Promise<PostgresPrefillReport> {
+export async function prefillPostgresRecords(
+  connectionString: string,
+  schema: string,
+  rows: number,
+): Promise<PostgresPrefillReport> {
   const pool = new pg.Pool({ connectionString, max: 1 });
   try {
     const table = "connect_idempotency_records";

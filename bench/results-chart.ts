@@ -32,7 +32,11 @@ export function renderResultsChart(results: BenchResults): string {
     const q1 = labelWidth + scale(r.callsPerSecondSpread.q1);
     const q3 = labelWidth + scale(r.callsPerSecondSpread.q3);
     // baseline, baseline-twin, baseline-db...: no idempotency.
-    const color = r.scenario.startsWith("baseline") ? barColors.baseline : peers.has(r.scenario) ? barColors.peer : barColors.ours;
+    const color = r.scenario.startsWith("baseline")
+      ? barColors.baseline
+      : peers.has(r.scenario)
+        ? barColors.peer
+        : barColors.ours;
     const value = `${Math.round(r.callsPerSecond).toLocaleString("en-US")}/s  ${r.ratioToBaseline.toFixed(2)}x`;
     return [
       `<text x="${labelWidth - 8}" y="${y + 19}" text-anchor="end">${escapeXml(r.scenario)}</text>`,

@@ -16,7 +16,10 @@ import { copyPrefilledSqlite } from "./sqlite-prefill.js";
 import type { StoreApi } from "./store-main.js";
 
 /** Runs one scenario at a concurrency for a while and measures it. */
-export type ScenarioRunner = (concurrency: number, durationMs: number) => Promise<Omit<RoundResult, "round" | "process">>;
+export type ScenarioRunner = (
+  concurrency: number,
+  durationMs: number,
+) => Promise<Omit<RoundResult, "round" | "process">>;
 
 /** What the scenarios need from the run. */
 export interface ScenarioEnvironment {
@@ -59,7 +62,10 @@ const replayKeyCount = 1000;
  * process per layer scenario, and returns a runner for each scenario. On
  * failure everything started so far is stopped.
  */
-export async function startScenarios(scenarios: readonly Scenario[], env: ScenarioEnvironment): Promise<StartedScenarios> {
+export async function startScenarios(
+  scenarios: readonly Scenario[],
+  env: ScenarioEnvironment,
+): Promise<StartedScenarios> {
   const children: BenchChild<LoadApi | ServerApi | StoreApi | LayerApi>[] = [];
   const meters: ServiceCpuMeter[] = [];
   const postgresSchemas: string[] = [];
@@ -80,7 +86,12 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
     }
   };
 
-  const storeOptions = async (scenario: Scenario, kind: BenchStoreOptions["kind"], prefillRows: number, instance = 0) => {
+  const storeOptions = async (
+    scenario: Scenario,
+    kind: BenchStoreOptions["kind"],
+    prefillRows: number,
+    instance = 0,
+  ) => {
     if (kind === "postgres") {
       const suffix = `${process.pid}_${scenario.name.replace(/-/g, "_")}_${instance}`;
       const postgresSchema = `connect_idempotency_bench_${suffix}`;
@@ -90,20 +101,24 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
       meters.push(meter);
       if (prefillRows > 0) {
         const report = await prefillPostgresRecords(env.postgresUrl, postgresSchema, prefillRows);
-        if (instance === 0) env.note(
-          `${scenario.name}: ${prefillRows.toLocaleString("en-US")} records inserted into ${postgresSchema} in ` +
-            `${(report.insertMs / 1000).toFixed(1)} s (VACUUM ANALYZE ${(report.vacuumMs / 1000).toFixed(1)} s)`,
-        );
+        if (instance === 0)
+          env.note(
+            `${scenario.name}: ${prefillRows.toLocaleString("en-US")} records inserted into ${postgresSchema} in ` +
+              `${(report.insertMs / 1000).toFixed(1)} s (VACUUM ANALYZE ${(report.vacuumMs / 1000).toFixed(1)} s)`,
+          );
       }
       return { options: { kind, postgresUrl: env.postgresUrl, postgresSchema, postgresApplicationName }, meter };
     }
     const sqlitePath = join(env.tmp, `${scenario.name}-${instance}.db`);
     if (prefillRows > 0) {
       const report = await copyPrefilledSqlite(prefillRows, env.cacheDir, sqlitePath);
-      if (instance === 0) env.note(
-        `${scenario.name}: ${prefillRows.toLocaleString("en-US")} records copied from ${report.cachedPath}` +
-          (report.built ? ` (built by this run in ${(report.buildMs / 1000).toFixed(1)} s)` : " (cached by an earlier run)"),
-      );
+      if (instance === 0)
+        env.note(
+          `${scenario.name}: ${prefillRows.toLocaleString("en-US")} records copied from ${report.cachedPath}` +
+            (report.built
+              ? ` (built by this run in ${(report.buildMs / 1000).toFixed(1)} s)`
+              : " (cached by an earlier run)"),
+        );
     }
     return { options: { kind, sqlitePath }, meter: undefined };
   };
@@ -151,7 +166,10 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
     meter: ServiceCpuMeter | undefined,
     load: BenchChild<LoadApi>,
   ): Promise<ScenarioRunner> => {
-    const server = forkChild<ServerApi>(new URL("./server-main.ts", import.meta.url), { ...profiled(scenario), ...serverCpu });
+    const server = forkChild<ServerApi>(new URL("./server-main.ts", import.meta.url), {
+      ...profiled(scenario),
+      ...serverCpu,
+    });
     children.push(server);
     const target = { baseUrl: await server.call("start", options), protocol: env.protocol };
     env.log(`${scenario.name}: server process ${server.pid}`);
@@ -195,7 +213,10 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
       }
       if (scenario.kind === "layer") {
         const { options, meter } = await serviceSetup(setup, scenario);
-        const child = forkChild<LayerApi>(new URL("./layer-main.ts", import.meta.url), { ...profiled(scenario), ...serverCpu });
+        const child = forkChild<LayerApi>(new URL("./layer-main.ts", import.meta.url), {
+          ...profiled(scenario),
+          ...serverCpu,
+        });
         children.push(child);
         await child.call("start", options);
         env.log(`${scenario.name}: layer process ${child.pid}`);
@@ -204,7 +225,8 @@ export async function startScenarios(scenarios: readonly Scenario[], env: Scenar
           await child.call("prepareReplay", { count: replayKeyCount });
         }
         runners.set(scenario.name, [
-          (concurrency, durationMs) => withServiceCpu(meter, () => child.call("run", { concurrency, durationMs, keys })),
+          (concurrency, durationMs) =>
+            withServiceCpu(meter, () => child.call("run", { concurrency, durationMs, keys })),
         ]);
         continue;
       }

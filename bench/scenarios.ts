@@ -52,7 +52,8 @@ export const scenarios: readonly Scenario[] = [
   },
   {
     name: "baseline-twin",
-    description: "a second baseline server, identical, in a process of its own: how far two identical servers land apart",
+    description:
+      "a second baseline server, identical, in a process of its own: how far two identical servers land apart",
     kind: "rpc",
     server: { kind: "plain" },
     keys: "new",
@@ -108,14 +109,16 @@ export const scenarios: readonly Scenario[] = [
   },
   {
     name: "baseline-db",
-    description: "no interceptor; the handler inserts its payment row into SQLite (durability normal) in its own transaction",
+    description:
+      "no interceptor; the handler inserts its payment row into SQLite (durability normal) in its own transaction",
     kind: "rpc",
     server: { kind: "plain-row", db: "sqlite-normal" },
     keys: "new",
   },
   {
     name: "sqlite-commit",
-    description: "interceptor + SQLite store (normal); the payment row and the completion in one commit of atomicEffects",
+    description:
+      "interceptor + SQLite store (normal); the payment row and the completion in one commit of atomicEffects",
     kind: "rpc",
     server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0, handler: "commit" },
     keys: "new",
@@ -136,7 +139,8 @@ export const scenarios: readonly Scenario[] = [
   },
   {
     name: "baseline-postgres",
-    description: "no interceptor; the handler inserts its payment row into PostgreSQL (a pool of 10) in its own transaction",
+    description:
+      "no interceptor; the handler inserts its payment row into PostgreSQL (a pool of 10) in its own transaction",
     kind: "rpc",
     server: { kind: "plain-row", db: "postgres" },
     keys: "new",
@@ -196,7 +200,8 @@ export const scenarios: readonly Scenario[] = [
   },
   {
     name: "layer-none",
-    description: "the handler alone, invoked in-process as connect-node invokes it, no RPC: the reference of the layer rows",
+    description:
+      "the handler alone, invoked in-process as connect-node invokes it, no RPC: the reference of the layer rows",
     kind: "layer",
     server: { kind: "plain" },
   },
@@ -208,7 +213,8 @@ export const scenarios: readonly Scenario[] = [
   },
   {
     name: "layer-replay",
-    description: "interceptor + SQLite store (normal) + replayCache, in-process, no RPC; every call a duplicate of a completed key",
+    description:
+      "interceptor + SQLite store (normal) + replayCache, in-process, no RPC; every call a duplicate of a completed key",
     kind: "layer",
     server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0, replayCache: true },
     keys: "replay",
@@ -222,7 +228,8 @@ export const scenarios: readonly Scenario[] = [
   },
   {
     name: "layer-baseline-db",
-    description: "baseline-db in-process, no RPC: the handler's row in its own transaction (durability normal), no interceptor",
+    description:
+      "baseline-db in-process, no RPC: the handler's row in its own transaction (durability normal), no interceptor",
     kind: "layer",
     server: { kind: "plain-row", db: "sqlite-normal" },
   },
@@ -246,7 +253,8 @@ export const scenarios: readonly Scenario[] = [
   },
   {
     name: "layer-postgres-10k",
-    description: "interceptor + PostgreSQL store around the handler, in-process, no RPC; 10 thousand records in its table before the first call",
+    description:
+      "interceptor + PostgreSQL store around the handler, in-process, no RPC; 10 thousand records in its table before the first call",
     kind: "layer",
     server: { kind: "interceptor", store: "postgres", prefillRows: 10_000 },
   },
@@ -258,7 +266,8 @@ export const scenarios: readonly Scenario[] = [
   },
   {
     name: "layer-powertools-redis",
-    description: "Powertools makeIdempotent + CachePersistenceLayer on Redis around the handler, in-process, no RPC; new keys",
+    description:
+      "Powertools makeIdempotent + CachePersistenceLayer on Redis around the handler, in-process, no RPC; new keys",
     kind: "layer",
     server: { kind: "powertools" },
   },

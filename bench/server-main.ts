@@ -23,7 +23,10 @@ const api: ServerApi = {
   async start(options) {
     service = await createBenchService(options);
     const { createPayment, interceptors } = service;
-    server = await startHttp2Server({ routes: (router) => router.service(PaymentService, { createPayment }), interceptors });
+    server = await startHttp2Server({
+      routes: (router) => router.service(PaymentService, { createPayment }),
+      interceptors,
+    });
     return server.baseUrl;
   },
   async cpuMicros() {

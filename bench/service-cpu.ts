@@ -38,7 +38,10 @@ export async function createRedisCpuMeter(url: string): Promise<ServiceCpuMeter>
  * Other sessions on the same server, such as tests running in parallel, are
  * left out.
  */
-export async function createPostgresCpuMeter(connectionString: string, applicationName: string): Promise<ServiceCpuMeter> {
+export async function createPostgresCpuMeter(
+  connectionString: string,
+  applicationName: string,
+): Promise<ServiceCpuMeter> {
   const client = new pg.Client({ connectionString });
   await client.connect();
   const ticksPerSecond = 100; // USER_HZ, which /proc reports in on Linux

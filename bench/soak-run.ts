@@ -9,7 +9,11 @@ import {
   createGrpcWebTransport,
   Http2SessionManager,
 } from "@connectrpc/connect-node";
-import { type CreatePaymentRequestSchema, type CreatePaymentResponse, PaymentService } from "../gen/demo/v1/payments_pb.js";
+import {
+  type CreatePaymentRequestSchema,
+  type CreatePaymentResponse,
+  PaymentService,
+} from "../gen/demo/v1/payments_pb.js";
 import { ErrorReason } from "../src/errors/error-reason.js";
 import { findErrorReason } from "../src/errors/idempotency-error.js";
 import { createSeededRandom } from "../src/testing/seeded-random.js";
@@ -147,14 +151,23 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         }
         case "mismatch": {
           const original = completed[Math.floor(draw() * completed.length)]!;
-          const got = await settle(nextClient().createPayment({ ...original.request, amountMinor: (original.request.amountMinor ?? 0n) + 1n }));
-          check(kind, !got.ok && got.code === Code.FailedPrecondition && got.reason === ErrorReason.REQUEST_ID_REUSED, () => got.text);
+          const got = await settle(
+            nextClient().createPayment({ ...original.request, amountMinor: (original.request.amountMinor ?? 0n) + 1n }),
+          );
+          check(
+            kind,
+            !got.ok && got.code === Code.FailedPrecondition && got.reason === ErrorReason.REQUEST_ID_REUSED,
+            () => got.text,
+          );
           return;
         }
         case "inFlight": {
           const request = newPayment(draw, { delay_ms: "20" });
           expectedExecutions += 1;
-          const [a, b] = await Promise.all([settle(nextClient().createPayment(request)), settle(nextClient().createPayment(request))]);
+          const [a, b] = await Promise.all([
+            settle(nextClient().createPayment(request)),
+            settle(nextClient().createPayment(request)),
+          ]);
           check(kind, a.ok && b.ok && a.text === b.text, () => `${a.text} / ${b.text}`);
           if (a.ok) remember(completed, { request, answer: a.text });
           return;
@@ -176,7 +189,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         case "invalidKey": {
           const request = { ...newPayment(draw), requestId: `not-a-uuid-${Math.floor(draw() * 1e9)}` };
           const got = await settle(nextClient().createPayment(request));
-          check(kind, !got.ok && got.code === Code.InvalidArgument && got.reason === ErrorReason.REQUEST_ID_INVALID, () => got.text);
+          check(
+            kind,
+            !got.ok && got.code === Code.InvalidArgument && got.reason === ErrorReason.REQUEST_ID_INVALID,
+            () => got.text,
+          );
           return;
         }
       }
@@ -200,7 +217,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     while (issued < options.calls) {
       await runCalls(Math.min(options.calls, nextLog));
       if (issued >= nextLog) {
-        options.log?.(`${issued} calls, ${Math.round((issued * 1000) / (performance.now() - started))}/s, ${wrongCount} wrong`);
+        options.log?.(
+          `${issued} calls, ${Math.round((issued * 1000) / (performance.now() - started))}/s, ${wrongCount} wrong`,
+        );
         nextLog += 10_000;
       }
     }
@@ -271,11 +290,20 @@ async function settle(call: Promise<CreatePaymentResponse>): Promise<Settled> {
     return { ok: true, text: `${response.payment?.paymentId} ${response.payment?.amountMinor}` };
   } catch (error) {
     const e = ConnectError.from(error);
-    return { ok: false, code: e.code, reason: findErrorReason(e), text: `${Code[e.code]} ${findErrorReason(e) ?? ""} ${e.rawMessage}` };
+    return {
+      ok: false,
+      code: e.code,
+      reason: findErrorReason(e),
+      text: `${Code[e.code]} ${findErrorReason(e) ?? ""} ${e.rawMessage}`,
+    };
   }
 }
 
-function createSoakTransport(protocol: "connect" | "grpc" | "grpc-web", baseUrl: string, sessionManager: Http2SessionManager): Transport {
+function createSoakTransport(
+  protocol: "connect" | "grpc" | "grpc-web",
+  baseUrl: string,
+  sessionManager: Http2SessionManager,
+): Transport {
   // A deadline on every call: a hung call fails the run instead of stalling it.
   const options = { baseUrl, httpVersion: "2" as const, sessionManager, defaultTimeoutMs: 30_000 };
   switch (protocol) {

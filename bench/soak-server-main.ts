@@ -92,12 +92,19 @@ const api: SoakServerApi = {
               throw new ConnectError(`refused by the soak server as ${req.metadata.fail}`, code ?? Code.Unknown);
             }
             return create(CreatePaymentResponseSchema, {
-              payment: { paymentId: `pay_${process.pid}_${run}`, accountId: req.accountId, amountMinor: req.amountMinor, currency: req.currency },
+              payment: {
+                paymentId: `pay_${process.pid}_${run}`,
+                accountId: req.accountId,
+                amountMinor: req.amountMinor,
+                currency: req.currency,
+              },
             });
           },
           refundPayment(req) {
             const run = recordExecution("refundPayment", req.requestId);
-            return create(RefundPaymentResponseSchema, { payment: { paymentId: `${req.paymentId}_${run}`, refundedMinor: req.amountMinor } });
+            return create(RefundPaymentResponseSchema, {
+              payment: { paymentId: `${req.paymentId}_${run}`, refundedMinor: req.amountMinor },
+            });
           },
           getPayment(req) {
             return create(GetPaymentResponseSchema, { payment: { paymentId: req.paymentId } });
@@ -144,7 +151,12 @@ const api: SoakServerApi = {
     for (const type of process.getActiveResourcesInfo()) {
       activeResources[type] = (activeResources[type] ?? 0) + 1;
     }
-    return { heapUsedBytes: process.memoryUsage().heapUsed, rssBytes: process.memoryUsage().rss, activeResources, executions };
+    return {
+      heapUsedBytes: process.memoryUsage().heapUsed,
+      rssBytes: process.memoryUsage().rss,
+      activeResources,
+      executions,
+    };
   },
   async stop() {
     await server?.close();

@@ -41,7 +41,9 @@ try {
   console.log(
     [
       `${report.calls} calls in ${(report.elapsedMs / 1000).toFixed(1)} s (${Math.round((report.calls * 1000) / report.elapsedMs)}/s), seed ${options.seed}`,
-      `mix: ${Object.entries(report.sent).map(([kind, n]) => `${kind} ${n}`).join(", ")}`,
+      `mix: ${Object.entries(report.sent)
+        .map(([kind, n]) => `${kind} ${n}`)
+        .join(", ")}`,
       `wrong answers: ${report.wrongAnswers.count}${report.wrongAnswers.first.map((line) => `\n  ${line}`).join("")}`,
       `handler runs: ${report.executions.got} (the mix calls for ${report.executions.expected}); request IDs run other than once: ${report.runsOtherThanOnce}`,
       `heap used after gc: cold ${mb(cold.heapUsedBytes)}, start ${mb(start.heapUsedBytes)}, end ${mb(end.heapUsedBytes)} ` +

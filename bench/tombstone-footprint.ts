@@ -41,7 +41,14 @@ async function fill(store: IdempotencyStore): Promise<void> {
   for (let i = 0; i < records; i++) {
     const requestId = randomUUID();
     const key = { scope: paymentRecordScope, method: paymentRecordMethod, key: requestId };
-    await store.claim({ key, fingerprint: `2:${"a".repeat(64)}`, owner: randomUUID(), leaseMs: 30_000, graceMs: 2_000, expiresInMs: day });
+    await store.claim({
+      key,
+      fingerprint: `2:${"a".repeat(64)}`,
+      owner: randomUUID(),
+      leaseMs: 30_000,
+      graceMs: 2_000,
+      expiresInMs: day,
+    });
     const claimed = await store.get(key);
     await store.complete({
       key,
@@ -129,7 +136,9 @@ async function postgresSubject(): Promise<Subject> {
     },
     async size() {
       await admin.query(`VACUUM FULL ${table}`);
-      const result = await admin.query<{ bytes: string }>("SELECT pg_total_relation_size($1::regclass) AS bytes", [table]);
+      const result = await admin.query<{ bytes: string }>("SELECT pg_total_relation_size($1::regclass) AS bytes", [
+        table,
+      ]);
       return Number(result.rows[0]?.bytes ?? 0);
     },
     async close() {

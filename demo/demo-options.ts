@@ -120,7 +120,11 @@ export function parseDemoArgs(argv: readonly string[], output: DemoOutput): Pars
     return refuse(`--drop-rate plus --reset-rate must stay below 1, got ${flags.dropRate + flags.resetRate}`);
   }
   const postgres = flags.store === "postgres";
-  for (const [flag, given] of [["--postgres", flags.postgres], ["--keep", flags.keep], ["--skew", flags.skew]] as const) {
+  for (const [flag, given] of [
+    ["--postgres", flags.postgres],
+    ["--keep", flags.keep],
+    ["--skew", flags.skew],
+  ] as const) {
     if (given !== undefined && !postgres) {
       return refuse(
         flag === "--skew"
@@ -134,9 +138,10 @@ export function parseDemoArgs(argv: readonly string[], output: DemoOutput): Pars
   }
   let libfaketime: string | undefined;
   if (flags.skew !== undefined) {
-    libfaketime = [process.env.LIBFAKETIME ?? "", ...(process.env.LIBFAKETIME === undefined ? libfaketimePaths : [])].find(
-      (path) => path !== "" && existsSync(path),
-    );
+    libfaketime = [
+      process.env.LIBFAKETIME ?? "",
+      ...(process.env.LIBFAKETIME === undefined ? libfaketimePaths : []),
+    ].find((path) => path !== "" && existsSync(path));
     if (libfaketime === undefined) {
       return refuse(
         `--skew needs libfaketime, which is not installed (looked for ${process.env.LIBFAKETIME ?? libfaketimePaths.join(", ")}); ` +
@@ -180,20 +185,30 @@ function createDemoCommand(output: DemoOutput): Command {
         "of a server, one store stall longer than the lease) and reports duplicates and lost payments.",
     )
     .addOption(new Option("-n, --payments <count>", "payments to ask for").default(2000).argParser(positiveInteger))
-    .addOption(new Option("-c, --concurrency <count>", "calls in flight at once").default(32).argParser(positiveInteger))
+    .addOption(
+      new Option("-c, --concurrency <count>", "calls in flight at once").default(32).argParser(positiveInteger),
+    )
     .addOption(
       new Option("--drop-rate <share>", "share of responses dropped after the server processed the call")
         .default(0.1)
         .argParser(share),
     )
-    .addOption(new Option("--reset-rate <share>", "share of calls whose connection is reset").default(0.05).argParser(share))
-    .addOption(new Option("--seed <integer>", "seed of the faults, payments and crash (default: random)").argParser(seed))
+    .addOption(
+      new Option("--reset-rate <share>", "share of calls whose connection is reset").default(0.05).argParser(share),
+    )
+    .addOption(
+      new Option("--seed <integer>", "seed of the faults, payments and crash (default: random)").argParser(seed),
+    )
     .addOption(new Option("--data-dir <folder>", "folder of the SQLite files").default(defaultDataDir))
     .addOption(new Option("--serve", "only run the server, for other clients such as buf curl"))
     .addOption(
-      new Option("--web", "serve a checkout page over HTTP/1.1 with CORS and a flaky network, for a browser").conflicts("serve"),
+      new Option("--web", "serve a checkout page over HTTP/1.1 with CORS and a flaky network, for a browser").conflicts(
+        "serve",
+      ),
     )
-    .addOption(new Option("--port <port>", "port of --serve and --web (0 picks a free one)").default(8080).argParser(port))
+    .addOption(
+      new Option("--port <port>", "port of --serve and --web (0 picks a free one)").default(8080).argParser(port),
+    )
     .addOption(new Option("--no-idempotency", "turn the idempotency interceptors off (the client still retries)"))
     .addOption(new Option("--no-crash", "do not kill a server during the run"))
     .addOption(
@@ -209,13 +224,16 @@ function createDemoCommand(output: DemoOutput): Command {
     .addOption(new Option("--no-stall", "do not stall the store during the run"))
     .addOption(new Option("--store <kind>", "store of both services").choices(["sqlite", "postgres"]).default("sqlite"))
     .addOption(
-      new Option("--postgres <url>", `database of --store postgres (default: "${defaultPostgresUrl}")`).argParser(postgresUrl),
+      new Option("--postgres <url>", `database of --store postgres (default: "${defaultPostgresUrl}")`).argParser(
+        postgresUrl,
+      ),
     )
     .addOption(new Option("--keep", "keep the PostgreSQL schema of the run (default: dropped at the end)"))
     .addOption(
-      new Option("--skew <seconds>", "skew the clock of the second server process by libfaketime (needs --store postgres)").argParser(
-        skew,
-      ),
+      new Option(
+        "--skew <seconds>",
+        "skew the clock of the second server process by libfaketime (needs --store postgres)",
+      ).argParser(skew),
     )
     .helpOption("-h, --help", "show this help")
     .allowExcessArguments(false)

@@ -252,7 +252,13 @@ function faultOutcomes(input: DemoReportInput): FaultOutcome[] {
         exactlyOnce++;
       }
     }
-    return { fault, injected: input.faults.injected[fault], hit: input.faults.hit[fault].size, exactlyOnce, duplicated };
+    return {
+      fault,
+      injected: input.faults.injected[fault],
+      hit: input.faults.hit[fault].size,
+      exactlyOnce,
+      duplicated,
+    };
   });
 }
 

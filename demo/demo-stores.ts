@@ -52,7 +52,12 @@ export async function openDemoStores(dataDir: string, postgres: DemoPostgres | u
     try {
       for (const table of [demoPostgresTables.payments, demoPostgresTables.bank]) {
         opened.push(
-          await createPostgresStore({ connectionString: postgres.url, schema: postgres.schema, table, maxConnections: 8 }),
+          await createPostgresStore({
+            connectionString: postgres.url,
+            schema: postgres.schema,
+            table,
+            maxConnections: 8,
+          }),
         );
       }
       const [paymentsStore, bankStore] = opened as [PostgresStore, PostgresStore];

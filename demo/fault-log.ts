@@ -15,7 +15,15 @@
 export type FaultClass = "drop" | "reset" | "delay" | "bank_timeout" | "deadline" | "crash" | "stall";
 
 /** Every fault class, in the order of the report. */
-export const faultClasses: readonly FaultClass[] = ["drop", "reset", "delay", "bank_timeout", "deadline", "crash", "stall"];
+export const faultClasses: readonly FaultClass[] = [
+  "drop",
+  "reset",
+  "delay",
+  "bank_timeout",
+  "deadline",
+  "crash",
+  "stall",
+];
 
 /** What the demo injected, and which requests each kind of fault hit. */
 export interface FaultLog {

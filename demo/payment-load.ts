@@ -63,7 +63,9 @@ export async function runPaymentLoad(options: PaymentLoadOptions): Promise<Payme
     currency: currencies[Math.floor(options.random() * currencies.length)] ?? "EUR",
     metadata: { [demoSequenceKey]: String(seq) },
     // Its own request ID, so that the load can ask again after the deadline.
-    ...(options.deadlines !== undefined && options.random() < options.deadlines.share ? { requestId: randomUUID() } : {}),
+    ...(options.deadlines !== undefined && options.random() < options.deadlines.share
+      ? { requestId: randomUUID() }
+      : {}),
   }));
   // A call with a deadline that ended without an answer is asked again with
   // the same request ID and no deadline, as an application does that must

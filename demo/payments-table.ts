@@ -111,7 +111,16 @@ export function createSqlitePaymentsTable(store: SqliteStore): PaymentsTable {
     commitNew: (ctx, p, answer) =>
       // `insert` and `find` run on `store.database`, the connection of the commit's transaction.
       atomicEffects(ctx, store).commit(() => {
-        insert.run(p.payment_id, p.request_id, p.account_id, p.amount_minor, p.currency, p.charge_id, p.metadata, p.created_at);
+        insert.run(
+          p.payment_id,
+          p.request_id,
+          p.account_id,
+          p.amount_minor,
+          p.currency,
+          p.charge_id,
+          p.metadata,
+          p.created_at,
+        );
         return answer(find(p.payment_id));
       }),
     // The executor runs the job in its transaction: check and update are one step.

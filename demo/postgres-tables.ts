@@ -32,8 +32,11 @@ export async function createPostgresPaymentsTable(store: PostgresStore): Promise
     CREATE INDEX IF NOT EXISTS payments_request_id ON ${payments} (request_id);
     CREATE INDEX IF NOT EXISTS payments_account_id ON ${payments} (account_id, created_at)`);
   const find = async (client: Pick<PoolClient, "query">, paymentId: string, lock = ""): Promise<PaymentRow> => {
-    const row = (await client.query<PaymentRow>(`SELECT ${paymentColumns} FROM ${payments} WHERE payment_id = $1${lock}`, [paymentId]))
-      .rows[0];
+    const row = (
+      await client.query<PaymentRow>(`SELECT ${paymentColumns} FROM ${payments} WHERE payment_id = $1${lock}`, [
+        paymentId,
+      ])
+    ).rows[0];
     if (row === undefined) {
       throw paymentNotFound(paymentId);
     }

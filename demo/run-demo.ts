@@ -79,7 +79,9 @@ async function runDemoLoad(options: DemoOptions, io: DemoIo): Promise<DemoReport
   // Every run starts from empty tables, so that the report counts this run
   // only: SQLite files removed, or a PostgreSQL schema of its own.
   const postgres: DemoPostgres | undefined =
-    options.store === "postgres" ? { url: options.postgres, schema: `demo_${randomBytes(4).toString("hex")}` } : undefined;
+    options.store === "postgres"
+      ? { url: options.postgres, schema: `demo_${randomBytes(4).toString("hex")}` }
+      : undefined;
   if (postgres === undefined) {
     for (const file of Object.values(files)) {
       for (const suffix of ["", "-wal", "-shm"]) {
@@ -112,12 +114,15 @@ async function runDemoOnStores(
   const storeName = postgres === undefined ? "SQLite" : `PostgreSQL (schema ${postgres.schema})`;
   const skewText = `server 2's clock ${Math.abs(options.skewSeconds)} s ${options.skewSeconds > 0 ? "ahead" : "behind"}`;
   // Server 2 only: its clock disagrees with server 1's and the database's.
-  const skew = options.skewSeconds === 0 || options.libfaketime === undefined ? undefined : {
-    LD_PRELOAD: options.libfaketime,
-    FAKETIME: `${options.skewSeconds > 0 ? "+" : ""}${options.skewSeconds}s`,
-    // Timers (lease renewals, backoff) keep real time; only the wall clock is off.
-    FAKETIME_DONT_FAKE_MONOTONIC: "1",
-  };
+  const skew =
+    options.skewSeconds === 0 || options.libfaketime === undefined
+      ? undefined
+      : {
+          LD_PRELOAD: options.libfaketime,
+          FAKETIME: `${options.skewSeconds > 0 ? "+" : ""}${options.skewSeconds}s`,
+          // Timers (lease renewals, backoff) keep real time; only the wall clock is off.
+          FAKETIME_DONT_FAKE_MONOTONIC: "1",
+        };
   io.stderr.write(
     `Sending ${options.payments.toLocaleString("en-US")} payments through the generated client ` +
       `(concurrency ${options.concurrency}) to ${demoServers} server processes on one ${storeName} store` +
@@ -213,7 +218,8 @@ async function runDemoOnStores(
       resetRate: options.resetRate,
       ...demoDelay,
       random: networkRandom,
-      onFault: (fault) => recordFault(faults, fault === "reset-before" || fault === "reset-after" ? "reset" : fault, [sending]),
+      onFault: (fault) =>
+        recordFault(faults, fault === "reset-before" || fault === "reset-after" ? "reset" : fault, [sending]),
     });
     const client = createPaymentServiceClient(
       traceAttempts(network, (requestId) => {
@@ -261,7 +267,11 @@ async function runDemoOnStores(
           // fails after its busy timeout), and the restart would fail.
           stall = (crash ?? Promise.resolve()).then(async () => {
             stalling = true;
-            recordFault(faults, "stall", servers.flatMap((_, index) => spread.inFlight(index)));
+            recordFault(
+              faults,
+              "stall",
+              servers.flatMap((_, index) => spread.inFlight(index)),
+            );
             progress.note(
               `store stalled: another connection holds ${postgres === undefined ? "its write lock" : "a lock on its tables"} for ${demoStallMs / 1000} s`,
             );

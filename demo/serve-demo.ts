@@ -12,7 +12,11 @@ export async function serveDemo(
   stdout: NodeJS.WritableStream,
   until: Promise<unknown>,
 ): Promise<void> {
-  const server = await startDemoServer({ dataDir: options.dataDir, port: options.port, idempotency: options.idempotency });
+  const server = await startDemoServer({
+    dataDir: options.dataDir,
+    port: options.port,
+    idempotency: options.idempotency,
+  });
   const url = `http://127.0.0.1:${server.port}`;
   stdout.write(
     [

@@ -7,7 +7,14 @@ import { startDemoServer } from "./demo-server.js";
 import type { ServerProcessConfig, ServerProcessMessage } from "./server-process.js";
 
 // Only what the demo reports crosses the process boundary.
-const reported = new Set<IdempotencyEventType>(["replayed", "waited", "conflict", "takeover", "mismatch", "store_error"]);
+const reported = new Set<IdempotencyEventType>([
+  "replayed",
+  "waited",
+  "conflict",
+  "takeover",
+  "mismatch",
+  "store_error",
+]);
 
 const send = (message: ServerProcessMessage) => process.send?.(message);
 const config = JSON.parse(process.argv[2] ?? "{}") as ServerProcessConfig;

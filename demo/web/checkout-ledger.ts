@@ -35,7 +35,9 @@ export function openCheckoutLedger(dataDir: string): CheckoutLedger {
   const charges = bank.prepare<[], { charge_id: string; account_id: string; amount_minor: number; created_at: number }>(
     "SELECT charge_id, account_id, amount_minor, created_at FROM charges ORDER BY created_at, charge_id",
   );
-  const paymentOf = payments.prepare<[string], { request_id: string }>("SELECT request_id FROM payments WHERE charge_id = ?");
+  const paymentOf = payments.prepare<[string], { request_id: string }>(
+    "SELECT request_id FROM payments WHERE charge_id = ?",
+  );
   return {
     charges(accountId) {
       return charges

@@ -23,7 +23,15 @@ export interface FlakyRpcProxy {
 }
 
 // Headers that belong to one hop, or that HTTP/2 refuses.
-const hopByHop = new Set(["connection", "keep-alive", "transfer-encoding", "upgrade", "host", "te", "proxy-connection"]);
+const hopByHop = new Set([
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "upgrade",
+  "host",
+  "te",
+  "proxy-connection",
+]);
 
 /**
  * The edge a browser talks to: HTTP/1.1 with CORS in front of the h2c
@@ -140,7 +148,10 @@ function requestIdOf(body: Buffer, contentType: string | undefined): string {
   }
   try {
     const parsed: unknown = JSON.parse(body.toString("utf8"));
-    return typeof parsed === "object" && parsed !== null && "requestId" in parsed && typeof parsed.requestId === "string"
+    return typeof parsed === "object" &&
+      parsed !== null &&
+      "requestId" in parsed &&
+      typeof parsed.requestId === "string"
       ? parsed.requestId
       : "";
   } catch {

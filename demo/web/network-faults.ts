@@ -38,7 +38,8 @@ export function updateNetworkFaults(faults: NetworkFaults, input: unknown): void
     return;
   }
   const record = input as Record<string, unknown>;
-  const count = (value: unknown) => (typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 100 ? value : undefined);
+  const count = (value: unknown) =>
+    typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 100 ? value : undefined;
   faults.dropAnswers = count(record.dropAnswers) ?? faults.dropAnswers;
   faults.resetConnections = count(record.resetConnections) ?? faults.resetConnections;
   const hold = record.holdAnswerMs;

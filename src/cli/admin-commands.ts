@@ -63,12 +63,14 @@ const defaultWaitMs = 5000;
 export function addAdminCommands(program: Command): void {
   adminCommand(program, "stats")
     .description("count records by status and method, and show the oldest running claim")
-    .action(runCliAction(async (flags: StoreFlags & OutputFlags) => {
-      await withAdmin(flags, "read", async (admin) => {
-        const stats = await admin.stats();
-        report(flags, { ...stats, oldestInProgress: stats.oldestInProgress ?? null }, () => formatStats(stats));
-      });
-    }));
+    .action(
+      runCliAction(async (flags: StoreFlags & OutputFlags) => {
+        await withAdmin(flags, "read", async (admin) => {
+          const stats = await admin.stats();
+          report(flags, { ...stats, oldestInProgress: stats.oldestInProgress ?? null }, () => formatStats(stats));
+        });
+      }),
+    );
 
   const keys = program.command("keys").description("inspect and evict idempotency records");
   adminCommand(keys, "list")
@@ -78,18 +80,20 @@ export function addAdminCommands(program: Command): void {
     .option("--status <status>", "only in_progress, interrupted, completed or tombstoned records", parseStatus)
     .option("--older-than <duration>", "only records created longer ago than this, such as 10m, 2h or 7d", parseAge)
     .option("--limit <n>", "at most this many records", parseLimit, 50)
-    .action(runCliAction(async (flags: ListFlags) => {
-      await withAdmin(flags, "read", async (admin) => {
-        const records = await admin.list({
-          method: flags.method,
-          scope: flags.scope,
-          status: flags.status,
-          olderThanMs: flags.olderThan,
-          limit: flags.limit,
+    .action(
+      runCliAction(async (flags: ListFlags) => {
+        await withAdmin(flags, "read", async (admin) => {
+          const records = await admin.list({
+            method: flags.method,
+            scope: flags.scope,
+            status: flags.status,
+            olderThanMs: flags.olderThan,
+            limit: flags.limit,
+          });
+          report(flags, records, () => formatList(records));
         });
-        report(flags, records, () => formatList(records));
-      });
-    }));
+      }),
+    );
 
   adminCommand(keys, "show")
     .description("show one record with its stored outcome")
@@ -98,33 +102,39 @@ export function addAdminCommands(program: Command): void {
     .option("--scope <scope>", "the scope, when the request ID exists under several")
     .option("--image <file>", "decode responses with this image (buf build -o FILE)")
     .option("--proto-dir <dir>", "decode responses with the descriptors buf builds in this directory")
-    .action(runCliAction(async (key: string, flags: ShowFlags) => {
-      await withAdmin(flags, "read", async (admin) => {
-        const record = await findOne(admin, key, flags);
-        let outcome: OutcomeView | undefined;
-        if (record.outcome !== undefined) {
-          const source = { image: flags.image, protoDir: flags.protoDir, cwd: process.cwd() };
-          outcome = describeOutcome(record.method, record.outcome, await loadDescriptors(source));
-        }
-        const { outcome: _, ...fields } = record;
-        report(flags, { ...fields, outcome: outcome ?? null }, () => formatRecord(record, outcome));
-      });
-    }));
+    .action(
+      runCliAction(async (key: string, flags: ShowFlags) => {
+        await withAdmin(flags, "read", async (admin) => {
+          const record = await findOne(admin, key, flags);
+          let outcome: OutcomeView | undefined;
+          if (record.outcome !== undefined) {
+            const source = { image: flags.image, protoDir: flags.protoDir, cwd: process.cwd() };
+            outcome = describeOutcome(record.method, record.outcome, await loadDescriptors(source));
+          }
+          const { outcome: _, ...fields } = record;
+          report(flags, { ...fields, outcome: outcome ?? null }, () => formatRecord(record, outcome));
+        });
+      }),
+    );
 
   adminCommand(keys, "corrupt")
-    .description("list records whose checksum does not match what they hold; calls with their request IDs fail with STORE_CORRUPT")
+    .description(
+      "list records whose checksum does not match what they hold; calls with their request IDs fail with STORE_CORRUPT",
+    )
     .option("--limit <n>", "at most this many records", parseLimit, 1000)
-    .action(runCliAction(async (flags: CorruptFlags) => {
-      await withAdmin(flags, "read", async (admin) => {
-        const records = await admin.corrupt(flags.limit);
-        report(flags, records, () =>
-          records.length === 0
-            ? "No damaged records."
-            : `${formatList(records)}\n\n${records.length} damaged record${records.length === 1 ? "" : "s"}: ` +
-              "calls with these request IDs fail with DATA_LOSS STORE_CORRUPT until evicted (keys evict --corrupt).",
-        );
-      });
-    }));
+    .action(
+      runCliAction(async (flags: CorruptFlags) => {
+        await withAdmin(flags, "read", async (admin) => {
+          const records = await admin.corrupt(flags.limit);
+          report(flags, records, () =>
+            records.length === 0
+              ? "No damaged records."
+              : `${formatList(records)}\n\n${records.length} damaged record${records.length === 1 ? "" : "s"}: ` +
+                "calls with these request IDs fail with DATA_LOSS STORE_CORRUPT until evicted (keys evict --corrupt).",
+          );
+        });
+      }),
+    );
 
   adminCommand(keys, "evict")
     .description("delete one record, so that the next call with its request ID runs the handler again")
@@ -134,43 +144,49 @@ export function addAdminCommands(program: Command): void {
     .option("--corrupt", "instead of one record, delete every record whose checksum does not match (see keys corrupt)")
     .option("-y, --yes", "do not ask for confirmation")
     .option(...waitOption)
-    .action(runCliAction(async (key: string | undefined, flags: EvictFlags) => {
-      if (flags.corrupt === true) {
-        if (key !== undefined || flags.method !== undefined || flags.scope !== undefined) {
-          throw createCliError("--corrupt evicts every damaged record: pass no request ID, --method or --scope with it");
+    .action(
+      runCliAction(async (key: string | undefined, flags: EvictFlags) => {
+        if (flags.corrupt === true) {
+          if (key !== undefined || flags.method !== undefined || flags.scope !== undefined) {
+            throw createCliError(
+              "--corrupt evicts every damaged record: pass no request ID, --method or --scope with it",
+            );
+          }
+          await withAdmin(flags, "write", (admin) => evictCorrupt(admin, flags));
+          return;
         }
-        await withAdmin(flags, "write", (admin) => evictCorrupt(admin, flags));
-        return;
-      }
-      if (key === undefined) {
-        throw createCliError("name the record to evict by its request ID, or pass --corrupt");
-      }
-      await withAdmin(flags, "write", async (admin) => {
-        const record = await findOne(admin, key, flags);
-        const what = `${record.status} record ${describeKey(record)}`;
-        if (flags.yes !== true) {
-          await confirmOrRefuse(
-            `evict the ${what}`,
-            `Evict the ${what}? The next call with this request ID runs the handler again. [y/N] `,
-          );
+        if (key === undefined) {
+          throw createCliError("name the record to evict by its request ID, or pass --corrupt");
         }
-        if (!(await lockHint(admin.evict(record)))) {
-          throw createCliError(`the ${what} was deleted meanwhile`);
-        }
-        const evicted = { evicted: true, scope: record.scope, method: record.method, key: record.key };
-        report(flags, evicted, () => `Evicted the ${what}.`);
-      });
-    }));
+        await withAdmin(flags, "write", async (admin) => {
+          const record = await findOne(admin, key, flags);
+          const what = `${record.status} record ${describeKey(record)}`;
+          if (flags.yes !== true) {
+            await confirmOrRefuse(
+              `evict the ${what}`,
+              `Evict the ${what}? The next call with this request ID runs the handler again. [y/N] `,
+            );
+          }
+          if (!(await lockHint(admin.evict(record)))) {
+            throw createCliError(`the ${what} was deleted meanwhile`);
+          }
+          const evicted = { evicted: true, scope: record.scope, method: record.method, key: record.key };
+          report(flags, evicted, () => `Evicted the ${what}.`);
+        });
+      }),
+    );
 
   adminCommand(program, "sweep")
     .description("delete expired records now")
     .option(...waitOption)
-    .action(runCliAction(async (flags: StoreFlags & OutputFlags) => {
-      await withAdmin(flags, "write", async (admin) => {
-        const deleted = await lockHint(admin.sweep());
-        report(flags, { deleted }, () => `Deleted ${deleted} expired record${deleted === 1 ? "" : "s"}.`);
-      });
-    }));
+    .action(
+      runCliAction(async (flags: StoreFlags & OutputFlags) => {
+        await withAdmin(flags, "write", async (admin) => {
+          const deleted = await lockHint(admin.sweep());
+          report(flags, { deleted }, () => `Deleted ${deleted} expired record${deleted === 1 ? "" : "s"}.`);
+        });
+      }),
+    );
 }
 
 /** `--wait`, for the commands that write. */
@@ -191,9 +207,12 @@ async function lockHint<T>(write: Promise<T>): Promise<T> {
   } catch (error) {
     if ((error as { code?: unknown } | null)?.code !== "SQLITE_BUSY") throw error;
     const message = error instanceof Error ? error.message : String(error);
-    throw new Error(`${message}; nothing was changed: run it again once the lock is free, or wait longer with --wait <ms>`, {
-      cause: error,
-    });
+    throw new Error(
+      `${message}; nothing was changed: run it again once the lock is free, or wait longer with --wait <ms>`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 
@@ -229,8 +248,12 @@ async function findOne(admin: IdempotencyStoreAdmin, key: string, where: RecordW
     throw createCliError(`no record with request ID ${quoteText(key)}${describeWhere(where)}`);
   }
   if (found.length > 1) {
-    const candidates = found.map((record) => `--method ${displayText(record.method)} --scope ${quoteText(record.scope)}`);
-    throw createCliError(`request ID ${quoteText(key)} has ${found.length} records; pick one with ${candidates.join(" or ")}`);
+    const candidates = found.map(
+      (record) => `--method ${displayText(record.method)} --scope ${quoteText(record.scope)}`,
+    );
+    throw createCliError(
+      `request ID ${quoteText(key)} has ${found.length} records; pick one with ${candidates.join(" or ")}`,
+    );
   }
   return only;
 }
@@ -288,9 +311,10 @@ function formatStats(stats: StoreStats): string {
   if (oldest === undefined) {
     lines.push("oldest in progress: none");
   } else {
-    const lease = oldest.leaseUntil > now
-      ? `lease held for ${formatDuration(oldest.leaseUntil - now)} more`
-      : `lease ended ${formatDuration(now - oldest.leaseUntil)} ago; a retry takes it over once the grace period passed`;
+    const lease =
+      oldest.leaseUntil > now
+        ? `lease held for ${formatDuration(oldest.leaseUntil - now)} more`
+        : `lease ended ${formatDuration(now - oldest.leaseUntil)} ago; a retry takes it over once the grace period passed`;
     lines.push(
       `oldest in progress: ${describeKey(oldest)}, claimed ${formatDuration(now - oldest.createdAt)} ago, ${lease}`,
     );
@@ -362,14 +386,17 @@ function formatRecord(record: FoundRecord, outcome: OutcomeView | undefined): st
         ? `outcome      dropped past its replay window; it answered with code ${record.outcomeCode ?? 0}` +
             ` (${codeName(record.outcomeCode ?? 0)})`
         : record.status === "interrupted"
-        ? "outcome      none: the handler failed with an indefinite error; the next call with the same payload takes it over"
-        : "outcome      none yet: the call is running, or its process died before it finished",
+          ? "outcome      none: the handler failed with an indefinite error; the next call with the same payload takes it over"
+          : "outcome      none yet: the call is running, or its process died before it finished",
     );
     return lines.join("\n");
   }
   switch (outcome.kind) {
     case "invalid":
-      lines.push(`outcome      ${formatBytes(outcome.bytes)}, not a StoredOutcome: ${outcome.problem}`, hexDump(outcome.base64));
+      lines.push(
+        `outcome      ${formatBytes(outcome.bytes)}, not a StoredOutcome: ${outcome.problem}`,
+        hexDump(outcome.base64),
+      );
       break;
     case "executed":
       lines.push(
@@ -380,7 +407,8 @@ function formatRecord(record: FoundRecord, outcome: OutcomeView | undefined): st
     case "error":
       lines.push(`outcome      error ${outcome.code}: ${displayText(outcome.message)}`);
       for (const detail of outcome.details) {
-        const value = detail.json !== undefined ? escapeJsonControls(JSON.stringify(detail.json)) : `(base64) ${detail.base64}`;
+        const value =
+          detail.json !== undefined ? escapeJsonControls(JSON.stringify(detail.json)) : `(base64) ${detail.base64}`;
         lines.push(`detail       ${displayText(detail.type)} ${value}`);
       }
       lines.push(...headerLines("metadata", outcome.metadata));
@@ -408,7 +436,10 @@ function formatRecord(record: FoundRecord, outcome: OutcomeView | undefined): st
 // Which part of its life a record is in, by the store's clock.
 function describeStage(record: FoundRecord): string {
   const now = record.readAt;
-  if (record.expiresAt <= now && (record.status === "completed" || record.status === "tombstoned" || record.leaseUntil <= now)) {
+  if (
+    record.expiresAt <= now &&
+    (record.status === "completed" || record.status === "tombstoned" || record.leaseUntil <= now)
+  ) {
     return "expired: counts as absent, and the sweeper deletes it";
   }
   switch (record.status) {
@@ -438,7 +469,9 @@ function describeTakeovers(takeovers: number): string {
 }
 
 function headerLines(label: string, headers: Record<string, string>): string[] {
-  return Object.entries(headers).map(([name, value]) => `${label.padEnd(12)} ${displayText(name)}: ${displayText(value)}`);
+  return Object.entries(headers).map(
+    ([name, value]) => `${label.padEnd(12)} ${displayText(name)}: ${displayText(value)}`,
+  );
 }
 
 // The first 256 bytes, 16 per line, as `xxd` prints them.

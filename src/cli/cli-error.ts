@@ -18,7 +18,9 @@ export function createCliError(message: string, options?: { cause?: unknown }): 
  * Runs a command action and reports a failure as one line on stderr:
  * exit status 2 for errors from `createCliError`, 1 for anything else.
  */
-export function runCliAction<A extends unknown[]>(action: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+export function runCliAction<A extends unknown[]>(
+  action: (...args: A) => Promise<void>,
+): (...args: A) => Promise<void> {
   return async (...args) => {
     try {
       await action(...args);

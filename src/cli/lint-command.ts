@@ -35,7 +35,8 @@ export const LintExit = {
  * the exit status (`LintExit`).
  */
 export async function runLint(options: LintOptions, io: LintIo): Promise<number> {
-  const loaded = options.image !== undefined ? await readImageFile(options.image) : await buildWorkspaceImage(options.path);
+  const loaded =
+    options.image !== undefined ? await readImageFile(options.image) : await buildWorkspaceImage(options.path);
   if (!loaded.ok) {
     io.stderr.write(`connect-idempotency lint: ${loaded.problem}\n`);
     return LintExit.BAD_INPUT;

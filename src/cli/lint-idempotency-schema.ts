@@ -63,7 +63,13 @@ export function lintIdempotencySchema(
     }
     const element = `${desc.parent.typeName}.${desc.name}`;
     // A request message shared by several methods is reported once.
-    findings.set(`${rule} ${element} ${message}`, { rule, file: desc.parent.file, ...findSourceLocation(desc), element, message });
+    findings.set(`${rule} ${element} ${message}`, {
+      rule,
+      file: desc.parent.file,
+      ...findSourceLocation(desc),
+      element,
+      message,
+    });
   };
   for (const file of files) {
     for (const service of file.services) {
@@ -93,7 +99,11 @@ function lintMethod(
   const lookup = findRequestIdField(method.input, ext);
   if (lookup.kind === "invalid") {
     for (const problem of lookup.problems) {
-      report(LintRule.REQUEST_ID_FIELD_INVALID, problem.field, `${problem.message}; a request ID is one singular string field outside any oneof`);
+      report(
+        LintRule.REQUEST_ID_FIELD_INVALID,
+        problem.field,
+        `${problem.message}; a request ID is one singular string field outside any oneof`,
+      );
     }
   }
   if (method.methodKind !== "unary") {
@@ -191,7 +201,11 @@ function lintFingerprintExclude(
   for (const path of paths) {
     const resolved = resolveFieldPath(method.input, path);
     if (!resolved.ok) {
-      report(LintRule.FINGERPRINT_EXCLUDE_INVALID, method, `rpc ${method.name}: fingerprint_exclude "${path}": ${resolved.problem}`);
+      report(
+        LintRule.FINGERPRINT_EXCLUDE_INVALID,
+        method,
+        `rpc ${method.name}: fingerprint_exclude "${path}": ${resolved.problem}`,
+      );
     } else if (lookup.kind === "found" && resolved.value.fields[0] === lookup.field) {
       report(
         LintRule.FINGERPRINT_EXCLUDE_INVALID,

@@ -28,7 +28,9 @@ export type LoadedDescriptors =
 export async function loadDescriptors(source: DescriptorSource): Promise<LoadedDescriptors> {
   if (source.image !== undefined || source.protoDir !== undefined) {
     const loaded =
-      source.image !== undefined ? await readImageFile(source.image) : await buildWorkspaceImage(source.protoDir as string);
+      source.image !== undefined
+        ? await readImageFile(source.image)
+        : await buildWorkspaceImage(source.protoDir as string);
     if (!loaded.ok) {
       throw createCliError(loaded.problem);
     }

@@ -69,12 +69,15 @@ export function describeMethods(image: SchemaImage): MethodView[] {
 export function addMethodsCommand(program: Command): void {
   program
     .command("methods")
-    .description("list the unary methods of a buf workspace with their key, duplicate mode, retention, tombstone period and fingerprint exclusions")
+    .description(
+      "list the unary methods of a buf workspace with their key, duplicate mode, retention, tombstone period and fingerprint exclusions",
+    )
     .option("--path <dir>", "the buf workspace to build with `buf build`", ".")
     .addOption(new Option("--image <file>", "read a buf image or FileDescriptorSet (binary) instead").conflicts("path"))
     .option("--json", "print JSON for scripts instead of a table")
     .action(async (options: MethodsOptions) => {
-      const loaded = options.image !== undefined ? await readImageFile(options.image) : await buildWorkspaceImage(options.path);
+      const loaded =
+        options.image !== undefined ? await readImageFile(options.image) : await buildWorkspaceImage(options.path);
       if (!loaded.ok) {
         process.stderr.write(`connect-idempotency methods: ${loaded.problem}\n`);
         process.exitCode = 2;
@@ -91,7 +94,11 @@ export function addMethodsCommand(program: Command): void {
                 v.key,
                 v.onDuplicate,
                 v.retentionMs === undefined ? "default" : formatDuration(v.retentionMs),
-                v.tombstoneRetentionMs === undefined ? "default" : v.tombstoneRetentionMs === 0 ? "none" : formatDuration(v.tombstoneRetentionMs),
+                v.tombstoneRetentionMs === undefined
+                  ? "default"
+                  : v.tombstoneRetentionMs === 0
+                    ? "none"
+                    : formatDuration(v.tombstoneRetentionMs),
                 v.fingerprintExclude.join(",") || "-",
               ]),
             )}\n`,

@@ -47,7 +47,9 @@ export async function openStoreAdmin(flags: StoreFlags, access: "read" | "write"
     }
   }
   if (flags.wait !== undefined) {
-    throw createCliError("--wait applies to --db only: a PostgreSQL statement waits up to the admin's statement_timeout (30 s)");
+    throw createCliError(
+      "--wait applies to --db only: a PostgreSQL statement waits up to the admin's statement_timeout (30 s)",
+    );
   }
   const url = flags.postgres as string;
   const shown = redactPassword(url);
@@ -77,8 +79,7 @@ function directoryMessage(dir: string): string {
   } catch {
     // Unreadable: just say what it is.
   }
-  const suggestion =
-    files.length > 0 ? `; it holds ${files.map((name) => join(dir, name)).join(", ")}` : "";
+  const suggestion = files.length > 0 ? `; it holds ${files.map((name) => join(dir, name)).join(", ")}` : "";
   return `--db ${dir} is a directory: pass the SQLite file of the store, such as ${join(dir, "idempotency.db")}${suggestion}`;
 }
 

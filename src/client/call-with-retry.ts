@@ -51,13 +51,18 @@ export interface RetriedCall<T> {
  */
 export async function callWithRetry<T>(call: RetriedCall<T>): Promise<T> {
   const { policy, signal } = call;
-  const limit = minDefined(policy.deadlineMs, call.timeoutMs !== undefined && call.timeoutMs > 0 ? call.timeoutMs : undefined);
+  const limit = minDefined(
+    policy.deadlineMs,
+    call.timeoutMs !== undefined && call.timeoutMs > 0 ? call.timeoutMs : undefined,
+  );
   const deadline = limit === undefined ? undefined : policy.clock.now() + limit;
   let expiresAt: number | undefined;
   for (let attempt = 1; ; attempt++) {
     let error: ConnectError;
     try {
-      return await call.attempt(deadline === undefined ? undefined : Math.max(1, Math.ceil(deadline - policy.clock.now())));
+      return await call.attempt(
+        deadline === undefined ? undefined : Math.max(1, Math.ceil(deadline - policy.clock.now())),
+      );
     } catch (e) {
       error = ConnectError.from(e);
     }

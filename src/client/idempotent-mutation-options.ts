@@ -54,7 +54,8 @@ function createIntentTransport(transport: Transport): Transport {
   return {
     unary(method, signal, timeoutMs, header, input, contextValues) {
       const intent = intents.get(input);
-      const values = intent === undefined ? contextValues : withRequestIntent(intent, contextValues ?? createContextValues());
+      const values =
+        intent === undefined ? contextValues : withRequestIntent(intent, contextValues ?? createContextValues());
       return transport.unary(method, signal, timeoutMs, header, input, values);
     },
     stream(method, signal, timeoutMs, header, input, contextValues) {

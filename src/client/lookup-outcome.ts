@@ -36,7 +36,11 @@ export type LookedUpOutcome<O extends DescMessage> =
   | ({ readonly state: "completed"; readonly response: MessageShape<O> } & LookedUpTimes)
   | ({ readonly state: "failed"; readonly error: ConnectError } & LookedUpTimes)
   | ({ readonly state: "executed"; readonly resourceName: string } & LookedUpTimes)
-  | ({ readonly state: "tombstoned"; readonly completedAt: Date | undefined; readonly originalCode: Code } & LookedUpTimes);
+  | ({
+      readonly state: "tombstoned";
+      readonly completedAt: Date | undefined;
+      readonly originalCode: Code;
+    } & LookedUpTimes);
 
 /**
  * Asks a server's `idempotency.v1.IdempotencyService` what became of a
@@ -71,7 +75,12 @@ export async function lookupOutcome<I extends DescMessage, O extends DescMessage
     case OutcomeState.INTERRUPTED:
       return { state: "interrupted", ...times };
     case OutcomeState.TOMBSTONED:
-      return { state: "tombstoned", completedAt: dateOf(found.completedAt), originalCode: found.originalCode as Code, ...times };
+      return {
+        state: "tombstoned",
+        completedAt: dateOf(found.completedAt),
+        originalCode: found.originalCode as Code,
+        ...times,
+      };
     case OutcomeState.COMPLETED:
       break;
     default:

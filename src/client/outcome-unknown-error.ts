@@ -21,7 +21,11 @@ export function readAnnouncedExpiry(headers: Headers): number | undefined {
  * may or may not have run. `last` is the last attempt's error, kept as the
  * cause.
  */
-export function outcomeUnknownError(requestId: string | undefined, expiresAt: number, last: ConnectError): ConnectError {
+export function outcomeUnknownError(
+  requestId: string | undefined,
+  expiresAt: number,
+  last: ConnectError,
+): ConnectError {
   const at = new Date(expiresAt).toISOString();
   return createIdempotencyError(
     ErrorReason.OUTCOME_UNKNOWN,

@@ -71,7 +71,12 @@ export function resolveRequestIdSources(options: RequestIdSourceOptions, generat
     });
     return result;
   };
-  return { generate: options.generateRequestId ?? generate, pending: options.pendingRequestIds, pendingTtlMs, serially };
+  return {
+    generate: options.generateRequestId ?? generate,
+    pending: options.pendingRequestIds,
+    pendingTtlMs,
+    serially,
+  };
 }
 
 /**
@@ -107,7 +112,9 @@ export async function assignRequestId<T extends object>(
   }
   const callerKey = contextValues?.get(pendingKeyKey);
   const key =
-    callerKey === undefined ? requestContentKey(method, request, field) : `${method.parent.typeName}/${method.name}@${callerKey}`;
+    callerKey === undefined
+      ? requestContentKey(method, request, field)
+      : `${method.parent.typeName}/${method.name}@${callerKey}`;
   // Recorded before the first byte leaves: a reload from here on finds it.
   // A store that fails costs the protection, not the call.
   const requestId = await sources.serially(key, async () => {

@@ -36,6 +36,9 @@ export function createRequestIntent(requestId?: string): RequestIntent {
  * await client.createPayment(request, { contextValues: withRequestIntent(intent) });
  * ```
  */
-export function withRequestIntent(intent: RequestIntent, contextValues: ContextValues = createContextValues()): ContextValues {
+export function withRequestIntent(
+  intent: RequestIntent,
+  contextValues: ContextValues = createContextValues(),
+): ContextValues {
   return contextValues.set(requestIntentKey, intent);
 }

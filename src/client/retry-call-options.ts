@@ -21,6 +21,9 @@ export const retryOptionsKey = createContextKey<RetryOptions | undefined>(undefi
  *
  * Pass `contextValues` to add the options to values you already have.
  */
-export function withRetryOptions(options: RetryOptions, contextValues: ContextValues = createContextValues()): ContextValues {
+export function withRetryOptions(
+  options: RetryOptions,
+  contextValues: ContextValues = createContextValues(),
+): ContextValues {
   return contextValues.set(retryOptionsKey, options);
 }

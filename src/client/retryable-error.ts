@@ -99,6 +99,8 @@ function causeCodes(error: ConnectError): string[] {
 
 function isFetchNetworkFailure(cause: unknown): boolean {
   return (
-    cause instanceof TypeError && !("code" in cause && cause.code !== undefined) && fetchNetworkFailure.test(cause.message)
+    cause instanceof TypeError &&
+    !("code" in cause && cause.code !== undefined) &&
+    fetchNetworkFailure.test(cause.message)
   );
 }

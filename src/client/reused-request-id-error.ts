@@ -9,7 +9,11 @@ import { findErrorReason } from "../errors/idempotency-error.js";
  * that says what happened and what to do, since the server's message cannot
  * know that the client reused the ID on purpose; any other error as it is.
  */
-export function explainReusedRequestId(error: ConnectError, method: DescMethod, requestId: string | undefined): ConnectError {
+export function explainReusedRequestId(
+  error: ConnectError,
+  method: DescMethod,
+  requestId: string | undefined,
+): ConnectError {
   if (findErrorReason(error) !== ErrorReason.REQUEST_ID_REUSED) {
     return error;
   }

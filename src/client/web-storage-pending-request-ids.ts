@@ -1,5 +1,9 @@
 import { type Clock, resolveClock } from "../time/clock.js";
-import { type PendingRequestIdEntry, type PendingRequestIds, parsePendingRequestIdEntry } from "./pending-request-ids.js";
+import {
+  type PendingRequestIdEntry,
+  type PendingRequestIds,
+  parsePendingRequestIdEntry,
+} from "./pending-request-ids.js";
 
 /**
  * The part of the Web Storage API (`localStorage`, `sessionStorage`) that
@@ -68,7 +72,10 @@ export function createWebStoragePendingRequestIds(
       return Promise.resolve(read(prefix + key)?.requestId);
     },
     set(key, requestId, ttlMs) {
-      storage.setItem(prefix + key, JSON.stringify({ requestId, expiresAtMs: clock.now() + ttlMs } satisfies PendingRequestIdEntry));
+      storage.setItem(
+        prefix + key,
+        JSON.stringify({ requestId, expiresAtMs: clock.now() + ttlMs } satisfies PendingRequestIdEntry),
+      );
       return Promise.resolve();
     },
     delete(key, requestId) {

@@ -74,7 +74,9 @@ function parseOptions(raw: { key: string; value: string }[]): ConnectIdempotency
   let runtimeImport = "connect-idempotency/client";
   for (const { key, value } of raw) {
     if (key !== "runtime_import" || value === "") {
-      throw new Error(`unknown option ${key}${value === "" ? "" : `=${value}`}; supported: runtime_import=<package or path>`);
+      throw new Error(
+        `unknown option ${key}${value === "" ? "" : `=${value}`}; supported: runtime_import=<package or path>`,
+      );
     }
     runtimeImport = value;
   }

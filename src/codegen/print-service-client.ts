@@ -83,7 +83,10 @@ export function printServiceClient(
  * unary one whose request ID the client fills in, else the first unary one.
  * test/docs/jsdoc-examples.test.ts compiles the one in the demo's file.
  */
-function usageExample(service: DescService, plans: readonly { method: DescMethod; plan: ClientMethodPlan | undefined }[]): string[] {
+function usageExample(
+  service: DescService,
+  plans: readonly { method: DescMethod; plan: ClientMethodPlan | undefined }[],
+): string[] {
   const unary = plans.filter(({ method }) => method.methodKind === "unary");
   const first = unary.find(({ plan }) => plan?.autoFill === true) ?? unary[0];
   if (first === undefined) {
@@ -110,7 +113,10 @@ function usageExample(service: DescService, plans: readonly { method: DescMethod
 }
 
 /** Prints the plans object that both the client and the transport factory take. */
-function printPlans(f: GeneratedFile, plans: readonly { method: DescMethod; plan: ClientMethodPlan | undefined }[]): void {
+function printPlans(
+  f: GeneratedFile,
+  plans: readonly { method: DescMethod; plan: ClientMethodPlan | undefined }[],
+): void {
   f.print("    {");
   for (const { method, plan } of plans) {
     if (plan !== undefined) {
@@ -166,8 +172,12 @@ function reportUnfilled(
       warn(`${problem.message}; the client does not fill it in`);
     }
   } else if (lookup.kind === "found" && method.methodKind !== "unary") {
-    warn(`${method.methodKind.replace("_", "-")} method: request ID field ${lookup.field.name} is not filled in and calls are not retried`);
+    warn(
+      `${method.methodKind.replace("_", "-")} method: request ID field ${lookup.field.name} is not filled in and calls are not retried`,
+    );
   } else if (lookup.kind === "found" && plan?.autoFill !== true) {
-    warn(`request ID field ${lookup.field.name} is REQUIRED: the client does not fill it in (AIP-4235); callers pass their own`);
+    warn(
+      `request ID field ${lookup.field.name} is REQUIRED: the client does not fill it in (AIP-4235); callers pass their own`,
+    );
   }
 }

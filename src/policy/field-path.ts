@@ -33,7 +33,10 @@ export function resolveFieldPath(
       return { ok: false, problem: `${current.typeName} has no field ${name} (path "${path}")` };
     }
     if (field.oneof !== undefined) {
-      return { ok: false, problem: `field ${current.typeName}.${name} in path "${path}" is part of oneof ${field.oneof.name}` };
+      return {
+        ok: false,
+        problem: `field ${current.typeName}.${name} in path "${path}" is part of oneof ${field.oneof.name}`,
+      };
     }
     fields.push(field);
     current = field.fieldKind === "message" ? field.message : undefined;

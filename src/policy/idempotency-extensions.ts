@@ -48,8 +48,6 @@ export function findIdempotencyExtensions(files: Iterable<DescFile>): Idempotenc
     requestId: byName.get(extensionNames.requestId) as GenExtension<FieldOptions, boolean> | undefined,
     policy: byName.get(extensionNames.policy) as GenExtension<MethodOptions, MethodPolicy> | undefined,
     fieldInfo: byName.get(extensionNames.fieldInfo) as GenExtension<FieldOptions, FieldInfo> | undefined,
-    fieldBehavior: byName.get(extensionNames.fieldBehavior) as
-      | GenExtension<FieldOptions, FieldBehavior[]>
-      | undefined,
+    fieldBehavior: byName.get(extensionNames.fieldBehavior) as GenExtension<FieldOptions, FieldBehavior[]> | undefined,
   };
 }

@@ -111,9 +111,7 @@ function durationMs(duration: { readonly seconds: bigint; readonly nanos: number
  * Returns a `resolveMethodPolicy` that remembers its answer per method, for the
  * call path of interceptors.
  */
-export function createMethodPolicyCache(
-  ext: IdempotencyExtensions,
-): (method: DescMethod) => MethodIdempotencyPolicy {
+export function createMethodPolicyCache(ext: IdempotencyExtensions): (method: DescMethod) => MethodIdempotencyPolicy {
   const cache = new WeakMap<DescMethod, MethodIdempotencyPolicy>();
   return (method) => {
     let found = cache.get(method);

@@ -40,7 +40,11 @@ export function requestIdMarkOf(field: DescField, ext: IdempotencyExtensions): R
   if (ext.requestId && hasOption(field, ext.requestId) && getOption(field, ext.requestId)) {
     return "idempotency.v1.request_id";
   }
-  if (ext.fieldInfo && hasOption(field, ext.fieldInfo) && getOption(field, ext.fieldInfo).format === fieldInfoFormatUuid4) {
+  if (
+    ext.fieldInfo &&
+    hasOption(field, ext.fieldInfo) &&
+    getOption(field, ext.fieldInfo).format === fieldInfoFormatUuid4
+  ) {
     return "google.api.field_info";
   }
   return undefined;

@@ -1,6 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { type DescMessage, type Message, type MessageShape, isMessage, toBinary } from "@bufbuild/protobuf";
-import { type Code, ConnectError, type ContextValues, type HandlerContext, createContextKey } from "@connectrpc/connect";
+import {
+  type Code,
+  ConnectError,
+  type ContextValues,
+  type HandlerContext,
+  createContextKey,
+} from "@connectrpc/connect";
 import { ErrorReason } from "../errors/error-reason.js";
 import { createIdempotencyError } from "../errors/idempotency-error.js";
 import type {
@@ -215,7 +221,11 @@ function createAtomicEffects<Tx, Mode extends TransactionMode>(
     const work: CommitWork = { fn: fn as (tx: unknown) => unknown, output, mode: store.transactionMode, failed: false };
     try {
       if (claim === undefined) {
-        return (await store.transact(((tx: Tx) => runCommitWork(work, tx, asIs)) as TransactionWork<Tx, unknown, Mode>)) as R;
+        return (await store.transact(((tx: Tx) => runCommitWork(work, tx, asIs)) as TransactionWork<
+          Tx,
+          unknown,
+          Mode
+        >)) as R;
       }
       const result = await claim.storeCall("commit", () =>
         store
@@ -304,11 +314,7 @@ function createAtomicEffects<Tx, Mode extends TransactionMode>(
 
   return {
     commit: commit as AtomicEffects<Tx, Mode>["commit"],
-    phase(
-      name: string,
-      schemaOrFn: DescMessage | (() => unknown),
-      fn?: () => unknown,
-    ): Promise<never> {
+    phase(name: string, schemaOrFn: DescMessage | (() => unknown), fn?: () => unknown): Promise<never> {
       const run =
         typeof schemaOrFn === "function"
           ? phase(name, createJsonPhaseCodec(), schemaOrFn as () => PhaseJsonResult)

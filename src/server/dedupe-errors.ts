@@ -33,7 +33,9 @@ export function requestIdReused(call: DedupeCall): ConnectError {
 export function requestIdExpired(call: DedupeCall, record: IdempotencyRecord): ConnectError {
   emit(call, "tombstoned");
   const completedAt = isoTime(record.updatedAt);
-  const what = call.naturalKey ? `the key of this request (fields ${call.fieldName})` : `the request ID in field ${call.fieldName}`;
+  const what = call.naturalKey
+    ? `the key of this request (fields ${call.fieldName})`
+    : `the request ID in field ${call.fieldName}`;
   return createIdempotencyError(
     ErrorReason.REQUEST_ID_EXPIRED,
     `a request with ${what} completed at ${completedAt}, longer ago than its outcome is kept, so it is neither ` +

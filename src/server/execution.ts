@@ -165,7 +165,11 @@ export function markClaimLost(call: DedupeCall, execution: Execution, operation:
 async function confirmClaimLost(call: DedupeCall, execution: Execution): Promise<void> {
   try {
     const record = await timed(call, "get", () => call.settings.store.get(call.record));
-    if ((record?.status === "completed" || record?.status === "tombstoned") && record.owner === execution.owner && record.attempt === execution.attempt) {
+    if (
+      (record?.status === "completed" || record?.status === "tombstoned") &&
+      record.owner === execution.owner &&
+      record.attempt === execution.attempt
+    ) {
       return;
     }
   } catch (error) {

@@ -1,6 +1,13 @@
 import { create, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl, type UnaryRequest } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  type ConnectRouter,
+  type HandlerContext,
+  type ServiceImpl,
+  type UnaryRequest,
+} from "@connectrpc/connect";
 import {
   type GetOutcomeRequest,
   type GetOutcomeResponse,
@@ -132,11 +139,9 @@ function canonicalKey(req: GetOutcomeRequest, policy: ReturnType<ReturnType<type
   }
   const check = canonicalizeRequestId(req.requestId, policy.keyFormat);
   if (!check.ok) {
-    throw createIdempotencyError(
-      ErrorReason.REQUEST_ID_INVALID,
-      `the request ID ${check.problem}`,
-      { metadata: { field: "request_id" } },
-    );
+    throw createIdempotencyError(ErrorReason.REQUEST_ID_INVALID, `the request ID ${check.problem}`, {
+      metadata: { field: "request_id" },
+    });
   }
   return check.key;
 }
@@ -147,10 +152,17 @@ function storedResult(method: DescMethod, bytes: Uint8Array): GetOutcomeResponse
     case "response":
       return {
         case: "response",
-        value: { $typeName: "google.protobuf.Any", typeUrl: `type.googleapis.com/${method.output.typeName}`, value: outcome.response },
+        value: {
+          $typeName: "google.protobuf.Any",
+          typeUrl: `type.googleapis.com/${method.output.typeName}`,
+          value: outcome.response,
+        },
       };
     case "executed":
-      return { case: "executed", value: { $typeName: "idempotency.v1.StoredExecution", resourceName: outcome.resourceName } };
+      return {
+        case: "executed",
+        value: { $typeName: "idempotency.v1.StoredExecution", resourceName: outcome.resourceName },
+      };
     case "error": {
       const { error } = outcome;
       return {

@@ -294,7 +294,9 @@ export function resolveInterceptorOptions(options: IdempotencyInterceptorOptions
   checkOptionNames(options);
   checkStore(options.store);
   if (options.scope !== undefined && typeof options.scope !== "function") {
-    throw new Error(`createIdempotencyInterceptor: scope must be a function of the request, got ${typeof options.scope}`);
+    throw new Error(
+      `createIdempotencyInterceptor: scope must be a function of the request, got ${typeof options.scope}`,
+    );
   }
   const retentionMs = positive("retentionMs", options.retentionMs ?? defaultRetentionMs, "milliseconds");
   if (retentionMs > maxRetentionMs) {
@@ -360,7 +362,9 @@ function resolveReplayCache(option: ReplayCacheOptions | false | undefined): Rep
     return undefined;
   }
   if (typeof option !== "object" || option === null) {
-    throw new Error(`createIdempotencyInterceptor: replayCache must be false or { maxBytes, ttlMs }, got ${String(option)}`);
+    throw new Error(
+      `createIdempotencyInterceptor: replayCache must be false or { maxBytes, ttlMs }, got ${String(option)}`,
+    );
   }
   for (const name of Object.keys(option)) {
     if (name !== "maxBytes" && name !== "ttlMs") {
@@ -370,7 +374,9 @@ function resolveReplayCache(option: ReplayCacheOptions | false | undefined): Rep
     }
   }
   if (option.maxBytes === undefined || option.ttlMs === undefined) {
-    throw new Error("createIdempotencyInterceptor: replayCache needs both maxBytes and ttlMs, such as { maxBytes: 16 * 1024 * 1024, ttlMs: 60_000 }");
+    throw new Error(
+      "createIdempotencyInterceptor: replayCache needs both maxBytes and ttlMs, such as { maxBytes: 16 * 1024 * 1024, ttlMs: 60_000 }",
+    );
   }
   return {
     maxBytes: positive("replayCache.maxBytes", option.maxBytes, "bytes"),
@@ -440,7 +446,7 @@ function checkOptionNames(options: IdempotencyInterceptorOptions): void {
 function checkStore(store: unknown): asserts store is IdempotencyStore {
   if (store === undefined || store === null) {
     throw new Error(
-      "createIdempotencyInterceptor: the store option is missing; pass a store such as createSqliteStore({ path: \"idempotency.db\" })",
+      'createIdempotencyInterceptor: the store option is missing; pass a store such as createSqliteStore({ path: "idempotency.db" })',
     );
   }
   if (typeof (store as { then?: unknown }).then === "function") {

@@ -15,7 +15,10 @@ export type RecordKeyHasher = (key: RecordKey) => string;
  * correlate them. `api`, the function that was given the secret, starts the
  * error message of an empty one.
  */
-export function createRecordKeyHasher(secret?: string | Uint8Array, api = "createIdempotencyInterceptor"): RecordKeyHasher {
+export function createRecordKeyHasher(
+  secret?: string | Uint8Array,
+  api = "createIdempotencyInterceptor",
+): RecordKeyHasher {
   const key = secret ?? randomBytes(32);
   if (key.length === 0) {
     throw new Error(`${api}: keyHashSecret must not be empty`);

@@ -110,7 +110,9 @@ export function runCluster(options: RunClusterOptions = {}): Promise<void> {
             if (!stopping) fork();
           }, respawnDelayMs);
         } else if (!stopping) {
-          failure = new Error(`runCluster: a worker exited with ${signal ?? `code ${code}`} before every worker listened`);
+          failure = new Error(
+            `runCluster: a worker exited with ${signal ?? `code ${code}`} before every worker listened`,
+          );
           stop();
         }
       });

@@ -109,7 +109,10 @@ async function settleFailure(call: DedupeCall, execution: Execution, thrown: unk
       await interruptExecution(call, execution, error.code);
       break;
     case "store": {
-      const form = storedForm(call, encodeOutcome(() => ({ kind: "error", error })));
+      const form = storedForm(
+        call,
+        encodeOutcome(() => ({ kind: "error", error })),
+      );
       const stored = await storeOutcome(call, execution, form);
       if (stored === "lost") {
         return answerAfterLostClaim(call);

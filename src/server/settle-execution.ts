@@ -36,7 +36,11 @@ export type StoreOutcomeResult = "stored" | "pending" | "dropped" | "unvouched" 
  * retry takes over as a new attempt rather than replaying nothing or running
  * silently again.
  */
-export async function storeOutcome(call: DedupeCall, execution: Execution, form: StoredForm): Promise<StoreOutcomeResult> {
+export async function storeOutcome(
+  call: DedupeCall,
+  execution: Execution,
+  form: StoredForm,
+): Promise<StoreOutcomeResult> {
   // Estimated before the first write is sent: a write that lands later
   // only keeps the outcome longer.
   execution.expiresAt = estimateOutcomeExpiry(call);
@@ -79,7 +83,12 @@ export async function storeOutcome(call: DedupeCall, execution: Execution, form:
     return vouched ? "pending" : "unvouched";
   }
   if (result === "stored") {
-    execution.running.settle({ kind: "outcome", outcome: form.bytes, firstExecutedAt: execution.firstExecutedAt, expiresAt });
+    execution.running.settle({
+      kind: "outcome",
+      outcome: form.bytes,
+      firstExecutedAt: execution.firstExecutedAt,
+      expiresAt,
+    });
     cacheOutcome(call, form.bytes, execution.firstExecutedAt, storedOutcomeExpiry(call));
     return "stored";
   }

@@ -6,5 +6,7 @@ const oneShot = (crypto as { hash?: typeof crypto.hash }).hash;
 
 /** The hex SHA-256 of `data` (a string is hashed as UTF-8). */
 export function sha256Hex(data: string | Uint8Array): string {
-  return oneShot === undefined ? crypto.createHash("sha256").update(data).digest("hex") : oneShot("sha256", data, "hex");
+  return oneShot === undefined
+    ? crypto.createHash("sha256").update(data).digest("hex")
+    : oneShot("sha256", data, "hex");
 }

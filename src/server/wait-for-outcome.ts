@@ -26,7 +26,10 @@ export async function waitFor(
   emit(call, "waited", { waitedMs: performance.now() - started, waitResult: result?.kind ?? "timeout" });
   if (result === undefined) {
     emit(call, "conflict");
-    throw requestInProgress("a request with this request ID is still running; retry when it has finished", call.expiresAt);
+    throw requestInProgress(
+      "a request with this request ID is still running; retry when it has finished",
+      call.expiresAt,
+    );
   }
   return result;
 }

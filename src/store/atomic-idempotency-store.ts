@@ -112,4 +112,3 @@ export interface AtomicIdempotencyStore<Tx, Mode extends TransactionMode> extend
    */
   recordPhase(input: RecordPhaseInput): Promise<boolean>;
 }
-

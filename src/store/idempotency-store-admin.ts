@@ -123,7 +123,12 @@ export function tallyRecordCounts(
 ): Pick<StoreStats, "inProgress" | "interrupted" | "completed" | "tombstoned" | "byMethod"> {
   const byMethod = new Map<string, MethodStats>();
   const totals = { inProgress: 0, interrupted: 0, completed: 0, tombstoned: 0 };
-  const field = { in_progress: "inProgress", interrupted: "interrupted", completed: "completed", tombstoned: "tombstoned" } as const;
+  const field = {
+    in_progress: "inProgress",
+    interrupted: "interrupted",
+    completed: "completed",
+    tombstoned: "tombstoned",
+  } as const;
   for (const { method, status, n } of rows) {
     const entry = byMethod.get(method) ?? { method, inProgress: 0, interrupted: 0, completed: 0, tombstoned: 0 };
     byMethod.set(method, { ...entry, [field[status]]: entry[field[status]] + n });

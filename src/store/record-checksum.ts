@@ -127,7 +127,8 @@ export function recordChecksumHex(fields: RecordChecksumFields): string {
     const hash = crypto.createHash("sha256").update(head).update(outcome);
     digest = (tail === undefined ? hash : hash.update(tail)).digest("hex");
   } else {
-    digest = oneShot === undefined ? crypto.createHash("sha256").update(head).digest("hex") : oneShot("sha256", head, "hex");
+    digest =
+      oneShot === undefined ? crypto.createHash("sha256").update(head).digest("hex") : oneShot("sha256", head, "hex");
   }
   return digest.slice(0, hexChars);
 }
@@ -160,7 +161,9 @@ export function recordChecksumMatches(stored: Uint8Array | null, fields: RecordC
     return true;
   }
   try {
-    return Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength).toString("hex") === recordChecksumHex(fields);
+    return (
+      Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength).toString("hex") === recordChecksumHex(fields)
+    );
   } catch {
     // A damaged column can come back as another type (a time as a float,
     // text as a blob): that is a mismatch too.

@@ -80,7 +80,8 @@ export function createHostileTransport(inner: Transport, options: HostileNetwork
  */
 export function createHostileInterceptor(options: HostileNetworkOptions): Interceptor {
   const network = createHostileNetwork(options);
-  return (next) => (req) => (req.stream ? next(req) : network.call(req.method.name, req.signal, undefined, () => next(req)));
+  return (next) => (req) =>
+    req.stream ? next(req) : network.call(req.method.name, req.signal, undefined, () => next(req));
 }
 
 function createHostileNetwork(options: HostileNetworkOptions) {

@@ -20,11 +20,7 @@ export interface Clock {
  * with `prefix` and the fix, for the shapes before 0.2: a `now` option, or a
  * bare function as `clock`.
  */
-export function resolveClock(
-  prefix: string,
-  options: { readonly clock?: Clock } | undefined,
-  fallback: Clock,
-): Clock {
+export function resolveClock(prefix: string, options: { readonly clock?: Clock } | undefined, fallback: Clock): Clock {
   if (options !== undefined && "now" in options) {
     throw new Error(`${prefix}: option "now" was renamed "clock" in 0.2, an object with now(), such as Date`);
   }

@@ -84,10 +84,12 @@ describe("commit", () => {
         }
         return paymentResponse(`pay_${runs}`);
       });
-    const failed = await client().createPayment(request).then(
-      () => undefined,
-      (error: unknown) => ConnectError.from(error),
-    );
+    const failed = await client()
+      .createPayment(request)
+      .then(
+        () => undefined,
+        (error: unknown) => ConnectError.from(error),
+      );
     expect(failed?.code).toBe(Code.Internal);
     expect(failed?.rawMessage).toBe("ledger rejected the payment");
     expect(countPayments()).toBe(0);
@@ -196,10 +198,12 @@ describe("commit", () => {
         return paymentResponse("pay_late");
       });
     };
-    const call = client().createPayment(request).then(
-      () => undefined,
-      (error: unknown) => ConnectError.from(error),
-    );
+    const call = client()
+      .createPayment(request)
+      .then(
+        () => undefined,
+        (error: unknown) => ConnectError.from(error),
+      );
     await running;
     // The lease ran out (the process stalled) and a retry elsewhere took over.
     const record = await store.get({ scope: "", method, key: requestId });
@@ -321,7 +325,9 @@ describe("commit with a response larger than the store keeps", () => {
   beforeEach(() => start({ maxStoredBytes: 64 }));
 
   it("answers the response, commits the writes and stores RESPONSE_TOO_LARGE for retries", async () => {
-    const big = create(CreatePaymentResponseSchema, { payment: { paymentId: "pay_1", metadata: { note: "x".repeat(200) } } });
+    const big = create(CreatePaymentResponseSchema, {
+      payment: { paymentId: "pay_1", metadata: { note: "x".repeat(200) } },
+    });
     handler = async (_req, ctx) =>
       atomicEffects(ctx, store).commit((db) => {
         insertPayment(db, "pay_1");
@@ -329,10 +335,12 @@ describe("commit with a response larger than the store keeps", () => {
       });
     expect(await client().createPayment(request)).toEqual(big);
     expect(countPayments()).toBe(1);
-    const retry = await client().createPayment(request).then(
-      () => undefined,
-      (error: unknown) => ConnectError.from(error),
-    );
+    const retry = await client()
+      .createPayment(request)
+      .then(
+        () => undefined,
+        (error: unknown) => ConnectError.from(error),
+      );
     expect(retry?.code).toBe(Code.FailedPrecondition);
     expect(findErrorReason(retry!)).toBe(ErrorReason.RESPONSE_TOO_LARGE);
     expect(runs).toBe(1);
@@ -358,10 +366,12 @@ describe("commit in DUPLICATE_MODE_REJECT", () => {
       case: "executed",
       value: { resourceName: "payments/pay_1" },
     });
-    const duplicate = await client().createPayment(request).then(
-      () => undefined,
-      (error: unknown) => ConnectError.from(error),
-    );
+    const duplicate = await client()
+      .createPayment(request)
+      .then(
+        () => undefined,
+        (error: unknown) => ConnectError.from(error),
+      );
     expect([duplicate?.code, duplicate && findErrorReason(duplicate)]).toEqual([
       Code.AlreadyExists,
       ErrorReason.REQUEST_ID_ALREADY_EXECUTED,

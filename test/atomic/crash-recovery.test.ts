@@ -66,7 +66,13 @@ function startPaymentServer(file: string, env: Record<string, string>): Promise<
 
 function createPayment(server: ServerProcess, requestId: string): Promise<CreatePaymentResponse> {
   const client = createClient(PaymentService, createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }));
-  return client.createPayment({ requestId, accountId: "acct-1", amountMinor: 1250n, currency: "EUR", metadata: { order: "o-7" } });
+  return client.createPayment({
+    requestId,
+    accountId: "acct-1",
+    amountMinor: 1250n,
+    currency: "EUR",
+    metadata: { order: "o-7" },
+  });
 }
 
 /**

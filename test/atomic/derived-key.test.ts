@@ -2,12 +2,7 @@ import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import {
-  DERIVED_KEY_NAMESPACE,
-  type DerivedKeyInput,
-  deriveRequestId,
-  uuidV5,
-} from "../../src/server/derived-key.js";
+import { DERIVED_KEY_NAMESPACE, type DerivedKeyInput, deriveRequestId, uuidV5 } from "../../src/server/derived-key.js";
 
 const run = promisify(execFile);
 const script = fileURLToPath(new URL("./support/derive-keys-main.ts", import.meta.url));

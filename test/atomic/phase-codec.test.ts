@@ -68,7 +68,9 @@ describe("phase results", () => {
   });
 
   it("fails clearly when the recorded type is not the one the handler now expects", () => {
-    const recorded = createMessagePhaseCodec(ChargeResponseSchema).encode(create(ChargeResponseSchema, { chargeId: "x" }));
+    const recorded = createMessagePhaseCodec(ChargeResponseSchema).encode(
+      create(ChargeResponseSchema, { chargeId: "x" }),
+    );
     expect(() => createMessagePhaseCodec(PaymentSchema).decode(recorded, "charge")).toThrow(
       'phase "charge" recorded demo.v1.ChargeResponse, but the handler now expects demo.v1.Payment',
     );

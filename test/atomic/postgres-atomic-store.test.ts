@@ -98,9 +98,9 @@ describe("PostgreSQL atomic operations", () => {
     const odd = `${schema.name} Odd "Schema"`;
     try {
       await withStore({ schema: odd, table: `Tab"le 名` }, async (store) => {
-        expect(await store.recordPhase({ key, owner: "o", attempt: 1, name: "step\u0000", result: new Uint8Array([9]) })).toBe(
-          true,
-        );
+        expect(
+          await store.recordPhase({ key, owner: "o", attempt: 1, name: "step\u0000", result: new Uint8Array([9]) }),
+        ).toBe(true);
         expect(await store.getPhase({ key, name: "step\u0000" })).toEqual(new Uint8Array([9]));
         expect(await store.getPhase({ key, name: "step" })).toBeUndefined();
         // Expired by the database's clock: moved back in the row, as if two seconds had passed.
@@ -108,7 +108,14 @@ describe("PostgreSQL atomic operations", () => {
           `UPDATE ${pg.escapeIdentifier(store.schema)}.${pg.escapeIdentifier(store.table)}
 SET created_at = created_at - 2000, updated_at = updated_at - 2000, lease_until = lease_until - 2000, expires_at = expires_at - 2000`,
         );
-        const reclaimed = await store.claim({ key, fingerprint: "fp2", owner: "o2", leaseMs: 1_000, graceMs: 0, expiresInMs: 9_000 });
+        const reclaimed = await store.claim({
+          key,
+          fingerprint: "fp2",
+          owner: "o2",
+          leaseMs: 1_000,
+          graceMs: 0,
+          expiresInMs: 9_000,
+        });
         expect(reclaimed.kind === "claimed" && reclaimed.replaced).toBe("expired");
         expect(await store.getPhase({ key, name: "step\u0000" })).toBeUndefined();
       });
@@ -134,19 +141,25 @@ describe("atomicEffects on PostgreSQL", () => {
             if (run === 1) {
               throw new ConnectError("ledger rejected the payment", Code.Internal);
             }
-            return create(CreatePaymentResponseSchema, { payment: { paymentId: `pay_${run}`, chargeId: charge.chargeId } });
+            return create(CreatePaymentResponseSchema, {
+              payment: { paymentId: `pay_${run}`, chargeId: charge.chargeId },
+            });
           });
         },
       },
     });
     try {
-      const client = createClient(PaymentService, createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }));
+      const client = createClient(
+        PaymentService,
+        createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }),
+      );
       const requestId = "3f0c8d4e-5b7a-4c1e-9d2f-6a8b0c1d2e3f";
       const count = async () =>
         (
-          await schema.admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema.name}.app_rows WHERE id = $1`, [
-            `e2e:${requestId}`,
-          ])
+          await schema.admin.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM ${schema.name}.app_rows WHERE id = $1`,
+            [`e2e:${requestId}`],
+          )
         ).rows[0]!.n;
       await expect(client.createPayment({ requestId })).rejects.toThrow(/ledger rejected the payment/);
       expect(await count()).toBe(0);

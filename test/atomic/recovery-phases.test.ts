@@ -93,7 +93,11 @@ describe("phase", () => {
       return effects.commit((db) => {
         db.prepare("INSERT INTO payments (payment_id, charge_id) VALUES (?, ?)").run(reservation.slot, charge.chargeId);
         return create(CreatePaymentResponseSchema, {
-          payment: { paymentId: reservation.slot, chargeId: charge.chargeId, amountMinor: BigInt(reservation.seats.length) },
+          payment: {
+            paymentId: reservation.slot,
+            chargeId: charge.chargeId,
+            amountMinor: BigInt(reservation.seats.length),
+          },
         });
       });
     };
@@ -246,10 +250,12 @@ describe("phase", () => {
       },
     });
     servers.push(server);
-    const error = await clientOf(server).createPayment(request).then(
-      () => undefined,
-      (e: unknown) => ConnectError.from(e),
-    );
+    const error = await clientOf(server)
+      .createPayment(request)
+      .then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
     expect(error?.code).toBe(Code.Unavailable);
     expect(findErrorReason(error!)).toBe(ErrorReason.STORE_UNAVAILABLE);
     // The step ran but is not recorded: the record stays, and a retry takes it over knowing so.

@@ -67,7 +67,10 @@ describe("npm run bench --quick", () => {
     // A target against another scenario than the baseline divides by that one, round by round.
     const commit = results.results.find((r) => r.scenario === "sqlite-commit" && r.concurrency === 64);
     const db = results.results.find((r) => r.scenario === "baseline-db" && r.concurrency === 64);
-    expect(results.targets.find((t) => t.name === "sqlite-commit >= 0.95 x baseline-db")?.measured).toBeCloseTo(commit!.callsPerSecond / db!.callsPerSecond, 10);
+    expect(results.targets.find((t) => t.name === "sqlite-commit >= 0.95 x baseline-db")?.measured).toBeCloseTo(
+      commit!.callsPerSecond / db!.callsPerSecond,
+      10,
+    );
   });
 
   it("pins the server side and the load generator to CPUs of their own when taskset is there, and says so", () => {
@@ -119,7 +122,9 @@ describe("npm run bench --quick", () => {
     const twin = results.results.find((r) => r.scenario === "baseline-twin" && r.concurrency === 64);
     expect(results.notes).toContainEqual(
       expect.stringMatching(
-        new RegExp(`^baseline-twin, the same server as baseline: ${twin!.ratioToBaseline.toFixed(2).replace(".", "\\.")}x of it`),
+        new RegExp(
+          `^baseline-twin, the same server as baseline: ${twin!.ratioToBaseline.toFixed(2).replace(".", "\\.")}x of it`,
+        ),
       ),
     );
   });
@@ -129,7 +134,9 @@ describe("npm run bench --quick", () => {
     const off = results.results.find((r) => r.scenario === "store-sqlite-normal-single");
     const ratio = (on!.callsPerSecond / off!.callsPerSecond).toFixed(1);
     expect(results.notes).toContainEqual(
-      expect.stringMatching(new RegExp(`^group commit, durability normal: .* one transaction per operation: ${ratio.replace(".", "\\.")}x`)),
+      expect.stringMatching(
+        new RegExp(`^group commit, durability normal: .* one transaction per operation: ${ratio.replace(".", "\\.")}x`),
+      ),
     );
     expect(results.notes.join("\n")).not.toMatch(/durability full/);
   });

@@ -34,7 +34,9 @@ describe("invokeInProcess", () => {
     expect(second.message).toEqual(first.message);
     expect(first.header.get(replayedHeader)).toBeNull();
     expect(second.header.get(replayedHeader)).toBe("true");
-    expect(await store.get({ scope: "", method: "demo.v1.PaymentService/CreatePayment", key: requestId })).toMatchObject({
+    expect(
+      await store.get({ scope: "", method: "demo.v1.PaymentService/CreatePayment", key: requestId }),
+    ).toMatchObject({
       status: "completed",
     });
   });

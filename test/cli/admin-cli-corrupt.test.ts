@@ -26,9 +26,22 @@ const schema = useTestSchema("corrupt_cli");
 /** Completes keys 0..n-1, each with its own outcome. */
 async function fill(store: IdempotencyStore, n: number): Promise<void> {
   for (let i = 0; i < n; i++) {
-    const claim = await store.claim({ key: keyOf(i), fingerprint: `fp-${i}`, owner: "o", leaseMs: 30_000, graceMs: 1_000, expiresInMs: day });
+    const claim = await store.claim({
+      key: keyOf(i),
+      fingerprint: `fp-${i}`,
+      owner: "o",
+      leaseMs: 30_000,
+      graceMs: 1_000,
+      expiresInMs: day,
+    });
     expect(claim.kind).toBe("claimed");
-    await store.complete({ key: keyOf(i), owner: "o", attempt: 1, outcome: Buffer.from(`outcome ${i}`), retentionMs: day });
+    await store.complete({
+      key: keyOf(i),
+      owner: "o",
+      attempt: 1,
+      outcome: Buffer.from(`outcome ${i}`),
+      retentionMs: day,
+    });
   }
 }
 
@@ -55,9 +68,16 @@ const cases: StoreCase[] = [
     name: "PostgreSQL",
     async setup() {
       const table = schema.nextTable();
-      const store = await createPostgresStore({ connectionString: testConnectionString, schema: schema.name, table, sweepIntervalMs: 0 });
+      const store = await createPostgresStore({
+        connectionString: testConnectionString,
+        schema: schema.name,
+        table,
+        sweepIntervalMs: 0,
+      });
       await fill(store, 4);
-      await schema.admin.query(`UPDATE ${schema.name}.${table} SET outcome = '\\x00'::bytea WHERE key IN ('order-1', 'order-3')`);
+      await schema.admin.query(
+        `UPDATE ${schema.name}.${table} SET outcome = '\\x00'::bytea WHERE key IN ('order-1', 'order-3')`,
+      );
       return { store, args: ["--postgres", testConnectionString, "--schema", schema.name, "--table", table] };
     },
   },
@@ -74,7 +94,9 @@ describe.each(cases)("keys corrupt and keys evict --corrupt on $name", ({ setup 
       expect(records[0]).toMatchObject({ scope: "acme", method, status: "completed", outcomeBytes: 1 });
 
       const table = await runCli(["keys", "corrupt", ...args]);
-      expect(table.stdout).toContain("2 damaged records: calls with these request IDs fail with DATA_LOSS STORE_CORRUPT");
+      expect(table.stdout).toContain(
+        "2 damaged records: calls with these request IDs fail with DATA_LOSS STORE_CORRUPT",
+      );
       const shown = await runCli(["keys", "show", "order-1", ...args]);
       expect(shown.stdout).toContain("checksum     MISMATCH: this record is damaged");
       const intact = await runCli(["keys", "show", "order-0", "--json", ...args]);

@@ -39,7 +39,16 @@ describe("on PostgreSQL", () => {
   it("keys list filters by age, status and scope", async () => {
     const [all, old, acme] = await Promise.all([
       cliJson<RecordSummary[]>(["keys", "list"]),
-      cliJson<RecordSummary[]>(["keys", "list", "--older-than", "1h", "--status", "completed", "--method", createPayment]),
+      cliJson<RecordSummary[]>([
+        "keys",
+        "list",
+        "--older-than",
+        "1h",
+        "--status",
+        "completed",
+        "--method",
+        createPayment,
+      ]),
       cliJson<RecordSummary[]>(["keys", "list", "--scope", "acme"]),
     ]);
     expect(all).toHaveLength(9);
@@ -60,7 +69,11 @@ describe("on PostgreSQL", () => {
   });
 
   it("keys show decodes the stored response", async () => {
-    const shown = await cliJson<{ status: string; outcome: Record<string, unknown> }>(["keys", "show", filled.keys.fresh]);
+    const shown = await cliJson<{ status: string; outcome: Record<string, unknown> }>([
+      "keys",
+      "show",
+      filled.keys.fresh,
+    ]);
     expect(shown.status).toBe("completed");
     expect(shown.outcome).toMatchObject({
       kind: "response",
@@ -93,7 +106,15 @@ describe("on PostgreSQL", () => {
   });
 
   it("fails with exit status 2 for a table that does not exist, without creating it", async () => {
-    const result = await runCli(["stats", "--postgres", testConnectionString, "--schema", schema.name, "--table", "nope"]);
+    const result = await runCli([
+      "stats",
+      "--postgres",
+      testConnectionString,
+      "--schema",
+      schema.name,
+      "--table",
+      "nope",
+    ]);
     expect(result.code).toBe(2);
     expect(result.stderr).toBe(
       `connect-idempotency: ${testConnectionString}: PostgreSQL has no connect-idempotency records table "${schema.name}"."nope"\n`,

@@ -31,9 +31,22 @@ beforeAll(async () => {
     [hostileScope, "running", false],
   ] as const) {
     const owner = `owner-${key}`;
-    await store.claim({ key: { scope, method, key }, fingerprint: "fp", owner, leaseMs: 600_000, graceMs: 1_000, expiresInMs: 3_600_000 });
+    await store.claim({
+      key: { scope, method, key },
+      fingerprint: "fp",
+      owner,
+      leaseMs: 600_000,
+      graceMs: 1_000,
+      expiresInMs: 3_600_000,
+    });
     if (complete) {
-      await store.complete({ key: { scope, method, key }, owner, attempt: 1, outcome: new Uint8Array(0), retentionMs: 3_600_000 });
+      await store.complete({
+        key: { scope, method, key },
+        owner,
+        attempt: 1,
+        outcome: new Uint8Array(0),
+        retentionMs: 3_600_000,
+      });
     }
   }
   await store.close();
@@ -93,7 +106,9 @@ describe("stored text on a terminal", () => {
     const run = await runCli(["keys", "show", "k-1", "--scope", "no\u001b]0;title\u0007such\u202e", "--db", db]);
     expect(run.code).toBe(2);
     expect(run.stderr).not.toMatch(raw);
-    expect(run.stderr).toBe(`connect-idempotency: no record with request ID "k-1" in scope "no\\u001b]0;title\\u0007such\\u202e"\n`);
+    expect(run.stderr).toBe(
+      `connect-idempotency: no record with request ID "k-1" in scope "no\\u001b]0;title\\u0007such\\u202e"\n`,
+    );
   });
 });
 

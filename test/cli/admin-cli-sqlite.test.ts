@@ -66,7 +66,11 @@ describe("stats", () => {
     const before = Date.now();
     const stats = await cliJson<StoreStats>(["stats"]);
     expect(stats).toMatchObject({ location: db, ...filledStoreCounts });
-    expect(stats.oldestInProgress).toMatchObject({ key: filled.keys.running, method: createPayment, status: "in_progress" });
+    expect(stats.oldestInProgress).toMatchObject({
+      key: filled.keys.running,
+      method: createPayment,
+      status: "in_progress",
+    });
     expect(stats.oldestInProgress?.leaseUntil).toBeGreaterThan(before);
     expect(stats.sizeBytes).toBeGreaterThan(4096);
 
@@ -74,7 +78,9 @@ describe("stats", () => {
     expect(table).toContain(`store      ${db}`);
     expect(table).toContain("records    9 (1 in progress, 1 interrupted, 7 completed, 0 tombstoned)");
     expect(table).toContain("expired    1 not yet swept");
-    expect(table).toMatch(new RegExp(`oldest in progress: "${filled.keys.running}" of ${createPayment}, claimed \\S+ ago, lease held for`));
+    expect(table).toMatch(
+      new RegExp(`oldest in progress: "${filled.keys.running}" of ${createPayment}, claimed \\S+ ago, lease held for`),
+    );
     expect(table).toMatch(/METHOD\s+IN PROGRESS\s+INTERRUPTED\s+COMPLETED\s+TOMBSTONED\n/);
     expect(table).toMatch(/demo\.v1\.PaymentService\/CreatePayment\s+1\s+1\s+5\s+0\n/);
   });
@@ -86,7 +92,12 @@ describe("keys list", () => {
     expect(records).toHaveLength(9);
     const created = records.map((r) => r.createdAt);
     expect(created).toEqual([...created].sort((a, b) => b - a));
-    expect(records.map((r) => r.key).slice(-3).sort()).toEqual([...filled.keys.old, filled.keys.expired].sort());
+    expect(
+      records
+        .map((r) => r.key)
+        .slice(-3)
+        .sort(),
+    ).toEqual([...filled.keys.old, filled.keys.expired].sort());
     const fresh = records.find((r) => r.key === filled.keys.fresh);
     expect(fresh).toMatchObject({ status: "completed", scope: "", method: createPayment });
     expect(fresh?.outcomeBytes).toBeGreaterThan(0);
@@ -110,7 +121,11 @@ describe("keys list", () => {
     const lines = table.stdout.trimEnd().split("\n");
     expect(lines[0]).toMatch(/^CREATED\s+STATUS\s+METHOD\s+SCOPE\s+KEY\s+EXPIRES\s+OUTCOME$/);
     expect(lines).toHaveLength(2);
-    expect(table.stdout).toMatch(new RegExp(`3h( \\d+m)? ago\\s+completed\\s+fixture\\.v1\\.FixtureService/Opaque\\s+-\\s+${filled.keys.expired}\\s+expired\\s+\\d+ B`));
+    expect(table.stdout).toMatch(
+      new RegExp(
+        `3h( \\d+m)? ago\\s+completed\\s+fixture\\.v1\\.FixtureService/Opaque\\s+-\\s+${filled.keys.expired}\\s+expired\\s+\\d+ B`,
+      ),
+    );
   });
 
   it("refuses option values it cannot read, with exit status 2", async () => {
@@ -125,13 +140,9 @@ describe("keys list", () => {
 
 describe("keys show", () => {
   it("decodes the stored response with the method's type from an image", async () => {
-    const shown = await cliJson<{ key: string; status: string; fingerprint: string; outcome: Record<string, unknown> }>([
-      "keys",
-      "show",
-      filled.keys.fresh,
-      "--image",
-      image,
-    ]);
+    const shown = await cliJson<{ key: string; status: string; fingerprint: string; outcome: Record<string, unknown> }>(
+      ["keys", "show", filled.keys.fresh, "--image", image],
+    );
     expect(shown).toMatchObject({ key: filled.keys.fresh, status: "completed", method: createPayment, scope: "" });
     expect(shown.fingerprint).toMatch(/^[0-9a-f]{64}$/);
     const paymentId = filled.freshResponse.payment?.paymentId ?? "";
@@ -174,23 +185,41 @@ describe("keys show", () => {
   });
 
   it("shows a running claim without an outcome", async () => {
-    const shown = await cliJson<{ status: string; outcome: unknown; leaseUntil: number }>(["keys", "show", filled.keys.running]);
+    const shown = await cliJson<{ status: string; outcome: unknown; leaseUntil: number }>([
+      "keys",
+      "show",
+      filled.keys.running,
+    ]);
     expect(shown).toMatchObject({ status: "in_progress", outcome: null });
   });
 
   it("shows an interrupted claim: no outcome, taken over by the next call with the same payload", async () => {
-    const shown = await cliJson<{ status: string; attempt: number; outcome: unknown }>(["keys", "show", filled.keys.interrupted]);
+    const shown = await cliJson<{ status: string; attempt: number; outcome: unknown }>([
+      "keys",
+      "show",
+      filled.keys.interrupted,
+    ]);
     expect(shown).toMatchObject({ status: "interrupted", attempt: 1, outcome: null });
     const { stdout } = await cli(["keys", "show", filled.keys.interrupted]);
     expect(stdout).toContain("status       interrupted");
     expect(stdout).toContain("attempt      1\n");
-    expect(stdout).toContain("outcome      none: the handler failed with an indefinite error; the next call with the same payload takes it over");
+    expect(stdout).toContain(
+      "outcome      none: the handler failed with an indefinite error; the next call with the same payload takes it over",
+    );
   });
 
   it("asks for --scope when a request ID exists in several scopes", async () => {
     const ambiguous = await cli(["keys", "show", filled.keys.shared], 2);
-    expect(oneLine(ambiguous)).toContain(`request ID "${filled.keys.shared}" has 2 records; pick one with --method ${createPayment} --scope "acme" or`);
-    const picked = await cliJson<{ scope: string; key: string }>(["keys", "show", filled.keys.shared, "--scope", "globex"]);
+    expect(oneLine(ambiguous)).toContain(
+      `request ID "${filled.keys.shared}" has 2 records; pick one with --method ${createPayment} --scope "acme" or`,
+    );
+    const picked = await cliJson<{ scope: string; key: string }>([
+      "keys",
+      "show",
+      filled.keys.shared,
+      "--scope",
+      "globex",
+    ]);
     expect(picked).toMatchObject({ scope: "globex", key: filled.keys.shared });
   });
 
@@ -213,13 +242,17 @@ describe("keys evict", () => {
     ]);
     expect(oneLine(refused)).toContain("without confirmation (stdin is not a terminal): pass --yes");
     expect(no.code).toBe(1);
-    expect(no.stdout).toContain(`Evict the completed record "${key}" of ${createPayment}? The next call with this request ID runs the handler again. [y/N]`);
+    expect(no.stdout).toContain(
+      `Evict the completed record "${key}" of ${createPayment}? The next call with this request ID runs the handler again. [y/N]`,
+    );
     expect(no.stdout).toContain("connect-idempotency: not evicted");
     const yes = await runCliInTerminal(["keys", "evict", key, "--db", db], { input: "y\n" });
     expect(yes.code, yes.stdout).toBe(0);
     expect(yes.stdout).toContain(`Evicted the completed record "${key}" of ${createPayment}.`);
     expect(
-      (await cliJson<RecordSummary[]>(["keys", "list", "--older-than", "1h", "--method", createPayment])).map((r) => r.key),
+      (await cliJson<RecordSummary[]>(["keys", "list", "--older-than", "1h", "--method", createPayment])).map(
+        (r) => r.key,
+      ),
     ).toEqual([filled.keys.old[1]]);
   });
 
@@ -288,9 +321,7 @@ describe("errors and read-only access", () => {
 
   it("shows bytes that are not a StoredOutcome raw, with the reason", async () => {
     const corrupt = new Database(db);
-    corrupt
-      .prepare("UPDATE connect_idempotency_records SET outcome = x'ff01' WHERE key = ?")
-      .run(filled.keys.old[1]);
+    corrupt.prepare("UPDATE connect_idempotency_records SET outcome = x'ff01' WHERE key = ?").run(filled.keys.old[1]);
     corrupt.close();
     const shown = await cliJson<{ outcome: Record<string, unknown> }>(["keys", "show", filled.keys.old[1]]);
     expect(shown.outcome).toMatchObject({ kind: "invalid", bytes: 2, base64: "/wE=" });

@@ -27,11 +27,34 @@ beforeAll(async () => {
   const store = createSqliteStore({ path: db, sweepIntervalMs: 0 });
   const complete = async (key: string, outcome: Uint8Array, outcomeCode: number) => {
     const record = { scope: "", method, key };
-    await store.claim({ key: record, fingerprint: "f".repeat(64), owner: key, leaseMs: 30_000, graceMs: 2_000, expiresInMs: day });
-    await store.complete({ key: record, owner: key, attempt: 1, outcome, retentionMs: day, tombstoneMs: 30 * day, outcomeCode });
+    await store.claim({
+      key: record,
+      fingerprint: "f".repeat(64),
+      owner: key,
+      leaseMs: 30_000,
+      graceMs: 2_000,
+      expiresInMs: day,
+    });
+    await store.complete({
+      key: record,
+      owner: key,
+      attempt: 1,
+      outcome,
+      retentionMs: day,
+      tombstoneMs: 30 * day,
+      outcomeCode,
+    });
   };
-  const response = encodeStoredOutcome({ kind: "response", response: new Uint8Array([10, 1, 120]), header: new Headers(), trailer: new Headers() });
-  const declined = encodeStoredOutcome({ kind: "error", error: new ConnectError("card declined", Code.FailedPrecondition) });
+  const response = encodeStoredOutcome({
+    kind: "response",
+    response: new Uint8Array([10, 1, 120]),
+    header: new Headers(),
+    trailer: new Headers(),
+  });
+  const declined = encodeStoredOutcome({
+    kind: "error",
+    error: new ConnectError("card declined", Code.FailedPrecondition),
+  });
   await complete(keys.replaying, response, 0);
   await complete(keys.tombstone, response, 0);
   await complete(keys.declined, declined, Code.FailedPrecondition);
@@ -75,7 +98,9 @@ describe("tombstones in the admin CLI", () => {
     const replaying = await cli(["keys", "show", keys.replaying]);
     expect(replaying).toContain("status       completed");
     expect(replaying).toMatch(/replay until \S+ \(in 23h/);
-    expect(replaying).toContain("stage        replay: duplicates get the stored outcome; a tombstone follows from replay until");
+    expect(replaying).toContain(
+      "stage        replay: duplicates get the stored outcome; a tombstone follows from replay until",
+    );
 
     const declined = await cli(["keys", "show", keys.declined]);
     expect(declined).toContain("status       tombstoned");
@@ -89,7 +114,9 @@ describe("tombstones in the admin CLI", () => {
     expect(JSON.parse(await cli(["sweep", "--json"]))).toEqual({ deleted: 0 });
     const shown = await cli(["keys", "show", keys.declined]);
     expect(shown).toContain("status       tombstoned");
-    expect(shown).toContain("outcome      dropped past its replay window; it answered with code 9 (failed_precondition)");
+    expect(shown).toContain(
+      "outcome      dropped past its replay window; it answered with code 9 (failed_precondition)",
+    );
     expect(shown).not.toContain("MISMATCH");
     const replaying = await cli(["keys", "show", keys.replaying]);
     expect(replaying).toContain("outcome      response");

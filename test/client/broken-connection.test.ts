@@ -120,7 +120,9 @@ describe("isRetryableError on real connection failures", () => {
     [Code.ResourceExhausted, true],
   ])("treats code %i sent by the server as retryable: %s", async (code, retryable) => {
     const client = createClient(PaymentService, createConnectTransport({ baseUrl: connect.baseUrl, httpVersion: "2" }));
-    const error = await expectConnectError(client.createPayment({ accountId: "server says no", currency: String(code) }));
+    const error = await expectConnectError(
+      client.createPayment({ accountId: "server says no", currency: String(code) }),
+    );
     expect(error.code).toBe(code);
     expect(isRetryableError(error)).toBe(retryable);
   });
@@ -140,24 +142,30 @@ describe("retries over real broken connections", () => {
     const retries: RetryEvent[] = [];
     const transport = createGrpcTransport({
       baseUrl: rawUrl,
-      interceptors: [createRequestIdInterceptor(), createRetryInterceptor({ initialBackoffMs: 1, onRetry: (e) => retries.push(e) })],
+      interceptors: [
+        createRequestIdInterceptor(),
+        createRetryInterceptor({ initialBackoffMs: 1, onRetry: (e) => retries.push(e) }),
+      ],
     });
     const response = await createClient(PaymentService, transport).createPayment({}, { timeoutMs: 10_000 });
     expect(retries).toHaveLength(1);
     expect(response.payment?.paymentId).toBe(retries[0]?.requestId);
   });
 
-  it.each(breakages)("the generated client retries a call whose connection broke by %s, with the same ID", async (kind) => {
-    breakage = kind;
-    serveEveryOther = true;
-    requests = 0;
-    const retries: RetryEvent[] = [];
-    const client = createPaymentServiceClient(createConnectTransport({ baseUrl: rawUrl, httpVersion: "2" }), {
-      initialBackoffMs: 1,
-      onRetry: (e) => retries.push(e),
-    });
-    const response = await client.createPayment({}, { timeoutMs: 10_000 });
-    expect(retries).toHaveLength(1);
-    expect(response.payment?.paymentId).toBe(retries[0]?.requestId);
-  });
+  it.each(breakages)(
+    "the generated client retries a call whose connection broke by %s, with the same ID",
+    async (kind) => {
+      breakage = kind;
+      serveEveryOther = true;
+      requests = 0;
+      const retries: RetryEvent[] = [];
+      const client = createPaymentServiceClient(createConnectTransport({ baseUrl: rawUrl, httpVersion: "2" }), {
+        initialBackoffMs: 1,
+        onRetry: (e) => retries.push(e),
+      });
+      const response = await client.createPayment({}, { timeoutMs: 10_000 });
+      expect(retries).toHaveLength(1);
+      expect(response.payment?.paymentId).toBe(retries[0]?.requestId);
+    },
+  );
 });

@@ -20,7 +20,12 @@ describe("isRetryableError for browser failures", () => {
   const fromFetch = (message: string) => ConnectError.from(new TypeError(message));
 
   it("retries fetch's network failures of Chromium, Firefox and Safari", () => {
-    for (const message of ["Failed to fetch", "network error", "NetworkError when attempting to fetch resource.", "Load failed"]) {
+    for (const message of [
+      "Failed to fetch",
+      "network error",
+      "NetworkError when attempting to fetch resource.",
+      "Load failed",
+    ]) {
       const error = fromFetch(message);
       expect([error.code, isRetryableError(error)]).toEqual([Code.Unknown, true]);
     }

@@ -5,7 +5,18 @@ import { describe, expect, it } from "vitest";
 // What a browser bundle must never contain: Node.js modules and the stores'
 // drivers. They fail to bundle, or bundle into code that breaks on load.
 const forbidden = /^(node:|pg$|pg\/|better-sqlite3$)/;
-const nodeBuiltins = new Set(["crypto", "fs", "path", "os", "cluster", "worker_threads", "child_process", "events", "http2", "zlib"]);
+const nodeBuiltins = new Set([
+  "crypto",
+  "fs",
+  "path",
+  "os",
+  "cluster",
+  "worker_threads",
+  "child_process",
+  "events",
+  "http2",
+  "zlib",
+]);
 
 function refuseServerModules(found: string[]): Plugin {
   return {
@@ -60,7 +71,9 @@ describe("connect-idempotency/client in a browser bundle", () => {
     );
     const added = { bytes: withClient.bytes - web.bytes, gzip: withClient.gzip - web.gzip };
     // Printed for docs/web-clients.md; only the direction is asserted.
-    console.log(`connect-web alone: ${web.bytes} B (${web.gzip} B gzip); /client adds ${added.bytes} B (${added.gzip} B gzip)`);
+    console.log(
+      `connect-web alone: ${web.bytes} B (${web.gzip} B gzip); /client adds ${added.bytes} B (${added.gzip} B gzip)`,
+    );
     expect(added.bytes).toBeGreaterThan(0);
     // What a checkout typically ships: a generated client against the plain Connect client.
     const plain = await bundle(

@@ -33,7 +33,11 @@ function createFakeTime() {
 async function runScripted(
   errors: readonly ConnectError[],
   options: RetryOptions = {},
-  extra: { signal?: AbortSignal; timeoutMs?: number; onAttempt?: (n: number, remainingMs: number | undefined) => void } = {},
+  extra: {
+    signal?: AbortSignal;
+    timeoutMs?: number;
+    onAttempt?: (n: number, remainingMs: number | undefined) => void;
+  } = {},
 ) {
   const fake = createFakeTime();
   const events: RetryEvent[] = [];
@@ -117,9 +121,13 @@ describe("callWithRetry backoff", () => {
 describe("callWithRetry deadline and abort", () => {
   it("stops before a wait that would end after deadlineMs, and gives each attempt what remains", async () => {
     const remaining: (number | undefined)[] = [];
-    const run = await runScripted([unavailable(), unavailable(), unavailable(), unavailable()], { deadlineMs: 500 }, {
-      onAttempt: (_, ms) => remaining.push(ms),
-    });
+    const run = await runScripted(
+      [unavailable(), unavailable(), unavailable(), unavailable()],
+      { deadlineMs: 500 },
+      {
+        onAttempt: (_, ms) => remaining.push(ms),
+      },
+    );
     // 100 + 200 ms waited; the next 400 ms wait would end at 700 > 500.
     expect(run.attempts()).toBe(3);
     expect(run.waits).toEqual([100, 200]);
@@ -150,10 +158,14 @@ describe("callWithRetry deadline and abort", () => {
 
   it("limits the whole call to the caller's timeoutMs when it is shorter than deadlineMs", async () => {
     const remaining: (number | undefined)[] = [];
-    const run = await runScripted([unavailable(), unavailable(), unavailable()], { deadlineMs: 10_000 }, {
-      timeoutMs: 250,
-      onAttempt: (_, ms) => remaining.push(ms),
-    });
+    const run = await runScripted(
+      [unavailable(), unavailable(), unavailable()],
+      { deadlineMs: 10_000 },
+      {
+        timeoutMs: 250,
+        onAttempt: (_, ms) => remaining.push(ms),
+      },
+    );
     expect(run.attempts()).toBe(2);
     expect(remaining).toEqual([250, 150]);
   });
@@ -192,10 +204,14 @@ describe("callWithRetry deadline and abort", () => {
 
   it("does not retry once the caller's signal has aborted", async () => {
     const controller = new AbortController();
-    const run = await runScripted([unavailable(), unavailable()], {}, {
-      signal: controller.signal,
-      onAttempt: () => controller.abort(),
-    });
+    const run = await runScripted(
+      [unavailable(), unavailable()],
+      {},
+      {
+        signal: controller.signal,
+        onAttempt: () => controller.abort(),
+      },
+    );
     expect(run.attempts()).toBe(1);
     expect(run.waits).toEqual([]);
     expect(run.error?.code).toBe(Code.Unavailable);
@@ -204,7 +220,13 @@ describe("callWithRetry deadline and abort", () => {
 
 describe("callWithRetry error codes", () => {
   const reset = () =>
-    new ConnectError("read ECONNRESET", Code.Aborted, undefined, undefined, Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }));
+    new ConnectError(
+      "read ECONNRESET",
+      Code.Aborted,
+      undefined,
+      undefined,
+      Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }),
+    );
   const retried: [string, () => ConnectError][] = [
     ["Unavailable", unavailable],
     ["DeadlineExceeded of one attempt", () => new ConnectError("slow", Code.DeadlineExceeded)],
@@ -215,15 +237,31 @@ describe("callWithRetry error codes", () => {
     [
       "Unknown caused by a broken socket (fetch)",
       () =>
-        new ConnectError("fetch failed", Code.Unknown, undefined, undefined, new TypeError("fetch failed", {
-          cause: Object.assign(new Error("other side closed"), { code: "UND_ERR_SOCKET" }),
-        })),
+        new ConnectError(
+          "fetch failed",
+          Code.Unknown,
+          undefined,
+          undefined,
+          new TypeError("fetch failed", {
+            cause: Object.assign(new Error("other side closed"), { code: "UND_ERR_SOCKET" }),
+          }),
+        ),
     ],
     [
       "Internal caused by an HTTP/2 stream error",
-      () => new ConnectError("stream", Code.Internal, undefined, undefined, Object.assign(new Error("x"), { code: "ERR_HTTP2_STREAM_ERROR" })),
+      () =>
+        new ConnectError(
+          "stream",
+          Code.Internal,
+          undefined,
+          undefined,
+          Object.assign(new Error("x"), { code: "ERR_HTTP2_STREAM_ERROR" }),
+        ),
     ],
-    ["Canceled by the peer (HTTP/2 stream closed with CANCEL)", () => new ConnectError("http/2 stream closed with error code CANCEL (0x8)", Code.Canceled)],
+    [
+      "Canceled by the peer (HTTP/2 stream closed with CANCEL)",
+      () => new ConnectError("http/2 stream closed with error code CANCEL (0x8)", Code.Canceled),
+    ],
   ];
   it.each(retried)("retries %s", async (_, error) => {
     const run = await runScripted([error()]);
@@ -260,8 +298,17 @@ describe("callWithRetry error codes", () => {
 
 describe("resolveRetryPolicy", () => {
   it("lets later options win where they set a value, over the defaults", () => {
-    const policy = resolveRetryPolicy({ maxAttempts: 3, initialBackoffMs: 50 }, { maxAttempts: 7, initialBackoffMs: undefined });
-    expect(policy).toMatchObject({ maxAttempts: 7, initialBackoffMs: 50, maxBackoffMs: 5_000, backoffMultiplier: 2, jitter: 0.2 });
+    const policy = resolveRetryPolicy(
+      { maxAttempts: 3, initialBackoffMs: 50 },
+      { maxAttempts: 7, initialBackoffMs: undefined },
+    );
+    expect(policy).toMatchObject({
+      maxAttempts: 7,
+      initialBackoffMs: 50,
+      maxBackoffMs: 5_000,
+      backoffMultiplier: 2,
+      jitter: 0.2,
+    });
     expect(policy.deadlineMs).toBeUndefined();
   });
 
@@ -289,7 +336,12 @@ describe("callWithRetry and idempotency-expires", () => {
 
   it("never starts a retry at or after the announced expiry: fails with UNKNOWN OUTCOME_UNKNOWN", async () => {
     // Retries start at +100 and +300; the next would start at +700, past +500.
-    const run = await runScripted([withExpiry(1_000_500), withExpiry(undefined), withExpiry(undefined), withExpiry(undefined)]);
+    const run = await runScripted([
+      withExpiry(1_000_500),
+      withExpiry(undefined),
+      withExpiry(undefined),
+      withExpiry(undefined),
+    ]);
     expect(run.attempts()).toBe(3);
     expect(run.waits).toEqual([100, 200]);
     expect(run.error?.code).toBe(Code.Unknown);

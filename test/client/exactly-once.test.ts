@@ -15,12 +15,15 @@ const recording = useRecordingTestServer();
 it("runs each of 1,000 payments exactly once through the generated client over a hostile network", async () => {
   const faults = new Map<HostileFault, number>();
   let retries = 0;
-  const transport = createHostileTransport(createConnectTransport({ baseUrl: recording.server.baseUrl, httpVersion: "2" }), {
-    dropRate: 0.1,
-    resetRate: 0.1,
-    random: createSeededRandom(1),
-    onFault: (fault) => faults.set(fault, (faults.get(fault) ?? 0) + 1),
-  });
+  const transport = createHostileTransport(
+    createConnectTransport({ baseUrl: recording.server.baseUrl, httpVersion: "2" }),
+    {
+      dropRate: 0.1,
+      resetRate: 0.1,
+      random: createSeededRandom(1),
+      onFault: (fault) => faults.set(fault, (faults.get(fault) ?? 0) + 1),
+    },
+  );
   const client = createPaymentServiceClient(transport, {
     // Enough attempts that a call fails every one of them with odds of 1e-10.
     maxAttempts: 15,
@@ -36,7 +39,11 @@ it("runs each of 1,000 payments exactly once through the generated client over a
     Array.from({ length: concurrency }, async () => {
       while (next < payments) {
         const n = next++;
-        const response = await client.createPayment({ accountId: `acct_${n % 17}`, amountMinor: BigInt(n + 1), currency: "EUR" });
+        const response = await client.createPayment({
+          accountId: `acct_${n % 17}`,
+          amountMinor: BigInt(n + 1),
+          currency: "EUR",
+        });
         paymentIds.push(response.payment?.paymentId ?? "");
       }
     }),

@@ -63,7 +63,9 @@ describe("generated client request IDs", () => {
     expect(second?.requestId).toBe(first?.requestId);
     expect(recording.server.runs.map((r) => r.requestId)).toEqual([first?.requestId]);
     expect(response.payment?.paymentId).toBe("pay_1");
-    expect(retries.map((r) => [r.attempt, r.error.code, r.requestId])).toEqual([[1, Code.Unavailable, first?.requestId]]);
+    expect(retries.map((r) => [r.attempt, r.error.code, r.requestId])).toEqual([
+      [1, Code.Unavailable, first?.requestId],
+    ]);
   });
 
   it("retries a natural-key method without filling any request ID, and the handler runs once", async () => {

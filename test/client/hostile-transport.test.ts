@@ -104,13 +104,17 @@ describe("createHostileInterceptor", () => {
               delayRate: 1,
               delayMs: 60_000,
               sleep: (_ms, signal) =>
-                new Promise((_resolve, reject) => signal?.addEventListener("abort", () => reject(signal.reason), { once: true })),
+                new Promise((_resolve, reject) =>
+                  signal?.addEventListener("abort", () => reject(signal.reason), { once: true }),
+                ),
             }),
           ],
         },
       },
     );
-    const error = await expectConnectError(createClient(PaymentService, transport).createPayment({}, { timeoutMs: 50 }));
+    const error = await expectConnectError(
+      createClient(PaymentService, transport).createPayment({}, { timeoutMs: 50 }),
+    );
     expect(error.code).toBe(Code.DeadlineExceeded);
     expect(executions).toBe(1);
   });

@@ -81,7 +81,9 @@ describe("createRequestIdInterceptor and createRetryInterceptor", () => {
   it("stop waiting when the call's timeout, which Connect applies to all attempts, runs out", async () => {
     // The wait for the retry only ends when the call's signal aborts.
     const untilAborted = (_ms: number, signal: AbortSignal | undefined) =>
-      new Promise<void>((_resolve, reject) => signal?.addEventListener("abort", () => reject(signal.reason), { once: true }));
+      new Promise<void>((_resolve, reject) =>
+        signal?.addEventListener("abort", () => reject(signal.reason), { once: true }),
+      );
     const { payments } = clients([createRequestIdInterceptor(), createRetryInterceptor({ sleep: untilAborted })], {
       dropRate: 1,
     });

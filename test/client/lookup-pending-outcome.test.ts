@@ -4,11 +4,7 @@ import { createPaymentServiceClient } from "../../gen/demo/v1/payments_idempoten
 import { PaymentService } from "../../gen/demo/v1/payments_pb.js";
 import { FixtureService } from "../../gen/fixture/v1/fixture_pb.js";
 import { IdempotencyService } from "../../gen/idempotency/v1/idempotency_service_pb.js";
-import {
-  createMemoryPendingRequestIds,
-  lookupPendingOutcome,
-  withPendingKey,
-} from "../../src/client/index.js";
+import { createMemoryPendingRequestIds, lookupPendingOutcome, withPendingKey } from "../../src/client/index.js";
 import { createIdempotencyService } from "../../src/index.js";
 import { createHostileTransport } from "../../src/testing/hostile-transport.js";
 import { scriptedRandom } from "../support/attempt-recorder.js";
@@ -21,7 +17,10 @@ describe("lookupPendingOutcome", () => {
   beforeAll(async () => {
     server = await startIdempotencyTestServer({
       routes: (router, store) =>
-        router.service(IdempotencyService, createIdempotencyService({ store, services: [PaymentService, FixtureService] })),
+        router.service(
+          IdempotencyService,
+          createIdempotencyService({ store, services: [PaymentService, FixtureService] }),
+        ),
     });
   });
 
@@ -37,7 +36,10 @@ describe("lookupPendingOutcome", () => {
     const client = createPaymentServiceClient(lossy, { pendingRequestIds: pending, maxAttempts: 1 });
     const cart = `cart-${crypto.randomUUID()}`;
     await expectConnectError(
-      client.createPayment({ accountId: "acct_1", amountMinor: 700n, currency: "EUR" }, { contextValues: withPendingKey(cart) }),
+      client.createPayment(
+        { accountId: "acct_1", amountMinor: 700n, currency: "EUR" },
+        { contextValues: withPendingKey(cart) },
+      ),
     );
     expect(server.runs.map((r) => r.method)).toContain("createPayment");
 

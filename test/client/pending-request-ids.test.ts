@@ -35,10 +35,13 @@ const cart = (amountMinor = 1999n) => ({ accountId: "acct_pending", amountMinor,
 // A client whose first `lost` answers are dropped after the server ran the
 // call, retrying at most twice per call, waiting no wall time.
 function client(pending: PendingRequestIds, lost = 0, options: IdempotentClientOptions = {}) {
-  const transport = createHostileTransport(createConnectTransport({ baseUrl: recording.server.baseUrl, httpVersion: "2" }), {
-    dropRate: 0.5,
-    random: scriptedRandom(...Array.from({ length: lost }, () => 0.1)),
-  });
+  const transport = createHostileTransport(
+    createConnectTransport({ baseUrl: recording.server.baseUrl, httpVersion: "2" }),
+    {
+      dropRate: 0.5,
+      random: scriptedRandom(...Array.from({ length: lost }, () => 0.1)),
+    },
+  );
   return createPaymentServiceClient(transport, {
     maxAttempts: 2,
     sleep: async () => undefined,
@@ -123,7 +126,9 @@ describe.each(backends)("pending request IDs (%s)", (_name, createBackend) => {
     expect(error.code).toBe(Code.FailedPrecondition);
     expect(findErrorReason(error)).toBe(ErrorReason.REQUEST_ID_REUSED);
     const id = recording.attempts[0]?.requestId;
-    expect(error.rawMessage).toContain(`request ID ${id} was first sent with other content to demo.v1.PaymentService/CreatePayment`);
+    expect(error.rawMessage).toContain(
+      `request ID ${id} was first sent with other content to demo.v1.PaymentService/CreatePayment`,
+    );
     expect(error.rawMessage).toContain("send it with a new request ID");
     expect(recording.server.runs).toHaveLength(1);
     // The refusal is definite: the next payment of that cart is a new one.
@@ -168,7 +173,10 @@ describe("pending request IDs", () => {
           httpVersion: "2",
           interceptors: [
             createRequestIdInterceptor({ pendingRequestIds: pending }),
-            createHostileInterceptor({ dropRate: 0.5, random: scriptedRandom(...Array.from({ length: lost }, () => 0.1)) }),
+            createHostileInterceptor({
+              dropRate: 0.5,
+              random: scriptedRandom(...Array.from({ length: lost }, () => 0.1)),
+            }),
           ],
         }),
       );
@@ -250,7 +258,9 @@ describe("pending request IDs", () => {
 const payerMain = fileURLToPath(new URL("../support/pending-payment-main.ts", import.meta.url));
 
 function startPayer(config: string) {
-  const child = spawn(process.execPath, ["--import", "tsx", payerMain, config], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, ["--import", "tsx", payerMain, config], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   let stdout = "";
   child.stdout.on("data", (chunk: Buffer) => {
     stdout += chunk.toString();

@@ -26,7 +26,10 @@ afterEach(() => {
 
 // The first `lost` answers are dropped after the server ran the call; every
 // later one arrives. One random number per call decides (see the hostile network).
-const losing = (lost: number) => ({ dropRate: 0.5, random: scriptedRandom(...Array.from({ length: lost }, () => 0.1)) });
+const losing = (lost: number) => ({
+  dropRate: 0.5,
+  random: scriptedRandom(...Array.from({ length: lost }, () => 0.1)),
+});
 
 function queryClient(): QueryClient {
   const client = new QueryClient();
@@ -41,7 +44,10 @@ describe("idempotentMutationFn with @tanstack/query-core MutationObserver", () =
   // The generated client makes one attempt, so that every retry is TanStack's.
   const generatedClient = (lost: number) =>
     createPaymentServiceClient(
-      createHostileTransport(createConnectTransport({ baseUrl: recording.server.baseUrl, httpVersion: "2" }), losing(lost)),
+      createHostileTransport(
+        createConnectTransport({ baseUrl: recording.server.baseUrl, httpVersion: "2" }),
+        losing(lost),
+      ),
       { maxAttempts: 1 },
     );
 
@@ -109,7 +115,10 @@ describe("idempotentMutationFn with @tanstack/query-core MutationObserver", () =
   it("keeps the ID across the client's own retries and TanStack's together", async () => {
     // Two attempts per client call, five answers lost: TanStack's third call gets through.
     const client = createPaymentServiceClient(
-      createHostileTransport(createConnectTransport({ baseUrl: recording.server.baseUrl, httpVersion: "2" }), losing(5)),
+      createHostileTransport(
+        createConnectTransport({ baseUrl: recording.server.baseUrl, httpVersion: "2" }),
+        losing(5),
+      ),
       { maxAttempts: 2, sleep: async () => undefined },
     );
     const observer = new MutationObserver(queryClient(), {
@@ -136,7 +145,8 @@ describe("idempotentMutationOptions with connect-query's mutationFn (callUnaryMe
     return new MutationObserver(queryClient(), {
       ...rest,
       retryDelay: 1,
-      mutationFn: (input: ReturnType<typeof cart>) => callUnaryMethod(transport, PaymentService.method.createPayment, input),
+      mutationFn: (input: ReturnType<typeof cart>) =>
+        callUnaryMethod(transport, PaymentService.method.createPayment, input),
     });
   }
   // The transport a connect-web app would have: the request ID interceptor
@@ -181,8 +191,14 @@ describe("idempotentMutationOptions with connect-query's mutationFn (callUnaryMe
   });
 
   it("works with a generated create<Service>Transport too, which leaves other services' calls alone", async () => {
-    const base = createHostileTransport(createConnectTransport({ baseUrl: recording.server.baseUrl, httpVersion: "2" }), losing(3));
-    const options = idempotentMutationOptions({ transport: createPaymentServiceTransport(base, { maxAttempts: 1 }), retry: 3 });
+    const base = createHostileTransport(
+      createConnectTransport({ baseUrl: recording.server.baseUrl, httpVersion: "2" }),
+      losing(3),
+    );
+    const options = idempotentMutationOptions({
+      transport: createPaymentServiceTransport(base, { maxAttempts: 1 }),
+      retry: 3,
+    });
     const observer = new MutationObserver(queryClient(), {
       retry: options.retry,
       retryDelay: 1,
@@ -195,7 +211,10 @@ describe("idempotentMutationOptions with connect-query's mutationFn (callUnaryMe
     expect(new Set(recording.attempts.map((a) => a.requestId)).size).toBe(1);
     expect(recording.server.runs).toHaveLength(1);
     // FixtureService's Opaque has a request ID field too; this transport is not its client.
-    const fixture = createClient(FixtureService, createPaymentServiceTransport(createConnectTransport({ baseUrl: recording.server.baseUrl, httpVersion: "2" })));
+    const fixture = createClient(
+      FixtureService,
+      createPaymentServiceTransport(createConnectTransport({ baseUrl: recording.server.baseUrl, httpVersion: "2" })),
+    );
     await fixture.opaque({ text: "x" });
     expect(recording.attempts.at(-1)).toMatchObject({ method: "opaque", requestId: "" });
   });

@@ -37,7 +37,11 @@ function generate(request: Awaited<ReturnType<typeof requestFor>>) {
 
 describe("protoc-gen-connect-idempotency", () => {
   it("generates exactly the committed gen/ files for this repository's protos", async () => {
-    const request = await requestFor(root, repoParameter, (name) => !name.startsWith("google/") && !name.startsWith("idempotency/"));
+    const request = await requestFor(
+      root,
+      repoParameter,
+      (name) => !name.startsWith("google/") && !name.startsWith("idempotency/"),
+    );
     const { files } = generate(request);
     expect([...files.keys()].sort()).toEqual([
       "demo/v1/bank_idempotency.ts",
@@ -50,9 +54,13 @@ describe("protoc-gen-connect-idempotency", () => {
   });
 
   it("emits a static plan per method: field name, auto-fill, safe to retry", async () => {
-    const { files } = generate(await requestFor(join(fixtures, "clean"), "target=ts", (name) => name.startsWith("shop/")));
+    const { files } = generate(
+      await requestFor(join(fixtures, "clean"), "target=ts", (name) => name.startsWith("shop/")),
+    );
     const content = files.get("shop/v1/shop_idempotency.ts") ?? "";
-    expect(content).toContain('import { createIdempotentClient, createIdempotentTransport } from "connect-idempotency/client";');
+    expect(content).toContain(
+      'import { createIdempotentClient, createIdempotentTransport } from "connect-idempotency/client";',
+    );
     expect(content).toContain("export function createOrderServiceClient(");
     // The same plan as a transport, for connect-query, limited to the service.
     expect(content).toContain("export function createOrderServiceTransport(");
@@ -93,7 +101,9 @@ describe("protoc-gen-connect-idempotency", () => {
   });
 
   it("refuses an unknown option", async () => {
-    const request = await requestFor(join(fixtures, "clean"), "target=ts,runtime=x", (name) => name.startsWith("shop/"));
+    const request = await requestFor(join(fixtures, "clean"), "target=ts,runtime=x", (name) =>
+      name.startsWith("shop/"),
+    );
     expect(() => generate(request)).toThrow(/unknown option runtime=x/);
   });
 });

@@ -95,7 +95,10 @@ export function describeAtomicStoreConformance<Tx>(
     describe("completeWithin", () => {
       it("commits the work's writes and the completion together", async () => {
         await claim();
-        const result = await completeWithin("owner-1", writing("row-1", () => ({ value: "answer", outcome })));
+        const result = await completeWithin(
+          "owner-1",
+          writing("row-1", () => ({ value: "answer", outcome })),
+        );
         expect(result).toEqual({ kind: "completed", value: "answer" });
         expect(await subject.countRows("row-1")).toBe(1);
         const record = await store.get(key);
@@ -187,18 +190,20 @@ export function describeAtomicStoreConformance<Tx>(
         }
         const results = await Promise.all(
           keys.map((k, i) =>
-            store.completeWithin(
-              { key: k, owner: "owner-1", attempt: 1, retentionMs: 5_000 },
-              writing(`row-${i}`, () => {
-                if (i % 4 === 3) {
-                  throw new Error(`work ${i} failed`);
-                }
-                return { value: i, outcome };
-              }) as never,
-            ).then(
-              (result) => result,
-              (error: unknown) => error,
-            ),
+            store
+              .completeWithin(
+                { key: k, owner: "owner-1", attempt: 1, retentionMs: 5_000 },
+                writing(`row-${i}`, () => {
+                  if (i % 4 === 3) {
+                    throw new Error(`work ${i} failed`);
+                  }
+                  return { value: i, outcome };
+                }) as never,
+              )
+              .then(
+                (result) => result,
+                (error: unknown) => error,
+              ),
           ),
         );
         for (const [i, k] of keys.entries()) {
@@ -291,7 +296,11 @@ export function describeAtomicStoreConformance<Tx>(
         expect(takeover.record.attempt).toBe(2);
         expect(await store.getPhase({ key, name: "charge" })).toEqual(first);
         expect(await recordPhase("notify", second, "owner-2", 2)).toBe(true);
-        const result = await completeWithin("owner-2", writing("row-1", () => ({ value: "resumed", outcome })), 2);
+        const result = await completeWithin(
+          "owner-2",
+          writing("row-1", () => ({ value: "resumed", outcome })),
+          2,
+        );
         expect(result).toEqual({ kind: "completed", value: "resumed" });
         expect(await store.getPhase({ key, name: "notify" })).toEqual(second);
       });

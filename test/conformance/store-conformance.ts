@@ -78,7 +78,14 @@ export function describeStoreConformance(name: string, factory: () => Promise<Co
     }
 
     function complete(overrides: Partial<CompleteInput> = {}): Promise<boolean> {
-      return store.complete({ key, owner: "owner-1", attempt: 1, outcome: new Uint8Array([8, 1]), retentionMs: 60_000, ...overrides });
+      return store.complete({
+        key,
+        owner: "owner-1",
+        attempt: 1,
+        outcome: new Uint8Array([8, 1]),
+        retentionMs: 60_000,
+        ...overrides,
+      });
     }
 
     /** The record as stored, without the time it was read at. */
@@ -188,7 +195,9 @@ export function describeStoreConformance(name: string, factory: () => Promise<Co
         await travel(leaseMs - before);
         expect((await store.claim(claimInput({ owner: "owner-2", graceMs: 0 }))).kind).toBe("existing");
         await travel(before);
-        expect(expectClaimed(await store.claim(claimInput({ owner: "owner-2", graceMs: 0 })), "takeover").attempt).toBe(2);
+        expect(expectClaimed(await store.claim(claimInput({ owner: "owner-2", graceMs: 0 })), "takeover").attempt).toBe(
+          2,
+        );
       });
 
       it("never takes over a dead claim with another fingerprint", async () => {
@@ -535,7 +544,9 @@ export function describeStoreConformance(name: string, factory: () => Promise<Co
         const emptyScope: RecordKey = { ...key, scope: "" };
         await claimed();
         for (const [i, other] of [otherScope, otherMethod, emptyScope].entries()) {
-          const result = await store.claim(claimInput({ key: other, owner: `other-${i}`, fingerprint: `fp-other-${i}` }));
+          const result = await store.claim(
+            claimInput({ key: other, owner: `other-${i}`, fingerprint: `fp-other-${i}` }),
+          );
           expect(expectClaimed(result, "none")).toMatchObject({ ...other, owner: `other-${i}` });
         }
         expect(await complete({ key: otherScope, owner: "other-0", outcome: new Uint8Array([7]) })).toBe(true);
@@ -578,12 +589,23 @@ export function describeStoreConformance(name: string, factory: () => Promise<Co
 
       it("deletes only expired records whose lease also ended, by the store's clock", async () => {
         const long = 1_000_000_000;
-        const completedExpired = await seed("completed-expired", { leaseMs: 10, expiresInMs: long }, { complete: 100_000 });
+        const completedExpired = await seed(
+          "completed-expired",
+          { leaseMs: 10, expiresInMs: long },
+          { complete: 100_000 },
+        );
         const completedLive = await seed("completed-live", { leaseMs: 10, expiresInMs: long }, { complete: 200_000 });
         const claimExpiredLeaseLive = await seed("claim-expired-lease-live", { leaseMs: 200_000, expiresInMs: 50_000 });
-        const claimExpiredLeaseEnded = await seed("claim-expired-lease-ended", { leaseMs: 50_000, expiresInMs: 60_000 });
+        const claimExpiredLeaseEnded = await seed("claim-expired-lease-ended", {
+          leaseMs: 50_000,
+          expiresInMs: 60_000,
+        });
         const claimLiveLeaseEnded = await seed("claim-live-lease-ended", { leaseMs: 10, expiresInMs: long });
-        const interruptedExpired = await seed("interrupted-expired", { leaseMs: 200_000, expiresInMs: 90_000 }, "interrupt");
+        const interruptedExpired = await seed(
+          "interrupted-expired",
+          { leaseMs: 200_000, expiresInMs: 90_000 },
+          "interrupt",
+        );
         const interruptedLive = await seed("interrupted-live", { leaseMs: 10, expiresInMs: long }, "interrupt");
         expect(await store.sweep({ limit: 100 })).toBe(0);
         await travel(100_000 + before);
@@ -639,7 +661,11 @@ export function describeStoreConformance(name: string, factory: () => Promise<Co
         await travel(retentionMs - before);
         expect((await store.get(key))?.status).toBe("completed");
         await travel(before);
-        expect(await store.get(key)).toMatchObject({ status: "tombstoned", outcomeCode: 5, updatedAt: record.updatedAt });
+        expect(await store.get(key)).toMatchObject({
+          status: "tombstoned",
+          outcomeCode: 5,
+          updatedAt: record.updatedAt,
+        });
       });
 
       it("a claim finds a tombstone, for the same payload and for another, and never replaces it", async () => {

@@ -30,7 +30,19 @@ describe("npm start -- --store postgres", () => {
 
   it("keeps every payment exactly once with server 2's clock 30 s ahead, and keeps the schema with --keep", async () => {
     const exit = await runDemoProcess([
-      "-n", "200", "-c", "16", "--seed", "7", "--store", "postgres", "--postgres", testConnectionString, "--skew", "30", "--keep",
+      "-n",
+      "200",
+      "-c",
+      "16",
+      "--seed",
+      "7",
+      "--store",
+      "postgres",
+      "--postgres",
+      testConnectionString,
+      "--skew",
+      "30",
+      "--keep",
     ]);
     const schema = schemaOf(exit.stderr);
     kept.push(schema);

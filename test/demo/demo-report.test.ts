@@ -59,18 +59,16 @@ describe("demo report", () => {
   });
 
   it("counts a second row that reused the first charge as a duplicate payment", () => {
-    const result = report(
-      { payments: [payment("p0", 0, "c0"), payment("p0b", 0, "c0")], charges: [charge("c0", 0)] },
-      [acknowledged(0, "p0")],
-    );
+    const result = report({ payments: [payment("p0", 0, "c0"), payment("p0b", 0, "c0")], charges: [charge("c0", 0)] }, [
+      acknowledged(0, "p0"),
+    ]);
     expect(result).toMatchObject({ duplicates: 1, extraPayments: 1, extraCharges: 0 });
   });
 
   it("counts a charge no payment refers to as a duplicate", () => {
-    const result = report(
-      { payments: [payment("p0", 0, "c0")], charges: [charge("c0", 0), charge("stray", 9)] },
-      [acknowledged(0, "p0")],
-    );
+    const result = report({ payments: [payment("p0", 0, "c0")], charges: [charge("c0", 0), charge("stray", 9)] }, [
+      acknowledged(0, "p0"),
+    ]);
     expect(result).toMatchObject({ duplicates: 1, extraPayments: 0, extraCharges: 1 });
   });
 
@@ -88,15 +86,28 @@ describe("demo report", () => {
       lost: 4,
       duplicates: 0,
     });
-    expect(formatDemoReport(result)).toMatch(/^ {2}lost +4 +1 acknowledged but not recorded, 2 never completed, 1 recorded but not charged$/m);
+    expect(formatDemoReport(result)).toMatch(
+      /^ {2}lost +4 +1 acknowledged but not recorded, 2 never completed, 1 recorded but not charged$/m,
+    );
   });
 
   it("says plainly that duplicates without the interceptor are what it prevents", () => {
     const result = buildDemoReport({
-      ...{ ...runFacts, faults: createFaultLog(), seed: 7, crashes: 0, durationMs: 1, asked: 1, counters: createDemoCounters() },
+      ...{
+        ...runFacts,
+        faults: createFaultLog(),
+        seed: 7,
+        crashes: 0,
+        durationMs: 1,
+        asked: 1,
+        counters: createDemoCounters(),
+      },
       idempotency: false,
       outcomes: [acknowledged(0, "p0b")],
-      ledger: { payments: [payment("p0", 0, "c0"), payment("p0b", 0, "c0b")], charges: [charge("c0", 0), charge("c0b", 0)] },
+      ledger: {
+        payments: [payment("p0", 0, "c0"), payment("p0b", 0, "c0b")],
+        charges: [charge("c0", 0), charge("c0b", 0)],
+      },
     });
     const text = formatDemoReport(result);
     expect(text).toContain("Idempotency OFF (--no-idempotency)");
@@ -119,7 +130,10 @@ describe("demo report", () => {
       counters: createDemoCounters(),
       // req-1 was charged twice: once before its answer was lost, once by the retry.
       outcomes: [acknowledged(0, "p0"), acknowledged(1, "p1")],
-      ledger: { payments: [payment("p0", 0, "c0"), payment("p1", 1, "c1b")], charges: [charge("c0", 0), charge("c1", 1), charge("c1b", 1)] },
+      ledger: {
+        payments: [payment("p0", 0, "c0"), payment("p1", 1, "c1b")],
+        charges: [charge("c0", 0), charge("c1", 1), charge("c1b", 1)],
+      },
     });
     expect(result.faults.find((outcome) => outcome.fault === "bank_timeout")).toEqual({
       fault: "bank_timeout",
@@ -128,14 +142,24 @@ describe("demo report", () => {
       exactlyOnce: 1,
       duplicated: 1,
     });
-    expect(result.faults.find((outcome) => outcome.fault === "stall")).toMatchObject({ injected: 1, hit: 2, duplicated: 1 });
+    expect(result.faults.find((outcome) => outcome.fault === "stall")).toMatchObject({
+      injected: 1,
+      hit: 2,
+      duplicated: 1,
+    });
     const text = formatDemoReport(result);
     expect(text).toMatch(/^ {2}bank timeouts +2 +the bank charged, .*: 2 payments hit, 1 recovered, 1 duplicated$/m);
-    expect(text).toMatch(/^ {2}store stalls +1 +the payments store locked for 4\.0 s .* longer than the 3\.0 s lease: 2 payments hit, 1 exactly once, 1 duplicated$/m);
+    expect(text).toMatch(
+      /^ {2}store stalls +1 +the payments store locked for 4\.0 s .* longer than the 3\.0 s lease: 2 payments hit, 1 exactly once, 1 duplicated$/m,
+    );
   });
 
   it("names why the calls that never completed failed", () => {
-    const failed: PaymentOutcome = { seq: 0, kind: "failed", error: new ConnectError("connect ECONNREFUSED", Code.Unavailable) };
+    const failed: PaymentOutcome = {
+      seq: 0,
+      kind: "failed",
+      error: new ConnectError("connect ECONNREFUSED", Code.Unavailable),
+    };
     const text = formatDemoReport(report({ payments: [], charges: [] }, [failed, { ...failed, seq: 1 }]));
     expect(text).toContain("    2 calls failed with: [unavailable] connect ECONNREFUSED");
   });

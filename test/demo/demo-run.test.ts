@@ -36,7 +36,10 @@ const faultLabels = [
 ] as const;
 
 function faultRow(report: string, label: string): { injected: number; hit: number; fine: number; duplicated: number } {
-  const match = new RegExp(`^ {2}${label} +([\\d,]+) +.*: ([\\d,]+) payments? hit, ([\\d,]+) (?:exactly once|recovered), ([\\d,]+) duplicated$`, "m").exec(report);
+  const match = new RegExp(
+    `^ {2}${label} +([\\d,]+) +.*: ([\\d,]+) payments? hit, ([\\d,]+) (?:exactly once|recovered), ([\\d,]+) duplicated$`,
+    "m",
+  ).exec(report);
   if (match === null) {
     throw new Error(`no fault row "${label}" in the report:\n${report}`);
   }
@@ -87,8 +90,23 @@ describe("npm start", () => {
   it("shows the duplicates with --no-idempotency, caused by several kinds of fault, and exits non-zero", async () => {
     dataDir = createTempDataDir();
     const exit = await runDemoProcess([
-      "-n", "200", "-c", "16", "--seed", "7", "--drop-rate", "0.2", "--bank-timeout-rate", "0.1", "--deadline-rate", "0.1",
-      "--no-crash", "--no-stall", "--no-idempotency", "--data-dir", dataDir.path,
+      "-n",
+      "200",
+      "-c",
+      "16",
+      "--seed",
+      "7",
+      "--drop-rate",
+      "0.2",
+      "--bank-timeout-rate",
+      "0.1",
+      "--deadline-rate",
+      "0.1",
+      "--no-crash",
+      "--no-stall",
+      "--no-idempotency",
+      "--data-dir",
+      dataDir.path,
     ]);
     expect(exit.status, `${exit.stdout}\n${exit.stderr}`).toBe(1);
     const duplicates = reportFigure(exit.stdout, "duplicates");

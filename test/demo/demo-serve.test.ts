@@ -73,7 +73,9 @@ describe("npm start -- --serve, called with buf curl", () => {
           resolve(match[1]!);
         }
       });
-      server.once("exit", (status) => reject(new Error(`the server exited with ${status} before listening:\n${stdout}`)));
+      server.once("exit", (status) =>
+        reject(new Error(`the server exited with ${status} before listening:\n${stdout}`)),
+      );
     });
   });
 
@@ -123,10 +125,12 @@ describe("npm start -- --serve, called with buf curl", () => {
       const payments = new Database(join(dataDir.path, "payments.sqlite"), { readonly: true });
       const bank = new Database(join(dataDir.path, "bank.sqlite"), { readonly: true });
       try {
-        expect(payments.prepare("SELECT payment_id, charge_id FROM payments WHERE request_id = ?").all(requestId)).toEqual([
-          { payment_id: firstPayment.paymentId, charge_id: firstPayment.chargeId },
-        ]);
-        expect(bank.prepare("SELECT count(*) AS n FROM charges WHERE charge_id = ?").get(firstPayment.chargeId)).toEqual({ n: 1 });
+        expect(
+          payments.prepare("SELECT payment_id, charge_id FROM payments WHERE request_id = ?").all(requestId),
+        ).toEqual([{ payment_id: firstPayment.paymentId, charge_id: firstPayment.chargeId }]);
+        expect(
+          bank.prepare("SELECT count(*) AS n FROM charges WHERE charge_id = ?").get(firstPayment.chargeId),
+        ).toEqual({ n: 1 });
       } finally {
         payments.close();
         bank.close();

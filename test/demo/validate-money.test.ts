@@ -28,7 +28,9 @@ describe("validateMoney", () => {
   });
 
   it.each(refusals)("refuses $name with INVALID_ARGUMENT", ({ fields, message }) => {
-    expect(() => validateMoney(fields)).toThrow(expect.objectContaining({ code: Code.InvalidArgument, rawMessage: message }));
+    expect(() => validateMoney(fields)).toThrow(
+      expect.objectContaining({ code: Code.InvalidArgument, rawMessage: message }),
+    );
   });
 });
 
@@ -46,13 +48,18 @@ describe("the demo services refuse the same money fields", () => {
     data?.remove();
   });
 
-  it.each(refusals)("$name: CreatePayment and the bank's Charge answer INVALID_ARGUMENT", async ({ fields, message }) => {
-    const transport = createConnectTransport({ baseUrl: `http://127.0.0.1:${server.port}`, httpVersion: "2" });
-    const requestId = crypto.randomUUID();
-    const payment = await expectConnectError(createClient(PaymentService, transport).createPayment({ requestId, ...fields }));
-    const charge = await expectConnectError(createClient(BankService, transport).charge({ requestId, ...fields }));
-    for (const error of [payment, charge]) {
-      expect([error.code, error.rawMessage]).toEqual([Code.InvalidArgument, message]);
-    }
-  });
+  it.each(refusals)(
+    "$name: CreatePayment and the bank's Charge answer INVALID_ARGUMENT",
+    async ({ fields, message }) => {
+      const transport = createConnectTransport({ baseUrl: `http://127.0.0.1:${server.port}`, httpVersion: "2" });
+      const requestId = crypto.randomUUID();
+      const payment = await expectConnectError(
+        createClient(PaymentService, transport).createPayment({ requestId, ...fields }),
+      );
+      const charge = await expectConnectError(createClient(BankService, transport).charge({ requestId, ...fields }));
+      for (const error of [payment, charge]) {
+        expect([error.code, error.rawMessage]).toEqual([Code.InvalidArgument, message]);
+      }
+    },
+  );
 });

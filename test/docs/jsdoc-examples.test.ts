@@ -32,7 +32,8 @@ const packagePaths = {
 /** The fenced ```ts blocks of the JSDoc right before `export function name`. */
 function jsdocExamples(file: string, name: string): string[] {
   const text = readFileSync(join(repo, file), "utf8");
-  const doc = new RegExp(`/\\*\\*((?:(?!\\*/)[\\s\\S])*)\\*/\\s*export (?:async )?function ${name}\\b`).exec(text)?.[1] ?? "";
+  const doc =
+    new RegExp(`/\\*\\*((?:(?!\\*/)[\\s\\S])*)\\*/\\s*export (?:async )?function ${name}\\b`).exec(text)?.[1] ?? "";
   const lines = doc.split("\n").map((line) => line.replace(/^\s*\* ?/, ""));
   return [...lines.join("\n").matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
 }
@@ -73,7 +74,11 @@ describe("JSDoc examples", () => {
         paths: Object.fromEntries(Object.entries(packagePaths).map(([path, index]) => [path, [join(repo, index)]])),
       };
       writeFileSync(join(dir, "tsconfig.json"), JSON.stringify({ compilerOptions, files }));
-      const tsc = run(process.execPath, [join(repo, "node_modules/typescript/bin/tsc"), "-p", join(dir, "tsconfig.json")], { cwd: dir });
+      const tsc = run(
+        process.execPath,
+        [join(repo, "node_modules/typescript/bin/tsc"), "-p", join(dir, "tsconfig.json")],
+        { cwd: dir },
+      );
       const failure = await tsc.then(
         () => "",
         (error: { stdout?: string; message: string }) => error.stdout || error.message,

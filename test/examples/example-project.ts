@@ -1,5 +1,15 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
+import {
+  chmodSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -176,7 +186,11 @@ export async function installExampleProject(
 
 function projectIn(dir: string): ExampleProject {
   const bin = join(dir, "node_modules/.bin");
-  const env = (extra: Record<string, string> = {}) => ({ ...process.env, PATH: `${bin}:${process.env.PATH}`, ...extra });
+  const env = (extra: Record<string, string> = {}) => ({
+    ...process.env,
+    PATH: `${bin}:${process.env.PATH}`,
+    ...extra,
+  });
   return {
     dir,
     bin: (binName, args, extra) =>
@@ -228,9 +242,7 @@ function startServer(tsx: string, file: string, cwd: string, env: NodeJS.Process
 /** The files of a folder, relative to it, recursively and sorted. */
 export function listFiles(dir: string, prefix = ""): string[] {
   return readdirSync(join(dir, prefix), { withFileTypes: true })
-    .flatMap((entry) =>
-      entry.isDirectory() ? listFiles(dir, join(prefix, entry.name)) : [join(prefix, entry.name)],
-    )
+    .flatMap((entry) => (entry.isDirectory() ? listFiles(dir, join(prefix, entry.name)) : [join(prefix, entry.name)]))
     .sort();
 }
 

@@ -67,9 +67,13 @@ describe("examples/quickstart", () => {
   it("builds beside a vendored googleapis once the package's Google copies are excluded, as docs/protos.md says", async () => {
     // Vendored googleapis: here the package's own copies stand in for Google's files.
     mkdirSync(join(project.dir, "third_party/googleapis/google"), { recursive: true });
-    cpSync(join(project.dir, "node_modules/connect-idempotency/proto/google/api"), join(project.dir, "third_party/googleapis/google/api"), {
-      recursive: true,
-    });
+    cpSync(
+      join(project.dir, "node_modules/connect-idempotency/proto/google/api"),
+      join(project.dir, "third_party/googleapis/google/api"),
+      {
+        recursive: true,
+      },
+    );
     const original = readFileSync(join(project.dir, "buf.yaml"), "utf8");
     const ours = "node_modules/connect-idempotency/proto";
     const workspace = (excludes: string) =>

@@ -51,9 +51,7 @@ async function serverHoldingFirstRun(
     async createPayment(_req, _ctx, { run, charge, sleepUnlessAborted }) {
       const chargeId = await charge("phase");
       if (run.n === 1) {
-        await (honourAbort
-          ? sleepUnlessAborted(holdMs)
-          : new Promise((resolve) => setTimeout(resolve, holdMs)));
+        await (honourAbort ? sleepUnlessAborted(holdMs) : new Promise((resolve) => setTimeout(resolve, holdMs)));
       }
       return { payment: { paymentId: `pay_${run.n}`, chargeId } };
     },
@@ -253,7 +251,10 @@ describe("a client that went away while the handler ran", () => {
         const client = server.client(protocol);
         const req = newRequest();
         const first = await answerOf(
-          client.createPayment(req, leave === "abort" ? { signal: abortOnceRunning(server, req.requestId) } : { timeoutMs: 100 }),
+          client.createPayment(
+            req,
+            leave === "abort" ? { signal: abortOnceRunning(server, req.requestId) } : { timeoutMs: 100 },
+          ),
         );
         await firstRunDone(server, req.requestId);
         const record = await server.settled(req.requestId);
@@ -527,9 +528,10 @@ describe("effects that land after the client left are kept", () => {
     await firstRunDone(server, req.requestId);
     const record = await server.settled(req.requestId);
     const retry = await answerOf(client.createPayment(req));
-    const rows = await postgres.admin.query(`SELECT count(*)::int AS n FROM ${postgres.name}.payments WHERE request_id = $1`, [
-      req.requestId,
-    ]);
+    const rows = await postgres.admin.query(
+      `SELECT count(*)::int AS n FROM ${postgres.name}.payments WHERE request_id = $1`,
+      [req.requestId],
+    );
     expect({
       first: first.split(":")[0],
       record: `${record?.status} ${describeOutcome(record)}`,
@@ -563,7 +565,9 @@ describe("effects that land after the client left are kept", () => {
     const req = newRequest();
     const answers: string[] = [];
     for (let i = 0; i < 2; i++) {
-      answers.push(await answerOf(client.createPayment(req, { signal: abortOnceRunning(server, req.requestId, 50, i + 1) })));
+      answers.push(
+        await answerOf(client.createPayment(req, { signal: abortOnceRunning(server, req.requestId, 50, i + 1) })),
+      );
       await server.runsOf(req.requestId)[i]?.done;
       await server.settled(req.requestId);
     }

@@ -155,7 +155,9 @@ describe("indefinite errors: the record stays and the next call takes over at on
           );
           const answer = await timed(answerOf(client.createPayment({ accountId: "acct_1", amountMinor: 1000n })));
           const requestId = server.runs[0]?.requestId ?? "";
-          const again = retried ? undefined : await answerOf(client.createPayment({ requestId, amountMinor: 1000n, accountId: "acct_1" }));
+          const again = retried
+            ? undefined
+            : await answerOf(client.createPayment({ requestId, amountMinor: 1000n, accountId: "acct_1" }));
           seen[label] = {
             answer: answer.value,
             withinMs: answer.ms < noLeaseWaitMs ? `< ${noLeaseWaitMs}` : Math.round(answer.ms),
@@ -216,8 +218,10 @@ describe("an interrupted record is in the store, not in one process", () => {
     };
     const a = await start();
     const b = await start();
-    const executions = (requestId: string) =>
-      [...a.runsOf(requestId).map((r) => `a ${r.attempt}/${r.takeover}`), ...b.runsOf(requestId).map((r) => `b ${r.attempt}/${r.takeover}`)];
+    const executions = (requestId: string) => [
+      ...a.runsOf(requestId).map((r) => `a ${r.attempt}/${r.takeover}`),
+      ...b.runsOf(requestId).map((r) => `b ${r.attempt}/${r.takeover}`),
+    ];
     const charges = (requestId: string) => (a.charges.get(requestId) ?? 0) + (b.charges.get(requestId) ?? 0);
     return { a, b, executions, charges };
   }
@@ -407,9 +411,7 @@ describe("indefiniteCodes, storedCodes and releasedCodes move a code between cla
   });
 
   it("indefiniteCodes: [Internal] makes Internal indefinite: the retry takes over (attempt 2) and the phase charged once", async () => {
-    expect(await outcomeOf(Code.Internal, { indefiniteCodes: [Code.Internal] })).toEqual(
-      takenOver(Code.Internal),
-    );
+    expect(await outcomeOf(Code.Internal, { indefiniteCodes: [Code.Internal] })).toEqual(takenOver(Code.Internal));
   });
 
   it("storedCodes: [Unavailable] stores Unavailable; codes in no list keep their class (ResourceExhausted indefinite, NotFound stored)", async () => {

@@ -111,7 +111,11 @@ describe("lease validation", () => {
   });
 
   it("accepts lease 1,000 on a SQLite file store whatever its busyTimeoutMs: its lock waits do not block the process", async () => {
-    const store = createSqliteStore({ path: join(scratch.dir, "async-waits.db"), sweepIntervalMs: 0, busyTimeoutMs: 5_000 });
+    const store = createSqliteStore({
+      path: join(scratch.dir, "async-waits.db"),
+      sweepIntervalMs: 0,
+      busyTimeoutMs: 5_000,
+    });
     try {
       expect(store.blockingWaitMs).toBeLessThanOrEqual(10);
       expect(() => createIdempotencyInterceptor({ store, leaseMs: 1_000, telemetry: false })).not.toThrow();

@@ -76,8 +76,7 @@ async function expiresInByDatabase(table: string, key: string): Promise<number> 
     "SELECT data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 AND column_name = 'expires_at'",
     [schema.name, table],
   );
-  const expiresMs =
-    types[0]?.data_type === "bigint" ? "expires_at::float8" : "extract(epoch FROM expires_at) * 1000";
+  const expiresMs = types[0]?.data_type === "bigint" ? "expires_at::float8" : "extract(epoch FROM expires_at) * 1000";
   const { rows } = await schema.admin.query<{ expires_in: number }>(
     `SELECT ${expiresMs} - extract(epoch FROM clock_timestamp()) * 1000 AS expires_in FROM ${schema.name}.${table} WHERE key = $1`,
     [key],
@@ -103,7 +102,9 @@ describe.each(skews)("one process's clock $label", ({ faketime }) => {
       const skewed = await start("S", table, faketime);
       const [first, second] = owner === "skewed" ? [skewed, normal] : [normal, skewed];
       const requestId = crypto.randomUUID();
-      const firstAnswer = answerOf(first.client.client.createPayment(payment(requestId, handlerMs), { timeoutMs: 30_000 }));
+      const firstAnswer = answerOf(
+        first.client.client.createPayment(payment(requestId, handlerMs), { timeoutMs: 30_000 }),
+      );
       await expect
         .poll(() => readExecutions(join(scratch.dir, "executions.log")).some((e) => e.requestId === requestId), {
           timeout: 10_000,
@@ -111,7 +112,9 @@ describe.each(skews)("one process's clock $label", ({ faketime }) => {
         .toBe(true);
       // The duplicate arrives while the owner's handler runs (and renews).
       const duplicateAnswer = await answerOf(
-        retryWhileInProgress(() => second.client.client.createPayment(payment(requestId, handlerMs), { timeoutMs: 30_000 })),
+        retryWhileInProgress(() =>
+          second.client.client.createPayment(payment(requestId, handlerMs), { timeoutMs: 30_000 }),
+        ),
       );
       const ownerAnswer = await firstAnswer;
       const expiresIn = await expiresInByDatabase(table, requestId);

@@ -28,7 +28,10 @@ afterAll(() => stopAll(servers, clients));
 
 const leaseMs = 3_000;
 
-async function start(name: string, env: Record<string, string> = {}): Promise<{ server: ServerProcess; client: PaymentClient }> {
+async function start(
+  name: string,
+  env: Record<string, string> = {},
+): Promise<{ server: ServerProcess; client: PaymentClient }> {
   const server = await startFaultServer({
     NAME: name,
     IDEMPOTENCY_STORE: "sqlite",

@@ -43,7 +43,10 @@ afterAll(async () => {
 const leaseMs = 2_000;
 const keyCount = 8;
 
-async function start(name: string, env: Record<string, string>): Promise<{ server: ServerProcess; client: PaymentClient }> {
+async function start(
+  name: string,
+  env: Record<string, string>,
+): Promise<{ server: ServerProcess; client: PaymentClient }> {
   const server = await startFaultServer({
     NAME: name,
     IDEMPOTENCY_STORE: "postgres",
@@ -143,7 +146,9 @@ describe("a store outage longer than the lease", () => {
     // execution over, not running; they then queue on the lock beside the
     // owner's renewals and completion retries.
     const calls = keys.map((key, i) => payWithRetries(() => ({ name: "A", client: a.client }), key, delayOf(i), 6_000));
-    await expect.poll(() => readExecutions(join(scratch.dir, "executions.log")).length, { timeout: 10_000 }).toBe(keyCount);
+    await expect
+      .poll(() => readExecutions(join(scratch.dir, "executions.log")).length, { timeout: 10_000 })
+      .toBe(keyCount);
     // Lock our own table (in our own schema) from the test's admin pool.
     const locker = await schema.admin.connect();
     const startedAt = Date.now();
@@ -183,7 +188,9 @@ describe("a store outage longer than the lease", () => {
     });
     const keys = Array.from({ length: keyCount }, () => crypto.randomUUID());
     const calls = keys.map((key, i) => payWithRetries(() => ({ name: "A", client: a.client }), key, delayOf(i)));
-    await expect.poll(() => readExecutions(join(scratch.dir, "executions.log")).length, { timeout: 10_000 }).toBe(keyCount);
+    await expect
+      .poll(() => readExecutions(join(scratch.dir, "executions.log")).length, { timeout: 10_000 })
+      .toBe(keyCount);
     const startedAt = Date.now();
     await cluster.stop();
     await sleep(6_000);
@@ -209,7 +216,9 @@ describe("a store outage longer than the lease", () => {
     // plus grace can be taken over by another process, which runs the
     // handler again. Only what the rules guarantee is asserted; the figures
     // are printed.
-    proxy = await startCutProxy(new URL(testConnectionString).port === "" ? 5432 : Number(new URL(testConnectionString).port));
+    proxy = await startCutProxy(
+      new URL(testConnectionString).port === "" ? 5432 : Number(new URL(testConnectionString).port),
+    );
     const viaProxy = new URL(testConnectionString);
     viaProxy.port = String(proxy.port);
     const table = "records_cut";
@@ -223,7 +232,9 @@ describe("a store outage longer than the lease", () => {
     const keys = Array.from({ length: keyCount }, () => crypto.randomUUID());
     // The first call goes to A; retries alternate B, A, B...
     const calls = keys.map((key, i) => payWithRetries((n) => targets[n % 2] ?? targets[0]!, key, delayOf(i)));
-    await expect.poll(() => readExecutions(join(scratch.dir, "executions.log")).length, { timeout: 10_000 }).toBe(keyCount);
+    await expect
+      .poll(() => readExecutions(join(scratch.dir, "executions.log")).length, { timeout: 10_000 })
+      .toBe(keyCount);
     const startedAt = Date.now();
     proxy.cut();
     await sleep(leaseMs + 2_000 + 3_000);
@@ -251,11 +262,12 @@ describe("a store outage longer than the lease", () => {
     for (const [i, caller] of callers.entries()) {
       for (const process of ["A", "B"]) {
         const successes = new Set(
-          [...caller.seen, ...(late[i] ?? [])]
-            .filter((s) => s.startsWith(`${process} ok `))
-            .map((s) => s.slice(2)),
+          [...caller.seen, ...(late[i] ?? [])].filter((s) => s.startsWith(`${process} ok `)).map((s) => s.slice(2)),
         );
-        expect(successes.size, `key ${i}: answers of process ${process}: ${[...successes].join(", ")}`).toBeLessThanOrEqual(1);
+        expect(
+          successes.size,
+          `key ${i}: answers of process ${process}: ${[...successes].join(", ")}`,
+        ).toBeLessThanOrEqual(1);
       }
       expect(stored[i]).toMatch(/^ok pay_[AB]_\d+$/);
     }

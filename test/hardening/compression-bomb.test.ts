@@ -103,7 +103,9 @@ describe("a compression bomb against the demo server", () => {
           resolve(match[1]!);
         }
       });
-      server.once("exit", (status) => reject(new Error(`the demo server exited with ${status}:\n${stdout}\n${stderr}`)));
+      server.once("exit", (status) =>
+        reject(new Error(`the demo server exited with ${status}:\n${stdout}\n${stderr}`)),
+      );
     });
     pool = createSessionPool(baseUrl);
     bombs = await buildBombs();
@@ -112,7 +114,12 @@ describe("a compression bomb against the demo server", () => {
     const sessionManager = new Http2SessionManager(baseUrl);
     clientSessions.push(sessionManager);
     const client = createClient(PaymentService, createConnectTransport({ baseUrl, httpVersion: "2", sessionManager }));
-    const paid = await client.createPayment({ requestId: randomUUID(), accountId: "acct-001", amountMinor: 1250n, currency: "EUR" });
+    const paid = await client.createPayment({
+      requestId: randomUUID(),
+      accountId: "acct-001",
+      amountMinor: 1250n,
+      currency: "EUR",
+    });
     expect(paid.payment?.paymentId).toMatch(/^pay_/);
   });
 
@@ -185,7 +192,12 @@ describe("a compression bomb against the demo server", () => {
     const sessionManager = new Http2SessionManager(baseUrl);
     clientSessions.push(sessionManager);
     const client = createClient(PaymentService, createConnectTransport({ baseUrl, httpVersion: "2", sessionManager }));
-    const paid = await client.createPayment({ requestId: randomUUID(), accountId: "acct-002", amountMinor: 99n, currency: "EUR" });
+    const paid = await client.createPayment({
+      requestId: randomUUID(),
+      accountId: "acct-002",
+      amountMinor: 99n,
+      currency: "EUR",
+    });
     expect(paid.payment?.amountMinor).toBe(99n);
     expect(countRows()).toMatchObject({ payments: 2, paymentRecords: 2, charges: 2, bankRecords: 2 });
   });

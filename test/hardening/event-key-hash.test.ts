@@ -2,7 +2,12 @@ import { createHash } from "node:crypto";
 import { createClient } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { FixtureService } from "../../gen/fixture/v1/fixture_pb.js";
-import { type IdempotencyEvent, createIdempotencyInterceptor, createSqliteStore, hashRecordKey } from "../../src/index.js";
+import {
+  type IdempotencyEvent,
+  createIdempotencyInterceptor,
+  createSqliteStore,
+  hashRecordKey,
+} from "../../src/index.js";
 import { type TestHttp2Server, startHttp2Server } from "../support/http2-server.js";
 import { createTestTransport } from "../support/test-transports.js";
 
@@ -20,7 +25,12 @@ async function eventKeyHash(key: string, keyHashSecret?: string): Promise<string
   const events: IdempotencyEvent[] = [];
   const server: TestHttp2Server = await startHttp2Server({
     interceptors: [
-      createIdempotencyInterceptor({ store, telemetry: false, onEvent: (e) => events.push(e), ...(keyHashSecret === undefined ? {} : { keyHashSecret }) }),
+      createIdempotencyInterceptor({
+        store,
+        telemetry: false,
+        onEvent: (e) => events.push(e),
+        ...(keyHashSecret === undefined ? {} : { keyHashSecret }),
+      }),
     ],
     routes: (router) =>
       router.service(FixtureService, {
@@ -32,7 +42,10 @@ async function eventKeyHash(key: string, keyHashSecret?: string): Promise<string
       }),
   });
   open.push(server);
-  const client = createClient(FixtureService, createTestTransport(server.baseUrl, { protocol: "connect", binary: true, gzip: false }));
+  const client = createClient(
+    FixtureService,
+    createTestTransport(server.baseUrl, { protocol: "connect", binary: true, gzip: false }),
+  );
   await client.opaque({ key, text: "t" });
   return events[0]!.keyHash;
 }
@@ -43,7 +56,10 @@ describe("event key hashes are keyed", () => {
     const hash = await eventKeyHash(key);
     // What an attacker with the events but without the secret would try: every order number.
     const unkeyed = (candidate: string) =>
-      createHash("sha256").update(JSON.stringify(["", method, candidate])).digest("hex").slice(0, 32);
+      createHash("sha256")
+        .update(JSON.stringify(["", method, candidate]))
+        .digest("hex")
+        .slice(0, 32);
     let found: string | undefined;
     for (let n = 0; n < 10_000 && found === undefined; n++) {
       const candidate = `order-${String(n).padStart(6, "0")}`;

@@ -135,7 +135,12 @@ export function expectedForKey(method: FuzzMethod, key: string): Expected {
   const spec = methodSpecs[method];
   if (key === "") {
     return spec.required
-      ? { kind: "error", code: Code.InvalidArgument, reason: ErrorReason.REQUEST_ID_REQUIRED, message: /requires a request ID/ }
+      ? {
+          kind: "error",
+          code: Code.InvalidArgument,
+          reason: ErrorReason.REQUEST_ID_REQUIRED,
+          message: /requires a request ID/,
+        }
       : { kind: "ok", runs: "unkeyed" };
   }
   if (spec.format === "uuid") {
@@ -151,11 +156,11 @@ export function expectedForPayload(method: FuzzMethod, binary: boolean, bytes: U
   const spec = methodSpecs[method];
   let message: Record<string, unknown>;
   try {
-    message = (
-      binary
-        ? fromBinary(spec.schema, bytes)
-        : fromJsonString(spec.schema, new TextDecoder().decode(bytes), { ignoreUnknownFields: true })
-    ) as unknown as Record<string, unknown>;
+    message = (binary
+      ? fromBinary(spec.schema, bytes)
+      : fromJsonString(spec.schema, new TextDecoder().decode(bytes), {
+          ignoreUnknownFields: true,
+        })) as unknown as Record<string, unknown>;
   } catch {
     return binary
       ? { kind: "error", code: Code.Internal, reason: undefined, message: /^parse binary: / }
@@ -188,7 +193,9 @@ export function seededUuid(draw: Draw): string {
 
 /** A fresh valid key of the method's format; opaque keys carry `n` so that no two collide. */
 function freshKey(draw: Draw, method: FuzzMethod, n: number): string {
-  return methodSpecs[method].format === "uuid" ? seededUuid(draw) : `k${n} ${printable(draw, int(draw, 0, 40))}`.slice(0, 255);
+  return methodSpecs[method].format === "uuid"
+    ? seededUuid(draw)
+    : `k${n} ${printable(draw, int(draw, 0, 40))}`.slice(0, 255);
 }
 
 const insertAt = (draw: Draw, text: string, insert: string) => {
@@ -233,12 +240,20 @@ function messageFor(draw: Draw, method: FuzzMethod, key: string): Record<string,
     case "refundPayment":
       return { requestId: key, paymentId: `pay_${int(draw, 0, 1e6)}`, amountMinor: BigInt(int(draw, 1, 10_000)) };
     case "opaque":
-      return { key, text: printable(draw, int(draw, 0, 60)), numbers: Array.from({ length: int(draw, 0, 4) }, () => int(draw, -5, 5)) };
+      return {
+        key,
+        text: printable(draw, int(draw, 0, 60)),
+        numbers: Array.from({ length: int(draw, 0, 4) }, () => int(draw, -5, 5)),
+      };
   }
 }
 
 /** The input classes of well-formed requests, with how often each is drawn. */
-const clientClasses: readonly { readonly name: string; readonly weight: number; readonly key: (draw: Draw, method: FuzzMethod, n: number) => string | undefined }[] = [
+const clientClasses: readonly {
+  readonly name: string;
+  readonly weight: number;
+  readonly key: (draw: Draw, method: FuzzMethod, n: number) => string | undefined;
+}[] = [
   { name: "valid key", weight: 6, key: (draw, method, n) => freshKey(draw, method, n) },
   {
     name: "upper-case UUID",
@@ -250,12 +265,30 @@ const clientClasses: readonly { readonly name: string; readonly weight: number; 
     name: "too long key",
     weight: 1,
     key: (draw, method) =>
-      methodSpecs[method].format === "uuid" ? `${seededUuid(draw)}${printable(draw, int(draw, 1, 300))}` : printable(draw, int(draw, 256, 2_000)),
+      methodSpecs[method].format === "uuid"
+        ? `${seededUuid(draw)}${printable(draw, int(draw, 1, 300))}`
+        : printable(draw, int(draw, 256, 2_000)),
   },
-  { name: "control character", weight: 1, key: (draw, method, n) => insertAt(draw, freshKey(draw, method, n), pick(draw, controlCharacters)) },
-  { name: "non-ASCII", weight: 1, key: (draw, method, n) => insertAt(draw, freshKey(draw, method, n), pick(draw, nonAscii)) },
-  { name: "lone surrogate", weight: 1, key: (draw, method, n) => insertAt(draw, freshKey(draw, method, n), pick(draw, loneSurrogates)) },
-  { name: "invalid UUID", weight: 2, key: (draw, method) => (methodSpecs[method].format === "uuid" ? invalidUuid(draw) : undefined) },
+  {
+    name: "control character",
+    weight: 1,
+    key: (draw, method, n) => insertAt(draw, freshKey(draw, method, n), pick(draw, controlCharacters)),
+  },
+  {
+    name: "non-ASCII",
+    weight: 1,
+    key: (draw, method, n) => insertAt(draw, freshKey(draw, method, n), pick(draw, nonAscii)),
+  },
+  {
+    name: "lone surrogate",
+    weight: 1,
+    key: (draw, method, n) => insertAt(draw, freshKey(draw, method, n), pick(draw, loneSurrogates)),
+  },
+  {
+    name: "invalid UUID",
+    weight: 2,
+    key: (draw, method) => (methodSpecs[method].format === "uuid" ? invalidUuid(draw) : undefined),
+  },
 ];
 
 /**
@@ -306,7 +339,12 @@ export function drawClientCases(draw: Draw, variants: readonly TransportVariant[
  * ran. Sent only after the first phase answered, so that the original is
  * always first.
  */
-export function drawFollowUps(draw: Draw, variants: readonly TransportVariant[], first: readonly ClientCase[], count: number): ClientCase[] {
+export function drawFollowUps(
+  draw: Draw,
+  variants: readonly TransportVariant[],
+  first: readonly ClientCase[],
+  count: number,
+): ClientCase[] {
   const ran = first.flatMap((c, index) =>
     c.expected.kind === "ok" && typeof c.expected.runs === "object" ? [{ c, index }] : [],
   );
@@ -314,7 +352,15 @@ export function drawFollowUps(draw: Draw, variants: readonly TransportVariant[],
     const { c, index } = pick(draw, ran);
     const variant = pick(draw, variants);
     if (draw() < 0.6) {
-      return { kind: "client", inputClass: "replay", variant, method: c.method, message: c.message, expected: { kind: "ok", runs: "replay" }, replayOf: index };
+      return {
+        kind: "client",
+        inputClass: "replay",
+        variant,
+        method: c.method,
+        message: c.message,
+        expected: { kind: "ok", runs: "replay" },
+        replayOf: index,
+      };
     }
     const changed =
       c.method === "opaque"
@@ -388,7 +434,16 @@ function oddKeyPayload(draw: Draw, method: FuzzMethod, binary: boolean, n: numbe
     const keyBytes = Buffer.concat([Buffer.from(key.slice(0, at)), odd, Buffer.from(key.slice(at))]);
     return Buffer.concat([Buffer.from([0x0a, keyBytes.byteLength]), keyBytes, rest]);
   }
-  const escapeSequence = pick(draw, ["\\u0000", "\\u001f", "\\ud800", "\\udfff", "\\ud83d\\ude00", "\\u00e9", "\\\\", "\\\""]);
+  const escapeSequence = pick(draw, [
+    "\\u0000",
+    "\\u001f",
+    "\\ud800",
+    "\\udfff",
+    "\\ud83d\\ude00",
+    "\\u00e9",
+    "\\\\",
+    '\\"',
+  ]);
   const at = int(draw, 0, key.length);
   const field = methodSpecs[method].keyField;
   return Buffer.from(`{"${field}":"${key.slice(0, at)}${escapeSequence}${key.slice(at)}"}`);
@@ -458,7 +513,12 @@ async function drawRawCase(draw: Draw, shape: RawShape, options: RawCaseOptions)
     body,
     expected,
   });
-  const exhausted: Expected = { kind: "error", code: Code.ResourceExhausted, reason: undefined, message: /readMaxBytes/ };
+  const exhausted: Expected = {
+    kind: "error",
+    code: Code.ResourceExhausted,
+    reason: undefined,
+    message: /readMaxBytes/,
+  };
   switch (inputClass) {
     case "valid": {
       const key = freshKey(draw, method, n);
@@ -486,15 +546,29 @@ async function drawRawCase(draw: Draw, shape: RawShape, options: RawCaseOptions)
         // Connect has no frames; a body shorter than its content-length is the
         // counterpart. HTTP/2 requires the two to match: node's HTTP/2 layer
         // (nghttp2) resets the stream with PROTOCOL_ERROR before connect sees it.
-        return make(body.subarray(0, int(draw, 0, body.byteLength - 1)), { kind: "reset", http2Code: http2.constants.NGHTTP2_PROTOCOL_ERROR }, headersFor(encoding, { "content-length": String(body.byteLength) }));
+        return make(
+          body.subarray(0, int(draw, 0, body.byteLength - 1)),
+          { kind: "reset", http2Code: http2.constants.NGHTTP2_PROTOCOL_ERROR },
+          headersFor(encoding, { "content-length": String(body.byteLength) }),
+        );
       }
       const cut = int(draw, 1, body.byteLength - 1);
       // connect's envelope reader quirk: a complete 5-byte header and not one
       // byte of its payload count as no message at all, not as a cut one.
       const expected: Expected =
         cut === 5
-          ? { kind: "error", code: Code.Unimplemented, reason: undefined, message: /^protocol error: missing input message for unary method$/ }
-          : { kind: "error", code: Code.InvalidArgument, reason: undefined, message: /^protocol error: incomplete envelope$/ };
+          ? {
+              kind: "error",
+              code: Code.Unimplemented,
+              reason: undefined,
+              message: /^protocol error: missing input message for unary method$/,
+            }
+          : {
+              kind: "error",
+              code: Code.InvalidArgument,
+              reason: undefined,
+              message: /^protocol error: incomplete envelope$/,
+            };
       return make(body.subarray(0, cut), expected);
     }
     case "oversized frame": {
@@ -502,7 +576,11 @@ async function drawRawCase(draw: Draw, shape: RawShape, options: RawCaseOptions)
       if (!framed) {
         // With its content-length (refused from the header) or without (refused once past the limit).
         const declared = draw() < 0.5;
-        return make(randomBytes(draw, size), exhausted, headersFor(undefined, declared ? { "content-length": String(size) } : {}));
+        return make(
+          randomBytes(draw, size),
+          exhausted,
+          headersFor(undefined, declared ? { "content-length": String(size) } : {}),
+        );
       }
       // The header alone announces too much, or the whole payload is there.
       const payload = draw() < 0.5 ? randomBytes(draw, int(draw, 0, 64)) : randomBytes(draw, size);
@@ -527,17 +605,36 @@ async function drawRawCase(draw: Draw, shape: RawShape, options: RawCaseOptions)
     }
     case "frame misuse": {
       const valid = encodeMessage(method, binary, messageFor(draw, method, freshKey(draw, method, n)));
-      const misuse = pick(draw, framed ? ["no frame", "two frames", "compressed flag, no encoding", "unknown encoding"] : ["unknown encoding"]);
+      const misuse = pick(
+        draw,
+        framed ? ["no frame", "two frames", "compressed flag, no encoding", "unknown encoding"] : ["unknown encoding"],
+      );
       switch (misuse) {
         case "no frame":
-          return make(Buffer.alloc(0), { kind: "error", code: Code.Unimplemented, reason: undefined, message: /missing input message/ }, headersFor(undefined));
+          return make(
+            Buffer.alloc(0),
+            { kind: "error", code: Code.Unimplemented, reason: undefined, message: /missing input message/ },
+            headersFor(undefined),
+          );
         case "two frames":
-          return make(Buffer.concat([envelope(valid), envelope(valid)]), { kind: "error", code: Code.Unimplemented, reason: undefined, message: /extra input message/ }, headersFor(undefined));
+          return make(
+            Buffer.concat([envelope(valid), envelope(valid)]),
+            { kind: "error", code: Code.Unimplemented, reason: undefined, message: /extra input message/ },
+            headersFor(undefined),
+          );
         case "compressed flag, no encoding":
-          return make(envelope(zlib.gzipSync(valid), 1), { kind: "error", code: Code.Internal, reason: undefined, message: /do not know how to decompress/ }, headersFor(undefined));
+          return make(
+            envelope(zlib.gzipSync(valid), 1),
+            { kind: "error", code: Code.Internal, reason: undefined, message: /do not know how to decompress/ },
+            headersFor(undefined),
+          );
         default: {
           const unknown = pick(draw, ["zstd", "deflate", "snappy", "x-unknown"]);
-          return make(framed ? envelope(valid, 1) : valid, { kind: "error", code: Code.Unimplemented, reason: undefined, message: /^unknown compression / }, headersFor(unknown));
+          return make(
+            framed ? envelope(valid, 1) : valid,
+            { kind: "error", code: Code.Unimplemented, reason: undefined, message: /^unknown compression / },
+            headersFor(unknown),
+          );
         }
       }
     }
@@ -552,7 +649,28 @@ function labelOf(inputClass: string, protocol: RawProtocol, binary: boolean, hea
 
 /** JSON-looking text: braces, quotes, field names, escapes and digits at random. */
 function randomJsonish(draw: Draw): Buffer {
-  const tokens = ['{', '}', '[', ']', '"', ":", ",", "requestId", "request_id", "key", "amountMinor", '"1"', "null", "true", "1e999", "-0", "\\u0000", "\\ud800", " ", "é"];
+  const tokens = [
+    "{",
+    "}",
+    "[",
+    "]",
+    '"',
+    ":",
+    ",",
+    "requestId",
+    "request_id",
+    "key",
+    "amountMinor",
+    '"1"',
+    "null",
+    "true",
+    "1e999",
+    "-0",
+    "\\u0000",
+    "\\ud800",
+    " ",
+    "é",
+  ];
   return Buffer.from(Array.from({ length: int(draw, 0, 30) }, () => pick(draw, tokens)).join(""));
 }
 
@@ -570,6 +688,11 @@ async function expectedAfterDecompression(
     return expectedForPayload(method, binary, inflated);
   } catch (error) {
     const code = (error as { code?: Code }).code ?? Code.Unknown;
-    return { kind: "error", code, reason: undefined, message: code === Code.ResourceExhausted ? /readMaxBytes/ : /^decompression failed$/ };
+    return {
+      kind: "error",
+      code,
+      reason: undefined,
+      message: code === Code.ResourceExhausted ? /readMaxBytes/ : /^decompression failed$/,
+    };
   }
 }

@@ -66,7 +66,11 @@ interface Clients {
   readonly fixture: Client<typeof FixtureService>;
 }
 
-function createVariantTransport(baseUrl: string, variant: TransportVariant, sessionManager: Http2SessionManager): Transport {
+function createVariantTransport(
+  baseUrl: string,
+  variant: TransportVariant,
+  sessionManager: Http2SessionManager,
+): Transport {
   const options = {
     baseUrl,
     httpVersion: "2" as const,
@@ -93,7 +97,10 @@ async function callClient(clients: Clients, c: ClientCase): Promise<Observed> {
       c.method === "opaque"
         ? await clients.fixture.opaque(c.message as never, options)
         : await clients.payments[c.method](c.message as never, options);
-    return { kind: "ok", response: JSON.stringify(response, (_, v: unknown) => (typeof v === "bigint" ? String(v) : v)) };
+    return {
+      kind: "ok",
+      response: JSON.stringify(response, (_, v: unknown) => (typeof v === "bigint" ? String(v) : v)),
+    };
   } catch (error) {
     const e = ConnectError.from(error);
     return { kind: "error", code: e.code, reason: findErrorReason(e), message: e.rawMessage };
@@ -116,11 +123,23 @@ function matches(expected: Expected, observed: Observed): boolean {
 }
 
 const describeExpected = (e: Expected) =>
-  e.kind === "ok" ? "OK" : e.kind === "reset" ? `RST_STREAM ${e.http2Code}` : `${Code[e.code]}${e.reason === undefined ? "" : ` ${e.reason}`} ${String(e.message)}`;
+  e.kind === "ok"
+    ? "OK"
+    : e.kind === "reset"
+      ? `RST_STREAM ${e.http2Code}`
+      : `${Code[e.code]}${e.reason === undefined ? "" : ` ${e.reason}`} ${String(e.message)}`;
 const describeObserved = (o: Observed) =>
-  o.kind === "ok" ? "OK" : o.kind === "reset" ? `RST_STREAM ${o.code}` : `${Code[o.code ?? Code.Unknown]}${o.reason === undefined ? "" : ` ${o.reason}`} "${o.message}"`;
+  o.kind === "ok"
+    ? "OK"
+    : o.kind === "reset"
+      ? `RST_STREAM ${o.code}`
+      : `${Code[o.code ?? Code.Unknown]}${o.reason === undefined ? "" : ` ${o.reason}`} "${o.message}"`;
 
-async function runPool<T>(items: readonly T[], limit: number, run: (item: T, index: number) => Promise<void>): Promise<void> {
+async function runPool<T>(
+  items: readonly T[],
+  limit: number,
+  run: (item: T, index: number) => Promise<void>,
+): Promise<void> {
   let next = 0;
   await Promise.all(
     Array.from({ length: limit }, async () => {
@@ -181,11 +200,20 @@ describe(`fuzzing the interceptor's server (seed ${seed})`, () => {
       try {
         const response = await sendRaw(raw.session(), { headers: c.headers, body: c.body }, answerWithinMs);
         if (response.resetCode !== undefined) {
-          observed.set(c, { kind: "reset", code: response.resetCode as Code, message: `RST_STREAM ${response.resetCode}` });
+          observed.set(c, {
+            kind: "reset",
+            code: response.resetCode as Code,
+            message: `RST_STREAM ${response.resetCode}`,
+          });
           return;
         }
         const error = rawOutcome(c.protocol, response);
-        observed.set(c, error === undefined ? { kind: "ok" } : { kind: "error", code: error.code, reason: findErrorReason(error), message: error.rawMessage });
+        observed.set(
+          c,
+          error === undefined
+            ? { kind: "ok" }
+            : { kind: "error", code: error.code, reason: findErrorReason(error), message: error.rawMessage },
+        );
       } catch (error) {
         // No answer in time, a reset stream, or no status: none is an answer.
         observed.set(c, { kind: "error", code: -1 as Code, message: String(error) });
@@ -218,8 +246,13 @@ describe(`fuzzing the interceptor's server (seed ${seed})`, () => {
             : `${Code[o.code ?? Code.Unknown] ?? "NO ANSWER"}${o.reason === undefined ? "" : ` ${o.reason}`}`;
       byCode.set(seen, (byCode.get(seen) ?? 0) + 1);
       if (!matches(c.expected, o)) {
-        const what = c.kind === "client" ? `${c.variant.name} ${c.method} ${JSON.stringify(c.message, (_, v: unknown) => (typeof v === "bigint" ? String(v) : v))}` : `${c.method} ${c.body.subarray(0, 80).toString("hex")} (${c.body.byteLength} bytes) ${JSON.stringify(c.headers)}`;
-        failures.push(`${c.inputClass}: expected ${describeExpected(c.expected)}, got ${describeObserved(o)} — ${what}`);
+        const what =
+          c.kind === "client"
+            ? `${c.variant.name} ${c.method} ${JSON.stringify(c.message, (_, v: unknown) => (typeof v === "bigint" ? String(v) : v))}`
+            : `${c.method} ${c.body.subarray(0, 80).toString("hex")} (${c.body.byteLength} bytes) ${JSON.stringify(c.headers)}`;
+        failures.push(
+          `${c.inputClass}: expected ${describeExpected(c.expected)}, got ${describeObserved(o)} — ${what}`,
+        );
       }
       if (c.kind === "client" && c.replayOf !== undefined && o.kind === "ok") {
         const original = observed.get(firstPhase[c.replayOf]!)!;
@@ -232,7 +265,10 @@ describe(`fuzzing the interceptor's server (seed ${seed})`, () => {
       `seed ${seed}: ${all.length} requests in ${elapsedS.toFixed(1)} s\n` +
         [...tally.entries()]
           .sort(([a], [b]) => a.localeCompare(b))
-          .map(([inputClass, byCode]) => `  ${inputClass}: ${[...byCode.entries()].map(([code, n]) => `${code} x${n}`).join(", ")}`)
+          .map(
+            ([inputClass, byCode]) =>
+              `  ${inputClass}: ${[...byCode.entries()].map(([code, n]) => `${code} x${n}`).join(", ")}`,
+          )
           .join("\n"),
     );
     const failedClasses = new Map<string, number>();
@@ -276,7 +312,10 @@ describe(`fuzzing the interceptor's server (seed ${seed})`, () => {
     expect(Object.fromEntries(gotUnkeyed)).toEqual(Object.fromEntries(wantUnkeyed));
     const unexpected = [...gotRuns.entries()].filter(([key, n]) => wantRuns.get(key) !== n);
     const missing = [...wantRuns.keys()].filter((key) => !gotRuns.has(key));
-    expect({ unexpected: unexpected.slice(0, 20), missing: missing.slice(0, 20) }).toEqual({ unexpected: [], missing: [] });
+    expect({ unexpected: unexpected.slice(0, 20), missing: missing.slice(0, 20) }).toEqual({
+      unexpected: [],
+      missing: [],
+    });
 
     // And only valid request IDs left a record.
     const db = new Database(join(dir, "records.sqlite"), { readonly: true });

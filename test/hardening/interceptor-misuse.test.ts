@@ -41,7 +41,10 @@ async function startFixture(interceptors: Interceptor[]) {
       }),
   });
   open.push(server);
-  const client = createClient(FixtureService, createTestTransport(server.baseUrl, { protocol: "connect", binary: true, gzip: false }));
+  const client = createClient(
+    FixtureService,
+    createTestTransport(server.baseUrl, { protocol: "connect", binary: true, gzip: false }),
+  );
   return { client, runs: () => runs };
 }
 
@@ -60,7 +63,9 @@ describe("misconfigurations are refused at construction, saying what to do", () 
   });
 
   it("no store, or an object that is not a store", () => {
-    expect(() => createIdempotencyInterceptor({} as IdempotencyInterceptorOptions)).toThrow("the store option is missing");
+    expect(() => createIdempotencyInterceptor({} as IdempotencyInterceptorOptions)).toThrow(
+      "the store option is missing",
+    );
     expect(() => createIdempotencyInterceptor({ store: { claim() {} } as unknown as IdempotencyStore })).toThrow(
       "store is not an IdempotencyStore: it lacks complete, interrupt, release, renew, get, sweep, close",
     );
@@ -163,7 +168,11 @@ describe("interceptor order", () => {
 
   it("[idempotency, auth] is caught on the first call when the principal key has no default", async () => {
     const store = memoryStore();
-    const idempotency = createIdempotencyInterceptor({ store, scope: (req) => req.contextValues.get(principal)!, telemetry: false });
+    const idempotency = createIdempotencyInterceptor({
+      store,
+      scope: (req) => req.contextValues.get(principal)!,
+      telemetry: false,
+    });
     const { client, runs } = await startFixture([idempotency, auth]);
     const error = await expectConnectError(client.opaque({ key: "k-1", text: "statement" }, as("alice")));
     expect(findErrorReason(error)).toBe(ErrorReason.SCOPE_INVALID);
@@ -181,7 +190,11 @@ describe("interceptor order", () => {
         req.contextValues.set(anonymous, user);
         return next(req);
       };
-      const idempotency = createIdempotencyInterceptor({ store, scope: (req) => req.contextValues.get(anonymous), telemetry: false });
+      const idempotency = createIdempotencyInterceptor({
+        store,
+        scope: (req) => req.contextValues.get(anonymous),
+        telemetry: false,
+      });
       const { client } = await startFixture(order === "right" ? [authInto, idempotency] : [idempotency, authInto]);
       const refused = await expectConnectError(client.opaque({ key: "k-2", text: "statement" }, as()));
       expect(refused.code).toBe(Code.Unauthenticated);

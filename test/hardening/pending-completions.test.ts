@@ -55,7 +55,11 @@ async function startRefusingCompletions(limits: { maxPendingCompletions?: number
       router.service(FixtureService, {
         opaque(req, ctx) {
           contexts.push(ctx.values.get(idempotencyContext));
-          return create(OpaqueResponseSchema, { text: req.text, executions: contexts.length, filler: new Uint8Array(req.responseSize) });
+          return create(OpaqueResponseSchema, {
+            text: req.text,
+            executions: contexts.length,
+            filler: new Uint8Array(req.responseSize),
+          });
         },
         plain: (req) => ({ text: req.text }),
         async upload() {
@@ -64,7 +68,10 @@ async function startRefusingCompletions(limits: { maxPendingCompletions?: number
       }),
   });
   open.push(server);
-  const client = createClient(FixtureService, createTestTransport(server.baseUrl, { protocol: "connect", binary: true, gzip: false }));
+  const client = createClient(
+    FixtureService,
+    createTestTransport(server.baseUrl, { protocol: "connect", binary: true, gzip: false }),
+  );
   return { client, events, contexts, clock, sqlite, refuseWrites: (value: boolean) => (refuse = value) };
 }
 
@@ -104,9 +111,12 @@ describe("outcomes waiting for their write are bounded in memory", () => {
     expect(events.filter((e) => e.type === "completion_dropped")).toHaveLength(1);
     refuseWrites(false);
     await expect
-      .poll(async () => (await sqlite.get({ scope: "", method: "fixture.v1.FixtureService/Opaque", key: "c" }))?.status, {
-        timeout: 5_000,
-      })
+      .poll(
+        async () => (await sqlite.get({ scope: "", method: "fixture.v1.FixtureService/Opaque", key: "c" }))?.status,
+        {
+          timeout: 5_000,
+        },
+      )
       .toBe("completed");
     expect(events.filter((e) => e.type === "completed")).toHaveLength(3);
     // Room again: while the store refuses again, three new outcomes are held, not dropped.

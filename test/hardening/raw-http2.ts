@@ -32,7 +32,11 @@ export interface RawRequest {
  * Rejects when the stream stays open longer than `timeoutMs` (the stream is
  * then cancelled): a hang guard, not a speed assertion.
  */
-export function sendRaw(session: http2.ClientHttp2Session, request: RawRequest, timeoutMs: number): Promise<RawResponse> {
+export function sendRaw(
+  session: http2.ClientHttp2Session,
+  request: RawRequest,
+  timeoutMs: number,
+): Promise<RawResponse> {
   const started = performance.now();
   return new Promise<RawResponse>((resolve, reject) => {
     const stream = session.request({ ":method": "POST", ...request.headers });

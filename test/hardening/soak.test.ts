@@ -19,7 +19,9 @@ describe("a short soak of one server process", () => {
   const dataDir = mkdtempSync(join(tmpdir(), "soak-test-"));
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
-  it(`answers ${calls} mixed calls right, runs each request ID once, and keeps heap and handles flat`, { timeout: 180_000 }, async () => {
+  it(`answers ${calls} mixed calls right, runs each request ID once, and keeps heap and handles flat`, {
+    timeout: 180_000,
+  }, async () => {
     const report = await runSoak({ calls, concurrency: 16, seed: 1414, warmupCalls, dataDir });
     const growth = report.end.heapUsedBytes - report.start.heapUsedBytes;
     console.log(

@@ -14,7 +14,12 @@ afterEach(async () => {
 
 /** A request as a client with a newer schema sends it: with a field (no. 105) this server does not know. */
 function fromNewerClient(requestId: string) {
-  const request = create(CreatePaymentRequestSchema, { requestId, accountId: "acct-1", amountMinor: 100n, currency: "EUR" });
+  const request = create(CreatePaymentRequestSchema, {
+    requestId,
+    accountId: "acct-1",
+    amountMinor: 100n,
+    currency: "EUR",
+  });
   request.$unknown = [{ no: 105, wireType: 0, data: Uint8Array.of(1) }];
   return request;
 }
@@ -23,12 +28,22 @@ describe("the fingerprint ignores unknown fields", () => {
   it("gives a request with unknown fields the fingerprint of the same request without them", () => {
     const requestId = crypto.randomUUID();
     const field = CreatePaymentRequestSchema.field.requestId;
-    const plain = create(CreatePaymentRequestSchema, { requestId, accountId: "acct-1", amountMinor: 100n, currency: "EUR" });
+    const plain = create(CreatePaymentRequestSchema, {
+      requestId,
+      accountId: "acct-1",
+      amountMinor: 100n,
+      currency: "EUR",
+    });
     expect(fingerprintRequest(CreatePaymentRequestSchema, fromNewerClient(requestId), field)).toBe(
       fingerprintRequest(CreatePaymentRequestSchema, plain, field),
     );
     // A known field still counts.
-    const changed = create(CreatePaymentRequestSchema, { requestId, accountId: "acct-1", amountMinor: 101n, currency: "EUR" });
+    const changed = create(CreatePaymentRequestSchema, {
+      requestId,
+      accountId: "acct-1",
+      amountMinor: 101n,
+      currency: "EUR",
+    });
     expect(fingerprintRequest(CreatePaymentRequestSchema, changed, field)).not.toBe(
       fingerprintRequest(CreatePaymentRequestSchema, plain, field),
     );

@@ -122,7 +122,9 @@ describe("connect-idempotency lint", () => {
 
   it("reads a buf image instead of building, with the same findings", async () => {
     const image = join(temp, "problems.binpb");
-    await promisify(execFile)(join(root, "node_modules/.bin/buf"), ["build", "-o", image], { cwd: join(fixtures, "problems") });
+    await promisify(execFile)(join(root, "node_modules/.bin/buf"), ["build", "-o", image], {
+      cwd: join(fixtures, "problems"),
+    });
     const fromImage = await lintJson({ image });
     const built = await lintJson({ path: join(fixtures, "problems") });
     expect(fromImage.exit).toBe(LintExit.PROBLEMS);
@@ -132,7 +134,11 @@ describe("connect-idempotency lint", () => {
 
   it.each([
     ["a directory that does not exist", { path: join(temp, "missing") }, /is not a directory/],
-    ["a workspace that does not compile", { path: join(fixtures, "broken") }, /buf build failed[\s\S]*broken\.proto:8:1/],
+    [
+      "a workspace that does not compile",
+      { path: join(fixtures, "broken") },
+      /buf build failed[\s\S]*broken\.proto:8:1/,
+    ],
     ["an image file that does not exist", { image: join(temp, "missing.binpb") }, /cannot read image/],
     ["a file that is not an image", { image: join(temp, "garbage.binpb") }, /not a buf image or FileDescriptorSet/],
   ])("exits 2 on %s", async (_, options, message) => {
@@ -146,9 +152,15 @@ describe("connect-idempotency lint", () => {
 
 describe("connect-idempotency CLI", () => {
   const cli = (args: string[]) =>
-    promisify(execFile)(process.execPath, ["--import", "tsx", join(root, "src/cli/main.ts"), ...args], { cwd: root }).then(
+    promisify(execFile)(process.execPath, ["--import", "tsx", join(root, "src/cli/main.ts"), ...args], {
+      cwd: root,
+    }).then(
       ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-      (error: { code: number; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }),
+      (error: { code: number; stdout: string; stderr: string }) => ({
+        code: error.code,
+        stdout: error.stdout,
+        stderr: error.stderr,
+      }),
     );
 
   it("runs `lint` with its exit status and JSON output", async () => {

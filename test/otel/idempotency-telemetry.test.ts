@@ -81,7 +81,13 @@ async function startServer(options: IdempotencyTestServerOptions & { onEnter?: (
     interceptor: { ...options.interceptor },
     adapter: { interceptors: [serverSpans(options.onEnter)] },
   });
-  return { server, client: createClient(PaymentService, createTestTransport(server.baseUrl, { protocol: "connect", binary: true, gzip: false })) };
+  return {
+    server,
+    client: createClient(
+      PaymentService,
+      createTestTransport(server.baseUrl, { protocol: "connect", binary: true, gzip: false }),
+    ),
+  };
 }
 
 beforeEach(async () => {

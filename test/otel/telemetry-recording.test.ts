@@ -63,7 +63,10 @@ describe("the interceptor and a telemetry that is not recording", () => {
   });
 
   /** A telemetry that records what it receives and reports `recording` as its state. */
-  function recordingTelemetry(state: { recording: boolean }): { telemetry: IdempotencyTelemetry; received: IdempotencyEvent[] } {
+  function recordingTelemetry(state: { recording: boolean }): {
+    telemetry: IdempotencyTelemetry;
+    received: IdempotencyEvent[];
+  } {
     const received: IdempotencyEvent[] = [];
     const telemetry = Object.assign((event: IdempotencyEvent) => void received.push(event), {
       isRecording: () => state.recording,
@@ -73,7 +76,10 @@ describe("the interceptor and a telemetry that is not recording", () => {
 
   async function start(interceptor: Parameters<typeof startIdempotencyTestServer>[0]) {
     server = await startIdempotencyTestServer(interceptor);
-    return createClient(PaymentService, createTestTransport(server.baseUrl, { protocol: "connect", binary: true, gzip: false }));
+    return createClient(
+      PaymentService,
+      createTestTransport(server.baseUrl, { protocol: "connect", binary: true, gzip: false }),
+    );
   }
 
   it("builds no events while it is not recording, and complete ones (with store calls) once it is", async () => {
@@ -102,7 +108,9 @@ describe("the interceptor and a telemetry that is not recording", () => {
 
   it("gives every event to a plain function telemetry, which has no isRecording", async () => {
     const received: IdempotencyEvent[] = [];
-    const client = await start({ interceptor: { telemetry: (event) => void received.push(event), onEvent: undefined } });
+    const client = await start({
+      interceptor: { telemetry: (event) => void received.push(event), onEvent: undefined },
+    });
     await client.createPayment({ requestId: crypto.randomUUID(), accountId: "acc_1", amountMinor: 100n });
     expect(received.map((e) => e.type)).toEqual(["claimed", "completed"]);
   });

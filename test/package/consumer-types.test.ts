@@ -86,13 +86,23 @@ describe("the package's types, for a consumer with skipLibCheck: false", () => {
 
   it("resolve with moduleResolution node10, through typesVersions (TypeScript 5.9)", async () => {
     // esModuleInterop, as \`tsc --init\` sets it: better-sqlite3's types are \`export =\`.
-    const result = await tsc(tsc5, ["--module", "CommonJS", "--moduleResolution", "node10", "--esModuleInterop", "imports.ts"]);
+    const result = await tsc(tsc5, [
+      "--module",
+      "CommonJS",
+      "--moduleResolution",
+      "node10",
+      "--esModuleInterop",
+      "imports.ts",
+    ]);
     expect(result.stdout).toBe("");
     expect(result.code).toBe(0);
   });
 
   it("resolve from a CommonJS file with module NodeNext, and require() loads the package at run time", async () => {
-    writeFileSync(join(project.dir, "imports.cts"), `import { createSqliteStore } from "connect-idempotency";\nexport const store = createSqliteStore({ path: ":memory:" });\n`);
+    writeFileSync(
+      join(project.dir, "imports.cts"),
+      `import { createSqliteStore } from "connect-idempotency";\nexport const store = createSqliteStore({ path: ":memory:" });\n`,
+    );
     const result = await tsc(tsc7, ["--module", "NodeNext", "--moduleResolution", "NodeNext", "imports.cts"]);
     expect(result.stdout).toBe("");
     expect(result.code).toBe(0);

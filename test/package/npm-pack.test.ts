@@ -73,7 +73,10 @@ describe("npm package", () => {
     `;
     writeFileSync(join(project, "pending.mjs"), script);
     const { stdout } = await run("node", ["pending.mjs"], { cwd: project });
-    expect(JSON.parse(stdout)).toEqual({ id: "id-1", exposed: ["idempotency-replayed", "idempotency-first-executed-at", "idempotency-expires"] });
+    expect(JSON.parse(stdout)).toEqual({
+      id: "id-1",
+      exposed: ["idempotency-replayed", "idempotency-first-executed-at", "idempotency-expires"],
+    });
   });
 
   it("resolves every import path to the compiled form of its index file", async () => {
@@ -217,7 +220,12 @@ plugins:
     // The store's connection leaves checkpoints to the worker thread, which
     // runs from the compiled package, but for its 4,096-page backstop; the
     // last close removes the WAL.
-    expect(JSON.parse(stdout)).toEqual({ executions: 2, replayed: [null, "true"], autocheckpoint: 4096, walLeft: false });
+    expect(JSON.parse(stdout)).toEqual({
+      executions: 2,
+      replayed: [null, "true"],
+      autocheckpoint: 4096,
+      walLeft: false,
+    });
   });
 
   it("lints a user's buf workspace with the CLI bin", async () => {

@@ -83,7 +83,9 @@ describe("peer dependencies", () => {
     const server = await project.startServer("server.ts");
     try {
       const client = await project.bin("tsx", ["client.ts"], { SERVER_URL: server.url });
-      expect(client.stdout).toBe("placed order-1\nattempt 1: order-2, replayed false\nattempt 2: order-2, replayed true\n");
+      expect(client.stdout).toBe(
+        "placed order-1\nattempt 1: order-2, replayed false\nattempt 2: order-2, replayed true\n",
+      );
       expect(server.output().match(/^handler ran: .*$/gm)).toHaveLength(2);
     } finally {
       await server.stop();

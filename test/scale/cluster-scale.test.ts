@@ -14,7 +14,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CreatePaymentRequestSchema, PaymentService } from "../../gen/demo/v1/payments_pb.js";
 import { ErrorReason } from "../../src/errors/error-reason.js";
 import { findErrorReason } from "../../src/errors/idempotency-error.js";
-import { createTestSchema, terminateBackends, testConnectionString, type TestSchema } from "../support/postgres-database.js";
+import {
+  createTestSchema,
+  terminateBackends,
+  testConnectionString,
+  type TestSchema,
+} from "../support/postgres-database.js";
 import { type ServerProcess, startServerProcess } from "../support/server-process.js";
 import { createTestTransport, transportVariants } from "../support/test-transports.js";
 
@@ -39,7 +44,13 @@ interface Execution {
 type Outcome = { readonly ok: true; readonly paymentId: string } | { readonly ok: false; readonly error: ConnectError };
 
 function payment(requestId: string, delayMs = 0): CreatePaymentInit {
-  return { requestId, accountId: "acct_scale", amountMinor: 1_250n, currency: "EUR", metadata: { delay_ms: String(delayMs) } };
+  return {
+    requestId,
+    accountId: "acct_scale",
+    amountMinor: 1_250n,
+    currency: "EUR",
+    metadata: { delay_ms: String(delayMs) },
+  };
 }
 
 async function call(client: PaymentClient, request: CreatePaymentInit): Promise<Outcome> {
@@ -133,7 +144,10 @@ const sqlite: StoreUnderTest = {
  * store passes, then `storeTests` (tests only this store can run, on the
  * same cluster), then a gentle stop.
  */
-function describeCluster(storeUnderTest: StoreUnderTest, storeTests: (cluster: ClusterUnderTest) => void = () => {}): void {
+function describeCluster(
+  storeUnderTest: StoreUnderTest,
+  storeTests: (cluster: ClusterUnderTest) => void = () => {},
+): void {
   describe(`${storeUnderTest.name}: 4 server processes behind one port`, () => {
     let dir: string;
     let cluster: ServerProcess;
@@ -146,11 +160,19 @@ function describeCluster(storeUnderTest: StoreUnderTest, storeTests: (cluster: C
       const storeEnv = await storeUnderTest.setUp(dir);
       cluster = await startServerProcess({
         script: clusterScript,
-        env: { ...storeEnv, CLUSTER_WORKERS: String(workers), LEASE_MS: String(leaseMs), EXECUTIONS_FILE: executionsFile },
+        env: {
+          ...storeEnv,
+          CLUSTER_WORKERS: String(workers),
+          LEASE_MS: String(leaseMs),
+          EXECUTIONS_FILE: executionsFile,
+        },
         startTimeoutMs: 90_000,
       });
       clients = Array.from({ length: clientCount }, (_, i) =>
-        createClient(PaymentService, createTestTransport(cluster.baseUrl, transportVariants[i % transportVariants.length]!)),
+        createClient(
+          PaymentService,
+          createTestTransport(cluster.baseUrl, transportVariants[i % transportVariants.length]!),
+        ),
       );
     }, 120_000);
 
@@ -268,60 +290,56 @@ function describeCluster(storeUnderTest: StoreUnderTest, storeTests: (cluster: C
 
 describeCluster(postgres, (cluster) => {
   describe("PostgreSQL store connections", () => {
-    it(
-      "fails calls whose store connection is killed with UNAVAILABLE, never runs one twice, and recovers",
-      async () => {
-        const requestIds = Array.from({ length: 1_000 }, () => randomUUID());
-        let done = 0;
-        let killing = true;
-        let terminated = 0;
-        const killer = (async () => {
-          while (done < 100) await new Promise((resolve) => setTimeout(resolve, 10));
-          // Several rounds, so that connections die in every phase of a call.
-          for (let round = 0; round < 5 && killing; round++) {
-            terminated += await terminateBackends(schema!.admin, applicationName);
-            await new Promise((resolve) => setTimeout(resolve, 100));
-          }
-        })();
-        const outcomes = await runPool(requestIds.length, 32, async (i) => {
-          const outcome = await call(cluster.clients[i % clientCount]!, payment(requestIds[i]!, 5));
-          done++;
-          return outcome;
-        });
-        killing = false;
-        await killer;
-        expect(terminated).toBeGreaterThan(0);
-
-        const failed = requestIds.filter((_, i) => !outcomes[i]!.ok);
-        const succeeded = requestIds.filter((_, i) => outcomes[i]!.ok);
-        console.log(
-          `PostgreSQL: ${terminated} connections killed under load: ${failed.length} of ${requestIds.length} calls failed`,
-        );
-        expect(failed.length).toBeGreaterThan(0);
-        for (const outcome of outcomes) {
-          if (!outcome.ok) {
-            expect([outcome.error.code, findErrorReason(outcome.error)]).toEqual([
-              Code.Unavailable,
-              ErrorReason.STORE_UNAVAILABLE,
-            ]);
-          }
+    it("fails calls whose store connection is killed with UNAVAILABLE, never runs one twice, and recovers", async () => {
+      const requestIds = Array.from({ length: 1_000 }, () => randomUUID());
+      let done = 0;
+      let killing = true;
+      let terminated = 0;
+      const killer = (async () => {
+        while (done < 100) await new Promise((resolve) => setTimeout(resolve, 10));
+        // Several rounds, so that connections die in every phase of a call.
+        for (let round = 0; round < 5 && killing; round++) {
+          terminated += await terminateBackends(schema!.admin, applicationName);
+          await new Promise((resolve) => setTimeout(resolve, 100));
         }
-        // A failed call ran nothing; a successful one ran exactly once.
-        const byKey = await cluster.executionsOf(requestIds);
-        expect(failed.filter((requestId) => byKey.has(requestId))).toEqual([]);
-        expect(succeeded.filter((requestId) => byKey.get(requestId)?.length !== 1)).toEqual([]);
+      })();
+      const outcomes = await runPool(requestIds.length, 32, async (i) => {
+        const outcome = await call(cluster.clients[i % clientCount]!, payment(requestIds[i]!, 5));
+        done++;
+        return outcome;
+      });
+      killing = false;
+      await killer;
+      expect(terminated).toBeGreaterThan(0);
 
-        // The store recovered: retrying every failed call succeeds, and in
-        // the end every request ran exactly once.
-        const retried = await runPool(failed.length, 32, (i) =>
-          callUntilSettled(cluster.clients[i % clientCount]!, payment(failed[i]!, 5)),
-        );
-        expect(retried.filter((outcome) => !outcome.ok)).toEqual([]);
-        const finalByKey = await cluster.executionsOf(requestIds);
-        expect(requestIds.filter((requestId) => finalByKey.get(requestId)?.length !== 1)).toEqual([]);
-      },
-      120_000,
-    );
+      const failed = requestIds.filter((_, i) => !outcomes[i]!.ok);
+      const succeeded = requestIds.filter((_, i) => outcomes[i]!.ok);
+      console.log(
+        `PostgreSQL: ${terminated} connections killed under load: ${failed.length} of ${requestIds.length} calls failed`,
+      );
+      expect(failed.length).toBeGreaterThan(0);
+      for (const outcome of outcomes) {
+        if (!outcome.ok) {
+          expect([outcome.error.code, findErrorReason(outcome.error)]).toEqual([
+            Code.Unavailable,
+            ErrorReason.STORE_UNAVAILABLE,
+          ]);
+        }
+      }
+      // A failed call ran nothing; a successful one ran exactly once.
+      const byKey = await cluster.executionsOf(requestIds);
+      expect(failed.filter((requestId) => byKey.has(requestId))).toEqual([]);
+      expect(succeeded.filter((requestId) => byKey.get(requestId)?.length !== 1)).toEqual([]);
+
+      // The store recovered: retrying every failed call succeeds, and in
+      // the end every request ran exactly once.
+      const retried = await runPool(failed.length, 32, (i) =>
+        callUntilSettled(cluster.clients[i % clientCount]!, payment(failed[i]!, 5)),
+      );
+      expect(retried.filter((outcome) => !outcome.ok)).toEqual([]);
+      const finalByKey = await cluster.executionsOf(requestIds);
+      expect(requestIds.filter((requestId) => finalByKey.get(requestId)?.length !== 1)).toEqual([]);
+    }, 120_000);
   });
 });
 
@@ -331,9 +349,15 @@ describe("runCluster", () => {
   it("stops and fails when a worker cannot start, instead of forking it again and again", async () => {
     const started = startServerProcess({
       script: clusterScript,
-      env: { IDEMPOTENCY_STORE: "postgres", POSTGRES_URL: "postgres://postgres@127.0.0.1:1/none", CLUSTER_WORKERS: "2" },
+      env: {
+        IDEMPOTENCY_STORE: "postgres",
+        POSTGRES_URL: "postgres://postgres@127.0.0.1:1/none",
+        CLUSTER_WORKERS: "2",
+      },
       startTimeoutMs: 90_000,
     });
-    await expect(started).rejects.toThrow(/exited with 1 before listening[\s\S]*a worker exited with code 1 before every worker listened/);
+    await expect(started).rejects.toThrow(
+      /exited with 1 before listening[\s\S]*a worker exited with code 1 before every worker listened/,
+    );
   }, 120_000);
 });

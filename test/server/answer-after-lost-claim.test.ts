@@ -34,7 +34,9 @@ function storedResponse(paymentId: string): Uint8Array {
  * The state after a lost claim: the caller's call, and the successor's
  * claim (another owner) on the same key, still running.
  */
-async function lostTo(h: StepHarness): Promise<{ call: DedupeCall; completeSuccessor(paymentId: string): Promise<boolean> }> {
+async function lostTo(
+  h: StepHarness,
+): Promise<{ call: DedupeCall; completeSuccessor(paymentId: string): Promise<boolean> }> {
   const requestId = randomUUID();
   const successor = await h.call({ requestId });
   const claim = await claimKey(successor, "owner-b");
@@ -42,7 +44,11 @@ async function lostTo(h: StepHarness): Promise<{ call: DedupeCall; completeSucce
   return {
     call,
     completeSuccessor: (paymentId) =>
-      h.raw.complete({ ...ownerOf(successor.record, claim.record), outcome: storedResponse(paymentId), retentionMs: 60_000 }),
+      h.raw.complete({
+        ...ownerOf(successor.record, claim.record),
+        outcome: storedResponse(paymentId),
+        retentionMs: 60_000,
+      }),
   };
 }
 
@@ -104,7 +110,10 @@ describe("answerAfterLostClaim()", () => {
   });
 
   it("fails with DATA_LOSS STORE_CORRUPT when the record is damaged", async () => {
-    const h = open({}, (raw) => ({ ...raw, get: (key) => Promise.reject(createStoreCorruptError(key, "checksum mismatch")) }));
+    const h = open({}, (raw) => ({
+      ...raw,
+      get: (key) => Promise.reject(createStoreCorruptError(key, "checksum mismatch")),
+    }));
     const error = await expectConnectError(answerAfterLostClaim(await h.call()));
     expect(describeError(error)).toMatchObject({ code: Code.DataLoss, reason: ErrorReason.STORE_CORRUPT });
   });

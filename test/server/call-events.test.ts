@@ -49,7 +49,9 @@ describe("timed()", () => {
   it("adds the duration of each store operation to the call's store time and records whether it failed", async () => {
     const h = open();
     const call = await h.call();
-    expect(await timed(call, "get", () => new Promise((resolve) => setTimeout(() => resolve("read"), 20)))).toBe("read");
+    expect(await timed(call, "get", () => new Promise((resolve) => setTimeout(() => resolve("read"), 20)))).toBe(
+      "read",
+    );
     const failure = new Error("store down");
     await expect(timed(call, "complete", () => Promise.reject(failure))).rejects.toBe(failure);
     expect(call.storeCalls).toMatchObject([

@@ -22,7 +22,11 @@ describe("claimKey()", () => {
     const call = await h.call();
     const before = performance.now();
     const claim = await claimKey(call, "owner-a");
-    expect(claim).toMatchObject({ kind: "claimed", replaced: "none", record: { status: "in_progress", attempt: 1, owner: "owner-a" } });
+    expect(claim).toMatchObject({
+      kind: "claimed",
+      replaced: "none",
+      record: { status: "in_progress", attempt: 1, owner: "owner-a" },
+    });
     const stored = await h.record(call);
     expect(stored).toMatchObject({
       status: "in_progress",
@@ -97,7 +101,10 @@ describe("claimKey()", () => {
     const requestId = randomUUID();
     await claimKey(await h.call({ requestId }), "owner-a");
     h.clock.advance(stepLeaseMs + stepLeaseGraceMs - 1);
-    expect(await claimKey(await h.call({ requestId }), "owner-b")).toMatchObject({ kind: "existing", record: { owner: "owner-a" } });
+    expect(await claimKey(await h.call({ requestId }), "owner-b")).toMatchObject({
+      kind: "existing",
+      record: { owner: "owner-a" },
+    });
     h.clock.advance(1);
     const claim = await claimKey(await h.call({ requestId }), "owner-c");
     expect(claim).toMatchObject({ kind: "claimed", replaced: "takeover", record: { owner: "owner-c", attempt: 2 } });
@@ -117,7 +124,11 @@ describe("claimKey()", () => {
     const requestId = randomUUID();
     const first = await h.call({ requestId });
     const claimed = await claimKey(first, "owner-a");
-    await h.raw.complete({ ...ownerOf(first.record, claimed.record), outcome: new Uint8Array([1]), retentionMs: 60_000 });
+    await h.raw.complete({
+      ...ownerOf(first.record, claimed.record),
+      outcome: new Uint8Array([1]),
+      retentionMs: 60_000,
+    });
     h.clock.advance(60_000);
     const claim = await claimKey(await h.call({ requestId }), "owner-b");
     expect(claim).toMatchObject({ kind: "claimed", replaced: "expired", record: { owner: "owner-b", attempt: 1 } });
@@ -135,7 +146,9 @@ describe("claimKey()", () => {
       message: "the idempotency store is unavailable, so the request did not run; retry later",
     });
     expect(error.cause).toBe(store.failure);
-    expect(h.events).toMatchObject([{ type: "store_error", operation: "claim", error: store.failure, willRetry: false }]);
+    expect(h.events).toMatchObject([
+      { type: "store_error", operation: "claim", error: store.failure, willRetry: false },
+    ]);
     expect(await h.record(call)).toBeUndefined();
   });
 

@@ -36,7 +36,13 @@ describe("createDedupeCall()", () => {
       key: "3f0c8d4e-5b7a-4c1e-9d2f-6a8b0c1d2e3f",
     });
     expect(call.naturalKey).toBe(false);
-    expect(call).toMatchObject({ claimedAt: undefined, expiresAt: undefined, waitUntil: undefined, storeMs: 0, storeCalls: [] });
+    expect(call).toMatchObject({
+      claimedAt: undefined,
+      expiresAt: undefined,
+      waitUntil: undefined,
+      storeMs: 0,
+      storeCalls: [],
+    });
   });
 
   it("gives records that differ in scope or key different identities, even when the scope contains a newline", async () => {
@@ -69,6 +75,8 @@ describe("createDedupeCall()", () => {
 
   it("marks a call keyed by a natural key, which has no request ID field", async () => {
     const h = open();
-    expect(createDedupeCall(paymentRequest(), init(h, { field: undefined, fieldName: "account_id" })).naturalKey).toBe(true);
+    expect(createDedupeCall(paymentRequest(), init(h, { field: undefined, fieldName: "account_id" })).naturalKey).toBe(
+      true,
+    );
   });
 });

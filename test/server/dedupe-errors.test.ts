@@ -27,7 +27,10 @@ describe("requestIdReused()", () => {
   it("is FAILED_PRECONDITION REQUEST_ID_REUSED naming the request ID field, and reports a mismatch", async () => {
     const h = open();
     const error = requestIdReused(await h.call());
-    expect(describeError(error)).toMatchObject({ code: Code.FailedPrecondition, reason: ErrorReason.REQUEST_ID_REUSED });
+    expect(describeError(error)).toMatchObject({
+      code: Code.FailedPrecondition,
+      reason: ErrorReason.REQUEST_ID_REUSED,
+    });
     expect(errorInfo(error)).toEqual({ field: "request_id" });
     expect(h.events).toMatchObject([{ type: "mismatch" }]);
   });
@@ -39,12 +42,21 @@ describe("requestIdExpired()", () => {
     const call = await h.call();
     const claim = await claimKey(call, "owner-a");
     h.clock.advance(5);
-    await h.raw.complete({ ...ownerOf(call.record, claim.record), outcome: new Uint8Array([1]), retentionMs: 1_000, tombstoneMs: 60_000, outcomeCode: Code.NotFound });
+    await h.raw.complete({
+      ...ownerOf(call.record, claim.record),
+      outcome: new Uint8Array([1]),
+      retentionMs: 1_000,
+      tombstoneMs: 60_000,
+      outcomeCode: Code.NotFound,
+    });
     h.clock.advance(1_000);
     const record = (await h.record(call))!;
     expect(record.status).toBe("tombstoned");
     const error = requestIdExpired(call, record);
-    expect(describeError(error)).toMatchObject({ code: Code.FailedPrecondition, reason: ErrorReason.REQUEST_ID_EXPIRED });
+    expect(describeError(error)).toMatchObject({
+      code: Code.FailedPrecondition,
+      reason: ErrorReason.REQUEST_ID_EXPIRED,
+    });
     expect(errorInfo(error)).toEqual({
       field: "request_id",
       completed_at: new Date(record.createdAt + 5).toISOString(),
@@ -58,7 +70,11 @@ describe("requestIdExpired()", () => {
 describe("requestInProgress()", () => {
   it("is ABORTED REQUEST_IN_PROGRESS with a retry delay, and names until when the claim holds the key when known", () => {
     const known = requestInProgress("still running", Date.UTC(2030, 0, 1));
-    expect(describeError(known)).toEqual({ code: Code.Aborted, reason: ErrorReason.REQUEST_IN_PROGRESS, message: "still running" });
+    expect(describeError(known)).toEqual({
+      code: Code.Aborted,
+      reason: ErrorReason.REQUEST_IN_PROGRESS,
+      message: "still running",
+    });
     expect(findRetryDelayMs(known)).toBe(1_000);
     expect(known.metadata.get(expiresHeader)).toBe("2030-01-01T00:00:00.000Z");
     expect(requestInProgress("still running").metadata.get(expiresHeader)).toBeNull();
@@ -68,12 +84,15 @@ describe("requestInProgress()", () => {
 describe("store errors", () => {
   it("are UNAVAILABLE STORE_UNAVAILABLE for a store that cannot answer or an outcome not recorded, and DATA_LOSS STORE_CORRUPT for a damaged record, keeping the cause", () => {
     const cause = new Error("SQLITE_BUSY");
-    expect([storeUnavailable(cause).code, describeError(storeUnavailable(cause)).reason, storeUnavailable(cause).cause]).toEqual([
-      Code.Unavailable,
-      ErrorReason.STORE_UNAVAILABLE,
-      cause,
-    ]);
-    expect(describeError(outcomeNotRecorded())).toMatchObject({ code: Code.Unavailable, reason: ErrorReason.STORE_UNAVAILABLE });
+    expect([
+      storeUnavailable(cause).code,
+      describeError(storeUnavailable(cause)).reason,
+      storeUnavailable(cause).cause,
+    ]).toEqual([Code.Unavailable, ErrorReason.STORE_UNAVAILABLE, cause]);
+    expect(describeError(outcomeNotRecorded())).toMatchObject({
+      code: Code.Unavailable,
+      reason: ErrorReason.STORE_UNAVAILABLE,
+    });
     expect([storeCorrupt(cause).code, describeError(storeCorrupt(cause)).reason, storeCorrupt(cause).cause]).toEqual([
       Code.DataLoss,
       ErrorReason.STORE_CORRUPT,

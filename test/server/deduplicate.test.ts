@@ -6,7 +6,13 @@ import type { UnaryNext } from "../../src/server/dedupe-call.js";
 import { deduplicate } from "../../src/server/deduplicate.js";
 import { replayedHeader } from "../../src/server/protocol-headers.js";
 import { describeError, expectConnectError } from "../support/connect-assertions.js";
-import { openSecondProcess, paymentIdOf, paymentResponse, type StepHarness, useStepHarness } from "../support/dedupe-call-fixture.js";
+import {
+  openSecondProcess,
+  paymentIdOf,
+  paymentResponse,
+  type StepHarness,
+  useStepHarness,
+} from "../support/dedupe-call-fixture.js";
 
 const { open, openFaulty } = useStepHarness();
 
@@ -124,7 +130,10 @@ describe("deduplicate()", () => {
     await deduplicate(await h.call({ requestId }), handler);
     h.clock.advance(60_000);
     const error = await expectConnectError(deduplicate(await h.call({ requestId }), handler));
-    expect(describeError(error)).toMatchObject({ code: Code.FailedPrecondition, reason: ErrorReason.REQUEST_ID_EXPIRED });
+    expect(describeError(error)).toMatchObject({
+      code: Code.FailedPrecondition,
+      reason: ErrorReason.REQUEST_ID_EXPIRED,
+    });
     expect(handler.runs).toBe(1);
   });
 

@@ -2,11 +2,7 @@ import { create, fromBinary, fromJson, toBinary } from "@bufbuild/protobuf";
 import { Code, type ConnectError, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PaymentService } from "../../gen/demo/v1/payments_pb.js";
-import {
-  FixtureService,
-  StampedRequestSchema,
-  StampedResponseSchema,
-} from "../../gen/fixture/v1/fixture_pb.js";
+import { FixtureService, StampedRequestSchema, StampedResponseSchema } from "../../gen/fixture/v1/fixture_pb.js";
 import { StoredOutcomeSchema } from "../../gen/idempotency/v1/stored_outcome_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import type { IdempotencyStore } from "../../src/index.js";
@@ -61,7 +57,11 @@ describe.each(stores)("the contract past replay, on $name", (storeKind) => {
       await client.createPayment(request, first.options);
       const again = captureMetadata();
       await client.createPayment(request, again.options);
-      const stored = await server.store.get({ scope: "", method: "demo.v1.PaymentService/CreatePayment", key: requestId });
+      const stored = await server.store.get({
+        scope: "",
+        method: "demo.v1.PaymentService/CreatePayment",
+        key: requestId,
+      });
       expect(stored?.status).toBe("completed");
       // The end of the replay window, not of the tombstone after it.
       const expiresAt = stored?.replayUntil ?? 0;
@@ -147,10 +147,16 @@ describe.each(stores)("the contract past replay, on $name", (storeKind) => {
       const orderId = `ord_${crypto.randomUUID()}`;
       await client.placeOrder({ orderId, shop: { id: "s1" }, quantity: 1 });
       const reused = await expectConnectError(client.placeOrder({ orderId, shop: { id: "s1" }, quantity: 5 }));
-      expect(describeError(reused)).toMatchObject({ code: Code.FailedPrecondition, reason: ErrorReason.REQUEST_ID_REUSED });
+      expect(describeError(reused)).toMatchObject({
+        code: Code.FailedPrecondition,
+        reason: ErrorReason.REQUEST_ID_REUSED,
+      });
       expect(reused.rawMessage).toContain("order_id, shop.id");
       const missing = await expectConnectError(client.placeOrder({ orderId, quantity: 1 }));
-      expect(describeError(missing)).toMatchObject({ code: Code.InvalidArgument, reason: ErrorReason.REQUEST_ID_REQUIRED });
+      expect(describeError(missing)).toMatchObject({
+        code: Code.InvalidArgument,
+        reason: ErrorReason.REQUEST_ID_REQUIRED,
+      });
       expect(missing.rawMessage).toContain("shop.id");
     });
   });
@@ -191,7 +197,12 @@ describe.each(stores)("the contract past replay, on $name", (storeKind) => {
         await server.store.claim({ key, fingerprint, owner, leaseMs: 30_000, graceMs: 2_000, expiresInMs: 60_000 });
         if (complete) {
           const response = toBinary(StampedResponseSchema, create(StampedResponseSchema, { executions: 99 }));
-          const outcome = encodeStoredOutcome({ kind: "response", response, header: new Headers(), trailer: new Headers() });
+          const outcome = encodeStoredOutcome({
+            kind: "response",
+            response,
+            header: new Headers(),
+            trailer: new Headers(),
+          });
           expect(await server.store.complete({ key, owner, attempt: 1, outcome, retentionMs: 60_000 })).toBe(true);
         } else {
           expect(await server.store.interrupt({ key, owner, attempt: 1 })).toBe(true);
@@ -229,7 +240,7 @@ describe.each(stores)("the contract past replay, on $name", (storeKind) => {
   });
 });
 
-describe("onDuplicate: \"reject\" as the interceptor default", () => {
+describe('onDuplicate: "reject" as the interceptor default', () => {
   it("applies to methods whose policy sets no on_duplicate", async () => {
     const server = await startIdempotencyTestServer({ interceptor: { onDuplicate: "reject" } });
     try {
@@ -259,7 +270,9 @@ it("fingerprints the JSON and binary forms of a request alike", () => {
   const viaJson = fromJson(StampedRequestSchema, { requestId: "y", text: "t", trace: { tenant: "a", id: "1" } });
   const viaBinary = fromBinary(StampedRequestSchema, toBinary(StampedRequestSchema, message));
   const field = StampedRequestSchema.field.requestId;
-  expect(fingerprintRequest(StampedRequestSchema, viaJson, field)).toBe(fingerprintRequest(StampedRequestSchema, viaBinary, field));
+  expect(fingerprintRequest(StampedRequestSchema, viaJson, field)).toBe(
+    fingerprintRequest(StampedRequestSchema, viaBinary, field),
+  );
 });
 
 it("starts an expired version 1 record afresh in the current fingerprint form", async () => {
@@ -269,10 +282,19 @@ it("starts an expired version 1 record afresh in the current fingerprint form", 
     const requestId = crypto.randomUUID();
     const request = (at: bigint) => ({ requestId, text: "t", clientSentAt: { seconds: at }, trace: { id: `x${at}` } });
     const key = { scope: "", method: "fixture.v1.FixtureService/Stamped", key: requestId };
-    const fingerprint = fingerprintRequest(StampedRequestSchema, create(StampedRequestSchema, request(1n)), StampedRequestSchema.field.requestId);
+    const fingerprint = fingerprintRequest(
+      StampedRequestSchema,
+      create(StampedRequestSchema, request(1n)),
+      StampedRequestSchema.field.requestId,
+    );
     const owner = crypto.randomUUID();
     await server.store.claim({ key, fingerprint, owner, leaseMs: 1_000, graceMs: 500, expiresInMs: 1_000 });
-    const outcome = encodeStoredOutcome({ kind: "response", response: new Uint8Array(), header: new Headers(), trailer: new Headers() });
+    const outcome = encodeStoredOutcome({
+      kind: "response",
+      response: new Uint8Array(),
+      header: new Headers(),
+      trailer: new Headers(),
+    });
     await server.store.complete({ key, owner, attempt: 1, outcome, retentionMs: 1_000 });
     server.clock.advance(5_000);
     const fresh = await client.stamped(request(1n));

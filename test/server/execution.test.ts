@@ -76,7 +76,15 @@ describe("startExecution()", () => {
     const call = await h.call();
     const execution = await start(call, "owner-a");
     // The completion lands behind the keeper's back, as one retried after an outage would.
-    expect(await h.raw.complete({ key: call.record, owner: "owner-a", attempt: 1, outcome: new Uint8Array([1]), retentionMs: 60_000 })).toBe(true);
+    expect(
+      await h.raw.complete({
+        key: call.record,
+        owner: "owner-a",
+        attempt: 1,
+        outcome: new Uint8Array([1]),
+        retentionMs: 60_000,
+      }),
+    ).toBe(true);
     expect(await h.raw.renew({ key: call.record, owner: "owner-a", attempt: 1, leaseMs: stepLeaseMs })).toBe(false);
     // Long enough for the keeper's renewal to be refused and checked.
     await sleep(stepLeaseMs / 3 + 200);

@@ -15,7 +15,11 @@ import { ErrorReason } from "../../src/client/index.js";
 import { decodeStoredOutcome } from "../../src/protocol/index.js";
 import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { captureMetadata, describeError, expectConnectError } from "../support/connect-assertions.js";
-import { type IdempotencyTestServer, startIdempotencyTestServer, testKeyHashSecret } from "../support/idempotency-test-server.js";
+import {
+  type IdempotencyTestServer,
+  startIdempotencyTestServer,
+  testKeyHashSecret,
+} from "../support/idempotency-test-server.js";
 import { createTestTransport } from "../support/test-transports.js";
 
 const createPaymentMethod = "demo.v1.PaymentService/CreatePayment";
@@ -152,16 +156,13 @@ describe("request ID formats", () => {
     expect(server.runs.map((r) => r.context?.key)).toEqual(["a", "order 42/retry#1", "~".repeat(255)]);
   });
 
-  it.each([["x".repeat(256)], ["tab\there"], ["caf\u00e9"], ["line\n"]])(
-    "refuses the opaque key %j",
-    async (key) => {
-      const { server, fixture } = await start();
-      const error = await expectConnectError(fixture.opaque({ key, text: "t" }));
-      expect(describeError(error)).toMatchObject({ code: Code.InvalidArgument, reason: ErrorReason.REQUEST_ID_INVALID });
-      expect(error.rawMessage).toBe("the request ID in field key must be 1 to 255 printable ASCII characters");
-      expect(server.runs).toHaveLength(0);
-    },
-  );
+  it.each([["x".repeat(256)], ["tab\there"], ["caf\u00e9"], ["line\n"]])("refuses the opaque key %j", async (key) => {
+    const { server, fixture } = await start();
+    const error = await expectConnectError(fixture.opaque({ key, text: "t" }));
+    expect(describeError(error)).toMatchObject({ code: Code.InvalidArgument, reason: ErrorReason.REQUEST_ID_INVALID });
+    expect(error.rawMessage).toBe("the request ID in field key must be 1 to 255 printable ASCII characters");
+    expect(server.runs).toHaveLength(0);
+  });
 });
 
 describe("a record is identified by scope, method and request ID", () => {
@@ -246,7 +247,11 @@ describe("storing a successful response", () => {
 
     const record = await server.store.get({ scope: "", method: createPaymentMethod, key });
     // Replayed for a day, then a tombstone for 30 more.
-    expect(record).toMatchObject({ status: "completed", replayUntil: server.clock.now() + day, expiresAt: server.clock.now() + 31 * day });
+    expect(record).toMatchObject({
+      status: "completed",
+      replayUntil: server.clock.now() + day,
+      expiresAt: server.clock.now() + 31 * day,
+    });
     const outcome = decodeStoredOutcome(record?.outcome ?? new Uint8Array());
     if (outcome.kind !== "response") {
       throw new Error("expected a stored response");
@@ -273,16 +278,18 @@ describe("storing a successful response", () => {
   });
 
   it("keeps completed keys for the configured retention, or the method's own", async () => {
-    const { server, payments, fixture } = await start({ interceptor: { retentionMs: 3_600_000, tombstoneRetentionMs: 0 } });
+    const { server, payments, fixture } = await start({
+      interceptor: { retentionMs: 3_600_000, tombstoneRetentionMs: 0 },
+    });
     const key = crypto.randomUUID();
     await payments.createPayment(payment(key));
     await fixture.opaque({ key: "k1", text: "t" });
     const now = server.clock.now();
     expect((await server.store.get({ scope: "", method: createPaymentMethod, key }))?.expiresAt).toBe(now + 3_600_000);
     // fixture.v1.FixtureService/Opaque has (idempotency.v1.policy).retention = 60 s.
-    expect((await server.store.get({ scope: "", method: "fixture.v1.FixtureService/Opaque", key: "k1" }))?.expiresAt).toBe(
-      now + 60_000,
-    );
+    expect(
+      (await server.store.get({ scope: "", method: "fixture.v1.FixtureService/Opaque", key: "k1" }))?.expiresAt,
+    ).toBe(now + 60_000);
   });
 });
 
@@ -298,7 +305,13 @@ describe("storing, interrupting or releasing after a handler error", () => {
     Code.Unknown,
     Code.DataLoss,
   ];
-  const indefiniteByDefault = [Code.Unavailable, Code.ResourceExhausted, Code.Aborted, Code.DeadlineExceeded, Code.Canceled];
+  const indefiniteByDefault = [
+    Code.Unavailable,
+    Code.ResourceExhausted,
+    Code.Aborted,
+    Code.DeadlineExceeded,
+    Code.Canceled,
+  ];
 
   function failingPayments(makeError: (n: number) => unknown): Partial<ServiceImpl<typeof PaymentService>> {
     return {
@@ -315,7 +328,10 @@ describe("storing, interrupting or releasing after a handler error", () => {
       payments: failingPayments(
         (n) =>
           new ConnectError(`declined, attempt ${n}`, code, { "x-decline-code": `d${n}` }, [
-            { desc: ErrorInfoSchema, value: { reason: "CARD_DECLINED", domain: "bank.example", metadata: { n: String(n) } } },
+            {
+              desc: ErrorInfoSchema,
+              value: { reason: "CARD_DECLINED", domain: "bank.example", metadata: { n: String(n) } },
+            },
           ]),
       ),
     });
@@ -406,7 +422,11 @@ describe("storing, interrupting or releasing after a handler error", () => {
   it("follows configured code lists, each code keeping its default unless named", async () => {
     let code: Code = Code.NotFound;
     const { server, payments } = await start({
-      interceptor: { releasedCodes: [Code.NotFound], storedCodes: [Code.Unavailable], indefiniteCodes: [Code.Internal] },
+      interceptor: {
+        releasedCodes: [Code.NotFound],
+        storedCodes: [Code.Unavailable],
+        indefiniteCodes: [Code.Internal],
+      },
       payments: failingPayments(() => new ConnectError("x", code)),
     });
     const runsOf = async (c: Code) => {
@@ -464,7 +484,9 @@ describe("the same request ID with another payload", () => {
 describe("a completed record past its retention", () => {
   it("treats a completed record past its retention as absent", async () => {
     // Without tombstones: a record past its replay window is gone (see tombstones.test.ts for the default).
-    const { server, payments, fixture } = await start({ interceptor: { retentionMs: 10_000, tombstoneRetentionMs: 0 } });
+    const { server, payments, fixture } = await start({
+      interceptor: { retentionMs: 10_000, tombstoneRetentionMs: 0 },
+    });
     const key = crypto.randomUUID();
     await payments.createPayment(payment(key));
     server.clock.advance(9_999);
@@ -496,7 +518,13 @@ describe("when the store fails", () => {
     });
     expect(server.runs).toHaveLength(0);
     expect(server.events).toMatchObject([
-      { type: "store_error", operation: "claim", error: failure, willRetry: false, storeCalls: [{ operation: "claim", failed: true }] },
+      {
+        type: "store_error",
+        operation: "claim",
+        error: failure,
+        willRetry: false,
+        storeCalls: [{ operation: "claim", failed: true }],
+      },
     ]);
   });
 
@@ -532,7 +560,10 @@ describe("outcomes larger than maxStoredBytes", () => {
     const first = await fixture.opaque({ key: "big", text: "t", responseSize: 2_000 });
     expect(first.filler.byteLength).toBe(2_000);
     const error = await expectConnectError(fixture.opaque({ key: "big", text: "t", responseSize: 2_000 }));
-    expect(describeError(error)).toMatchObject({ code: Code.FailedPrecondition, reason: ErrorReason.RESPONSE_TOO_LARGE });
+    expect(describeError(error)).toMatchObject({
+      code: Code.FailedPrecondition,
+      reason: ErrorReason.RESPONSE_TOO_LARGE,
+    });
     expect(error.rawMessage).toContain("already ran");
     expect(error.metadata.get("idempotency-replayed")).toBe("true");
     expect(server.runs).toHaveLength(1);
@@ -550,7 +581,9 @@ describe("outcomes larger than maxStoredBytes", () => {
     expect(describeError(error).reason).toBe(ErrorReason.RESPONSE_TOO_LARGE);
     const justBelow = size - 100;
     const fits = await fixture.opaque({ key: "fits", text: "t", responseSize: justBelow });
-    expect((await fixture.opaque({ key: "fits", text: "t", responseSize: justBelow })).executions).toBe(fits.executions);
+    expect((await fixture.opaque({ key: "fits", text: "t", responseSize: justBelow })).executions).toBe(
+      fits.executions,
+    );
     expect(server.runs).toHaveLength(2);
   });
 });

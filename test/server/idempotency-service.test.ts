@@ -75,7 +75,12 @@ describe.each(stores)("IdempotencyService.GetOutcome on $name", (storeKind) => {
       ],
     });
   const pay = (tenant: string, requestId: string, accountId: string) =>
-    createClient(PaymentService, transportFor(tenant)).createPayment({ requestId, accountId, amountMinor: 1n, currency: "EUR" });
+    createClient(PaymentService, transportFor(tenant)).createPayment({
+      requestId,
+      accountId,
+      amountMinor: 1n,
+      currency: "EUR",
+    });
   const lookup = (tenant: string, requestId: string) =>
     lookupOutcome(transportFor(tenant), PaymentService.method.createPayment, requestId);
 
@@ -141,13 +146,18 @@ describe.each(stores)("IdempotencyService.GetOutcome on $name", (storeKind) => {
 
   it("refuses a method it does not serve and a malformed request ID", async () => {
     const client = createClient(IdempotencyService, transportFor("acme"));
-    const unknown = await expectConnectError(client.getOutcome({ method: "other.v1.S/M", requestId: crypto.randomUUID() }));
+    const unknown = await expectConnectError(
+      client.getOutcome({ method: "other.v1.S/M", requestId: crypto.randomUUID() }),
+    );
     expect(unknown.code).toBe(Code.NotFound);
     const invalid = await expectConnectError(
       client.getOutcome({ method: "demo.v1.PaymentService/CreatePayment", requestId: "not-a-uuid" }),
     );
     expect([invalid.code, findErrorReason(invalid)]).toEqual([Code.InvalidArgument, ErrorReason.REQUEST_ID_INVALID]);
-    const raw = await client.getOutcome({ method: "demo.v1.PaymentService/CreatePayment", requestId: crypto.randomUUID() });
+    const raw = await client.getOutcome({
+      method: "demo.v1.PaymentService/CreatePayment",
+      requestId: crypto.randomUUID(),
+    });
     expect(raw.state).toBe(OutcomeState.UNKNOWN);
   });
 });

@@ -9,7 +9,12 @@ describe("createInFlightWaiters()", () => {
     const owner = waiters.begin("k", "fp", 0);
     const waiting = waiters.find("k")!.wait(1_000, never);
     owner.settle({ kind: "outcome", outcome: new Uint8Array([1]), firstExecutedAt: 5, expiresAt: undefined });
-    expect(await waiting).toEqual({ kind: "outcome", outcome: new Uint8Array([1]), firstExecutedAt: 5, expiresAt: undefined });
+    expect(await waiting).toEqual({
+      kind: "outcome",
+      outcome: new Uint8Array([1]),
+      firstExecutedAt: 5,
+      expiresAt: undefined,
+    });
     expect(waiters.find("k")).toBeUndefined();
     expect(waiters.size).toBe(0);
   });

@@ -67,7 +67,10 @@ async function startGated(
 }
 
 function paymentsClient(server: IdempotencyTestServer) {
-  return createClient(PaymentService, createTestTransport(server.baseUrl, { protocol: "grpc", binary: true, gzip: false }));
+  return createClient(
+    PaymentService,
+    createTestTransport(server.baseUrl, { protocol: "grpc", binary: true, gzip: false }),
+  );
 }
 
 function payment(requestId: string, amountMinor = 100n) {
@@ -96,7 +99,10 @@ function observedStore(real: IdempotencyStore, operation: "get" | "renew") {
     next(n = 1) {
       return new Promise<void>((resolve, reject) => {
         waiting.push({ n: calls + n, resolve });
-        setTimeout(() => reject(new Error(`store ${operation} was not called ${n} more times within 5 s`)), 5_000).unref();
+        setTimeout(
+          () => reject(new Error(`store ${operation} was not called ${n} more times within 5 s`)),
+          5_000,
+        ).unref();
       });
     },
   };
@@ -232,7 +238,11 @@ describe("taking over after a crash or a stall", () => {
   /** Claims a key as a process would that then died. */
   async function claimAsDeadProcess(store: IdempotencyStore, key: string, amountMinor = 100n) {
     const message = create(CreatePaymentRequestSchema, payment(key, amountMinor));
-    const fingerprint = fingerprintRequest(CreatePaymentRequestSchema, message, CreatePaymentRequestSchema.field.requestId);
+    const fingerprint = fingerprintRequest(
+      CreatePaymentRequestSchema,
+      message,
+      CreatePaymentRequestSchema.field.requestId,
+    );
     const claim = await store.claim({
       key: { scope: "", method, key },
       fingerprint,
@@ -292,7 +302,11 @@ describe("taking over after a crash or a stall", () => {
     const clock = createManualClock();
     // Lease 1 s of the manual clock: renewed every 333 ms of real time.
     const observed = observedStore(sharedStore(clock), "renew");
-    const a = await startGated(gate, { store: observed.store, clock, interceptor: { leaseMs: 1_000, leaseGraceMs: 500 } });
+    const a = await startGated(gate, {
+      store: observed.store,
+      clock,
+      interceptor: { leaseMs: 1_000, leaseGraceMs: 500 },
+    });
     const b = await startGated(createGate(), {
       store: sharedStore(clock),
       clock,

@@ -30,13 +30,13 @@ describe("the interceptor's options", () => {
       maxPendingBytes: defaultMaxPendingBytes,
       compressions: defaultAcceptCompression,
     });
-    expect([defaultRetentionMs, defaultTombstoneRetentionMs, defaultLeaseMs, defaultLeaseGraceMs, defaultMaxWaitMs]).toEqual([
-      24 * 3_600_000,
-      30 * 24 * 3_600_000,
-      30_000,
-      2_000,
-      5_000,
-    ]);
+    expect([
+      defaultRetentionMs,
+      defaultTombstoneRetentionMs,
+      defaultLeaseMs,
+      defaultLeaseGraceMs,
+      defaultMaxWaitMs,
+    ]).toEqual([24 * 3_600_000, 30 * 24 * 3_600_000, 30_000, 2_000, 5_000]);
   });
 
   it("take every time in milliseconds under a name that says so", () => {

@@ -29,7 +29,10 @@ async function start(env: Record<string, string> = {}): Promise<ServerProcess> {
 }
 
 function client(server: ServerProcess) {
-  return createClient(PaymentService, createTestTransport(server.baseUrl, { protocol: "connect", binary: true, gzip: false }));
+  return createClient(
+    PaymentService,
+    createTestTransport(server.baseUrl, { protocol: "connect", binary: true, gzip: false }),
+  );
 }
 
 /** The handler executions all processes recorded: `[method, requestId, pid, takeover]`. */
@@ -44,7 +47,13 @@ function executions(): string[][] {
 }
 
 function payment(requestId: string, delayMs = 0) {
-  return { requestId, accountId: "acct_1", amountMinor: 100n, currency: "EUR", metadata: { delay_ms: String(delayMs) } };
+  return {
+    requestId,
+    accountId: "acct_1",
+    amountMinor: 100n,
+    currency: "EUR",
+    metadata: { delay_ms: String(delayMs) },
+  };
 }
 
 describe("several processes", () => {

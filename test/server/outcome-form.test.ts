@@ -30,7 +30,10 @@ describe("encodeOutcome()", () => {
     });
     expect(form.code).toBe(Code.Internal);
     const decoded = decodeStoredOutcome(form.bytes);
-    expect(decoded.kind === "error" && [decoded.error.code, decoded.error.rawMessage]).toEqual([Code.Internal, "internal error"]);
+    expect(decoded.kind === "error" && [decoded.error.code, decoded.error.rawMessage]).toEqual([
+      Code.Internal,
+      "internal error",
+    ]);
   });
 });
 

@@ -221,7 +221,10 @@ describe("the interceptor's replayCache", () => {
     const key = crypto.randomUUID();
     await payments.createPayment(payment(key, 500n));
     const error = await expectConnectError(payments.createPayment(payment(key, 501n)));
-    expect(describeError(error)).toMatchObject({ code: Code.FailedPrecondition, reason: ErrorReason.REQUEST_ID_REUSED });
+    expect(describeError(error)).toMatchObject({
+      code: Code.FailedPrecondition,
+      reason: ErrorReason.REQUEST_ID_REUSED,
+    });
     expect(calls).toEqual(["claim", "complete"]);
     expect(server.runs).toHaveLength(1);
     // And the cached outcome still answers the payload it belongs to.
@@ -320,7 +323,9 @@ describe("the interceptor's replayCache", () => {
     try {
       const make = (replayCache: unknown) =>
         createIdempotencyInterceptor({ store, replayCache: replayCache as { maxBytes: number; ttlMs: number } });
-      expect(() => make({ maxBytes: 0, ttlMs: 1000 })).toThrow(/replayCache\.maxBytes must be a positive number of bytes/);
+      expect(() => make({ maxBytes: 0, ttlMs: 1000 })).toThrow(
+        /replayCache\.maxBytes must be a positive number of bytes/,
+      );
       expect(() => make({ maxBytes: 1000, ttlMs: -1 })).toThrow(/replayCache\.ttlMs must be a positive number/);
       expect(() => make({ maxBytes: 1000 })).toThrow(/needs both maxBytes and ttlMs/);
       expect(() => make({ maxBytes: 1000, ttlMs: 1000, ttl: 5 })).toThrow(/unknown replayCache option "ttl"/);

@@ -16,7 +16,11 @@ const expiresAt = Date.UTC(2030, 0, 2, 12);
 const completedAt = Date.UTC(2030, 0, 1, 12, 0, 1);
 
 /** A stored CreatePayment response, as the store keeps it. */
-function storedResponse(paymentId: string, header = new Headers({ "x-handler": "h" }), trailer = new Headers({ "x-trailer": "t" })) {
+function storedResponse(
+  paymentId: string,
+  header = new Headers({ "x-handler": "h" }),
+  trailer = new Headers({ "x-trailer": "t" }),
+) {
   const response = paymentResponse(paymentId);
   return encodeStoredOutcome({
     kind: "response",
@@ -59,7 +63,11 @@ describe("replayOutcome()", () => {
     const stored = new ConnectError("insufficient funds", Code.FailedPrecondition, { "x-why": "balance" });
     const bytes = encodeStoredOutcome({ kind: "error", error: stored });
     const error = await expectConnectError((async () => replayOutcome(call, bytes, firstExecutedAt, expiresAt))());
-    expect([error.code, error.rawMessage, error.metadata.get("x-why")]).toEqual([Code.FailedPrecondition, "insufficient funds", "balance"]);
+    expect([error.code, error.rawMessage, error.metadata.get("x-why")]).toEqual([
+      Code.FailedPrecondition,
+      "insufficient funds",
+      "balance",
+    ]);
     expect(error.metadata.get(replayedHeader)).toBe("true");
     expect(error.metadata.get(firstExecutedAtHeader)).toBe(new Date(firstExecutedAt).toISOString());
     expect(h.events).toMatchObject([{ type: "replayed", code: Code.FailedPrecondition }]);
@@ -69,7 +77,9 @@ describe("replayOutcome()", () => {
     const h = open({ onDuplicate: "reject" });
     const call = await h.call();
     const bytes = encodeStoredOutcome({ kind: "executed", resourceName: "payments/pay_1" });
-    const error = await expectConnectError((async () => replayOutcome(call, bytes, firstExecutedAt, expiresAt, completedAt))());
+    const error = await expectConnectError(
+      (async () => replayOutcome(call, bytes, firstExecutedAt, expiresAt, completedAt))(),
+    );
     expect(describeError(error)).toEqual({
       code: Code.AlreadyExists,
       reason: ErrorReason.REQUEST_ID_ALREADY_EXECUTED,
@@ -114,7 +124,10 @@ describe("answerCommitted()", () => {
     const h = open();
     const call = await h.call();
     const execution = await start(call, "owner-a");
-    const outcome = encodeStoredOutcome({ kind: "error", error: new ConnectError("declined", Code.FailedPrecondition) });
+    const outcome = encodeStoredOutcome({
+      kind: "error",
+      error: new ConnectError("declined", Code.FailedPrecondition),
+    });
     const error = await expectConnectError(
       (async () =>
         answerCommitted(call, execution, {

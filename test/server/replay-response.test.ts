@@ -8,7 +8,11 @@ import { createReplayResponse } from "../../src/server/replay-response.js";
 // protocol. They cannot prove that the gRPC encoding is negotiated right:
 // connect's copyHeaders deletes headers while iterating them, so the
 // prepared grpc-encoding happens to survive a missing one. Hence this check.
-function request(header: Record<string, string>, requestMethod = "POST", url = "http://h/demo.v1.PaymentService/CreatePayment"): UnaryRequest {
+function request(
+  header: Record<string, string>,
+  requestMethod = "POST",
+  url = "http://h/demo.v1.PaymentService/CreatePayment",
+): UnaryRequest {
   return {
     stream: false,
     service: PaymentService,

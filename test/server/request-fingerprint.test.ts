@@ -128,7 +128,12 @@ describe("fingerprintRequest()", () => {
       expect(second).toEqual({ ...first, replayed: "true" });
       expect(first.replayed).toBeUndefined();
       expect(server.runs).toHaveLength(1);
-      const changed = await postJson(server.baseUrl, { key: "json-order", text: "t", labels: { x: "1" }, numbers: [1, 2] });
+      const changed = await postJson(server.baseUrl, {
+        key: "json-order",
+        text: "t",
+        labels: { x: "1" },
+        numbers: [1, 2],
+      });
       expect(changed.status).toBe(400);
       expect(changed.body).toContain("REQUEST_ID_REUSED");
       expect(server.runs).toHaveLength(1);
@@ -136,8 +141,14 @@ describe("fingerprintRequest()", () => {
 
     it("gives the same request in binary and JSON the same fingerprint", async () => {
       const request = { key: "codec", text: "t", labels: { b: "2", a: "1" }, numbers: [1], delay: { seconds: 2n } };
-      const binary = createClient(FixtureService, createTestTransport(server.baseUrl, { protocol: "grpc", binary: true, gzip: false }));
-      const json = createClient(FixtureService, createTestTransport(server.baseUrl, { protocol: "connect", binary: false, gzip: false }));
+      const binary = createClient(
+        FixtureService,
+        createTestTransport(server.baseUrl, { protocol: "grpc", binary: true, gzip: false }),
+      );
+      const json = createClient(
+        FixtureService,
+        createTestTransport(server.baseUrl, { protocol: "connect", binary: false, gzip: false }),
+      );
       const runs = server.runs.length;
       const first = await binary.opaque(request);
       expect(await json.opaque({ ...request, labels: { a: "1", b: "2" } })).toEqual(first);

@@ -37,7 +37,12 @@ function refusal(method: DescMethodUnary, id: string) {
     readId(method, id);
   } catch (error) {
     if (!(error instanceof ConnectError)) throw error;
-    return { code: error.code, reason: findErrorReason(error), message: error.rawMessage, field: error.findDetails(ErrorInfoSchema)[0]?.metadata.field };
+    return {
+      code: error.code,
+      reason: findErrorReason(error),
+      message: error.rawMessage,
+      field: error.findDetails(ErrorInfoSchema)[0]?.metadata.field,
+    };
   }
   throw new Error(`expected ${JSON.stringify(id)} to be refused`);
 }

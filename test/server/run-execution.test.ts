@@ -91,8 +91,14 @@ describe("runExecution()", () => {
     const record = await h.record(call);
     expect(record).toMatchObject({ status: "completed", outcomeCode: Code.FailedPrecondition });
     const stored = storedValue(record);
-    expect(stored.kind === "error" && [stored.error.code, stored.error.rawMessage]).toEqual([Code.FailedPrecondition, "insufficient funds"]);
-    expect(h.events.map((e) => [e.type, e.code])).toEqual([["claimed", undefined], ["completed", Code.FailedPrecondition]]);
+    expect(stored.kind === "error" && [stored.error.code, stored.error.rawMessage]).toEqual([
+      Code.FailedPrecondition,
+      "insufficient funds",
+    ]);
+    expect(h.events.map((e) => [e.type, e.code])).toEqual([
+      ["claimed", undefined],
+      ["completed", Code.FailedPrecondition],
+    ]);
   });
 
   it("interrupts the record after an indefinite error: it stays, and the next claim takes it over as attempt 2", async () => {
@@ -102,7 +108,10 @@ describe("runExecution()", () => {
     const thrown = new ConnectError("bank timed out", Code.Unavailable);
     expect(await expectConnectError(claimAndRun(call, "owner-a", () => Promise.reject(thrown)))).toBe(thrown);
     expect(await h.record(call)).toMatchObject({ status: "interrupted", owner: "owner-a", attempt: 1 });
-    expect(h.events.map((e) => [e.type, e.code])).toEqual([["claimed", undefined], ["interrupted", Code.Unavailable]]);
+    expect(h.events.map((e) => [e.type, e.code])).toEqual([
+      ["claimed", undefined],
+      ["interrupted", Code.Unavailable],
+    ]);
     let seen: IdempotencyContextValue | undefined;
     const retry = await h.call({ requestId });
     await claimAndRun(retry, "owner-b", async (req) => {
@@ -115,9 +124,14 @@ describe("runExecution()", () => {
   it("releases the record after an error of a released code, so that a retry runs afresh as attempt 1", async () => {
     const h = open();
     const call = await h.call();
-    await expectConnectError(claimAndRun(call, "owner-a", () => Promise.reject(new ConnectError("who?", Code.Unauthenticated))));
+    await expectConnectError(
+      claimAndRun(call, "owner-a", () => Promise.reject(new ConnectError("who?", Code.Unauthenticated))),
+    );
     expect(await h.record(call)).toBeUndefined();
-    expect(h.events.map((e) => [e.type, e.code])).toEqual([["claimed", undefined], ["released", Code.Unauthenticated]]);
+    expect(h.events.map((e) => [e.type, e.code])).toEqual([
+      ["claimed", undefined],
+      ["released", Code.Unauthenticated],
+    ]);
     expect(h.inFlight.size).toBe(0);
   });
 
@@ -130,7 +144,9 @@ describe("runExecution()", () => {
       [storeOnError, Code.Unavailable],
     ] as const) {
       const call = await h.call();
-      await expectConnectError(claimAndRun(call, "owner-a", () => Promise.reject(mark(new ConnectError("marked", code)))));
+      await expectConnectError(
+        claimAndRun(call, "owner-a", () => Promise.reject(mark(new ConnectError("marked", code)))),
+      );
       outcomes.push((await h.record(call))?.status);
     }
     expect(outcomes).toEqual([undefined, "interrupted", "completed"]);
@@ -139,10 +155,15 @@ describe("runExecution()", () => {
   it("stores a thrown non-ConnectError as the internal error the client sees", async () => {
     const h = open();
     const call = await h.call();
-    const error = await claimAndRun(call, "owner-a", () => Promise.reject(new TypeError("oops"))).catch((e: unknown) => e);
+    const error = await claimAndRun(call, "owner-a", () => Promise.reject(new TypeError("oops"))).catch(
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(TypeError);
     const stored = storedValue(await h.record(call));
-    expect(stored.kind === "error" && [stored.error.code, stored.error.rawMessage]).toEqual([Code.Internal, "internal error"]);
+    expect(stored.kind === "error" && [stored.error.code, stored.error.rawMessage]).toEqual([
+      Code.Internal,
+      "internal error",
+    ]);
   });
 
   it("answers the caller while a failed write is retried in the background; duplicates of this process get the outcome meanwhile", async () => {
@@ -191,7 +212,9 @@ describe("runExecution()", () => {
     expect(answer.header.get(replayedHeader)).toBe("true");
     expect(await h.record(first)).toMatchObject({ status: "completed", owner: "owner-b", attempt: 2 });
     const stored = storedValue(await h.record(first));
-    expect(stored.kind === "response" && fromBinary(CreatePaymentResponseSchema, stored.response).payment?.paymentId).toBe("pay_2");
+    expect(
+      stored.kind === "response" && fromBinary(CreatePaymentResponseSchema, stored.response).payment?.paymentId,
+    ).toBe("pay_2");
     expect(h.events.map((e) => e.type)).toContain("claim_lost");
     expect(h.events.map((e) => e.type)).not.toContain("completed");
   });

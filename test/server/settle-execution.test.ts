@@ -70,8 +70,17 @@ describe("storeOutcome()", () => {
     const waiting = waitInProcess(h, call);
     const form = responseForm(call, "pay_1");
     expect(await storeOutcome(call, execution, form)).toBe("stored");
-    expect(await h.record(call)).toMatchObject({ status: "completed", owner: "owner-a", attempt: 1, outcome: form.bytes });
-    expect(await waiting).toMatchObject({ kind: "outcome", outcome: form.bytes, firstExecutedAt: execution.firstExecutedAt });
+    expect(await h.record(call)).toMatchObject({
+      status: "completed",
+      owner: "owner-a",
+      attempt: 1,
+      outcome: form.bytes,
+    });
+    expect(await waiting).toMatchObject({
+      kind: "outcome",
+      outcome: form.bytes,
+      firstExecutedAt: execution.firstExecutedAt,
+    });
     expect(h.inFlight.size).toBe(0);
     expect(execution.expiresAt).toBeLessThanOrEqual((await h.record(call))?.expiresAt ?? 0);
   });
@@ -148,7 +157,10 @@ describe("interruptExecution()", () => {
     await interruptExecution(call, execution, Code.Unavailable);
     expect(await h.record(call)).toMatchObject({ status: "interrupted", owner: "owner-a", attempt: 1 });
     expect(await waiting).toEqual({ kind: "released" });
-    expect(h.events.map((e) => [e.type, e.code])).toEqual([["claimed", undefined], ["interrupted", Code.Unavailable]]);
+    expect(h.events.map((e) => [e.type, e.code])).toEqual([
+      ["claimed", undefined],
+      ["interrupted", Code.Unavailable],
+    ]);
   });
 
   it("changes nothing when the execution is a stale attempt", async () => {
@@ -184,8 +196,14 @@ describe("releaseExecution()", () => {
     await releaseExecution(call, execution, Code.Unauthenticated);
     expect(await h.record(call)).toBeUndefined();
     expect(await waiting).toEqual({ kind: "released" });
-    expect(h.events.map((e) => [e.type, e.code])).toEqual([["claimed", undefined], ["released", Code.Unauthenticated]]);
-    expect(await claimKey(await h.call({ requestId }), "owner-b")).toMatchObject({ replaced: "none", record: { attempt: 1 } });
+    expect(h.events.map((e) => [e.type, e.code])).toEqual([
+      ["claimed", undefined],
+      ["released", Code.Unauthenticated],
+    ]);
+    expect(await claimKey(await h.call({ requestId }), "owner-b")).toMatchObject({
+      replaced: "none",
+      record: { attempt: 1 },
+    });
   });
 
   it("never deletes the successor's claim when the execution is a stale attempt", async () => {
@@ -206,6 +224,9 @@ describe("releaseExecution()", () => {
     expect(h.events.at(-1)).toMatchObject({ type: "store_error", operation: "release", willRetry: false });
     expect((await h.record(call))?.status).toBe("in_progress");
     h.clock.advance(stepLeaseMs + stepLeaseGraceMs);
-    expect(await claimKey(await h.call({ requestId }), "owner-b")).toMatchObject({ replaced: "takeover", record: { attempt: 2 } });
+    expect(await claimKey(await h.call({ requestId }), "owner-b")).toMatchObject({
+      replaced: "takeover",
+      record: { attempt: 2 },
+    });
   });
 });

@@ -10,7 +10,10 @@ describe("stored outcome", () => {
   it("round-trips an execution kept without its response, and never stores the idempotency headers", () => {
     const bytes = encodeStoredOutcome({ kind: "executed", resourceName: "payments/pay_1" });
     const stored = fromBinary(StoredOutcomeSchema, bytes);
-    expect(stored.result).toEqual({ case: "executed", value: expect.objectContaining({ resourceName: "payments/pay_1" }) });
+    expect(stored.result).toEqual({
+      case: "executed",
+      value: expect.objectContaining({ resourceName: "payments/pay_1" }),
+    });
     expect(decodeStoredOutcome(bytes)).toEqual({ kind: "executed", resourceName: "payments/pay_1" });
     const response = encodeStoredOutcome({
       kind: "response",
@@ -62,7 +65,10 @@ describe("stored outcome", () => {
     }
     expect(decoded.error.code).toBe(Code.FailedPrecondition);
     expect(decoded.error.rawMessage).toBe("card declined");
-    expect(decoded.error.findDetails(ErrorInfoSchema)[0]).toMatchObject({ reason: "CARD_DECLINED", domain: "bank.example" });
+    expect(decoded.error.findDetails(ErrorInfoSchema)[0]).toMatchObject({
+      reason: "CARD_DECLINED",
+      domain: "bank.example",
+    });
     expect(decoded.error.findDetails(RetryInfoSchema)[0]?.retryDelay?.seconds).toBe(3n);
     expect([...decoded.error.metadata]).toEqual([["x-decline", "51"]]);
   });
@@ -72,7 +78,11 @@ describe("stored outcome", () => {
       { response: new Uint8Array(0), header: [], trailer: [] },
       { response: new Uint8Array(200).fill(3), header: [], trailer: [] },
       // Only protocol headers, which are left out: lengths of one, two and three varint bytes.
-      { response: new Uint8Array(127).fill(1), header: [["content-type", "application/proto"]], trailer: [["grpc-status", "0"]] },
+      {
+        response: new Uint8Array(127).fill(1),
+        header: [["content-type", "application/proto"]],
+        trailer: [["grpc-status", "0"]],
+      },
       { response: new Uint8Array(16_384).fill(2), header: [["grpc-encoding", "gzip"]], trailer: [] },
       { response: new Uint8Array([10, 3, 97, 98, 99]), header: [["x-region", "eu"]], trailer: [] },
       {
@@ -101,7 +111,9 @@ describe("stored outcome", () => {
           trailer: [...trailers].filter(([name]) => !isProtocolHeader(name)).map(([name, value]) => ({ name, value })),
         }),
       );
-      expect(encodeStoredOutcome({ kind: "response", response, header: headers, trailer: trailers })).toEqual(reflective);
+      expect(encodeStoredOutcome({ kind: "response", response, header: headers, trailer: trailers })).toEqual(
+        reflective,
+      );
     }
   });
 

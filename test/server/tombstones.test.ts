@@ -54,7 +54,12 @@ const stores: readonly { name: string; open: () => Promise<StoreUnderTest> }[] =
     open: async () => {
       await databaseClock.reset();
       const pool: pg.Pool = databaseClock.pool();
-      const store = await createPostgresStore({ pool, schema: schema.name, table: schema.nextTable(), sweepIntervalMs: 0 });
+      const store = await createPostgresStore({
+        pool,
+        schema: schema.name,
+        table: schema.nextTable(),
+        sweepIntervalMs: 0,
+      });
       return {
         store,
         // Unused by a PostgreSQL store, which reads the database's clock.
@@ -90,7 +95,10 @@ describe.each(stores)("tombstones on $name", (storeKind) => {
         },
       },
       routes: (router, store) =>
-        router.service(IdempotencyService, createIdempotencyService({ store, services: [PaymentService, FixtureService] })),
+        router.service(
+          IdempotencyService,
+          createIdempotencyService({ store, services: [PaymentService, FixtureService] }),
+        ),
     });
   });
 
@@ -116,12 +124,18 @@ describe.each(stores)("tombstones on $name", (storeKind) => {
     expect(record?.expiresAt).toBe((record?.updatedAt ?? 0) + retention + tombstoneRetention);
     // `idempotency-expires` is the end of the replay window, not of the tombstone.
     const again = captureMetadata();
-    await payments().createPayment({ requestId, accountId: "acct_1", amountMinor: 100n, currency: "EUR" }, again.options);
+    await payments().createPayment(
+      { requestId, accountId: "acct_1", amountMinor: 100n, currency: "EUR" },
+      again.options,
+    );
     expect(again.seen.header.get("idempotency-expires")).toBe(new Date(record?.replayUntil ?? 0).toISOString());
 
     await subject.travel(retention + margin);
     const error = await expectConnectError(pay(requestId));
-    expect(describeError(error)).toMatchObject({ code: Code.FailedPrecondition, reason: ErrorReason.REQUEST_ID_EXPIRED });
+    expect(describeError(error)).toMatchObject({
+      code: Code.FailedPrecondition,
+      reason: ErrorReason.REQUEST_ID_EXPIRED,
+    });
     expect(errorInfo(error)).toMatchObject({
       completed_at: new Date(record?.updatedAt ?? 0).toISOString(),
       original_code: "0",
@@ -132,7 +146,10 @@ describe.each(stores)("tombstones on $name", (storeKind) => {
 
     // Another payload under the same ID is a reuse, tombstone or not.
     const reused = await expectConnectError(pay(requestId, "acct_1", 999n));
-    expect(describeError(reused)).toMatchObject({ code: Code.FailedPrecondition, reason: ErrorReason.REQUEST_ID_REUSED });
+    expect(describeError(reused)).toMatchObject({
+      code: Code.FailedPrecondition,
+      reason: ErrorReason.REQUEST_ID_REUSED,
+    });
     expect(runsOf(requestId)).toBe(1);
   });
 
@@ -187,22 +204,36 @@ describe.each(stores)("tombstones on $name", (storeKind) => {
     await server.store.sweep({ limit: 1_000 });
     expect(await lookupOutcome(transport(), PaymentService.method.createPayment, requestId)).toMatchObject(expected);
     await subject.travel(tombstoneRetention);
-    expect(await lookupOutcome(transport(), PaymentService.method.createPayment, requestId)).toEqual({ state: "unknown" });
+    expect(await lookupOutcome(transport(), PaymentService.method.createPayment, requestId)).toEqual({
+      state: "unknown",
+    });
   });
 });
 
 describe("tombstone periods", () => {
   it("0 keeps no tombstone; a method's tombstone_retention overrides the option", async () => {
-    const server = await startIdempotencyTestServer({ interceptor: { retentionMs: retention, tombstoneRetentionMs: 0 } });
+    const server = await startIdempotencyTestServer({
+      interceptor: { retentionMs: retention, tombstoneRetentionMs: 0 },
+    });
     try {
-      const payments = createClient(PaymentService, createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }));
-      const fixture = createClient(FixtureService, createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }));
+      const payments = createClient(
+        PaymentService,
+        createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }),
+      );
+      const fixture = createClient(
+        FixtureService,
+        createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }),
+      );
       const requestId = crypto.randomUUID();
       await payments.createPayment({ requestId, accountId: "a", amountMinor: 1n, currency: "EUR" });
       // fixture.v1.FixtureService/Stamped keeps a tombstone for an hour.
       const stampedId = crypto.randomUUID();
       await fixture.stamped({ requestId: stampedId, text: "t" });
-      const stamped = await server.store.get({ scope: "", method: "fixture.v1.FixtureService/Stamped", key: stampedId });
+      const stamped = await server.store.get({
+        scope: "",
+        method: "fixture.v1.FixtureService/Stamped",
+        key: stampedId,
+      });
       expect(stamped?.expiresAt).toBe((stamped?.updatedAt ?? 0) + retention + 3_600_000);
 
       server.clock.advance(retention);
@@ -221,15 +252,24 @@ describe("tombstone periods", () => {
   it("a REJECT-mode method's tombstone refuses as REQUEST_ID_EXPIRED too, after the default 24 h", async () => {
     const server = await startIdempotencyTestServer();
     try {
-      const fixture = createClient(FixtureService, createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }));
+      const fixture = createClient(
+        FixtureService,
+        createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }),
+      );
       const requestId = crypto.randomUUID();
       await fixture.reject({ requestId, text: "t" });
       server.clock.advance(24 * 60 * minute - 1);
       const duplicate = await expectConnectError(fixture.reject({ requestId, text: "t" }));
-      expect(describeError(duplicate)).toMatchObject({ code: Code.AlreadyExists, reason: ErrorReason.REQUEST_ID_ALREADY_EXECUTED });
+      expect(describeError(duplicate)).toMatchObject({
+        code: Code.AlreadyExists,
+        reason: ErrorReason.REQUEST_ID_ALREADY_EXECUTED,
+      });
       server.clock.advance(1);
       const expired = await expectConnectError(fixture.reject({ requestId, text: "t" }));
-      expect(describeError(expired)).toMatchObject({ code: Code.FailedPrecondition, reason: ErrorReason.REQUEST_ID_EXPIRED });
+      expect(describeError(expired)).toMatchObject({
+        code: Code.FailedPrecondition,
+        reason: ErrorReason.REQUEST_ID_EXPIRED,
+      });
       expect(server.runs.filter((run) => run.requestId === requestId)).toHaveLength(1);
       // The default tombstone period: 30 days.
       server.clock.advance(30 * 24 * 60 * minute);
@@ -242,9 +282,9 @@ describe("tombstone periods", () => {
 
   it("refuses a negative or non-finite tombstoneRetentionMs at construction", async () => {
     for (const tombstoneRetention of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
-      await expect(startIdempotencyTestServer({ interceptor: { tombstoneRetentionMs: tombstoneRetention } })).rejects.toThrow(
-        /tombstoneRetentionMs must be zero or a positive number of milliseconds/,
-      );
+      await expect(
+        startIdempotencyTestServer({ interceptor: { tombstoneRetentionMs: tombstoneRetention } }),
+      ).rejects.toThrow(/tombstoneRetentionMs must be zero or a positive number of milliseconds/);
     }
   });
 });

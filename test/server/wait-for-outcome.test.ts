@@ -34,7 +34,11 @@ describe("waitFor()", () => {
     const waiting = waitFor(duplicate, (ms) => local.wait(ms, duplicate.req.signal));
     await sleep(20);
     expect(await storeOutcome(first, execution, { bytes: outcomeBytes, code: undefined })).toBe("stored");
-    expect(await waiting).toMatchObject({ kind: "outcome", outcome: outcomeBytes, firstExecutedAt: execution.firstExecutedAt });
+    expect(await waiting).toMatchObject({
+      kind: "outcome",
+      outcome: outcomeBytes,
+      firstExecutedAt: execution.firstExecutedAt,
+    });
     expect(h.events.filter((e) => e.type === "waited")).toMatchObject([{ waitResult: "outcome" }]);
     expect(h.events.filter((e) => e.type === "waited")[0]?.waitedMs).toBeGreaterThanOrEqual(15);
   });
@@ -101,7 +105,12 @@ describe("recordState()", () => {
     const call = await h.call();
     const claim = await claimKey(call, "owner-a");
     h.clock.advance(7);
-    await h.raw.complete({ ...ownerOf(call.record, claim.record), outcome: outcomeBytes, retentionMs: 60_000, tombstoneMs: 1_000 });
+    await h.raw.complete({
+      ...ownerOf(call.record, claim.record),
+      outcome: outcomeBytes,
+      retentionMs: 60_000,
+      tombstoneMs: 1_000,
+    });
     const record = (await h.record(call))!;
     const reader = await h.call({ requestId: call.record.key });
     reader.fingerprint = "an older form that matched";
@@ -122,7 +131,12 @@ describe("recordState()", () => {
     const h = open();
     const call = await h.call();
     const claim = await claimKey(call, "owner-a");
-    await h.raw.complete({ ...ownerOf(call.record, claim.record), outcome: outcomeBytes, retentionMs: 60_000, tombstoneMs: 60_000 });
+    await h.raw.complete({
+      ...ownerOf(call.record, claim.record),
+      outcome: outcomeBytes,
+      retentionMs: 60_000,
+      tombstoneMs: 60_000,
+    });
     h.clock.advance(60_000);
     expect((await h.record(call))?.status).toBe("tombstoned");
     expect(recordState(call, await h.record(call))).toEqual({ kind: "released" });
@@ -198,11 +212,16 @@ describe("pollRecord()", () => {
     expect(await pollRecord(duplicate, 2_000)).toMatchObject({ kind: "outcome" });
     const storeErrors = h.events.filter((e) => e.type === "store_error");
     expect(storeErrors.length).toBeGreaterThan(0);
-    expect(new Set(storeErrors.map((e) => `${e.operation} willRetry=${e.willRetry}`))).toEqual(new Set(["get willRetry=true"]));
+    expect(new Set(storeErrors.map((e) => `${e.operation} willRetry=${e.willRetry}`))).toEqual(
+      new Set(["get willRetry=true"]),
+    );
   });
 
   it("fails with DATA_LOSS STORE_CORRUPT on a damaged record rather than take it for an absent one", async () => {
-    const h = open({}, (raw) => ({ ...raw, get: (key) => Promise.reject(createStoreCorruptError(key, "checksum mismatch")) }));
+    const h = open({}, (raw) => ({
+      ...raw,
+      get: (key) => Promise.reject(createStoreCorruptError(key, "checksum mismatch")),
+    }));
     const error = await expectConnectError(pollRecord(await h.call(), 2_000));
     expect(describeError(error)).toMatchObject({ code: Code.DataLoss, reason: ErrorReason.STORE_CORRUPT });
   });

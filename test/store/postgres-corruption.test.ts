@@ -39,7 +39,9 @@ async function open(): Promise<PostgresStore> {
 
 async function completed(store: PostgresStore, key: RecordKey, i = 1): Promise<void> {
   expect((await store.claim(claimOf(key, `owner-${i}`))).kind).toBe("claimed");
-  expect(await store.complete({ key, owner: `owner-${i}`, attempt: 1, outcome: outcomeOf(i), retentionMs: day })).toBe(true);
+  expect(await store.complete({ key, owner: `owner-${i}`, attempt: 1, outcome: outcomeOf(i), retentionMs: day })).toBe(
+    true,
+  );
 }
 
 describe("a PostgreSQL record whose checksum does not match", () => {
@@ -71,7 +73,15 @@ describe("a PostgreSQL record whose checksum does not match", () => {
     const store = await open();
     const key = { scope: "acme", method, key: "order-1" };
     expect((await store.claim(claimOf(key, "owner-1"))).kind).toBe("claimed");
-    await store.complete({ key, owner: "owner-1", attempt: 1, outcome: outcomeOf(1), retentionMs: day, tombstoneMs: 30 * day, outcomeCode: 0 });
+    await store.complete({
+      key,
+      owner: "owner-1",
+      attempt: 1,
+      outcome: outcomeOf(1),
+      retentionMs: day,
+      tombstoneMs: 30 * day,
+      outcomeCode: 0,
+    });
     expect((await store.get(key))?.replayUntil).toBeDefined();
     await schema.admin.query(`UPDATE ${schema.name}.${store.table} SET ${damage}`);
     await expect(store.claim(claimOf(key, "retry"))).rejects.toSatisfy(isStoreCorruptError);
@@ -88,7 +98,9 @@ describe("a PostgreSQL record whose checksum does not match", () => {
     await schema.admin.query(`UPDATE ${schema.name}.${store.table} SET checksum = NULL`);
     const claim = await store.claim(claimOf(key, "retry"));
     expect(claim.kind).toBe("existing");
-    expect(Buffer.from(claim.kind === "existing" ? (claim.record.outcome ?? []) : [])).toEqual(Buffer.from(outcomeOf(1)));
+    expect(Buffer.from(claim.kind === "existing" ? (claim.record.outcome ?? []) : [])).toEqual(
+      Buffer.from(outcomeOf(1)),
+    );
   });
 
   describe("through the interceptor", () => {
@@ -114,7 +126,9 @@ describe("a PostgreSQL record whose checksum does not match", () => {
       const error = await expectConnectError(payments.createPayment(request));
       expect(describeError(error)).toMatchObject({ code: Code.DataLoss, reason: ErrorReason.STORE_CORRUPT });
       expect(server.runs).toHaveLength(1);
-      expect(server.events.some((event) => event.type === "store_error" && isStoreCorruptError(event.error))).toBe(true);
+      expect(server.events.some((event) => event.type === "store_error" && isStoreCorruptError(event.error))).toBe(
+        true,
+      );
       // With the bit flipped back, it replays again.
       await schema.admin.query(flip);
       expect(await payments.createPayment(request)).toEqual(first);

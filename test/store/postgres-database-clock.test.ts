@@ -16,7 +16,11 @@ const skewMs = 60_000;
 const schema = useTestSchema("pgclockskew");
 
 /** Claims in a child process whose clock runs `skew` ahead (libfaketime), on its own store of `table`. */
-async function claimFromSkewedProcess(table: string, input: ClaimInput, skew: string): Promise<{ localNow: number; result: ClaimResult }> {
+async function claimFromSkewedProcess(
+  table: string,
+  input: ClaimInput,
+  skew: string,
+): Promise<{ localNow: number; result: ClaimResult }> {
   const { stdout } = await promisify(execFile)(
     process.execPath,
     ["--import", "tsx", claimProcess, testConnectionString, schema.name, table, JSON.stringify(input)],
@@ -86,7 +90,13 @@ describe("the PostgreSQL store's clock", () => {
       expect((await store.get(claimInput("").key))?.owner).toBe("first-owner");
       // And the first owner still completes it.
       expect(
-        await store.complete({ key: claimInput("").key, owner: "first-owner", attempt: 1, outcome: new Uint8Array([1]), retentionMs: 60_000 }),
+        await store.complete({
+          key: claimInput("").key,
+          owner: "first-owner",
+          attempt: 1,
+          outcome: new Uint8Array([1]),
+          retentionMs: 60_000,
+        }),
       ).toBe(true);
     } finally {
       await store.close();

@@ -29,7 +29,14 @@ function claimInput(key: string, overrides: Partial<ClaimInput> = {}): ClaimInpu
 }
 
 function completion(input: ClaimInput, attempt = 1, overrides: Partial<CompleteInput> = {}): CompleteInput {
-  return { key: input.key, owner: input.owner, attempt, outcome: new Uint8Array([1, 2, 3]), retentionMs: 600_000, ...overrides };
+  return {
+    key: input.key,
+    owner: input.owner,
+    attempt,
+    outcome: new Uint8Array([1, 2, 3]),
+    retentionMs: 600_000,
+    ...overrides,
+  };
 }
 
 let opened: { store: PostgresStore; pool: pg.Pool } | undefined;
@@ -111,7 +118,10 @@ describe("PostgreSQL group commit", () => {
     // The second claim of the key went in a statement of its own, after the first answered, then read the record.
     expect(statements()).toEqual(["claim", "claim", "SELECT"]);
     // Two completions of one key in one turn: the retried one reports success too, as it would alone.
-    expect(await Promise.all([store.complete(completion(first)), store.complete(completion(first))])).toEqual([true, true]);
+    expect(await Promise.all([store.complete(completion(first)), store.complete(completion(first))])).toEqual([
+      true,
+      true,
+    ]);
   });
 
   it("gives every claim of one batch its own outcome: new, expired, taken over, interrupted, held, replayed", async () => {
@@ -145,16 +155,34 @@ describe("PostgreSQL group commit", () => {
     const results = Object.fromEntries(
       await Promise.all(entries.map(async ([name, input]) => [name, await store.claim(input)] as const)),
     ) as Record<keyof typeof batch, ClaimResult>;
-    expect(results.fresh).toMatchObject({ kind: "claimed", replaced: "none", record: { owner: batch.fresh.owner, attempt: 1 } });
-    expect(results.completed).toMatchObject({ kind: "existing", record: { status: "completed", owner: completed.owner } });
-    expect(results.expired).toMatchObject({ kind: "claimed", replaced: "expired", record: { owner: batch.expired.owner, attempt: 1 } });
-    expect(results.dead).toMatchObject({ kind: "claimed", replaced: "takeover", record: { owner: batch.dead.owner, attempt: 2 } });
+    expect(results.fresh).toMatchObject({
+      kind: "claimed",
+      replaced: "none",
+      record: { owner: batch.fresh.owner, attempt: 1 },
+    });
+    expect(results.completed).toMatchObject({
+      kind: "existing",
+      record: { status: "completed", owner: completed.owner },
+    });
+    expect(results.expired).toMatchObject({
+      kind: "claimed",
+      replaced: "expired",
+      record: { owner: batch.expired.owner, attempt: 1 },
+    });
+    expect(results.dead).toMatchObject({
+      kind: "claimed",
+      replaced: "takeover",
+      record: { owner: batch.dead.owner, attempt: 2 },
+    });
     expect(results.interrupted).toMatchObject({
       kind: "claimed",
       replaced: "takeover",
       record: { owner: batch.interrupted.owner, attempt: 2, status: "in_progress" },
     });
-    expect(results.otherPayload).toMatchObject({ kind: "existing", record: { owner: otherPayload.owner, fingerprint } });
+    expect(results.otherPayload).toMatchObject({
+      kind: "existing",
+      record: { owner: otherPayload.owner, fingerprint },
+    });
     expect(results.held).toMatchObject({ kind: "existing", record: { status: "in_progress", owner: held.owner } });
     // One claim statement for all seven, then a read for each of the three it did not claim.
     expect(statements()).toEqual(["claim", "SELECT", "SELECT", "SELECT"]);
@@ -188,7 +216,11 @@ describe("PostgreSQL group commit", () => {
     }
     await clock.travel(5000);
     const successor = claimInput("taken-over");
-    expect(await store.claim(successor)).toMatchObject({ kind: "claimed", replaced: "takeover", record: { attempt: 2 } });
+    expect(await store.claim(successor)).toMatchObject({
+      kind: "claimed",
+      replaced: "takeover",
+      record: { attempt: 2 },
+    });
     // The same owner token, taken over by itself: attempt 2 holds the key, attempt 1 does not.
     expect(await store.claim(wrongAttempt)).toMatchObject({ kind: "claimed", record: { attempt: 2 } });
     expect(await store.complete(completion(done))).toBe(true);
@@ -216,7 +248,12 @@ describe("PostgreSQL group commit", () => {
     ]);
     expect(results).toEqual([false, true, false, true, false]);
     expect(statements()).toEqual(["complete"]);
-    expect(await store.get(takenOver.key)).toMatchObject({ status: "in_progress", owner: successor.owner, attempt: 2, outcome: undefined });
+    expect(await store.get(takenOver.key)).toMatchObject({
+      status: "in_progress",
+      owner: successor.owner,
+      attempt: 2,
+      outcome: undefined,
+    });
     expect(await store.get(mine.key)).toMatchObject({ status: "completed", outcome: new Uint8Array([1]) });
     expect(await store.get(wrongAttempt.key)).toMatchObject({ status: "in_progress", attempt: 2, outcome: undefined });
     expect(await store.get(interrupted.key)).toMatchObject({ status: "interrupted", outcome: undefined });
@@ -275,7 +312,12 @@ END $$`);
 
   it("never deadlocks concurrent batches of two stores that claim the same keys in opposite orders", async () => {
     const { store } = await openStore();
-    const other = await createPostgresStore({ pool: clock.pool(), schema: schema.name, table: store.table, sweepIntervalMs: 0 });
+    const other = await createPostgresStore({
+      pool: clock.pool(),
+      schema: schema.name,
+      table: store.table,
+      sweepIntervalMs: 0,
+    });
     try {
       const keys = Array.from({ length: 50 }, (_, i) => `contended-${String(i).padStart(2, "0")}`);
       for (let round = 0; round < 5; round++) {
@@ -298,7 +340,9 @@ describe("PostgreSQL prepared statements", () => {
   async function preparedOn(preparedStatements: boolean | undefined): Promise<string[]> {
     const pool = clock.pool();
     const options = { pool, schema: schema.name, table: schema.nextTable(), sweepIntervalMs: 0 };
-    const store = await createPostgresStore(preparedStatements === undefined ? options : { ...options, preparedStatements });
+    const store = await createPostgresStore(
+      preparedStatements === undefined ? options : { ...options, preparedStatements },
+    );
     try {
       const input = claimInput("prepared");
       expect((await store.claim(input)).kind).toBe("claimed");

@@ -14,7 +14,12 @@ import {
   postgresSchemaVersion,
 } from "../../src/store/postgres/postgres-migrations.js";
 import { describeStoreConformance } from "../conformance/store-conformance.js";
-import { createTestSchema, terminateBackends, testConnectionString, useTestSchema } from "../support/postgres-database.js";
+import {
+  createTestSchema,
+  terminateBackends,
+  testConnectionString,
+  useTestSchema,
+} from "../support/postgres-database.js";
 import { useTestDatabaseClock } from "../support/postgres-test-clock.js";
 import { startTcpProxy } from "../support/tcp-proxy.js";
 
@@ -73,7 +78,9 @@ describe("PostgreSQL migrations", () => {
     const table = schema.nextTable();
     const store = await schema.openStore({ table });
     try {
-      const meta = await schema.admin.query(`SELECT table_name, schema_version FROM ${schema.name}.${postgresMetaTable}`);
+      const meta = await schema.admin.query(
+        `SELECT table_name, schema_version FROM ${schema.name}.${postgresMetaTable}`,
+      );
       expect(meta.rows).toContainEqual({ table_name: table, schema_version: postgresSchemaVersion });
       const columns = await schema.admin.query<{ column_name: string; data_type: string }>(
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
@@ -139,18 +146,26 @@ describe("PostgreSQL migrations", () => {
     await schema.admin.query(
       `ALTER TABLE ${schema.name}.${table} DROP COLUMN interrupted, DROP COLUMN checksum, DROP COLUMN replay_until, DROP COLUMN outcome_code`,
     );
-    await schema.admin.query(`UPDATE ${schema.name}.${postgresMetaTable} SET schema_version = 2 WHERE table_name = $1`, [table]);
+    await schema.admin.query(
+      `UPDATE ${schema.name}.${postgresMetaTable} SET schema_version = 2 WHERE table_name = $1`,
+      [table],
+    );
 
     const second = await schema.openStore({ table });
     try {
-      const meta = await schema.admin.query(`SELECT schema_version FROM ${schema.name}.${postgresMetaTable} WHERE table_name = $1`, [
-        table,
-      ]);
+      const meta = await schema.admin.query(
+        `SELECT schema_version FROM ${schema.name}.${postgresMetaTable} WHERE table_name = $1`,
+        [table],
+      );
       expect(meta.rows).toEqual([{ schema_version: postgresSchemaVersion }]);
       expect(await second.get(input.key)).toMatchObject({ status: "in_progress", attempt: 1, owner: "owner-1" });
       expect(await second.interrupt({ key: input.key, owner: "owner-1", attempt: 1 })).toBe(true);
       const takeover = await second.claim(claimInput("running", "owner-2"));
-      expect(takeover).toMatchObject({ kind: "claimed", replaced: "takeover", record: { attempt: 2, status: "in_progress" } });
+      expect(takeover).toMatchObject({
+        kind: "claimed",
+        replaced: "takeover",
+        record: { attempt: 2, status: "in_progress" },
+      });
     } finally {
       await second.close();
     }
@@ -170,8 +185,12 @@ describe("PostgreSQL migrations", () => {
       const stores = opened.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
       try {
         expect(opened.filter((result) => result.status === "rejected")).toEqual([]);
-        const meta = await fresh.admin.query(`SELECT table_name, schema_version FROM ${fresh.name}.${postgresMetaTable}`);
-        expect(meta.rows).toEqual([{ table_name: "connect_idempotency_records", schema_version: postgresSchemaVersion }]);
+        const meta = await fresh.admin.query(
+          `SELECT table_name, schema_version FROM ${fresh.name}.${postgresMetaTable}`,
+        );
+        expect(meta.rows).toEqual([
+          { table_name: "connect_idempotency_records", schema_version: postgresSchemaVersion },
+        ]);
         // Every store works on the one table.
         expect((await stores[0]!.claim(claimInput("shared"))).kind).toBe("claimed");
         expect((await stores[5]!.claim(claimInput("shared"))).kind).toBe("existing");
@@ -186,9 +205,10 @@ describe("PostgreSQL migrations", () => {
   it("refuses a table migrated by a newer version, and ends the pool it opened", async () => {
     const table = schema.nextTable();
     await (await schema.openStore({ table })).close();
-    await schema.admin.query(`UPDATE ${schema.name}.${postgresMetaTable} SET schema_version = 99 WHERE table_name = $1`, [
-      table,
-    ]);
+    await schema.admin.query(
+      `UPDATE ${schema.name}.${postgresMetaTable} SET schema_version = 99 WHERE table_name = $1`,
+      [table],
+    );
     const applicationName = `pg-newer-${table}`;
     await expect(schema.openStore({ table, applicationName })).rejects.toThrow(/schema version 99, newer than/);
     await vi.waitFor(async () => expect(await countBackends(applicationName)).toBe(0));
@@ -211,7 +231,11 @@ SELECT 's', 'm', $1 || i, ${values} FROM generate_series(1, $2::int) AS i, (SELE
     const store = await schema.openStore({ table, sweepIntervalMs: 0 });
     // Expired and completed, expired with an ended lease, expired but with a
     // live lease (kept), and completed but unexpired (kept), by the database's clock.
-    await insertRows(table, 4_000, "'completed', 'f', 'o', now - 9000, now - 9000, now - 9000, now - 5000, '\\x01'::bytea");
+    await insertRows(
+      table,
+      4_000,
+      "'completed', 'f', 'o', now - 9000, now - 9000, now - 9000, now - 5000, '\\x01'::bytea",
+    );
     await schema.admin.query(
       `INSERT INTO ${schema.name}.${table} (scope, method, key, status, fingerprint, owner, created_at, updated_at, lease_until, expires_at)
 SELECT 's2', 'm', 'k' || i, 'in_progress', 'f', 'o', now - 9000, now - 9000, now - 1000, now - 1 FROM generate_series(1, 1000) AS i, (SELECT ${postgresClockMs} AS now) AS clock
@@ -306,10 +330,12 @@ describe("PostgreSQL identifiers", () => {
       await store.claim(control);
       const rows = await schema.admin.query(`SELECT scope, key FROM ${schema.name}.${table}`);
       expect(rows.rows).toHaveLength(2);
-      expect(rows.rows).toEqual(expect.arrayContaining([
-        { scope: "tenant", key: "Req-1 \\ 'quoted'" },
-        { scope: "t\u0001\u0002", key: "a\u0001\u0002b\u0001\u0001c" },
-      ]));
+      expect(rows.rows).toEqual(
+        expect.arrayContaining([
+          { scope: "tenant", key: "Req-1 \\ 'quoted'" },
+          { scope: "t\u0001\u0002", key: "a\u0001\u0002b\u0001\u0001c" },
+        ]),
+      );
       expect((await store.get(control.key))?.key).toBe("a\u0000b\u0001c");
     } finally {
       await store.close();
@@ -341,12 +367,23 @@ describe("PostgreSQL operations", () => {
     const proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
     url.host = `127.0.0.1:${proxy.port}`;
     const table = schema.nextTable();
-    const store = await createPostgresStore({ connectionString: url.toString(), schema: schema.name, table, sweepIntervalMs: 0 });
+    const store = await createPostgresStore({
+      connectionString: url.toString(),
+      schema: schema.name,
+      table,
+      sweepIntervalMs: 0,
+    });
     try {
       const input = claimInput("answer-lost", "owner-1");
       const claimed = await store.claim(input);
       expect(claimed.kind).toBe("claimed");
-      const done = { key: input.key, owner: "owner-1", attempt: 1, outcome: new Uint8Array([4, 2]), retentionMs: 60_000 };
+      const done = {
+        key: input.key,
+        owner: "owner-1",
+        attempt: 1,
+        outcome: new Uint8Array([4, 2]),
+        retentionMs: 60_000,
+      };
       proxy.swallowAnswers = true;
       const first = store.complete(done).then(
         (value) => ({ value }),
@@ -354,7 +391,9 @@ describe("PostgreSQL operations", () => {
       );
       // The database committed the completion; its answer is on its way to nobody.
       await vi.waitFor(async () => {
-        const row = await schema.admin.query(`SELECT status FROM ${schema.name}.${table} WHERE key = $1`, [input.key.key]);
+        const row = await schema.admin.query(`SELECT status FROM ${schema.name}.${table} WHERE key = $1`, [
+          input.key.key,
+        ]);
         expect(row.rows).toEqual([{ status: "completed" }]);
       });
       proxy.cutConnections();
@@ -362,7 +401,12 @@ describe("PostgreSQL operations", () => {
       proxy.swallowAnswers = false;
       // The caller retries what it does not know the outcome of: success, not "claim lost".
       expect(await store.complete(done)).toBe(true);
-      expect(await store.get(input.key)).toMatchObject({ status: "completed", owner: "owner-1", attempt: 1, outcome: new Uint8Array([4, 2]) });
+      expect(await store.get(input.key)).toMatchObject({
+        status: "completed",
+        owner: "owner-1",
+        attempt: 1,
+        outcome: new Uint8Array([4, 2]),
+      });
     } finally {
       await store.close();
       await proxy.close();
@@ -466,7 +510,15 @@ try {
 }`;
     const { stdout } = await promisify(execFile)(
       process.execPath,
-      ["--import", "tsx", "--import", `data:text/javascript,${encodeURIComponent(register)}`, "--input-type=module", "-e", script],
+      [
+        "--import",
+        "tsx",
+        "--import",
+        `data:text/javascript,${encodeURIComponent(register)}`,
+        "--input-type=module",
+        "-e",
+        script,
+      ],
       { cwd: new URL("../..", import.meta.url).pathname },
     );
     expect(stdout.trim()).toBe("createPostgresStore: needs the optional dependency pg (npm install pg)");

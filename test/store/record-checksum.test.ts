@@ -40,7 +40,19 @@ const fields: RecordChecksumFields = {
 
 describe("recordChecksum()", () => {
   it("hashes the documented layout, for negative, large and small lifetimes", () => {
-    for (const ms of [0, 1, -1, 0xffffffff, 0x1_0000_0000, -0x1_0000_0001, 2 ** 40 + 3, -(2 ** 52), 2 ** 53 - 1, -(2 ** 53 - 1), 2 ** 60]) {
+    for (const ms of [
+      0,
+      1,
+      -1,
+      0xffffffff,
+      0x1_0000_0000,
+      -0x1_0000_0001,
+      2 ** 40 + 3,
+      -(2 ** 52),
+      2 ** 53 - 1,
+      -(2 ** 53 - 1),
+      2 ** 60,
+    ]) {
       const withTail = { ...fields, lifetimeMs: ms, replayLifetimeMs: -ms };
       expect(recordChecksumHex(withTail)).toBe(reference(withTail));
       const running = { ...fields, lifetimeMs: ms, outcome: null, replayLifetimeMs: null, outcomeCode: null };

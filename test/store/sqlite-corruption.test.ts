@@ -46,7 +46,9 @@ async function fill(path: string, n: number): Promise<void> {
       Array.from({ length: Math.min(500, n - start) }, async (_, j) => {
         const i = start + j;
         expect((await store.claim(claimOf(i, "first"))).kind).toBe("claimed");
-        expect(await store.complete({ key: keyOf(i), owner: "first", attempt: 1, outcome: outcomeOf(i), retentionMs: day })).toBe(true);
+        expect(
+          await store.complete({ key: keyOf(i), owner: "first", attempt: 1, outcome: outcomeOf(i), retentionMs: day }),
+        ).toBe(true);
       }),
     );
   }
@@ -174,7 +176,9 @@ describe("a record whose checksum does not match", () => {
     raw.prepare("UPDATE connect_idempotency_records SET outcome = ? WHERE key = 'order-1'").run(Buffer.from("altered"));
     raw.close();
     await expect(store.claim(claimOf(1, "retry"))).rejects.toSatisfy(isStoreCorruptError);
-    await expect(store.get(keyOf(1))).rejects.toThrow(/order-1.* is damaged \(its checksum does not match what it holds\)/);
+    await expect(store.get(keyOf(1))).rejects.toThrow(
+      /order-1.* is damaged \(its checksum does not match what it holds\)/,
+    );
   });
 
   it("is not replaced when its expiry is damaged: the request does not run again", async () => {
@@ -198,7 +202,14 @@ describe("a record whose checksum does not match", () => {
     const opened = createSqliteStore({ path, sweepIntervalMs: 0 });
     store = opened;
     await opened.claim(claimOf(1, "first"));
-    await opened.complete({ key: keyOf(1), owner: "first", attempt: 1, outcome: outcomeOf(1), retentionMs: day, tombstoneMs: 30 * day });
+    await opened.complete({
+      key: keyOf(1),
+      owner: "first",
+      attempt: 1,
+      outcome: outcomeOf(1),
+      retentionMs: day,
+      tombstoneMs: 30 * day,
+    });
     expect((await opened.get(keyOf(1)))?.replayUntil).toBeDefined();
     const raw = new Database(path);
     raw.prepare(`UPDATE connect_idempotency_records SET ${damage} WHERE key = 'order-1'`).run();
@@ -217,7 +228,9 @@ describe("a record whose checksum does not match", () => {
     raw.close();
     const claim = await store.claim(claimOf(1, "retry"));
     expect(claim.kind).toBe("existing");
-    expect(Buffer.from(claim.kind === "existing" ? (claim.record.outcome ?? []) : [])).toEqual(Buffer.from(outcomeOf(1)));
+    expect(Buffer.from(claim.kind === "existing" ? (claim.record.outcome ?? []) : [])).toEqual(
+      Buffer.from(outcomeOf(1)),
+    );
   });
 });
 
@@ -324,7 +337,13 @@ describe("scopes that differ only in lone surrogates, on SQLite", () => {
       for (const [i, scope] of scopes.entries()) {
         const claim = await store.claim({ ...claimOf(0, `owner-${i}`), key: key(scope) });
         expect(claim.kind).toBe("claimed");
-        await store.complete({ key: key(scope), owner: `owner-${i}`, attempt: 1, outcome: outcomeOf(i), retentionMs: day });
+        await store.complete({
+          key: key(scope),
+          owner: `owner-${i}`,
+          attempt: 1,
+          outcome: outcomeOf(i),
+          retentionMs: day,
+        });
       }
       for (const [i, scope] of scopes.entries()) {
         const claim = await store.claim({ ...claimOf(0, "retry"), key: key(scope) });

@@ -7,7 +7,12 @@ import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { ClaimInput, RecordKey } from "../../src/store/idempotency-store.js";
 import { sqliteFileCheckIntervalMs } from "../../src/store/sqlite/sqlite-file-guard.js";
-import { createSqliteStore, type SqliteStore, type SqliteStoreOptions, type SqliteStoreProblem } from "../../src/store/sqlite/sqlite-store.js";
+import {
+  createSqliteStore,
+  type SqliteStore,
+  type SqliteStoreOptions,
+  type SqliteStoreProblem,
+} from "../../src/store/sqlite/sqlite-store.js";
 
 const canChattr = process.getuid?.() === 0 && spawnSync("chattr", ["--help"]).error === undefined;
 const method = "fixture.v1.FixtureService/Opaque";
@@ -50,7 +55,13 @@ async function completeKeys(store: SqliteStore, ids: readonly string[], outcomeB
   for (const id of ids) {
     const claim = await store.claim(claimInput(id));
     expect(claim.kind).toBe("claimed");
-    await store.complete({ key: keyOf(id), owner: `owner-${id}`, attempt: 1, outcome: new Uint8Array(outcomeBytes), retentionMs: 3_600_000 });
+    await store.complete({
+      key: keyOf(id),
+      owner: `owner-${id}`,
+      attempt: 1,
+      outcome: new Uint8Array(outcomeBytes),
+      retentionMs: 3_600_000,
+    });
   }
 }
 
@@ -63,26 +74,36 @@ describe("a store whose file is deleted or replaced under it", () => {
     ["the database file alone", [""], "idem.db is gone"],
     // SQLite may create a new -wal by then.
     ["the -wal alone", ["-wal"], "idem.db-wal is (gone|another file now)"],
-  ])("refuses every operation, replays included, once %s is deleted, and reports it once", async (_, suffixes, what) => {
-    const { store, problems } = open();
-    await completeKeys(store, ["a", "b"]);
-    for (const suffix of suffixes) rmSync(path + suffix);
-    await nextCheck();
-    const refused = await Promise.allSettled([store.claim(claimInput("a")), store.claim(claimInput("new")), store.get(keyOf("b"))]);
-    for (const operation of refused) {
-      expect(operation).toMatchObject({ status: "rejected", reason: { code: "ERR_CONNECT_IDEMPOTENCY_SQLITE_FILE_LOST" } });
-      expect((operation as PromiseRejectedResult).reason.message).toMatch(
-        new RegExp(
-          `the SQLite file ${path} was deleted or replaced while the store had it open \\(${join(dir, what)}\\); ` +
-            "the store refuses every operation",
-        ),
-      );
-    }
-    // The background checkpoints of the deleted file may fail too (SQLITE_READONLY_DBMOVED).
-    expect(problems.filter((p) => p.kind !== "checkpoint_failed")).toEqual([
-      { kind: "file_lost", path, message: expect.stringContaining("Restart with the original file") },
-    ]);
-  });
+  ])(
+    "refuses every operation, replays included, once %s is deleted, and reports it once",
+    async (_, suffixes, what) => {
+      const { store, problems } = open();
+      await completeKeys(store, ["a", "b"]);
+      for (const suffix of suffixes) rmSync(path + suffix);
+      await nextCheck();
+      const refused = await Promise.allSettled([
+        store.claim(claimInput("a")),
+        store.claim(claimInput("new")),
+        store.get(keyOf("b")),
+      ]);
+      for (const operation of refused) {
+        expect(operation).toMatchObject({
+          status: "rejected",
+          reason: { code: "ERR_CONNECT_IDEMPOTENCY_SQLITE_FILE_LOST" },
+        });
+        expect((operation as PromiseRejectedResult).reason.message).toMatch(
+          new RegExp(
+            `the SQLite file ${path} was deleted or replaced while the store had it open \\(${join(dir, what)}\\); ` +
+              "the store refuses every operation",
+          ),
+        );
+      }
+      // The background checkpoints of the deleted file may fail too (SQLITE_READONLY_DBMOVED).
+      expect(problems.filter((p) => p.kind !== "checkpoint_failed")).toEqual([
+        { kind: "file_lost", path, message: expect.stringContaining("Restart with the original file") },
+      ]);
+    },
+  );
 
   it("refuses every operation once another file takes its name, and a new store there starts empty", async () => {
     const { store, problems } = open();
@@ -136,43 +157,56 @@ describe("the write-ahead log limit", () => {
     }
     expect(refusal).toMatchObject({
       code: "ERR_CONNECT_IDEMPOTENCY_SQLITE_WAL_LIMIT",
-      message: expect.stringMatching(/write-ahead log .*idem\.db-wal has grown to [\d.]+ MiB, past maxWalBytes \(1\.0 MiB\)/),
+      message: expect.stringMatching(
+        /write-ahead log .*idem\.db-wal has grown to [\d.]+ MiB, past maxWalBytes \(1\.0 MiB\)/,
+      ),
     });
     expect(statSync(`${path}-wal`).size).toBeLessThan(8 << 20);
     expect(problems.filter((p) => p.kind === "wal_limit")).toHaveLength(1);
     // A replay needs no write.
     expect(await store.claim(claimInput("done"))).toMatchObject({ kind: "existing", record: { status: "completed" } });
     expect((await store.get(keyOf("done")))?.status).toBe("completed");
-    await expect(store.claim(claimInput("new"))).rejects.toMatchObject({ code: "ERR_CONNECT_IDEMPOTENCY_SQLITE_WAL_LIMIT" });
+    await expect(store.claim(claimInput("new"))).rejects.toMatchObject({
+      code: "ERR_CONNECT_IDEMPOTENCY_SQLITE_WAL_LIMIT",
+    });
 
     reader.exec("COMMIT");
     // The next look (at most a second later) checkpoints and truncates the WAL.
-    await vi.waitFor(async () => expect((await store.claim(claimInput("new"))).kind).toBe("claimed"), { timeout: 3_000, interval: 100 });
+    await vi.waitFor(async () => expect((await store.claim(claimInput("new"))).kind).toBe("claimed"), {
+      timeout: 3_000,
+      interval: 100,
+    });
     expect(statSync(`${path}-wal`).size).toBeLessThan(1 << 20);
   });
 
-  it.skipIf(!canChattr)("reports failing checkpoints of a file made immutable, and stops the WAL at its limit", async () => {
-    const { store, problems } = open({ maxWalBytes: 2 << 20 });
-    await completeKeys(store, ["done"]);
-    execFileSync("chattr", ["+i", path]);
-    let refusal: unknown;
-    for (let i = 0; i < 5_000 && refusal === undefined; i++) {
-      await completeKeys(store, [`k-${i}`], 2_000).catch((error: unknown) => (refusal = error));
-      if (i % 20 === 0) await nextCheck();
-    }
-    expect(refusal).toMatchObject({
-      code: "ERR_CONNECT_IDEMPOTENCY_SQLITE_WAL_LIMIT",
-      message: expect.stringContaining("because checkpoints fail: SQLITE_IOERR_WRITE: disk I/O error"),
-    });
-    await vi.waitFor(() => expect(problems.map((p) => p.kind)).toContain("checkpoint_failed"), { timeout: 2_000 });
-    expect(problems.find((p) => p.kind === "checkpoint_failed")?.message).toMatch(
-      /checkpoints of the SQLite file .*idem\.db fail \(\d+ in a row\): SQLITE_IOERR_WRITE: disk I\/O error; the write-ahead log grows/,
-    );
-    expect(await store.claim(claimInput("done"))).toMatchObject({ kind: "existing" });
+  it.skipIf(!canChattr)(
+    "reports failing checkpoints of a file made immutable, and stops the WAL at its limit",
+    async () => {
+      const { store, problems } = open({ maxWalBytes: 2 << 20 });
+      await completeKeys(store, ["done"]);
+      execFileSync("chattr", ["+i", path]);
+      let refusal: unknown;
+      for (let i = 0; i < 5_000 && refusal === undefined; i++) {
+        await completeKeys(store, [`k-${i}`], 2_000).catch((error: unknown) => (refusal = error));
+        if (i % 20 === 0) await nextCheck();
+      }
+      expect(refusal).toMatchObject({
+        code: "ERR_CONNECT_IDEMPOTENCY_SQLITE_WAL_LIMIT",
+        message: expect.stringContaining("because checkpoints fail: SQLITE_IOERR_WRITE: disk I/O error"),
+      });
+      await vi.waitFor(() => expect(problems.map((p) => p.kind)).toContain("checkpoint_failed"), { timeout: 2_000 });
+      expect(problems.find((p) => p.kind === "checkpoint_failed")?.message).toMatch(
+        /checkpoints of the SQLite file .*idem\.db fail \(\d+ in a row\): SQLITE_IOERR_WRITE: disk I\/O error; the write-ahead log grows/,
+      );
+      expect(await store.claim(claimInput("done"))).toMatchObject({ kind: "existing" });
 
-    execFileSync("chattr", ["-i", path]);
-    await vi.waitFor(async () => expect((await store.claim(claimInput("after"))).kind).toBe("claimed"), { timeout: 3_000, interval: 100 });
-  });
+      execFileSync("chattr", ["-i", path]);
+      await vi.waitFor(async () => expect((await store.claim(claimInput("after"))).kind).toBe("claimed"), {
+        timeout: 3_000,
+        interval: 100,
+      });
+    },
+  );
 
   it("warns through process.emitWarning when nobody listens", async () => {
     const warnings: Error[] = [];
@@ -185,7 +219,9 @@ describe("the write-ahead log limit", () => {
       rmSync(path);
       await nextCheck();
       await expect(store.get(keyOf("a"))).rejects.toThrow(/deleted or replaced/);
-      await vi.waitFor(() => expect(warnings.map((w) => (w as { code?: string }).code)).toEqual(["CONNECT_IDEMPOTENCY_SQLITE_FILE_LOST"]));
+      await vi.waitFor(() =>
+        expect(warnings.map((w) => (w as { code?: string }).code)).toEqual(["CONNECT_IDEMPOTENCY_SQLITE_FILE_LOST"]),
+      );
     } finally {
       process.off("warning", listener);
     }

@@ -87,7 +87,13 @@ describe("another process holding the write lock", () => {
 
   async function completed(store: SqliteStore, id: string): Promise<void> {
     await store.claim(claimInput(id));
-    await store.complete({ key: keyOf(id), owner: `owner-${id}`, attempt: 1, outcome: new Uint8Array([7]), retentionMs: 3_600_000 });
+    await store.complete({
+      key: keyOf(id),
+      owner: `owner-${id}`,
+      attempt: 1,
+      outcome: new Uint8Array([7]),
+      retentionMs: 3_600_000,
+    });
   }
 
   it("waits for the lock without blocking the event loop, and answers replays and reads from reads meanwhile", async () => {
@@ -109,8 +115,14 @@ describe("another process holding the write lock", () => {
         `claim of a new key ${value.ms.toFixed(0)} ms, longest event loop stall ${stallMs.toFixed(1)} ms`,
     );
     // The same answers the upsert gives, without the write lock.
-    expect(value.replay).toMatchObject({ kind: "existing", record: { status: "completed", outcome: new Uint8Array([7]) } });
-    expect(value.duplicate).toMatchObject({ kind: "existing", record: { status: "in_progress", owner: "owner-running" } });
+    expect(value.replay).toMatchObject({
+      kind: "existing",
+      record: { status: "completed", outcome: new Uint8Array([7]) },
+    });
+    expect(value.duplicate).toMatchObject({
+      kind: "existing",
+      record: { status: "in_progress", owner: "owner-running" },
+    });
     expect(value.read?.status).toBe("completed");
     // Loose bounds, far from the lock time: no assertion on speed itself.
     expect(value.readMs).toBeLessThan(750);
@@ -127,7 +139,9 @@ describe("another process holding the write lock", () => {
     const holder = await holdLock(path, 3_000);
     holders.push(holder);
     expect(findSqliteLockHolder(path)?.pid).toBe(holder.pid);
-    const { value, stallMs } = await longestStall(() => store.claim(claimInput("new")).catch((error: unknown) => error));
+    const { value, stallMs } = await longestStall(() =>
+      store.claim(claimInput("new")).catch((error: unknown) => error),
+    );
     expect(value).toMatchObject({
       code: "SQLITE_BUSY",
       message: expect.stringMatching(
@@ -147,7 +161,10 @@ describe("another process holding the write lock", () => {
       env: { SQLITE_PATH: scratchPath, BUSY_TIMEOUT_MS: "1000" },
     });
     try {
-      const client = createClient(FixtureService, createTestTransport(server.baseUrl, { protocol: "connect", binary: true, gzip: false }));
+      const client = createClient(
+        FixtureService,
+        createTestTransport(server.baseUrl, { protocol: "connect", binary: true, gzip: false }),
+      );
       await client.opaque({ key: "old", text: "t" });
       holders.push(await holdLock(scratchPath, 3_000));
       const lockedAt = performance.now();
@@ -177,9 +194,14 @@ describe("another process holding the write lock", () => {
       await Promise.all(calls);
       const sentFor = performance.now() - lockedAt;
       const figures = (["replay", "plain", "new"] as const)
-        .map((kind) => `${kind} p50 ${percentile(latencies[kind], 50).toFixed(1)} ms max ${Math.max(...latencies[kind]).toFixed(1)} ms`)
+        .map(
+          (kind) =>
+            `${kind} p50 ${percentile(latencies[kind], 50).toFixed(1)} ms max ${Math.max(...latencies[kind]).toFixed(1)} ms`,
+        )
         .join("; ");
-      console.log(`lock held 3000 ms, calls sent over ${sentFor.toFixed(0)} ms: ${figures}; ${JSON.stringify(results)}`);
+      console.log(
+        `lock held 3000 ms, calls sent over ${sentFor.toFixed(0)} ms: ${figures}; ${JSON.stringify(results)}`,
+      );
       expect(results["replay ok"]).toBe(20);
       expect(results["plain ok"]).toBe(20);
       // New keys need the lock: they wait busyTimeoutMs and fail closed.

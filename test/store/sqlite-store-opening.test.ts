@@ -46,7 +46,11 @@ describe("createSqliteStore options", () => {
   });
 
   it("refuses unknown option names and names the known ones", () => {
-    const misspelt = { path: join(dir, "a.db"), busyTimeout: 100, durabilityMode: "full" } as unknown as SqliteStoreOptions;
+    const misspelt = {
+      path: join(dir, "a.db"),
+      busyTimeout: 100,
+      durabilityMode: "full",
+    } as unknown as SqliteStoreOptions;
     expect(() => createSqliteStore(misspelt)).toThrow(
       /unknown options "busyTimeout", "durabilityMode"; the options are path, durability, busyTimeoutMs,/,
     );
@@ -54,7 +58,9 @@ describe("createSqliteStore options", () => {
 
   it("refuses values out of range before touching the file", () => {
     const path = join(dir, "never.db");
-    expect(() => createSqliteStore({ path, busyTimeoutMs: -1 })).toThrow(/busyTimeoutMs must be a number of at least 0/);
+    expect(() => createSqliteStore({ path, busyTimeoutMs: -1 })).toThrow(
+      /busyTimeoutMs must be a number of at least 0/,
+    );
     expect(() => createSqliteStore({ path, maxWalBytes: 0 })).toThrow(/maxWalBytes must be a number of at least 1/);
     expect(() => createSqliteStore({ path, onProblem: "warn" as never })).toThrow(/onProblem must be a function/);
     expect(spawnSync("test", ["-e", path]).status).toBe(1);
@@ -81,7 +87,9 @@ describe("opening the file", () => {
     const path = join(dir, "idem.db");
     await existingStore(path);
     execFileSync("chattr", ["+i", dir]);
-    expect(() => createSqliteStore({ path })).toThrow(/cannot open the SQLite file .*idem\.db for writing \(SQLITE_CANTOPEN/);
+    expect(() => createSqliteStore({ path })).toThrow(
+      /cannot open the SQLite file .*idem\.db for writing \(SQLITE_CANTOPEN/,
+    );
   });
 
   it.skipIf(!isRoot)("refuses a file of mode 444 for a user that may not write it", async () => {

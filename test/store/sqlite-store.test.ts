@@ -183,17 +183,24 @@ describe("createSqliteStore", () => {
       await a.claim(claimInput("x", { owner: "in-a" }));
       expect((await b.claim(claimInput("x", { owner: "in-b" }))).kind).toBe("claimed");
       expect((await a.get(keyOf("x")))?.owner).toBe("in-a");
-      expect(connect().prepare("SELECT table_name FROM connect_idempotency_meta ORDER BY table_name").pluck().all()).toEqual([
-        "connect_idempotency_records",
-        "other_records",
-      ]);
+      expect(
+        connect().prepare("SELECT table_name FROM connect_idempotency_meta ORDER BY table_name").pluck().all(),
+      ).toEqual(["connect_idempotency_records", "other_records"]);
     });
 
     it("migrates a version 2 table to 3: its records stay, in progress ones become interruptible", async () => {
       const first = open();
       await first.claim(claimInput("running"));
       await first.claim(claimInput("done"));
-      expect(await first.complete({ key: keyOf("done"), owner: "owner-done", attempt: 1, outcome: new Uint8Array([5]), retentionMs: 60_000 })).toBe(true);
+      expect(
+        await first.complete({
+          key: keyOf("done"),
+          owner: "owner-done",
+          attempt: 1,
+          outcome: new Uint8Array([5]),
+          retentionMs: 60_000,
+        }),
+      ).toBe(true);
       await first.close();
       // Back to the layout of version 2, which had no `interrupted` (3) or `checksum` (4) column.
       const old = connect();
@@ -206,8 +213,14 @@ describe("createSqliteStore", () => {
       old.close();
 
       const second = open();
-      expect(connect().prepare("SELECT schema_version FROM connect_idempotency_meta").pluck().get()).toBe(sqliteSchemaVersion);
-      expect(await second.get(keyOf("done"))).toMatchObject({ status: "completed", attempt: 1, outcome: new Uint8Array([5]) });
+      expect(connect().prepare("SELECT schema_version FROM connect_idempotency_meta").pluck().get()).toBe(
+        sqliteSchemaVersion,
+      );
+      expect(await second.get(keyOf("done"))).toMatchObject({
+        status: "completed",
+        attempt: 1,
+        outcome: new Uint8Array([5]),
+      });
       // Written before tombstones: no replay end, replayed until it expires.
       expect((await second.get(keyOf("done")))?.replayUntil).toBeUndefined();
       expect(await second.get(keyOf("running"))).toMatchObject({ status: "in_progress", attempt: 1 });
@@ -229,7 +242,9 @@ WHERE replay_until <= 5 AND replay_until IS NOT NULL AND outcome IS NOT NULL AND
 
     it("refuses a table migrated by a newer version", async () => {
       await open().close();
-      connect().prepare("UPDATE connect_idempotency_meta SET schema_version = ?").run(sqliteSchemaVersion + 1);
+      connect()
+        .prepare("UPDATE connect_idempotency_meta SET schema_version = ?")
+        .run(sqliteSchemaVersion + 1);
       expect(() => open()).toThrow(/newer than/);
     });
 
@@ -240,7 +255,9 @@ WHERE replay_until <= 5 AND replay_until IS NOT NULL AND outcome IS NOT NULL AND
           `EXPLAIN QUERY PLAN SELECT rowid FROM connect_idempotency_records WHERE expires_at <= 5 AND lease_until <= 5 LIMIT 10`,
         )
         .all() as { detail: string }[];
-      expect(plan.map((row) => row.detail).join("\n")).toMatch(/USING COVERING INDEX connect_idempotency_records_sweep/);
+      expect(plan.map((row) => row.detail).join("\n")).toMatch(
+        /USING COVERING INDEX connect_idempotency_records_sweep/,
+      );
     });
   });
 
@@ -446,14 +463,23 @@ WHERE replay_until <= 5 AND replay_until IS NOT NULL AND outcome IS NOT NULL AND
       store.database.pragma(`max_page_count = ${pages + 2}`);
       const [small, big, after] = await Promise.allSettled([
         store.claim(claimInput("small")),
-        store.complete({ key: keyOf("big"), owner: "owner-big", attempt: 1, outcome: new Uint8Array(1 << 20), retentionMs: 1 }),
+        store.complete({
+          key: keyOf("big"),
+          owner: "owner-big",
+          attempt: 1,
+          outcome: new Uint8Array(1 << 20),
+          retentionMs: 1,
+        }),
         store.claim(claimInput("after")),
       ]);
       expect(big).toMatchObject({ status: "rejected", reason: { code: "SQLITE_FULL" } });
       expect((await store.get(keyOf("big")))?.status).toBe("in_progress");
       expect(after.status).toBe("fulfilled");
       // Whatever resolved is in the database; whatever rejected is not.
-      for (const [id, settled] of [["small", small], ["after", after]] as const) {
+      for (const [id, settled] of [
+        ["small", small],
+        ["after", after],
+      ] as const) {
         const stored = await store.get(keyOf(id));
         if (settled.status === "fulfilled") expect(stored?.owner).toBe(`owner-${id}`);
         else expect(stored).toBeUndefined();
@@ -570,7 +596,13 @@ WHERE replay_until <= 5 AND replay_until IS NOT NULL AND outcome IS NOT NULL AND
           // Random like request IDs, so that each write lands on its own index page.
           const name = randomUUID();
           await store.claim(claimInput(name));
-          await store.complete({ key: keyOf(name), owner: `owner-${name}`, attempt: 1, outcome: new Uint8Array(64), retentionMs: 60_000 });
+          await store.complete({
+            key: keyOf(name),
+            owner: `owner-${name}`,
+            attempt: 1,
+            outcome: new Uint8Array(64),
+            retentionMs: 60_000,
+          });
           if (next % 500 === 0) largest = Math.max(largest, statSync(wal).size);
         }
       };
@@ -578,7 +610,9 @@ WHERE replay_until <= 5 AND replay_until IS NOT NULL AND outcome IS NOT NULL AND
       largest = Math.max(largest, statSync(wal).size);
       // The backstop's 4,096 pages of 4 KB, plus what lands while it runs.
       expect(largest).toBeLessThan(32 * 1024 * 1024);
-      expect(connect().prepare("SELECT count(*) FROM connect_idempotency_records WHERE status = 'completed'").pluck().get()).toBe(20_000);
+      expect(
+        connect().prepare("SELECT count(*) FROM connect_idempotency_records WHERE status = 'completed'").pluck().get(),
+      ).toBe(20_000);
     }, 60_000);
 
     it("gives checkpoints back to the connection when the worker cannot open the file", async () => {

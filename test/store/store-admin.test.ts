@@ -48,9 +48,24 @@ function describeStoreAdmin(name: string, open: () => Promise<AdminSubject>): vo
     async function fill(): Promise<void> {
       const { store } = subject;
       const claim = (key: string, owner: string, scope = "") =>
-        store.claim({ key: keyOf(key, scope), fingerprint: "fp", owner, leaseMs: 30_000, graceMs: 10_000, expiresInMs: 24 * hour });
+        store.claim({
+          key: keyOf(key, scope),
+          fingerprint: "fp",
+          owner,
+          leaseMs: 30_000,
+          graceMs: 10_000,
+          expiresInMs: 24 * hour,
+        });
       await claim("old", "o-old");
-      expect(await store.complete({ key: keyOf("old"), owner: "o-old", attempt: 1, outcome: new Uint8Array(7), retentionMs: 2 * hour })).toBe(true);
+      expect(
+        await store.complete({
+          key: keyOf("old"),
+          owner: "o-old",
+          attempt: 1,
+          outcome: new Uint8Array(7),
+          retentionMs: 2 * hour,
+        }),
+      ).toBe(true);
       await subject.travel(3 * hour);
       await claim("running", "o-running");
       await claim("interrupted", "o-1", "acme");
@@ -84,7 +99,9 @@ function describeStoreAdmin(name: string, open: () => Promise<AdminSubject>): vo
         ["acme", "interrupted", "interrupted", 2, 0],
       ]);
       expect((await admin.list({ status: "in_progress", limit: 10 })).map((r) => r.key)).toEqual(["running"]);
-      expect((await admin.list({ status: "completed", limit: 10 })).map((r) => [r.key, r.outcomeBytes])).toEqual([["old", 7]]);
+      expect((await admin.list({ status: "completed", limit: 10 })).map((r) => [r.key, r.outcomeBytes])).toEqual([
+        ["old", 7],
+      ]);
       // Three hours old by the store's clock, whatever the wall clock says.
       expect((await admin.list({ olderThanMs: 2 * hour, limit: 10 })).map((r) => r.key)).toEqual(["old"]);
       const all = await admin.list({ limit: 10 });

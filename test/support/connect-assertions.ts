@@ -29,7 +29,10 @@ export interface SeenMetadata {
 }
 
 /** Call options that capture response headers and trailers into `seen`. */
-export function captureMetadata(): { seen: SeenMetadata; options: { onHeader(h: Headers): void; onTrailer(t: Headers): void } } {
+export function captureMetadata(): {
+  seen: SeenMetadata;
+  options: { onHeader(h: Headers): void; onTrailer(t: Headers): void };
+} {
   const seen: SeenMetadata = { header: new Headers(), trailer: new Headers() };
   return {
     seen,

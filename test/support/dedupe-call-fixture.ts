@@ -203,7 +203,10 @@ function buildHarness(
 }
 
 /** A CreatePayment request as connect hands it to an interceptor, over the Connect protocol in binary. */
-export function paymentRequest(init: PaymentInit = {}, signal: AbortSignal = new AbortController().signal): UnaryRequest {
+export function paymentRequest(
+  init: PaymentInit = {},
+  signal: AbortSignal = new AbortController().signal,
+): UnaryRequest {
   return {
     stream: false,
     service: PaymentService,

@@ -36,7 +36,13 @@ export function paymentClient(baseUrl: string): PaymentClient {
 
 /** A CreatePayment request of the fault tests; `delayMs` keeps every execution of it in flight that long. */
 export function payment(requestId: string, delayMs = 0) {
-  return { requestId, accountId: "acct_1", amountMinor: 100n, currency: "EUR", metadata: { delay_ms: String(delayMs) } };
+  return {
+    requestId,
+    accountId: "acct_1",
+    amountMinor: 100n,
+    currency: "EUR",
+    metadata: { delay_ms: String(delayMs) },
+  };
 }
 
 /**

@@ -114,7 +114,10 @@ process.stdout.write(`listening ${server.port}\n`);
 async function openStore(): Promise<IdempotencyStore> {
   switch (env.IDEMPOTENCY_STORE) {
     case "sqlite":
-      return createSqliteStore({ path: required("SQLITE_PATH"), busyTimeoutMs: optionalNumber("SQLITE_BUSY_TIMEOUT_MS") });
+      return createSqliteStore({
+        path: required("SQLITE_PATH"),
+        busyTimeoutMs: optionalNumber("SQLITE_BUSY_TIMEOUT_MS"),
+      });
     case "postgres": {
       const postgres = await createPostgresStore({
         connectionString: required("POSTGRES_URL"),
@@ -133,5 +136,3 @@ async function openStore(): Promise<IdempotencyStore> {
       throw new Error(`unknown IDEMPOTENCY_STORE ${env.IDEMPOTENCY_STORE}`);
   }
 }
-
-

@@ -8,7 +8,11 @@ import { hashRecordKey } from "../../src/server/key-hash.js";
 import type { IdempotencyStore } from "../../src/store/idempotency-store.js";
 import type { StoreStats } from "../../src/store/idempotency-store-admin.js";
 import { createGate } from "./call-gates.js";
-import { type IdempotencyTestServer, startIdempotencyTestServer, testKeyHashSecret } from "./idempotency-test-server.js";
+import {
+  type IdempotencyTestServer,
+  startIdempotencyTestServer,
+  testKeyHashSecret,
+} from "./idempotency-test-server.js";
 import { createTestTransport } from "./test-transports.js";
 
 /** The scope of a call, from this request header; absent means the default scope `""`. */
@@ -75,7 +79,10 @@ export interface FilledStoreServer {
  * and 3 scopes, one expired. The store times every record; `backdate` then
  * moves the old ones three hours back.
  */
-export async function startFilledStoreServer(store: IdempotencyStore, backdate: BackdateRecords): Promise<FilledStoreServer> {
+export async function startFilledStoreServer(
+  store: IdempotencyStore,
+  backdate: BackdateRecords,
+): Promise<FilledStoreServer> {
   const slow = createGate();
   const server: IdempotencyTestServer = await startIdempotencyTestServer({
     store,
@@ -96,9 +103,17 @@ export async function startFilledStoreServer(store: IdempotencyStore, backdate: 
       },
       refundPayment(req) {
         server.record("refundPayment", req.requestId, undefined);
-        throw new ConnectError(`payment ${req.paymentId} is already fully refunded`, Code.FailedPrecondition, undefined, [
-          { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: "ALREADY_REFUNDED", domain: "payments.example" }) },
-        ]);
+        throw new ConnectError(
+          `payment ${req.paymentId} is already fully refunded`,
+          Code.FailedPrecondition,
+          undefined,
+          [
+            {
+              desc: ErrorInfoSchema,
+              value: create(ErrorInfoSchema, { reason: "ALREADY_REFUNDED", domain: "payments.example" }),
+            },
+          ],
+        );
       },
     },
   });
@@ -133,12 +148,25 @@ export async function startFilledStoreServer(store: IdempotencyStore, backdate: 
   // fails with an error that leaves open whether it acted.
   const interruptedKey = { scope: "", method: "demo.v1.PaymentService/CreatePayment", key: keys.interrupted };
   const owner = crypto.randomUUID();
-  const claim = { key: interruptedKey, fingerprint: "0".repeat(64), owner, leaseMs: 30_000, graceMs: 10_000, expiresInMs: 24 * hour };
-  if ((await store.claim(claim)).kind !== "claimed" || !(await store.interrupt({ key: interruptedKey, owner, attempt: 1 }))) {
+  const claim = {
+    key: interruptedKey,
+    fingerprint: "0".repeat(64),
+    owner,
+    leaseMs: 30_000,
+    graceMs: 10_000,
+    expiresInMs: 24 * hour,
+  };
+  if (
+    (await store.claim(claim)).kind !== "claimed" ||
+    !(await store.interrupt({ key: interruptedKey, owner, attempt: 1 }))
+  ) {
     throw new Error("could not leave an interrupted record");
   }
   const slowCall = payments.createPayment({ requestId: keys.running, accountId: "slow", amountMinor: 1n });
-  const runningHash = hashRecordKey({ scope: "", method: "demo.v1.PaymentService/CreatePayment", key: keys.running }, testKeyHashSecret);
+  const runningHash = hashRecordKey(
+    { scope: "", method: "demo.v1.PaymentService/CreatePayment", key: keys.running },
+    testKeyHashSecret,
+  );
   await vi.waitFor(() => {
     if (!server.events.some((event) => event.type === "claimed" && event.keyHash === runningHash)) {
       throw new Error("the slow call has not claimed its key yet");

@@ -86,12 +86,19 @@ export async function startIdempotencyTestServer(
     createPayment(req, ctx) {
       const n = record("createPayment", req.requestId, ctx.values.get(idempotencyContext));
       return create(CreatePaymentResponseSchema, {
-        payment: { paymentId: `pay_${n}`, accountId: req.accountId, amountMinor: req.amountMinor, currency: req.currency },
+        payment: {
+          paymentId: `pay_${n}`,
+          accountId: req.accountId,
+          amountMinor: req.amountMinor,
+          currency: req.currency,
+        },
       });
     },
     refundPayment(req, ctx) {
       const n = record("refundPayment", req.requestId, ctx.values.get(idempotencyContext));
-      return create(RefundPaymentResponseSchema, { payment: { paymentId: `refund_${n}`, refundedMinor: req.amountMinor } });
+      return create(RefundPaymentResponseSchema, {
+        payment: { paymentId: `refund_${n}`, refundedMinor: req.amountMinor },
+      });
     },
     getPayment(req) {
       return { payment: { paymentId: req.paymentId } };

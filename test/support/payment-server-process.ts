@@ -90,7 +90,8 @@ async function openStore(): Promise<IdempotencyStore> {
         path: required("SQLITE_PATH"),
         durability: env.SQLITE_DURABILITY === "full" ? "full" : "normal",
         // Short leases need short busy waits (the lease must outlast three).
-        busyTimeoutMs: optionalNumber("BUSY_TIMEOUT_MS") ?? Math.min(5_000, Math.floor((optionalNumber("LEASE_MS") ?? 30_000) / 3)),
+        busyTimeoutMs:
+          optionalNumber("BUSY_TIMEOUT_MS") ?? Math.min(5_000, Math.floor((optionalNumber("LEASE_MS") ?? 30_000) / 3)),
       });
     case "postgres":
       return createPostgresStore({ connectionString: required("POSTGRES_URL"), schema: env.POSTGRES_SCHEMA });
@@ -98,5 +99,3 @@ async function openStore(): Promise<IdempotencyStore> {
       throw new Error(`unknown IDEMPOTENCY_STORE ${env.IDEMPOTENCY_STORE}`);
   }
 }
-
-

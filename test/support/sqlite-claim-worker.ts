@@ -39,14 +39,27 @@ if (mode === "idle") {
       keys.map(async (id) => {
         const key = { scope: "shared", method, key: id };
         const owner = `worker-${worker}`;
-        const result = await store.claim({ key, fingerprint: "fp", owner, leaseMs: 60_000, graceMs: 10_000, expiresInMs: 3_600_000 });
+        const result = await store.claim({
+          key,
+          fingerprint: "fp",
+          owner,
+          leaseMs: 60_000,
+          graceMs: 10_000,
+          expiresInMs: 3_600_000,
+        });
         if (result.kind === "existing") {
           existing++;
           return;
         }
         claimed.push(id);
         const { attempt } = result.record;
-        const done = await store.complete({ key, owner, attempt, outcome: new TextEncoder().encode(owner), retentionMs: 3_600_000 });
+        const done = await store.complete({
+          key,
+          owner,
+          attempt,
+          outcome: new TextEncoder().encode(owner),
+          retentionMs: 3_600_000,
+        });
         if (!done) throw new Error(`worker ${worker} lost its claim on ${id}`);
       }),
     );

@@ -33,7 +33,11 @@ const server = await startHttp2Server({
       onEvent(event) {
         if (event.type === "store_error") {
           const error = event.error;
-          record({ type: event.type, operation: event.operation, message: error instanceof Error ? error.message : String(error) });
+          record({
+            type: event.type,
+            operation: event.operation,
+            message: error instanceof Error ? error.message : String(error),
+          });
         }
       },
     }),

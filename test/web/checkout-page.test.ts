@@ -26,7 +26,10 @@ const contexts: BrowserContext[] = [];
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "web-checkout-"));
   checkout = await startWebCheckout({ dataDir, port: 0 });
-  browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: launchArgs });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    args: launchArgs,
+  });
 });
 
 afterAll(async () => {
@@ -37,7 +40,12 @@ afterAll(async () => {
 });
 
 beforeEach(() => {
-  Object.assign(checkout.faults, { dropAnswers: 0, resetConnections: 0, holdAnswerMs: 0, exposeIdempotencyHeaders: true });
+  Object.assign(checkout.faults, {
+    dropAnswers: 0,
+    resetConnections: 0,
+    holdAnswerMs: 0,
+    exposeIdempotencyHeaders: true,
+  });
 });
 
 /** A fresh browser profile (no storage) on the checkout of `account`. */
@@ -52,7 +60,9 @@ async function openCheckout(account: string, query = ""): Promise<Page> {
 
 const repoRoot = join(import.meta.dirname, "../..");
 const screenshotPath =
-  process.env.SAVE_DOCS_SCREENSHOT === "1" ? join(repoRoot, "docs/images/checkout.png") : join(repoRoot, ".data/test-web/checkout.png");
+  process.env.SAVE_DOCS_SCREENSHOT === "1"
+    ? join(repoRoot, "docs/images/checkout.png")
+    : join(repoRoot, ".data/test-web/checkout.png");
 
 const checkoutUrl = (account: string) => `http://app.test:${checkout.port}/?account=${account}`;
 
@@ -69,19 +79,25 @@ async function setNetwork(page: Page, switches: { drop?: number; reset?: number;
 
 /** The page's log rows as data. */
 async function logRows(page: Page) {
-  return await page.getByTestId("log").locator("tr").evaluateAll((rows) =>
-    rows.map((row) => {
-      // The test compiles without the DOM library: only what is read is typed.
-      const el = row as unknown as { readonly dataset: Record<string, string | undefined>; readonly textContent: string | null };
-      return {
-        via: el.dataset.via ?? "",
-        kind: el.dataset.kind ?? "",
-        requestId: el.dataset.requestId ?? "",
-        replayed: el.dataset.replayed === "true",
-        text: el.textContent ?? "",
-      };
-    }),
-  );
+  return await page
+    .getByTestId("log")
+    .locator("tr")
+    .evaluateAll((rows) =>
+      rows.map((row) => {
+        // The test compiles without the DOM library: only what is read is typed.
+        const el = row as unknown as {
+          readonly dataset: Record<string, string | undefined>;
+          readonly textContent: string | null;
+        };
+        return {
+          via: el.dataset.via ?? "",
+          kind: el.dataset.kind ?? "",
+          requestId: el.dataset.requestId ?? "",
+          replayed: el.dataset.replayed === "true",
+          text: el.textContent ?? "",
+        };
+      }),
+    );
 }
 
 /** Waits for the `n`th result row (paid or failed) of `via` in the log. */
@@ -102,7 +118,8 @@ async function reloadOnceCharged(page: Page) {
 }
 
 const charges = (account: string) => checkout.ledger.charges(account);
-const attemptsSince = (start: number) => checkout.attempts.slice(start).filter((a) => a.path.endsWith("/CreatePayment"));
+const attemptsSince = (start: number) =>
+  checkout.attempts.slice(start).filter((a) => a.path.endsWith("/CreatePayment"));
 
 describe("the checkout page in Chromium", () => {
   it("pays once with answers dropped, on an origin without crypto.randomUUID, and shows the replay", async () => {

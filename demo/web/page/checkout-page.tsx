@@ -36,7 +36,12 @@ interface LogEntry {
 }
 
 interface NetworkState {
-  readonly faults: { dropAnswers: number; resetConnections: number; holdAnswerMs: number; exposeIdempotencyHeaders: boolean };
+  readonly faults: {
+    dropAnswers: number;
+    resetConnections: number;
+    holdAnswerMs: number;
+    exposeIdempotencyHeaders: boolean;
+  };
   readonly attempts: { path: string; requestId: string; fate: string; replayed: boolean }[];
   readonly charges: { chargeId: string; amountMinor: string; paymentRequestId: string }[];
 }
@@ -79,7 +84,13 @@ function attemptLogger(via: LogEntry["via"], log: Log): Interceptor {
       return res;
     } catch (e) {
       const error = ConnectError.from(e);
-      log({ via, kind: "attempt", requestId, replayed: readReplayInfo(error.metadata).replayed, text: `failed: ${error.message}` });
+      log({
+        via,
+        kind: "attempt",
+        requestId,
+        replayed: readReplayInfo(error.metadata).replayed,
+        text: `failed: ${error.message}`,
+      });
       throw error;
     }
   };
@@ -107,10 +118,13 @@ function Checkout() {
 
   const client = useMemo(
     () =>
-      createPaymentServiceClient(createConnectTransport({ baseUrl: apiBaseUrl, interceptors: [attemptLogger("client", append)] }), {
-        ...(keepPendingIds ? { pendingRequestIds: createWebStoragePendingRequestIds(localStorage) } : {}),
-        initialBackoffMs: 150,
-      }),
+      createPaymentServiceClient(
+        createConnectTransport({ baseUrl: apiBaseUrl, interceptors: [attemptLogger("client", append)] }),
+        {
+          ...(keepPendingIds ? { pendingRequestIds: createWebStoragePendingRequestIds(localStorage) } : {}),
+          initialBackoffMs: 150,
+        },
+      ),
     [append],
   );
   // For TanStack: no retry of our own, so that every retry is TanStack's.
@@ -129,8 +143,15 @@ function Checkout() {
       retry: 3,
       retryDelay: 150,
       onSuccess: (response: { payment?: { paymentId: string } }) =>
-        append({ via: "tanstack", kind: "paid", requestId: "", replayed: false, text: `paid: ${response.payment?.paymentId ?? "?"}` }),
-      onError: (error: Error) => append({ via: "tanstack", kind: "failed", requestId: "", replayed: false, text: error.message }),
+        append({
+          via: "tanstack",
+          kind: "paid",
+          requestId: "",
+          replayed: false,
+          text: `paid: ${response.payment?.paymentId ?? "?"}`,
+        }),
+      onError: (error: Error) =>
+        append({ via: "tanstack", kind: "failed", requestId: "", replayed: false, text: error.message }),
     }),
   );
 
@@ -162,7 +183,12 @@ function Checkout() {
   const applyNetwork = async () => {
     const res = await fetch("/api/network", {
       method: "POST",
-      body: JSON.stringify({ dropAnswers: drop, resetConnections: reset, holdAnswerMs: hold, exposeIdempotencyHeaders: expose }),
+      body: JSON.stringify({
+        dropAnswers: drop,
+        resetConnections: reset,
+        holdAnswerMs: hold,
+        exposeIdempotencyHeaders: expose,
+      }),
     });
     const faults = (await res.json()) as NetworkState["faults"];
     setNetwork((state) => (state === undefined ? state : { ...state, faults }));
@@ -174,7 +200,8 @@ function Checkout() {
       const outcome = await callWithOutcome(client.createPayment, cartRequest(cart), {
         contextValues: withPendingKey(checkoutId),
       });
-      const when = outcome.firstExecutedAt === undefined ? "" : ` (first executed ${outcome.firstExecutedAt.toISOString()})`;
+      const when =
+        outcome.firstExecutedAt === undefined ? "" : ` (first executed ${outcome.firstExecutedAt.toISOString()})`;
       append({
         via: "client",
         kind: "paid",
@@ -186,7 +213,13 @@ function Checkout() {
       });
     } catch (e) {
       const error = ConnectError.from(e);
-      append({ via: "client", kind: "failed", requestId: "", replayed: false, text: `${findErrorReason(error) ?? error.code}: ${error.rawMessage}` });
+      append({
+        via: "client",
+        kind: "failed",
+        requestId: "",
+        replayed: false,
+        text: `${findErrorReason(error) ?? error.code}: ${error.rawMessage}`,
+      });
     } finally {
       setBusy(false);
     }
@@ -215,29 +248,69 @@ function Checkout() {
             <button type="button" className="primary" data-testid="pay" disabled={busy} onClick={() => void pay()}>
               Pay
             </button>
-            <button type="button" data-testid="pay-tanstack" disabled={tanstackPay.isPending} onClick={() => tanstackPay.mutate(cartRequest(cart))}>
+            <button
+              type="button"
+              data-testid="pay-tanstack"
+              disabled={tanstackPay.isPending}
+              onClick={() => tanstackPay.mutate(cartRequest(cart))}
+            >
               Pay with TanStack Query (retry: 3)
             </button>
-            <button type="button" data-testid="add-item" onClick={() => updateCart([...cart, { name: "Gift card", priceMinor: 500 }])}>
+            <button
+              type="button"
+              data-testid="add-item"
+              onClick={() => updateCart([...cart, { name: "Gift card", priceMinor: 500 }])}
+            >
               Add a gift card
             </button>
-            <p className="muted">Checkout {checkoutId}. {busy ? <span data-testid="paying">Paying…</span> : null}</p>
+            <p className="muted">
+              Checkout {checkoutId}. {busy ? <span data-testid="paying">Paying…</span> : null}
+            </p>
           </div>
           <div className="card">
             <h2>Network</h2>
             <label>
-              Drop the next <input data-testid="drop" type="number" min="0" value={drop} onChange={(e) => setDrop(Number(e.target.value))} /> answers
-              (after the server ran)
+              Drop the next{" "}
+              <input
+                data-testid="drop"
+                type="number"
+                min="0"
+                value={drop}
+                onChange={(e) => setDrop(Number(e.target.value))}
+              />{" "}
+              answers (after the server ran)
             </label>
             <label>
-              Reset the next <input data-testid="reset" type="number" min="0" value={reset} onChange={(e) => setReset(Number(e.target.value))} /> connections
+              Reset the next{" "}
+              <input
+                data-testid="reset"
+                type="number"
+                min="0"
+                value={reset}
+                onChange={(e) => setReset(Number(e.target.value))}
+              />{" "}
+              connections
             </label>
             <label>
-              Hold every answer <input data-testid="hold" type="number" min="0" step="100" value={hold} onChange={(e) => setHold(Number(e.target.value))} /> ms
+              Hold every answer{" "}
+              <input
+                data-testid="hold"
+                type="number"
+                min="0"
+                step="100"
+                value={hold}
+                onChange={(e) => setHold(Number(e.target.value))}
+              />{" "}
+              ms
             </label>
             <label>
-              <input data-testid="expose" type="checkbox" checked={expose} onChange={(e) => setExpose(e.target.checked)} /> CORS exposes the
-              idempotency headers
+              <input
+                data-testid="expose"
+                type="checkbox"
+                checked={expose}
+                onChange={(e) => setExpose(e.target.checked)}
+              />{" "}
+              CORS exposes the idempotency headers
             </label>
             <button type="button" data-testid="apply-network" onClick={() => void applyNetwork()}>
               Apply
@@ -269,7 +342,13 @@ function Checkout() {
           <table data-testid="log">
             <tbody>
               {log.map((entry) => (
-                <tr key={entry.id} data-kind={entry.kind} data-via={entry.via} data-replayed={String(entry.replayed)} data-request-id={entry.requestId}>
+                <tr
+                  key={entry.id}
+                  data-kind={entry.kind}
+                  data-via={entry.via}
+                  data-replayed={String(entry.replayed)}
+                  data-request-id={entry.requestId}
+                >
                   <td>{entry.via}</td>
                   <td>{entry.requestId.slice(0, 8)}</td>
                   <td className={entry.replayed ? "replayed" : entry.kind === "failed" ? "error" : ""}>{entry.text}</td>

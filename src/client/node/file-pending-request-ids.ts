@@ -1,11 +1,7 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { type Clock, resolveClock } from "../../time/clock.js";
-import {
-  type PendingRequestIdEntry,
-  type PendingRequestIds,
-  asPendingRequestIdEntry,
-} from "../pending-request-ids.js";
+import { type PendingRequestIdEntry, type PendingRequestIds, asPendingRequestIdEntry } from "../pending-request-ids.js";
 
 /** Options of `createFilePendingRequestIds`. */
 export interface FilePendingRequestIdsOptions {
@@ -28,7 +24,10 @@ export interface FilePendingRequestIdsOptions {
  * Import it from `connect-idempotency/client/node`; it is not part of the
  * browser-safe `connect-idempotency/client`.
  */
-export function createFilePendingRequestIds(path: string, options: FilePendingRequestIdsOptions = {}): PendingRequestIds {
+export function createFilePendingRequestIds(
+  path: string,
+  options: FilePendingRequestIdsOptions = {},
+): PendingRequestIds {
   const clock = resolveClock("createFilePendingRequestIds", options, Date);
   // One change at a time: each read-modify-write sees the previous one's file.
   let queue: Promise<unknown> = Promise.resolve();

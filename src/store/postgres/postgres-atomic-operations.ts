@@ -45,7 +45,10 @@ export function createPostgresAtomicOperations(init: PostgresAtomicOperationsIni
   const { records, phases, statements } = init;
   const keyMatch = "scope = $1 AND method = $2 AND key = $3";
   const running = "owner = $4 AND takeovers = $5 AND status = 'in_progress' AND NOT interrupted";
-  const lockClaim = postgresQuery(`SELECT 1 FROM ${records} WHERE ${keyMatch} AND ${running} FOR UPDATE`, init.prepared);
+  const lockClaim = postgresQuery(
+    `SELECT 1 FROM ${records} WHERE ${keyMatch} AND ${running} FOR UPDATE`,
+    init.prepared,
+  );
   const getPhase = postgresQuery(`SELECT result FROM ${phases} WHERE ${keyMatch} AND name = $4`, init.prepared);
   // Owner check and write in one statement; FOR SHARE waits for a takeover
   // in flight and then sees its new owner, so a lost claim records nothing.
@@ -112,10 +115,18 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = EXCLUDED.result, r
     async getPhase(input) {
       const values = [...keyValues(input.key), toPostgresText(input.name)];
       const row = (await init.pool().query<{ result: Buffer }>(getPhase(values))).rows[0];
-      return row === undefined ? undefined : new Uint8Array(row.result.buffer, row.result.byteOffset, row.result.byteLength);
+      return row === undefined
+        ? undefined
+        : new Uint8Array(row.result.buffer, row.result.byteOffset, row.result.byteLength);
     },
     async recordPhase(input) {
-      const values = [...keyValues(input.key), input.owner, input.attempt - 1, toPostgresText(input.name), input.result];
+      const values = [
+        ...keyValues(input.key),
+        input.owner,
+        input.attempt - 1,
+        toPostgresText(input.name),
+        input.result,
+      ];
       return (await init.pool().query(recordPhase(values))).rowCount === 1;
     },
   };

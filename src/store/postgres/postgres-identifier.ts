@@ -16,9 +16,7 @@ export function quoteIdentifier(name: string, api = "createPostgresStore"): stri
     throw new Error(`${api}: a PostgreSQL identifier must not contain NUL characters`);
   }
   if (Buffer.byteLength(name, "utf8") > maxIdentifierBytes) {
-    throw new Error(
-      `${api}: the PostgreSQL identifier "${name}" is longer than ${maxIdentifierBytes} bytes`,
-    );
+    throw new Error(`${api}: the PostgreSQL identifier "${name}" is longer than ${maxIdentifierBytes} bytes`);
   }
   return `"${name.replaceAll('"', '""')}"`;
 }

@@ -1,6 +1,11 @@
 import { createHash } from "node:crypto";
 import type { QueryConfig } from "pg";
-import { type ChecksumColumnsSql, checksumOwnColumns, recordChecksumBytes, rowChecksumMatches } from "../record-checksum.js";
+import {
+  type ChecksumColumnsSql,
+  checksumOwnColumns,
+  recordChecksumBytes,
+  rowChecksumMatches,
+} from "../record-checksum.js";
 import type {
   ClaimInput,
   ClaimResult,
@@ -197,7 +202,8 @@ export function createPostgresStatements(
   const keyMatch = "scope = $1 AND method = $2 AND key = $3";
   // An input row `i` of a batch against a record row `r`.
   const inputKeyMatch = "r.scope = i.scope AND r.method = i.method AND r.key = i.key";
-  const inputRunning = "r.owner = i.owner AND r.takeovers = i.takeovers AND r.status = 'in_progress' AND NOT r.interrupted";
+  const inputRunning =
+    "r.owner = i.owner AND r.takeovers = i.takeovers AND r.status = 'in_progress' AND NOT r.interrupted";
   const running = "owner = $4 AND takeovers = $5 AND status = 'in_progress' AND NOT interrupted";
   // In the upsert, EXCLUDED holds the attempted insert, whose `updated_at` is
   // the statement's time. A record counts as absent once it expired, unless
@@ -364,7 +370,11 @@ WHERE (d.scope, d.method, d.key) IN (
   const renewQuery = query(renewText);
   const sweepQuery = query(sweepText);
   const tombstoneQuery = query(tombstoneText);
-  const keyValues = (key: RecordKey) => [toPostgresText(key.scope), toPostgresText(key.method), toPostgresText(key.key)];
+  const keyValues = (key: RecordKey) => [
+    toPostgresText(key.scope),
+    toPostgresText(key.method),
+    toPostgresText(key.key),
+  ];
   const ownerValues = (input: OwnerInput) => [...keyValues(input.key), input.owner, input.attempt - 1];
   const claimBatch = (inputs: readonly ClaimInput[]) =>
     claimQuery(
@@ -456,7 +466,10 @@ export function toIdempotencyRecord(row: RecordRow): IdempotencyRecord {
     replayUntil: row.replay_until === null ? undefined : Number(row.replay_until),
     outcomeCode: row.outcome_code ?? undefined,
     // A plain Uint8Array view: callers compare and decode it like any other store's.
-    outcome: row.outcome === null ? undefined : new Uint8Array(row.outcome.buffer, row.outcome.byteOffset, row.outcome.byteLength),
+    outcome:
+      row.outcome === null
+        ? undefined
+        : new Uint8Array(row.outcome.buffer, row.outcome.byteOffset, row.outcome.byteLength),
     readAt: Number(row.read_at),
   };
 }

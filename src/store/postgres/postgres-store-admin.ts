@@ -232,7 +232,9 @@ async function checkLayout(pool: Pool, schema: string, table: string): Promise<v
   if (version !== postgresSchemaVersion) {
     throw new Error(
       `openPostgresStoreAdmin: ${qualified} has schema version ${version}, this version of connect-idempotency reads ${postgresSchemaVersion}` +
-        (version < postgresSchemaVersion ? "; start a server of this version once to migrate it" : "; upgrade connect-idempotency"),
+        (version < postgresSchemaVersion
+          ? "; start a server of this version once to migrate it"
+          : "; upgrade connect-idempotency"),
     );
   }
 }

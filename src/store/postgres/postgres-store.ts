@@ -176,7 +176,9 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     async run(inputs) {
       const rows = (await open().query<{ completed: boolean }>(statements.completeBatch(inputs))).rows;
       if (rows.length !== inputs.length) {
-        throw new Error(`connect-idempotency: a batched completion answered ${rows.length} rows for ${inputs.length} keys`);
+        throw new Error(
+          `connect-idempotency: a batched completion answered ${rows.length} rows for ${inputs.length} keys`,
+        );
       }
       return rows.map((row) => row.completed);
     },

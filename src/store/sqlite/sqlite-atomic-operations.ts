@@ -47,7 +47,8 @@ export function createSqliteAtomicOperations(init: SqliteAtomicOperationsInit): 
   );
   // The owner check and the write are one statement: a claim taken over
   // between them is impossible.
-  const recordPhase = db.prepare<RecordPhaseParams>(`INSERT INTO ${phases} (scope, method, key, name, result, recorded_at)
+  const recordPhase =
+    db.prepare<RecordPhaseParams>(`INSERT INTO ${phases} (scope, method, key, name, result, recorded_at)
 SELECT ?, ?, ?, ?, ?, ?
 WHERE EXISTS (
   SELECT 1 FROM ${records}
@@ -59,7 +60,9 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = excluded.result, r
     const result = work(db);
     if (typeof result === "object" && result !== null && typeof (result as { then?: unknown }).then === "function") {
       // Resolving later would run the rest of the work outside the transaction.
-      throw new TypeError("createSqliteStore: the store's transactions cannot span an await: the work must be synchronous");
+      throw new TypeError(
+        "createSqliteStore: the store's transactions cannot span an await: the work must be synchronous",
+      );
     }
     return result as T;
   }
@@ -90,16 +93,23 @@ ON CONFLICT (scope, method, key, name) DO UPDATE SET result = excluded.result, r
     },
     getPhase(input) {
       const { scope, method, key } = input.key;
-      return executor.run(() => {
-        const row = getPhase.get(scope, method, key, input.name);
-        return row === undefined ? undefined : new Uint8Array(row.result.buffer, row.result.byteOffset, row.result.byteLength);
-      }, { write: false, savepoint: false });
+      return executor.run(
+        () => {
+          const row = getPhase.get(scope, method, key, input.name);
+          return row === undefined
+            ? undefined
+            : new Uint8Array(row.result.buffer, row.result.byteOffset, row.result.byteLength);
+        },
+        { write: false, savepoint: false },
+      );
     },
     recordPhase(input) {
       const { scope, method, key } = input.key;
       const { name, result, owner, attempt } = input;
       return executor.run(
-        () => recordPhase.run(scope, method, key, name, result, clock.now(), scope, method, key, owner, attempt - 1).changes === 1,
+        () =>
+          recordPhase.run(scope, method, key, name, result, clock.now(), scope, method, key, owner, attempt - 1)
+            .changes === 1,
         { write: true, savepoint: false },
       );
     },

@@ -140,10 +140,7 @@ const firstLockPauseMs = 1;
 const maxLockPauseMs = 25;
 
 /** Creates the group-commit executor of a store on an open connection it then owns. */
-export function createSqliteBatchExecutor(
-  db: Database,
-  options: SqliteBatchExecutorOptions = {},
-): SqliteBatchExecutor {
+export function createSqliteBatchExecutor(db: Database, options: SqliteBatchExecutorOptions = {}): SqliteBatchExecutor {
   const maxBatchSize = options.maxBatchSize ?? 1024;
   if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1) {
     throw new Error(`maxBatchSize must be a positive integer, got ${maxBatchSize}`);

@@ -170,7 +170,9 @@ function statOf(path: string): Stats | undefined {
 /** A size of the WAL or its limit for messages: `1 GiB`, `12.6 MiB`, `unlimited`. */
 export function formatWalBytes(bytes: number): string {
   if (bytes === Number.POSITIVE_INFINITY) return "unlimited";
-  return bytes >= 1 << 30 && bytes % (1 << 30) === 0 ? `${bytes / (1 << 30)} GiB` : `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+  return bytes >= 1 << 30 && bytes % (1 << 30) === 0
+    ? `${bytes / (1 << 30)} GiB`
+    : `${(bytes / (1 << 20)).toFixed(1)} MiB`;
 }
 
 function messageOf(error: unknown): string {

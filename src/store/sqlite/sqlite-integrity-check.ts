@@ -35,7 +35,9 @@ export function checkSqliteIntegrity(db: Database, path: string, mode: SqliteInt
   try {
     // One problem may span lines; the message stays one line.
     problems = (db.pragma(`${pragma}(${maxProblems})`) as Record<string, unknown>[]).map((row) =>
-      String(Object.values(row)[0]).trim().replace(/\s*\n\s*/g, "; "),
+      String(Object.values(row)[0])
+        .trim()
+        .replace(/\s*\n\s*/g, "; "),
     );
   } catch (error) {
     // A page so damaged that the check itself cannot read it.

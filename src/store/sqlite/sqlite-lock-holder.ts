@@ -33,9 +33,10 @@ export function findSqliteLockHolder(path: string): SqliteLockHolder | undefined
   for (const line of locks.split("\n")) {
     // "1: POSIX  ADVISORY  WRITE 8814 fe:00:2180164 120 120"; waiters
     // ("1: -> POSIX ...") are skipped by the pattern.
-    const match = /^\d+:\s+(?:POSIX|OFDLCK)\s+\S+\s+WRITE\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s+(\d+)\s+(\d+|EOF)$/.exec(
-      line.trim(),
-    );
+    const match =
+      /^\d+:\s+(?:POSIX|OFDLCK)\s+\S+\s+WRITE\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s+(\d+)\s+(\d+|EOF)$/.exec(
+        line.trim(),
+      );
     if (match === null) continue;
     const id = `${Number.parseInt(match[2]!, 16)}:${Number.parseInt(match[3]!, 16)}:${match[4]}`;
     const start = Number(match[5]);

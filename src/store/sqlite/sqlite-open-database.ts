@@ -74,14 +74,20 @@ function openError(path: string, error: unknown, busyTimeoutMs?: number): Error 
   const message = error instanceof Error ? error.message : String(error);
   const cause = typeof code === "string" ? `${code}: ${message}` : message;
   let hint = "";
-  if (typeof code === "string" && (code.startsWith("SQLITE_READONLY") || code.startsWith("SQLITE_CANTOPEN") || code === "SQLITE_IOERR_WRITE")) {
+  if (
+    typeof code === "string" &&
+    (code.startsWith("SQLITE_READONLY") || code.startsWith("SQLITE_CANTOPEN") || code === "SQLITE_IOERR_WRITE")
+  ) {
     hint =
       `; the store must write the file, its -wal and -shm files, and (to create those) ${dirname(path)}: ` +
       "check their mode and owner, and `lsattr` for the immutable flag";
   } else if (typeof code === "string" && code.startsWith("SQLITE_BUSY")) {
     hint = `; another connection held the write lock for more than busyTimeoutMs (${busyTimeoutMs} ms)${describeSqliteLockHolder(path)}`;
   }
-  return Object.assign(new Error(`createSqliteStore: cannot open the SQLite file ${path} for writing (${cause})${hint}`, { cause: error }), {
-    ...(typeof code === "string" ? { code } : {}),
-  });
+  return Object.assign(
+    new Error(`createSqliteStore: cannot open the SQLite file ${path} for writing (${cause})${hint}`, { cause: error }),
+    {
+      ...(typeof code === "string" ? { code } : {}),
+    },
+  );
 }

@@ -14,23 +14,40 @@ const sqlFunction = "connect_idempotency_checksum";
  * come back as, so that a comparison with it fails.
  */
 export function registerSqliteChecksum(db: Database): void {
-  db.function(sqlFunction, { deterministic: true }, (scope, method, key, fingerprint, status, lifetimeMs, outcome, replayLifetimeMs, outcomeCode) => {
-    if (
-      typeof scope !== "string" ||
-      typeof method !== "string" ||
-      typeof key !== "string" ||
-      typeof fingerprint !== "string" ||
-      typeof status !== "string" ||
-      typeof lifetimeMs !== "number" ||
-      !Number.isSafeInteger(lifetimeMs) ||
-      !(outcome === null || outcome instanceof Uint8Array) ||
-      !(replayLifetimeMs === null || (typeof replayLifetimeMs === "number" && Number.isSafeInteger(replayLifetimeMs))) ||
-      !(outcomeCode === null || (typeof outcomeCode === "number" && Number.isInteger(outcomeCode)))
-    ) {
-      return null;
-    }
-    return recordChecksum({ scope, method, key, fingerprint, status, lifetimeMs, outcome, replayLifetimeMs, outcomeCode });
-  });
+  db.function(
+    sqlFunction,
+    { deterministic: true },
+    (scope, method, key, fingerprint, status, lifetimeMs, outcome, replayLifetimeMs, outcomeCode) => {
+      if (
+        typeof scope !== "string" ||
+        typeof method !== "string" ||
+        typeof key !== "string" ||
+        typeof fingerprint !== "string" ||
+        typeof status !== "string" ||
+        typeof lifetimeMs !== "number" ||
+        !Number.isSafeInteger(lifetimeMs) ||
+        !(outcome === null || outcome instanceof Uint8Array) ||
+        !(
+          replayLifetimeMs === null ||
+          (typeof replayLifetimeMs === "number" && Number.isSafeInteger(replayLifetimeMs))
+        ) ||
+        !(outcomeCode === null || (typeof outcomeCode === "number" && Number.isInteger(outcomeCode)))
+      ) {
+        return null;
+      }
+      return recordChecksum({
+        scope,
+        method,
+        key,
+        fingerprint,
+        status,
+        lifetimeMs,
+        outcome,
+        replayLifetimeMs,
+        outcomeCode,
+      });
+    },
+  );
 }
 
 /** SQL expressions for the arguments of the checksum function. */

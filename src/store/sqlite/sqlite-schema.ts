@@ -253,7 +253,9 @@ export function recordFromSqliteRow(row: SqliteRecordRow, readAt: number): Idemp
         ? "interrupted"
         : // Without its body it is a tombstone whatever the clock says now: a
           // clock set back must not replay an empty outcome.
-          row.status === "completed" && row.replay_until !== null && (row.replay_until <= readAt || row.outcome === null)
+          row.status === "completed" &&
+            row.replay_until !== null &&
+            (row.replay_until <= readAt || row.outcome === null)
           ? "tombstoned"
           : row.status,
     fingerprint: row.fingerprint,
@@ -267,7 +269,9 @@ export function recordFromSqliteRow(row: SqliteRecordRow, readAt: number): Idemp
     attempt: row.takeovers + 1,
     // A plain Uint8Array view: callers compare and decode it like any other store's.
     outcome:
-      row.outcome === null ? undefined : new Uint8Array(row.outcome.buffer, row.outcome.byteOffset, row.outcome.byteLength),
+      row.outcome === null
+        ? undefined
+        : new Uint8Array(row.outcome.buffer, row.outcome.byteOffset, row.outcome.byteLength),
     readAt,
   };
 }

@@ -18,7 +18,12 @@ import {
   sqliteRowIntact,
   sqliteRowIntactSql,
 } from "./sqlite-record-checksum.js";
-import { quoteSqliteIdentifier, recordFromSqliteRow, sqliteRecordColumns, type SqliteRecordRow } from "./sqlite-schema.js";
+import {
+  quoteSqliteIdentifier,
+  recordFromSqliteRow,
+  sqliteRecordColumns,
+  type SqliteRecordRow,
+} from "./sqlite-schema.js";
 
 /**
  * Every store operation on one records table, as synchronous functions over
@@ -154,7 +159,9 @@ WHERE ${keyMatch} AND owner = ? AND takeovers = ? AND status = 'in_progress'`);
   // A completed record is never released: that would drop a stored outcome.
   const release = db.prepare<OwnerParams>(`DELETE FROM ${quoted} WHERE ${keyMatch} AND ${running}`);
   const renew = db.prepare<RenewParams>(`UPDATE ${quoted} SET lease_until = ? WHERE ${keyMatch} AND ${running}`);
-  const holds = db.prepare<OwnerParams, { held: number }>(`SELECT 1 AS held FROM ${quoted} WHERE ${keyMatch} AND ${running}`);
+  const holds = db.prepare<OwnerParams, { held: number }>(
+    `SELECT 1 AS held FROM ${quoted} WHERE ${keyMatch} AND ${running}`,
+  );
   // The first stage of sweeping: a record past its replay window keeps its
   // key, fingerprint, times and code as a tombstone, and its checksum is
   // rewritten for the row without the body. Only an intact row is
@@ -188,7 +195,19 @@ WHERE rowid IN (
       const leaseUntil = now + leaseMs;
       const expiresAt = now + expiresInMs;
       const row = corruptionChecked(key, () =>
-        claim.get(key.scope, key.method, key.key, fingerprint, owner, now, now, leaseUntil, expiresAt, claimChecksum(key, fingerprint, expiresInMs), graceMs),
+        claim.get(
+          key.scope,
+          key.method,
+          key.key,
+          fingerprint,
+          owner,
+          now,
+          now,
+          leaseUntil,
+          expiresAt,
+          claimChecksum(key, fingerprint, expiresInMs),
+          graceMs,
+        ),
       );
       if (row !== undefined) {
         return {
@@ -213,7 +232,9 @@ WHERE rowid IN (
       }
       const holder = read(key, now);
       if (holder === undefined) {
-        throw new Error(`createSqliteStore: claim of ${key.method} found neither a free key nor a record; run it in a transaction`);
+        throw new Error(
+          `createSqliteStore: claim of ${key.method} found neither a free key nor a record; run it in a transaction`,
+        );
       }
       return { kind: "existing", record: holder };
     },
@@ -279,7 +300,12 @@ WHERE rowid IN (
  * the wrong type, which then fails in the statement as before.
  */
 function claimChecksum(key: RecordKey, fingerprint: string, lifetimeMs: number): Buffer | null {
-  if (typeof key.scope !== "string" || typeof key.method !== "string" || typeof key.key !== "string" || typeof fingerprint !== "string") {
+  if (
+    typeof key.scope !== "string" ||
+    typeof key.method !== "string" ||
+    typeof key.key !== "string" ||
+    typeof fingerprint !== "string"
+  ) {
     return null;
   }
   return recordChecksum({

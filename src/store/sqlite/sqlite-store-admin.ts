@@ -244,7 +244,9 @@ function checkLayout(db: Database.Database, path: string, table: string): void {
   if (version !== sqliteSchemaVersion) {
     throw new Error(
       `openSqliteStoreAdmin: ${path}: table ${table} has schema version ${version}, this version of connect-idempotency reads ${sqliteSchemaVersion}` +
-        (version < sqliteSchemaVersion ? "; start a server of this version once to migrate it" : "; upgrade connect-idempotency"),
+        (version < sqliteSchemaVersion
+          ? "; start a server of this version once to migrate it"
+          : "; upgrade connect-idempotency"),
     );
   }
 }

@@ -117,8 +117,10 @@ function atLeast(name: string, value: unknown, min: number, infinite = false): n
 function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
   if (!allowed.includes(value as T)) {
     throw new Error(
-      `createSqliteStore: ${name} must be ${allowed.slice(0, -1).map((v) => JSON.stringify(v)).join(", ")} or ` +
-        `${JSON.stringify(allowed.at(-1))}, got ${JSON.stringify(value)}`,
+      `createSqliteStore: ${name} must be ${allowed
+        .slice(0, -1)
+        .map((v) => JSON.stringify(v))
+        .join(", ")} or ` + `${JSON.stringify(allowed.at(-1))}, got ${JSON.stringify(value)}`,
     );
   }
   return value as T;

@@ -56,14 +56,15 @@ const bank = createClient(
   }),
 );
 
-const payments =
-  env.HANDLER === "plain" ? plainPaymentService() : createPaymentServiceImpl({ ledger: store, bank });
+const payments = env.HANDLER === "plain" ? plainPaymentService() : createPaymentServiceImpl({ ledger: store, bank });
 
 if (crashAt === "after-write" && env.HANDLER !== "plain") {
   // Inside the commit transaction, right after the payment row: a TEMP
   // trigger lives on this connection only, never in the file.
   store.database.function("crash_now", () => crash());
-  store.database.exec("CREATE TEMP TRIGGER crash_after_write AFTER INSERT ON main.payments BEGIN SELECT crash_now(); END");
+  store.database.exec(
+    "CREATE TEMP TRIGGER crash_after_write AFTER INSERT ON main.payments BEGIN SELECT crash_now(); END",
+  );
 }
 
 const server = await startHttp2Server({
@@ -83,7 +84,9 @@ process.stdout.write(`listening ${server.port}\n`);
  */
 function plainPaymentService(): Partial<ServiceImpl<typeof PaymentService>> {
   store.database.exec("CREATE TABLE IF NOT EXISTS payments (payment_id TEXT PRIMARY KEY, request_id TEXT NOT NULL)");
-  const insert = store.database.prepare<[string, string]>("INSERT INTO payments (payment_id, request_id) VALUES (?, ?)");
+  const insert = store.database.prepare<[string, string]>(
+    "INSERT INTO payments (payment_id, request_id) VALUES (?, ?)",
+  );
   let n = 0;
   return {
     async createPayment(req, ctx) {
@@ -97,4 +100,3 @@ function plainPaymentService(): Partial<ServiceImpl<typeof PaymentService>> {
     },
   };
 }
-
