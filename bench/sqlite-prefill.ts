@@ -10,6 +10,7 @@ import {
   sqliteSchemaVersion,
 } from "../src/store/sqlite/sqlite-schema.js";
 import { createSqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import { recordChecksum } from "../src/store/record-checksum.js";
 import { paymentRecordMethod, paymentRecordScope, storedPaymentOutcome } from "./payment-request.js";
 
 /** Where a prefilled database came from. */
@@ -94,12 +95,13 @@ async function buildPrefilledSqlite(path: string, rows: number): Promise<void> {
     const now = Date.now();
     db.transaction(() => {
       for (const key of keys) {
+        const fingerprint = randomBytes(32).toString("hex");
         insert.run({
           scope: paymentRecordScope,
           method: paymentRecordMethod,
           key,
           status: "completed",
-          fingerprint: randomBytes(32).toString("hex"),
+          fingerprint,
           owner: randomUUID(),
           created_at: now,
           updated_at: now,
@@ -109,6 +111,18 @@ async function buildPrefilledSqlite(path: string, rows: number): Promise<void> {
           replaced: "none",
           interrupted: 0,
           outcome,
+          // As the store writes them, so that a replay of a prefilled record passes its check.
+          checksum: recordChecksum({
+            scope: paymentRecordScope,
+            method: paymentRecordMethod,
+            key,
+            fingerprint,
+            status: "completed",
+            lifetimeMs: farFuture - now,
+            outcome,
+          }),
+          replay_until: null,
+          outcome_code: null,
         });
       }
     })();
