@@ -3,6 +3,7 @@ import Database from "better-sqlite3";
 import pg from "pg";
 import type { CreatePaymentRequest, PaymentService } from "../gen/demo/v1/payments_pb.js";
 import { createPaymentsTable } from "../demo/payment-service.js";
+import { postgresPaymentsTableSql } from "../demo/postgres-tables.js";
 import { atomicEffects } from "../src/server/atomic-effects.js";
 import { createIdempotencyInterceptor } from "../src/server/idempotency-interceptor.js";
 import type { IdempotencyInterceptorOptions } from "../src/server/interceptor-options.js";
@@ -115,18 +116,7 @@ export async function createRowCommitService(
 
 /** The demo's `payments` table in PostgreSQL types, in `schema` (quoted). */
 async function createPostgresPaymentsTable(pool: pg.Pool, schema: string): Promise<void> {
-  await pool.query(`
-    CREATE TABLE IF NOT EXISTS ${schema}.payments (
-      payment_id TEXT PRIMARY KEY,
-      request_id TEXT NOT NULL,
-      account_id TEXT NOT NULL,
-      amount_minor BIGINT NOT NULL,
-      currency TEXT NOT NULL,
-      charge_id TEXT NOT NULL,
-      metadata TEXT NOT NULL,
-      refunded_minor BIGINT NOT NULL DEFAULT 0,
-      created_at BIGINT NOT NULL
-    )`);
+  await pool.query(postgresPaymentsTableSql(`${schema}.payments`));
   await pool.query(`CREATE INDEX IF NOT EXISTS payments_request_id ON ${schema}.payments (request_id)`);
   await pool.query(`CREATE INDEX IF NOT EXISTS payments_account_id ON ${schema}.payments (account_id, created_at)`);
 }

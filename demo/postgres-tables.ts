@@ -11,14 +11,12 @@ const paymentColumns =
   "refunded_minor::float8 AS refunded_minor, created_at::float8 AS created_at";
 
 /**
- * The `payments` table of the payment service on PostgreSQL, in the schema
- * of `store` (its idempotency store), created if missing. Same columns as
- * the SQLite table.
+ * The `CREATE TABLE IF NOT EXISTS` of the demo's `payments` table in
+ * PostgreSQL types, as `qualified` (quoted) names it; its indexes are the
+ * caller's.
  */
-export async function createPostgresPaymentsTable(store: PostgresStore): Promise<PaymentsTable> {
-  const payments = `${quoteIdentifier(store.schema)}.payments`;
-  await store.pool.query(`
-    CREATE TABLE IF NOT EXISTS ${payments} (
+export function postgresPaymentsTableSql(qualified: string): string {
+  return `CREATE TABLE IF NOT EXISTS ${qualified} (
       payment_id TEXT PRIMARY KEY,
       request_id TEXT NOT NULL,
       account_id TEXT NOT NULL,
@@ -28,7 +26,18 @@ export async function createPostgresPaymentsTable(store: PostgresStore): Promise
       metadata TEXT NOT NULL,
       refunded_minor BIGINT NOT NULL DEFAULT 0,
       created_at BIGINT NOT NULL
-    );
+    )`;
+}
+
+/**
+ * The `payments` table of the payment service on PostgreSQL, in the schema
+ * of `store` (its idempotency store), created if missing. Same columns as
+ * the SQLite table.
+ */
+export async function createPostgresPaymentsTable(store: PostgresStore): Promise<PaymentsTable> {
+  const payments = `${quoteIdentifier(store.schema)}.payments`;
+  await store.pool.query(`
+    ${postgresPaymentsTableSql(payments)};
     CREATE INDEX IF NOT EXISTS payments_request_id ON ${payments} (request_id);
     CREATE INDEX IF NOT EXISTS payments_account_id ON ${payments} (account_id, created_at)`);
   const find = async (client: Pick<PoolClient, "query">, paymentId: string, lock = ""): Promise<PaymentRow> => {
