@@ -177,7 +177,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       const rows = (await open().query<{ completed: boolean }>(statements.completeBatch(inputs))).rows;
       if (rows.length !== inputs.length) {
         throw new Error(
-          `connect-idempotency: a batched completion answered ${rows.length} rows for ${inputs.length} keys`,
+          `createPostgresStore: a batched completion answered ${rows.length} rows for ${inputs.length} keys`,
         );
       }
       return rows.map((row) => row.completed);
