@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
-import type pg from "pg";
+import pg from "pg";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { ClaimInput, ClaimResult, CompleteInput } from "../../src/store/idempotency-store.js";
 import { createPostgresStore, type PostgresStore } from "../../src/store/postgres/postgres-store.js";
-import { useTestSchema } from "../support/postgres-database.js";
+import { testConnectionString, useTestSchema } from "../support/postgres-database.js";
 import { useTestDatabaseClock } from "../support/postgres-test-clock.js";
 
 // Claims, completions and renewals made in one turn of the event loop go to
@@ -369,5 +369,44 @@ describe("PostgreSQL prepared statements", () => {
 
   it("sends unnamed statements with preparedStatements: false, for poolers that cannot keep them", async () => {
     expect(await preparedOn(false)).toEqual([]);
+  });
+
+  it("plans the statement of a single claim, completion or renewal once per connection, not on every call", async () => {
+    // One connection, so that every statement runs where pg_prepared_statements counts its plans.
+    const pool = new pg.Pool({ connectionString: testConnectionString, max: 1 });
+    const store = await createPostgresStore({
+      pool,
+      schema: schema.name,
+      table: schema.nextTable(),
+      sweepIntervalMs: 0,
+    });
+    try {
+      const calls = 12;
+      for (let i = 0; i < calls; i++) {
+        // One at a time: each statement carries a single input.
+        const input = claimInput(`planned-${i}`);
+        expect((await store.claim(input)).kind).toBe("claimed");
+        expect(await store.renew({ key: input.key, owner: input.owner, attempt: 1, leaseMs: 60_000 })).toBe(true);
+        expect(await store.complete(completion(input))).toBe(true);
+      }
+      const plans = await pool.query<{ statement: string; generic_plans: string; custom_plans: string }>(
+        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements ORDER BY statement",
+      );
+      const byKind = Object.fromEntries(
+        plans.rows.map((row) => [
+          statementKind(row.statement),
+          { generic: Number(row.generic_plans), custom: Number(row.custom_plans) },
+        ]),
+      );
+      // PostgreSQL plans a statement afresh for its first five runs, then keeps its
+      // generic plan unless that looks dearer than planning anew each time, as
+      // it does for `unnest` of an array parameter.
+      for (const kind of ["claim", "renew", "complete"]) {
+        expect(byKind[kind], kind).toEqual({ generic: calls - 5, custom: 5 });
+      }
+    } finally {
+      await store.close();
+      await pool.end();
+    }
   });
 });

@@ -59,9 +59,11 @@ export interface ClaimRow extends RecordRow {
  * its owner token and attempt (`takeovers` holds `attempt - 1`), and a
  * running claim is `in_progress` and not interrupted.
  *
- * Claims, completions and renewals take their inputs as arrays (`unnest`),
- * so that one statement serves many callers: the `...Batch` forms take
- * several inputs with distinct keys, the plain forms one. Each input is
+ * Claims, completions and renewals of several inputs take them as arrays
+ * (`unnest`), so that one statement serves many callers: the `...Batch`
+ * forms take several inputs with distinct keys, the plain forms (and a
+ * batch of one) a single input as plain parameters, whose statement
+ * PostgreSQL plans once per connection. Each input is
  * judged on its own row exactly as it would be alone; a key that appears
  * twice in one batch is a caller's error (a claim then fails with
  * "ON CONFLICT DO UPDATE command cannot affect row a second time").
@@ -247,11 +249,8 @@ export function createPostgresStatements(
   });
   // Rows are inserted in the order of the arrays, so batches whose keys come
   // sorted take their row locks in one order and never deadlock each other.
-  const claimText = `WITH clock AS (SELECT ${postgresClockMs} AS ms),
-input AS (
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[])
-    AS i(scope, method, key, fingerprint, owner, lease_ms, grace_ms, expires_in_ms)
-)
+  const claimText = (form: InputForm) => `WITH clock AS (SELECT ${postgresClockMs} AS ms),
+${inputCte(form, claimColumns)}
 INSERT INTO ${qualifiedTable} AS r (${columns})
 SELECT i.scope, i.method, i.key, 'in_progress', i.fingerprint, i.owner, ms, ms, ms + i.lease_ms, ms + i.expires_in_ms, 0, false, NULL::bytea,
   ${postgresChecksumSql({ scope: "i.scope", method: "i.method", key: "i.key", fingerprint: "i.fingerprint", status: "'in_progress'", lifetimeMs: "i.expires_in_ms", outcome: "NULL::bytea", replayLifetimeMs: "NULL::bigint", outcomeCode: "NULL::integer" })},
@@ -274,12 +273,6 @@ ON CONFLICT (scope, method, key) DO UPDATE SET
 WHERE (${expired} OR ${takeover}) AND ${postgresRowIntactSql("r")}
 RETURNING ${columns}, r.updated_at AS read_at, (r.xmax = 0) AS inserted`;
   const getText = `SELECT ${columns}, ${postgresClockMs} AS read_at FROM ${qualifiedTable} WHERE ${keyMatch}`;
-  // The inputs of an owner's write, numbered: `takeovers` is `attempt - 1`.
-  const ownerInput = (more: string, moreColumns: string) =>
-    `input AS (
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[]${more}) WITH ORDINALITY
-    AS i(scope, method, key, owner, takeovers${moreColumns}, ord)
-)`;
   // Without a tombstone period (0) a completed record is what it was before
   // tombstones: replayed until it expires, no replay end, same checksum.
   const replayUntil = "(CASE WHEN i.tombstone_ms > 0 THEN clock.ms + i.retention_ms END)";
@@ -287,8 +280,8 @@ RETURNING ${columns}, r.updated_at AS read_at, (r.xmax = 0) AS inserted`;
   // The outer SELECT reads the table as it was before the UPDATE: a row
   // completed by this owner and attempt then is an earlier completion of
   // theirs whose answer was lost (a connection cut after COMMIT).
-  const completeText = `WITH clock AS (SELECT ${postgresClockMs} AS ms),
-${ownerInput(", $6::bytea[], $7::bigint[], $8::bigint[], $9::integer[]", ", outcome, retention_ms, tombstone_ms, outcome_code")},
+  const completeText = (form: InputForm) => `WITH clock AS (SELECT ${postgresClockMs} AS ms),
+${inputCte(form, completeColumns, true)},
 done AS (
   UPDATE ${qualifiedTable} AS r
   SET status = 'completed', outcome = i.outcome, updated_at = clock.ms, lease_until = clock.ms,
@@ -320,8 +313,8 @@ SET interrupted = true, lease_until = CASE WHEN interrupted THEN lease_until ELS
 FROM clock
 WHERE ${keyMatch} AND owner = $4 AND takeovers = $5 AND status = 'in_progress'`;
   const releaseText = `DELETE FROM ${qualifiedTable} WHERE ${keyMatch} AND ${running}`;
-  const renewText = `WITH clock AS (SELECT ${postgresClockMs} AS ms),
-${ownerInput(", $6::bigint[]", ", lease_ms")}
+  const renewText = (form: InputForm) => `WITH clock AS (SELECT ${postgresClockMs} AS ms),
+${inputCte(form, renewColumns, true)}
 UPDATE ${qualifiedTable} AS r SET lease_until = clock.ms + i.lease_ms
 FROM input AS i, clock
 WHERE ${inputKeyMatch} AND ${inputRunning}
@@ -362,12 +355,12 @@ WHERE (d.scope, d.method, d.key) IN (
   FOR UPDATE OF s SKIP LOCKED
 ) AND d.replay_until <= clock.ms AND d.outcome IS NOT NULL AND d.status = 'completed'`;
   const query = (text: string) => postgresQuery(text, options.prepared === true);
-  const claimQuery = query(claimText);
+  const claimQuery = inputForms(claimText, query);
   const getQuery = query(getText);
-  const completeQuery = query(completeText);
+  const completeQuery = inputForms(completeText, query);
   const interruptQuery = query(interruptText);
   const releaseQuery = query(releaseText);
-  const renewQuery = query(renewText);
+  const renewQuery = inputForms(renewText, query);
   const sweepQuery = query(sweepText);
   const tombstoneQuery = query(tombstoneText);
   const keyValues = (key: RecordKey) => [
@@ -376,39 +369,32 @@ WHERE (d.scope, d.method, d.key) IN (
     toPostgresText(key.key),
   ];
   const ownerValues = (input: OwnerInput) => [...keyValues(input.key), input.owner, input.attempt - 1];
-  const claimBatch = (inputs: readonly ClaimInput[]) =>
-    claimQuery(
-      columnArrays(inputs, 8, (input) => [
-        ...keyValues(input.key),
-        input.fingerprint,
-        input.owner,
-        input.leaseMs,
-        input.graceMs,
-        input.expiresInMs,
-      ]),
-    );
-  const completeBatch = (inputs: readonly CompleteInput[]) =>
-    completeQuery(
-      columnArrays(inputs, 9, (input) => [
-        ...ownerValues(input),
-        input.outcome,
-        input.retentionMs,
-        input.tombstoneMs ?? 0,
-        input.outcomeCode ?? 0,
-      ]),
-    );
-  const renewBatch = (inputs: readonly RenewInput[]) =>
-    renewQuery(columnArrays(inputs, 6, (input) => [...ownerValues(input), input.leaseMs]));
+  const claimValues = (input: ClaimInput) => [
+    ...keyValues(input.key),
+    input.fingerprint,
+    input.owner,
+    input.leaseMs,
+    input.graceMs,
+    input.expiresInMs,
+  ];
+  const completeValues = (input: CompleteInput) => [
+    ...ownerValues(input),
+    input.outcome,
+    input.retentionMs,
+    input.tombstoneMs ?? 0,
+    input.outcomeCode ?? 0,
+  ];
+  const renewValues = (input: RenewInput) => [...ownerValues(input), input.leaseMs];
   return {
-    claim: (input) => claimBatch([input]),
-    claimBatch,
+    claim: (input) => claimQuery.one(claimValues(input)),
+    claimBatch: (inputs) => claimQuery.batch(inputs, claimValues),
     get: (key) => getQuery(keyValues(key)),
-    complete: (input) => completeBatch([input]),
-    completeBatch,
+    complete: (input) => completeQuery.one(completeValues(input)),
+    completeBatch: (inputs) => completeQuery.batch(inputs, completeValues),
     interrupt: (input) => interruptQuery(ownerValues(input)),
     release: (input) => releaseQuery(ownerValues(input)),
-    renew: (input) => renewBatch([input]),
-    renewBatch,
+    renew: (input) => renewQuery.one(renewValues(input)),
+    renewBatch: (inputs) => renewQuery.batch(inputs, renewValues),
     sweep: (input) => sweepQuery([input.limit]),
     tombstone: (input) => tombstoneQuery([input.limit]),
   };
@@ -429,16 +415,86 @@ export function postgresQuery(text: string, prepared: boolean): (values: unknown
   return (values) => ({ name, text, values });
 }
 
-/** Transposes inputs into one array per parameter, for `unnest`. */
-function columnArrays<T>(inputs: readonly T[], count: number, row: (input: T) => unknown[]): unknown[][] {
-  const arrays = Array.from({ length: count }, (): unknown[] => []);
-  for (const input of inputs) {
-    const values = row(input);
-    for (let i = 0; i < count; i++) {
-      (arrays[i] as unknown[]).push(values[i]);
-    }
+/**
+ * How a statement takes its inputs: `one` as plain parameters, `batch` as
+ * one array per column, through `unnest`.
+ */
+type InputForm = "one" | "batch";
+
+/** The columns of a statement's `input` CTE, in parameter order, with their types. */
+type InputColumns = readonly (readonly [name: string, type: string])[];
+
+// Every claim, completion and renewal has an `input` CTE of these columns.
+const claimColumns: InputColumns = [
+  ["scope", "text"],
+  ["method", "text"],
+  ["key", "text"],
+  ["fingerprint", "text"],
+  ["owner", "text"],
+  ["lease_ms", "bigint"],
+  ["grace_ms", "bigint"],
+  ["expires_in_ms", "bigint"],
+];
+// The inputs of an owner's write: `takeovers` is `attempt - 1`.
+const ownerColumns: InputColumns = [
+  ["scope", "text"],
+  ["method", "text"],
+  ["key", "text"],
+  ["owner", "text"],
+  ["takeovers", "integer"],
+];
+const completeColumns: InputColumns = [
+  ...ownerColumns,
+  ["outcome", "bytea"],
+  ["retention_ms", "bigint"],
+  ["tombstone_ms", "bigint"],
+  ["outcome_code", "integer"],
+];
+const renewColumns: InputColumns = [...ownerColumns, ["lease_ms", "bigint"]];
+
+/**
+ * The `input` CTE of a statement, numbered by `ord` from 1 when `numbered`.
+ * A single input gets its own form, of plain parameters: PostgreSQL
+ * estimates `unnest` of a parameter at 100 rows, so the generic plan of the
+ * array form never looks as cheap as a custom one, and a named statement
+ * would be planned again on every call, which costs more than running it.
+ */
+function inputCte(form: InputForm, columns: InputColumns, numbered = false): string {
+  if (form === "one") {
+    const values = columns.map(([name, type], index) => `$${index + 1}::${type} AS ${name}`);
+    return `input AS (SELECT ${values.join(", ")}${numbered ? ", 1::bigint AS ord" : ""})`;
   }
-  return arrays;
+  const arrays = columns.map(([, type], index) => `$${index + 1}::${type}[]`);
+  const names = columns.map(([name]) => name);
+  return `input AS (
+  SELECT * FROM unnest(${arrays.join(", ")})${numbered ? " WITH ORDINALITY" : ""}
+    AS i(${[...names, ...(numbered ? ["ord"] : [])].join(", ")})
+)`;
+}
+
+/** A statement in both input forms: `one` for a single input's values, `batch` for several inputs. */
+interface InputForms {
+  readonly one: (values: unknown[]) => QueryConfig<unknown[]>;
+  readonly batch: <T>(inputs: readonly T[], valuesOf: (input: T) => unknown[]) => QueryConfig<unknown[]>;
+}
+
+function inputForms(
+  text: (form: InputForm) => string,
+  query: (text: string) => (values: unknown[]) => QueryConfig<unknown[]>,
+): InputForms {
+  const one = query(text("one"));
+  const batch = query(text("batch"));
+  return {
+    one,
+    batch: (inputs, valuesOf) =>
+      inputs.length === 1 ? one(valuesOf(inputs[0] as (typeof inputs)[number])) : batch(columnArrays(inputs, valuesOf)),
+  };
+}
+
+/** Transposes inputs into one array per parameter, for `unnest`. */
+function columnArrays<T>(inputs: readonly T[], row: (input: T) => unknown[]): unknown[][] {
+  const rows = inputs.map(row);
+  return (rows[0] ?? []).map((_, column) => rows.map((values) => values[column]));
 }
 
 /** Converts a row into a record. */
