@@ -61,9 +61,9 @@ export interface ClaimRow extends RecordRow {
  *
  * Claims, completions and renewals of several inputs take them as arrays
  * (`unnest`), so that one statement serves many callers: the `...Batch`
- * forms take several inputs with distinct keys, the plain forms (and a
- * batch of one) a single input as plain parameters, whose statement
- * PostgreSQL plans once per connection. Each input is
+ * forms take several inputs with distinct keys, the plain forms one.
+ * Up to 16 inputs go as plain parameters in a `VALUES` list (a statement
+ * per count, which PostgreSQL plans once per connection), more as arrays. Each input is
  * judged on its own row exactly as it would be alone; a key that appears
  * twice in one batch is a caller's error (a claim then fails with
  * "ON CONFLICT DO UPDATE command cannot affect row a second time").
@@ -416,10 +416,18 @@ export function postgresQuery(text: string, prepared: boolean): (values: unknown
 }
 
 /**
- * How a statement takes its inputs: `one` as plain parameters, `batch` as
- * one array per column, through `unnest`.
+ * How a statement takes its inputs: a count of inputs, each as plain
+ * parameters in a `VALUES` list, or `"arrays"`, one array per column,
+ * through `unnest`.
  */
-type InputForm = "one" | "batch";
+type InputForm = number | "arrays";
+
+/**
+ * Batches of up to this many inputs get a statement of their size, whose
+ * `VALUES` list PostgreSQL plans once per connection; larger ones share the
+ * `unnest` form, planned on every call, which their size pays for.
+ */
+const maxValuesInputs = 16;
 
 /** The columns of a statement's `input` CTE, in parameter order, with their types. */
 type InputColumns = readonly (readonly [name: string, type: string])[];
@@ -454,25 +462,28 @@ const renewColumns: InputColumns = [...ownerColumns, ["lease_ms", "bigint"]];
 
 /**
  * The `input` CTE of a statement, numbered by `ord` from 1 when `numbered`.
- * A single input gets its own form, of plain parameters: PostgreSQL
- * estimates `unnest` of a parameter at 100 rows, so the generic plan of the
- * array form never looks as cheap as a custom one, and a named statement
- * would be planned again on every call, which costs more than running it.
+ * PostgreSQL estimates `unnest` of a parameter at 100 rows, so the generic
+ * plan of the array form never looks as cheap as a custom one, and a named
+ * statement of that form is planned again on every call, which for a few
+ * inputs costs more than running it (about 220 us of database CPU for a
+ * completion). A `VALUES` list has as many rows as it says.
  */
 function inputCte(form: InputForm, columns: InputColumns, numbered = false): string {
-  if (form === "one") {
-    const values = columns.map(([name, type], index) => `$${index + 1}::${type} AS ${name}`);
-    return `input AS (SELECT ${values.join(", ")}${numbered ? ", 1::bigint AS ord" : ""})`;
-  }
-  const arrays = columns.map(([, type], index) => `$${index + 1}::${type}[]`);
-  const names = columns.map(([name]) => name);
-  return `input AS (
-  SELECT * FROM unnest(${arrays.join(", ")})${numbered ? " WITH ORDINALITY" : ""}
-    AS i(${[...names, ...(numbered ? ["ord"] : [])].join(", ")})
+  const names = [...columns.map(([name]) => name), ...(numbered ? ["ord"] : [])].join(", ");
+  if (form === "arrays") {
+    const arrays = columns.map(([, type], index) => `$${index + 1}::${type}[]`);
+    return `input AS (
+  SELECT * FROM unnest(${arrays.join(", ")})${numbered ? " WITH ORDINALITY" : ""} AS i(${names})
 )`;
+  }
+  const rows = Array.from({ length: form }, (_, row) => {
+    const values = columns.map(([, type], column) => `$${row * columns.length + column + 1}::${type}`);
+    return `(${[...values, ...(numbered ? [`${row + 1}::bigint`] : [])].join(", ")})`;
+  });
+  return `input (${names}) AS (VALUES ${rows.join(",\n  ")})`;
 }
 
-/** A statement in both input forms: `one` for a single input's values, `batch` for several inputs. */
+/** A statement for any number of inputs: `one` for a single input's values, `batch` for several inputs. */
 interface InputForms {
   readonly one: (values: unknown[]) => QueryConfig<unknown[]>;
   readonly batch: <T>(inputs: readonly T[], valuesOf: (input: T) => unknown[]) => QueryConfig<unknown[]>;
@@ -482,12 +493,23 @@ function inputForms(
   text: (form: InputForm) => string,
   query: (text: string) => (values: unknown[]) => QueryConfig<unknown[]>,
 ): InputForms {
-  const one = query(text("one"));
-  const batch = query(text("batch"));
+  // Built on first use: most processes only ever see a few batch sizes.
+  const sized: ((values: unknown[]) => QueryConfig<unknown[]>)[] = [];
+  const ofSize = (count: number) => {
+    let form = sized[count];
+    if (form === undefined) {
+      form = query(text(count));
+      sized[count] = form;
+    }
+    return form;
+  };
+  const arrays = query(text("arrays"));
   return {
-    one,
+    one: (values) => ofSize(1)(values),
     batch: (inputs, valuesOf) =>
-      inputs.length === 1 ? one(valuesOf(inputs[0] as (typeof inputs)[number])) : batch(columnArrays(inputs, valuesOf)),
+      inputs.length <= maxValuesInputs
+        ? ofSize(inputs.length)(inputs.flatMap(valuesOf))
+        : arrays(columnArrays(inputs, valuesOf)),
   };
 }
 
