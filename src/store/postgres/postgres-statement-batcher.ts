@@ -46,8 +46,8 @@ function isInputError(error: unknown): boolean {
 /**
  * Group commit for PostgreSQL: the inputs submitted during one turn of the
  * event loop are sent at the next `setImmediate` as one statement (one round
- * trip and one transaction, over `unnest` arrays), and each caller gets the
- * result of its own input. A batch does not wait for the one before it:
+ * trip and one transaction), and each caller gets the result of its own
+ * input. A batch does not wait for the one before it:
  * several run at once on the pool's connections.
  *
  * The statement judges every input on its own row as a single statement

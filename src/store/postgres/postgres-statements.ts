@@ -59,12 +59,12 @@ export interface ClaimRow extends RecordRow {
  * its owner token and attempt (`takeovers` holds `attempt - 1`), and a
  * running claim is `in_progress` and not interrupted.
  *
- * Claims, completions and renewals of several inputs take them as arrays
- * (`unnest`), so that one statement serves many callers: the `...Batch`
- * forms take several inputs with distinct keys, the plain forms one.
- * Up to 16 inputs go as plain parameters in a `VALUES` list (a statement
- * per count, which PostgreSQL plans once per connection), more as arrays. Each input is
- * judged on its own row exactly as it would be alone; a key that appears
+ * Claims, completions and renewals take many inputs in one statement, so
+ * that one statement serves many callers: the `...Batch` forms take several
+ * inputs with distinct keys, the plain forms one. Up to 16 inputs go as
+ * plain parameters in a `VALUES` list (a statement per count, which
+ * PostgreSQL plans once per connection), more as arrays (`unnest`). Each
+ * input is judged on its own row exactly as it would be alone; a key that appears
  * twice in one batch is a caller's error (a claim then fails with
  * "ON CONFLICT DO UPDATE command cannot affect row a second time").
  */
@@ -425,7 +425,8 @@ type InputForm = number | "arrays";
 /**
  * Batches of up to this many inputs get a statement of their size, whose
  * `VALUES` list PostgreSQL plans once per connection; larger ones share the
- * `unnest` form, planned on every call, which their size pays for.
+ * `unnest` form, whose planning, when PostgreSQL plans it again, their size
+ * pays for.
  */
 const maxValuesInputs = 16;
 
@@ -462,11 +463,11 @@ const renewColumns: InputColumns = [...ownerColumns, ["lease_ms", "bigint"]];
 
 /**
  * The `input` CTE of a statement, numbered by `ord` from 1 when `numbered`.
- * PostgreSQL estimates `unnest` of a parameter at 100 rows, so the generic
- * plan of the array form never looks as cheap as a custom one, and a named
- * statement of that form is planned again on every call, which for a few
- * inputs costs more than running it (about 220 us of database CPU for a
- * completion). A `VALUES` list has as many rows as it says.
+ * PostgreSQL estimates `unnest` of a parameter at 100 rows, so for a few
+ * inputs the generic plan of the array form looks dearer than a custom one,
+ * and a named statement of that form is planned again on every call, which
+ * costs more than running it (about 220 us of database CPU for the
+ * completion of one key). A `VALUES` list has as many rows as it says.
  */
 function inputCte(form: InputForm, columns: InputColumns, numbered = false): string {
   const names = [...columns.map(([name]) => name), ...(numbered ? ["ord"] : [])].join(", ");
