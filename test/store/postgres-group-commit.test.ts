@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
-import pg from "pg";
+import type pg from "pg";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { ClaimInput, ClaimResult, CompleteInput } from "../../src/store/idempotency-store.js";
 import { createPostgresStore, type PostgresStore } from "../../src/store/postgres/postgres-store.js";
-import { testConnectionString, useTestSchema } from "../support/postgres-database.js";
+import { useTestSchema } from "../support/postgres-database.js";
 import { useTestDatabaseClock } from "../support/postgres-test-clock.js";
 
 // Claims, completions and renewals made in one turn of the event loop go to
@@ -370,54 +370,4 @@ describe("PostgreSQL prepared statements", () => {
   it("sends unnamed statements with preparedStatements: false, for poolers that cannot keep them", async () => {
     expect(await preparedOn(false)).toEqual([]);
   });
-
-  it.each([1, 4, 16])(
-    "plans the statement of %i claims, completions or renewals in one turn once per connection, not on every call",
-    async (batchSize) => {
-      // One connection, so that every statement runs where pg_prepared_statements counts its plans.
-      const pool = new pg.Pool({ connectionString: testConnectionString, max: 1 });
-      const store = await createPostgresStore({
-        pool,
-        schema: schema.name,
-        table: schema.nextTable(),
-        sweepIntervalMs: 0,
-      });
-      try {
-        // Statistics that autoanalyze changed mid-test would have the plans made again.
-        await schema.admin.query(`ALTER TABLE ${schema.name}.${store.table} SET (autovacuum_enabled = false)`);
-        const rounds = 12;
-        for (let round = 0; round < rounds; round++) {
-          // One turn's worth at a time: each statement carries `batchSize` inputs.
-          const inputs = Array.from({ length: batchSize }, (_, i) => claimInput(`planned-${round}-${i}`));
-          const claims = await Promise.all(inputs.map((input) => store.claim(input)));
-          expect(claims.map((claim) => claim.kind)).toEqual(inputs.map(() => "claimed"));
-          const renewed = await Promise.all(
-            inputs.map((input) => store.renew({ key: input.key, owner: input.owner, attempt: 1, leaseMs: 60_000 })),
-          );
-          expect(renewed).toEqual(inputs.map(() => true));
-          const completed = await Promise.all(inputs.map((input) => store.complete(completion(input))));
-          expect(completed).toEqual(inputs.map(() => true));
-        }
-        const plans = await pool.query<{ statement: string; generic_plans: string; custom_plans: string }>(
-          "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements ORDER BY statement",
-        );
-        const byKind = Object.fromEntries(
-          plans.rows.map((row) => [
-            statementKind(row.statement),
-            { generic: Number(row.generic_plans), custom: Number(row.custom_plans) },
-          ]),
-        );
-        // PostgreSQL plans a statement afresh for its first five runs, then keeps its
-        // generic plan unless that looks dearer than planning anew each time, as
-        // it does for `unnest` of an array parameter.
-        expect(Object.keys(byKind).sort()).toEqual(["claim", "complete", "renew"]);
-        for (const kind of ["claim", "renew", "complete"]) {
-          expect(byKind[kind], kind).toEqual({ generic: rounds - 5, custom: 5 });
-        }
-      } finally {
-        await store.close();
-        await pool.end();
-      }
-    },
-  );
 });
