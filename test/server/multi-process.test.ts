@@ -5,6 +5,7 @@ import { Code, createClient } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { PaymentService } from "../../gen/demo/v1/payments_pb.js";
 import { expectConnectError } from "../support/connect-assertions.js";
+import { payment } from "../support/fault-harness.js";
 import { usePerTestScratch } from "../support/per-test-scratch.js";
 import { retryWhileInProgress } from "../support/retry-while-in-progress.js";
 import { type ServerProcess, startServerProcess } from "../support/server-process.js";
@@ -44,16 +45,6 @@ function executions(): string[][] {
         .filter((line) => line !== "")
         .map((line) => line.split("\t"))
     : [];
-}
-
-function payment(requestId: string, delayMs = 0) {
-  return {
-    requestId,
-    accountId: "acct_1",
-    amountMinor: 100n,
-    currency: "EUR",
-    metadata: { delay_ms: String(delayMs) },
-  };
 }
 
 describe("several processes", () => {
