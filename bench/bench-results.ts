@@ -72,6 +72,19 @@ export interface TargetResult {
    * per-round ratios: this run does not settle the target either way.
    */
   readonly withinNoise: boolean;
+  /**
+   * For a target with a floor scenario that ran: the same ratio with the
+   * floor in place of ours (the bare writes any layer makes; see
+   * bench/floor-services.ts), round by round. The most any implementation
+   * reaches here.
+   */
+  readonly floor?: { readonly scenario: string; readonly measured: number; readonly spread: Spread };
+  /**
+   * True when even the floor's third quartile lies below the required
+   * ratio: no implementation that makes these writes meets the target on
+   * this machine.
+   */
+  readonly outOfReach: boolean;
 }
 
 /** Everything one `npm run bench` measured, as written to bench/results/latest.json. */
@@ -116,10 +129,12 @@ interface TargetSpec {
    */
   readonly against?: string;
   readonly required: number;
+  /** The floor scenario that stands in for ours, where there is one. */
+  readonly floor?: string;
 }
 
 const targetSpecs: readonly TargetSpec[] = [
-  { scenario: "sqlite-normal", against: "baseline", required: 0.95 },
+  { scenario: "sqlite-normal", against: "baseline", required: 0.95, floor: "sqlite-floor" },
   { scenario: "sqlite-full", against: "baseline", required: 0.9 },
   { scenario: "replay", against: "baseline", required: 1.1 },
   { scenario: "sqlite-1m", against: "sqlite-10k", required: 0.9 },
@@ -128,15 +143,20 @@ const targetSpecs: readonly TargetSpec[] = [
   { scenario: "store-postgres", required: 10_000 },
   // Peers are compared in the layer alone: through the RPC, connect-node's own
   // cost is the same for everyone and swings more than the layers differ.
-  { scenario: "layer-sqlite-normal", against: "layer-powertools-redis", required: 2 },
-  { scenario: "layer-sqlite-normal", against: "layer-node-idempotency-redis", required: 1.25 },
+  { scenario: "layer-sqlite-normal", against: "layer-powertools-redis", required: 2, floor: "layer-sqlite-floor" },
+  {
+    scenario: "layer-sqlite-normal",
+    against: "layer-node-idempotency-redis",
+    required: 1.25,
+    floor: "layer-sqlite-floor",
+  },
   { scenario: "layer-sqlite-1m", against: "layer-sqlite-10k", required: 0.9 },
   { scenario: "layer-postgres-1m", against: "layer-postgres-10k", required: 0.9 },
   // A handler that writes: what deduplicating it costs over the same write
   // without idempotency, with the row and the completion in one commit.
   { scenario: "sqlite-commit", against: "baseline-db", required: 0.95 },
   { scenario: "sqlite-commit-full", against: "baseline-db-full", required: 0.95 },
-  { scenario: "postgres-commit", against: "baseline-postgres", required: 0.95 },
+  { scenario: "postgres-commit", against: "baseline-postgres", required: 0.95, floor: "postgres-commit-floor" },
 ];
 
 /**
@@ -159,19 +179,23 @@ function atTargetConcurrency(results: readonly ScenarioResult[], scenario: strin
 /** Judges the targets on calls per second at `targetConcurrency`. */
 export function evaluateTargets(results: readonly ScenarioResult[]): TargetResult[] {
   const at = (scenario: string) => atTargetConcurrency(results, scenario);
-  return targetSpecs.map(({ scenario, against, required }) => {
+  const valuesOf = (scenario: string, against: string | undefined): number[] => {
     const ours = at(scenario);
-    const theirs = against === undefined ? undefined : at(against);
-    const values =
-      ours === undefined
-        ? []
-        : against === undefined
-          ? ours.rounds.map((round) => round.callsPerSecond)
-          : theirs === undefined
-            ? []
-            : roundRatios(ours, theirs);
+    if (ours === undefined) {
+      return [];
+    }
+    if (against === undefined) {
+      return ours.rounds.map((round) => round.callsPerSecond);
+    }
+    const theirs = at(against);
+    return theirs === undefined ? [] : roundRatios(ours, theirs);
+  };
+  return targetSpecs.map(({ scenario, against, required, floor }) => {
+    const values = valuesOf(scenario, against);
     const spread = values.length === 0 ? undefined : spreadOf(values);
     const measured = spread?.median;
+    const floorValues = floor === undefined ? [] : valuesOf(floor, against);
+    const floorSpread = floorValues.length === 0 ? undefined : spreadOf(floorValues);
     return {
       name: against === undefined ? `${scenario} >= ${required} calls/s` : `${scenario} >= ${required} x ${against}`,
       unit: against === undefined ? "absolute" : "ratio",
@@ -180,6 +204,10 @@ export function evaluateTargets(results: readonly ScenarioResult[]): TargetResul
       required,
       status: measured === undefined ? "not measured" : measured >= required ? "met" : "missed",
       withinNoise: spread !== undefined && spread.q1 <= required && required <= spread.q3,
+      ...(floor === undefined || floorSpread === undefined
+        ? {}
+        : { floor: { scenario: floor, measured: floorSpread.median, spread: floorSpread } }),
+      outOfReach: floorSpread !== undefined && floorSpread.q3 < required,
     };
   });
 }

@@ -3,7 +3,8 @@ import type { ReplayCacheOptions } from "../src/server/replay-cache.js";
 import type { BenchService } from "./bench-service.js";
 import { createPayment } from "./payment-handler.js";
 import type { ServerSetup } from "./scenarios.js";
-import { type BenchStoreOptions, openBenchStore } from "./bench-stores.js";
+import { type BenchStoreOptions, openBenchStore, required } from "./bench-stores.js";
+import { createFloorService } from "./floor-services.js";
 import { createRowBaselineService, createRowCommitService } from "./payment-row-services.js";
 
 /**
@@ -39,6 +40,8 @@ export async function createBenchService(options: BenchServiceOptions): Promise<
         throw new Error("a plain-row scenario needs a database");
       }
       return createRowBaselineService(options.store);
+    case "floor":
+      return createFloorService(setup, required(options.store, "store"));
     case "interceptor": {
       if (options.store === undefined) {
         throw new Error("an interceptor scenario needs a store");

@@ -9,6 +9,8 @@ export interface BenchStoreOptions {
   readonly sqlitePath?: string;
   /** For SQLite: false turns group commit off. */
   readonly groupCommit?: false;
+  /** For a store-alone SQLite scenario: `SqliteFloor`'s bare statements instead of the store. */
+  readonly floor?: true;
   /** For PostgreSQL: the server, and a schema of this run that bench/main.ts drops afterwards. */
   readonly postgresUrl?: string;
   readonly postgresSchema?: string;

@@ -21,7 +21,8 @@ import { createPayment } from "./payment-handler.js";
 const insertSqlite = `INSERT INTO payments (payment_id, request_id, account_id, amount_minor, currency, charge_id, metadata, created_at)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?)`;
 
-function rowValues(req: CreatePaymentRequest): [string, string, string, bigint, string, string, string, number] {
+/** The values of `insertSqlite` and `insertPostgres` for one request. */
+export function rowValues(req: CreatePaymentRequest): [string, string, string, bigint, string, string, string, number] {
   // No bank in the bench: the charge ID is empty.
   return [
     `pay_${req.requestId}`,
@@ -115,13 +116,14 @@ export async function createRowCommitService(
 }
 
 /** The demo's `payments` table in PostgreSQL types, in `schema` (quoted). */
-async function createPostgresPaymentsTable(pool: pg.Pool, schema: string): Promise<void> {
+export async function createPostgresPaymentsTable(pool: pg.Pool, schema: string): Promise<void> {
   await pool.query(postgresPaymentsTableSql(`${schema}.payments`));
   await pool.query(`CREATE INDEX IF NOT EXISTS payments_request_id ON ${schema}.payments (request_id)`);
   await pool.query(`CREATE INDEX IF NOT EXISTS payments_account_id ON ${schema}.payments (account_id, created_at)`);
 }
 
-function insertPostgres(schema: string): string {
+/** The `INSERT` of a payment row into `schema` (quoted)'s `payments`, with the values of `rowValues`. */
+export function insertPostgres(schema: string): string {
   return `INSERT INTO ${schema}.payments (payment_id, request_id, account_id, amount_minor, currency, charge_id, metadata, created_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`;
 }

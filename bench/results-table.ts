@@ -40,13 +40,15 @@ export function formatResultsTable(results: BenchResults): string {
     rows,
   );
   const targets = formatTable(
-    ["target (calls/s at concurrency 64)", "measured", "rounds IQR", "result"],
+    ["target (calls/s at concurrency 64)", "measured", "rounds IQR", "floor", "floor IQR", "result"],
     results.targets.map((t) => {
       const value = (v: number) => (t.unit === "absolute" ? v.toFixed(0) : `${v.toFixed(2)}x`);
       return [
         t.name,
         t.measured === undefined ? "-" : value(t.measured),
         t.spread === undefined ? "-" : range(t.spread, value),
+        t.floor === undefined ? "-" : value(t.floor.measured),
+        t.floor === undefined ? "-" : range(t.floor.spread, value),
         targetResult(t),
       ];
     }),
@@ -54,8 +56,15 @@ export function formatResultsTable(results: BenchResults): string {
   return `${table}\n\n${targets}`;
 }
 
-/** `met`, `missed`, or either with `, within noise` when the rounds' IQR straddles the required ratio. */
+/**
+ * `met`, `missed`, or either with `, within noise` when the rounds' IQR
+ * straddles the required ratio, or `, out of reach` when even the floor's
+ * IQR lies below it.
+ */
 function targetResult(target: TargetResult): string {
+  if (target.outOfReach) {
+    return `${target.status}, out of reach`;
+  }
   return target.withinNoise ? `${target.status}, within noise` : target.status;
 }
 

@@ -147,7 +147,7 @@ export async function startScenarios(
     scenario: Scenario,
     instance = 0,
   ): Promise<{ options: BenchServiceOptions; meter: ServiceCpuMeter | undefined }> => {
-    if (setup.kind === "interceptor" || setup.kind === "plain-row") {
+    if (setup.kind === "interceptor" || setup.kind === "plain-row" || setup.kind === "floor") {
       const kind = setup.kind === "interceptor" ? setup.store : setup.db;
       const store = await storeOptions(scenario, kind, setup.kind === "interceptor" ? setup.prefillRows : 0, instance);
       return { options: { setup, store: store.options }, meter: store.meter };
@@ -200,7 +200,11 @@ export async function startScenarios(
         const child = forkChild<StoreApi>(new URL("./store-main.ts", import.meta.url), serverCpu);
         children.push(child);
         const { options, meter } = await storeOptions(scenario, scenario.store, 0);
-        await child.call("start", { ...options, ...(scenario.groupCommit === false ? { groupCommit: false } : {}) });
+        await child.call("start", {
+          ...options,
+          ...(scenario.groupCommit === false ? { groupCommit: false } : {}),
+          ...(scenario.floor === true ? { floor: true } : {}),
+        });
         env.log(`${scenario.name}: store process ${child.pid}`);
         runners.set(scenario.name, [
           (concurrency, durationMs) => withServiceCpu(meter, () => child.call("run", { concurrency, durationMs })),

@@ -15,6 +15,13 @@ export type ServerSetup =
       /** On: the interceptor's `replayCache` (`benchReplayCache`). */
       readonly replayCache?: true;
     }
+  /**
+   * No interceptor and no store: the handler between a bare claim and a bare
+   * completion (`commit`: the payment row and the completion in one
+   * transaction), the least any layer with a durable record writes; see
+   * bench/floor-services.ts.
+   */
+  | { readonly kind: "floor"; readonly db: BenchStoreKind; readonly handler?: "commit" }
   | { readonly kind: "powertools" }
   | { readonly kind: "node-idempotency" };
 
@@ -39,6 +46,8 @@ export interface Scenario {
   readonly store?: BenchStoreKind;
   /** For a SQLite `store`: false gives each operation its own transaction, to show what group commit saves. */
   readonly groupCommit?: false;
+  /** For a SQLite `store`: the bare statements of `SqliteFloor` instead of the store. */
+  readonly floor?: true;
 }
 
 /** Every scenario, in the order of the table. */
@@ -63,6 +72,14 @@ export const scenarios: readonly Scenario[] = [
     description: "interceptor + SQLite store, durability normal, every call a new key",
     kind: "rpc",
     server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0 },
+    keys: "new",
+  },
+  {
+    name: "sqlite-floor",
+    description:
+      "the floor of sqlite-normal: no interceptor; the handler between a bare claim INSERT and completion UPDATE in SQLite (layer-sqlite-floor's)",
+    kind: "rpc",
+    server: { kind: "floor", db: "sqlite-normal" },
     keys: "new",
   },
   {
@@ -153,6 +170,14 @@ export const scenarios: readonly Scenario[] = [
     keys: "new",
   },
   {
+    name: "postgres-commit-floor",
+    description:
+      "the floor of postgres-commit: no interceptor; a bare claim INSERT, then the payment row and the outcome's UPDATE in one transaction, one round trip",
+    kind: "rpc",
+    server: { kind: "floor", db: "postgres", handler: "commit" },
+    keys: "new",
+  },
+  {
     name: "sqlite-10k",
     description: "as sqlite-normal, with 10 thousand records in the store before the first call",
     kind: "rpc",
@@ -193,6 +218,14 @@ export const scenarios: readonly Scenario[] = [
     groupCommit: false,
   },
   {
+    name: "store-sqlite-floor",
+    description:
+      "the floor of store-sqlite-normal: the claim's INSERT and the completion's UPDATE as bare better-sqlite3 statements, one transaction per turn of the event loop",
+    kind: "store",
+    store: "sqlite-normal",
+    floor: true,
+  },
+  {
     name: "store-postgres",
     description: "PostgreSQL store alone, no RPC: claim + complete pairs per second",
     kind: "store",
@@ -210,6 +243,13 @@ export const scenarios: readonly Scenario[] = [
     description: "interceptor + SQLite store (normal) around the handler, in-process, no RPC; new keys",
     kind: "layer",
     server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0 },
+  },
+  {
+    name: "layer-sqlite-floor",
+    description:
+      "the floor of layer-sqlite-normal: the handler between store-sqlite-floor's bare claim and completion, in-process, no RPC",
+    kind: "layer",
+    server: { kind: "floor", db: "sqlite-normal" },
   },
   {
     name: "layer-replay",

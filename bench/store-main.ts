@@ -1,12 +1,13 @@
 // The store-alone scenarios: a child process of bench/main.ts that claims and
 // completes new keys directly on a store, without RPC, to show the ceiling the
-// interceptor can approach.
+// interceptor can approach; with `floor`, the same pairs as bare statements.
 import { randomUUID } from "node:crypto";
 import type { IdempotencyStore } from "../src/store/idempotency-store.js";
-import { type BenchStoreOptions, openBenchStore } from "./bench-stores.js";
+import { type BenchStoreOptions, openBenchStore, required } from "./bench-stores.js";
 import { serveParent } from "./child-ipc.js";
 import { type IntervalStats, measureClosedLoop } from "./latency-stats.js";
 import { paymentRecordMethod, paymentRecordScope, storedPaymentOutcome } from "./payment-request.js";
+import { openSqliteFloor } from "./sqlite-floor.js";
 
 /** What a run measured, plus this process's CPU time per claim + complete pair. */
 export interface StoreStats extends IntervalStats {
@@ -29,7 +30,9 @@ const retentionMs = 24 * 3600_000;
 const outcome = storedPaymentOutcome(randomUUID());
 const fingerprint = "9f2c".repeat(16);
 
-let store: IdempotencyStore | undefined;
+/** One claim + complete pair of a new key, on the store or on the floor. */
+let pair: (() => Promise<void>) | undefined;
+let close: (() => Promise<void>) | undefined;
 
 async function claimAndComplete(target: IdempotencyStore): Promise<void> {
   const key = { scope: paymentRecordScope, method: paymentRecordMethod, key: randomUUID() };
@@ -46,20 +49,33 @@ async function claimAndComplete(target: IdempotencyStore): Promise<void> {
 
 const api: StoreApi = {
   async start(options) {
-    store = await openBenchStore(options);
+    if (options.floor === true) {
+      const floor = await openSqliteFloor(required(options.sqlitePath, "sqlitePath"));
+      pair = async () => {
+        const key = randomUUID();
+        const owner = randomUUID();
+        await floor.claim(key, owner);
+        await floor.complete(key, owner, outcome);
+      };
+      close = () => floor.close();
+      return;
+    }
+    const store = await openBenchStore(options);
+    pair = () => claimAndComplete(store);
+    close = () => store.close();
   },
   async run({ concurrency, durationMs }) {
-    const target = store;
-    if (target === undefined) {
+    const run = pair;
+    if (run === undefined) {
       throw new Error("start was not called");
     }
     const cpuBefore = process.cpuUsage();
-    const stats = await measureClosedLoop(concurrency, durationMs, () => claimAndComplete(target));
+    const stats = await measureClosedLoop(concurrency, durationMs, run);
     const cpu = process.cpuUsage(cpuBefore);
     return { ...stats, serverCpuMicrosPerCall: (cpu.user + cpu.system) / Math.max(1, stats.calls) };
   },
   async stop() {
-    await store?.close();
+    await close?.();
     setImmediate(() => process.exit(0));
   },
 };
