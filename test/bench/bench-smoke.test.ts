@@ -33,7 +33,7 @@ describe("npm run bench --quick", () => {
     out = await mkdtemp(join(tmpdir(), "bench-smoke-"));
     ({ stdout, results } = await runQuickBench(out, [
       "--scenarios",
-      "baseline-twin,sqlite-normal,baseline-db,sqlite-commit,store-sqlite-normal,store-sqlite-normal-single,layer-sqlite-normal,layer-replay",
+      "baseline-twin,sqlite-normal,sqlite-floor,baseline-db,sqlite-commit,store-sqlite-normal,store-sqlite-normal-single,layer-sqlite-normal,layer-replay",
     ]));
   }, 120_000);
 
@@ -63,7 +63,17 @@ describe("npm run bench --quick", () => {
     // One round: the spread is that round's ratio.
     expect(first?.spread?.q1).toBe(first?.measured);
     expect(first?.spread?.q3).toBe(first?.measured);
-    expect(stdout).toMatch(/^sqlite-normal >= 0\.95 x baseline\s+\d+\.\d\dx\s+\d+\.\d\dx-\d+\.\d\dx\s+(met|missed)/m);
+    // Measured, its IQR, then the floor's (sqlite-floor ran) and its IQR.
+    expect(stdout).toMatch(
+      /^sqlite-normal >= 0\.95 x baseline\s+\d+\.\d\dx\s+\d+\.\d\dx-\d+\.\d\dx\s+\d+\.\d\dx\s+\d+\.\d\dx-\d+\.\d\dx\s+(met|missed)/m,
+    );
+    // The floor is sqlite-floor's ratio to the same baseline, round by round; a target without a floor scenario that ran has none.
+    const floor = results.results.find((r) => r.scenario === "sqlite-floor" && r.concurrency === 64);
+    const baseline64 = results.results.find((r) => r.scenario === "baseline" && r.concurrency === 64);
+    expect(first?.floor?.scenario).toBe("sqlite-floor");
+    expect(first?.floor?.measured).toBeCloseTo(floor!.callsPerSecond / baseline64!.callsPerSecond, 10);
+    expect(first?.outOfReach).toBe(first!.floor!.spread.q3 < 0.95);
+    expect(stdout).toMatch(/^layer-sqlite-normal >= 2 x layer-powertools-redis\s+-\s+-\s+-\s+-\s+not measured/m);
     // A target against another scenario than the baseline divides by that one, round by round.
     const commit = results.results.find((r) => r.scenario === "sqlite-commit" && r.concurrency === 64);
     const db = results.results.find((r) => r.scenario === "baseline-db" && r.concurrency === 64);
@@ -89,11 +99,13 @@ describe("npm run bench --quick", () => {
       "baseline@1",
       "baseline-twin@1",
       "sqlite-normal@1",
+      "sqlite-floor@1",
       "baseline-db@1",
       "sqlite-commit@1",
       "baseline@64",
       "baseline-twin@64",
       "sqlite-normal@64",
+      "sqlite-floor@64",
       "baseline-db@64",
       "sqlite-commit@64",
       "store-sqlite-normal@64",
@@ -144,8 +156,8 @@ describe("npm run bench --quick", () => {
   it("draws the chart with a bar per RPC scenario at concurrency 64", async () => {
     const svg = await readFile(join(out, "latest.svg"), "utf8");
     expect(svg.startsWith("<svg")).toBe(true);
-    // The background, and baseline, baseline-twin, sqlite-normal, baseline-db and sqlite-commit.
-    expect(svg.match(/<rect /g)?.length).toBe(6);
+    // The background, and baseline, baseline-twin, sqlite-normal, sqlite-floor, baseline-db and sqlite-commit.
+    expect(svg.match(/<rect /g)?.length).toBe(7);
     expect(svg).toContain(">sqlite-normal</text>");
     expect(svg).not.toContain(">store-sqlite-normal</text>");
   });
