@@ -149,7 +149,8 @@ export async function startScenarios(
   ): Promise<{ options: BenchServiceOptions; meter: ServiceCpuMeter | undefined }> => {
     if (setup.kind === "interceptor" || setup.kind === "plain-row" || setup.kind === "floor") {
       const kind = setup.kind === "interceptor" ? setup.store : setup.db;
-      const store = await storeOptions(scenario, kind, setup.kind === "interceptor" ? setup.prefillRows : 0, instance);
+      const prefillRows = setup.kind === "plain-row" ? 0 : (setup.prefillRows ?? 0);
+      const store = await storeOptions(scenario, kind, prefillRows, instance);
       return { options: { setup, store: store.options }, meter: store.meter };
     }
     if (setup.kind !== "plain" && redisMeter === undefined) {

@@ -21,7 +21,13 @@ export type ServerSetup =
    * transaction), the least any layer with a durable record writes; see
    * bench/floor-services.ts.
    */
-  | { readonly kind: "floor"; readonly db: BenchStoreKind; readonly handler?: "commit" }
+  | {
+      readonly kind: "floor";
+      readonly db: BenchStoreKind;
+      readonly handler?: "commit";
+      /** For SQLite: the records in the file before the first call, as for `interceptor`. */
+      readonly prefillRows?: number;
+    }
   | { readonly kind: "powertools" }
   | { readonly kind: "node-idempotency" };
 
@@ -290,6 +296,18 @@ export const scenarios: readonly Scenario[] = [
     description: "as layer-sqlite-normal, with 1 million records in the store before the first call",
     kind: "layer",
     server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 1_000_000 },
+  },
+  {
+    name: "layer-sqlite-floor-10k",
+    description: "layer-sqlite-floor on the same 10 thousand record file as layer-sqlite-10k",
+    kind: "layer",
+    server: { kind: "floor", db: "sqlite-normal", prefillRows: 10_000 },
+  },
+  {
+    name: "layer-sqlite-floor-1m",
+    description: "layer-sqlite-floor on the same 1 million record file as layer-sqlite-1m",
+    kind: "layer",
+    server: { kind: "floor", db: "sqlite-normal", prefillRows: 1_000_000 },
   },
   {
     name: "layer-postgres-10k",

@@ -193,6 +193,20 @@ describe("a target's floor", () => {
     expect(judged?.status).toBe("missed");
   });
 
+  it("divides a growth target's floor by the floor of its reference, not by ours", () => {
+    const growth = evaluateTargets([
+      result("layer-sqlite-1m", [700, 760, 800]),
+      result("layer-sqlite-10k", [1000, 1000, 1000]),
+      result("layer-sqlite-floor-1m", [1500, 1500, 1500]),
+      result("layer-sqlite-floor-10k", [2000, 2000, 2000]),
+    ]).find((t) => t.name === "layer-sqlite-1m >= 0.9 x layer-sqlite-10k");
+    expect(growth?.measured).toBeCloseTo(0.76, 10);
+    expect(growth?.floor?.scenario).toBe("layer-sqlite-floor-1m");
+    // 1500 / 2000, not 1500 / 1000.
+    expect(growth?.floor?.measured).toBeCloseTo(0.75, 10);
+    expect(growth?.outOfReach).toBe(true);
+  });
+
   it("has no floor, and is never out of reach, when the floor scenario did not run", () => {
     const judged = evaluateTargets([result("layer-sqlite-normal", [500]), result(peer, [1000])]).find(
       (t) => t.name === `layer-sqlite-normal >= 1.25 x ${peer}`,
