@@ -162,7 +162,7 @@ const targetSpecs: readonly TargetSpec[] = [
   { scenario: "layer-postgres-1m", against: "layer-postgres-10k", required: 0.9 },
   // A handler that writes: what deduplicating it costs over the same write
   // without idempotency, with the row and the completion in one commit.
-  { scenario: "sqlite-commit", against: "baseline-db", required: 0.95 },
+  { scenario: "sqlite-commit", against: "baseline-db", required: 0.95, floor: "sqlite-commit-floor" },
   { scenario: "sqlite-commit-full", against: "baseline-db-full", required: 0.95 },
   { scenario: "postgres-commit", against: "baseline-postgres", required: 0.95, floor: "postgres-commit-floor" },
 ];

@@ -18,7 +18,8 @@ import { createPayment } from "./payment-handler.js";
 // its `payments` table; these services do the same, without the bank call,
 // so that what differs between a pair is the idempotency around the write.
 
-const insertSqlite = `INSERT INTO payments (payment_id, request_id, account_id, amount_minor, currency, charge_id, metadata, created_at)
+/** The `INSERT` of a payment row into SQLite's `payments`, with the values of `rowValues`. */
+export const insertSqlite = `INSERT INTO payments (payment_id, request_id, account_id, amount_minor, currency, charge_id, metadata, created_at)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?)`;
 
 /** The values of `insertSqlite` and `insertPostgres` for one request. */

@@ -147,6 +147,14 @@ export const scenarios: readonly Scenario[] = [
     keys: "new",
   },
   {
+    name: "sqlite-commit-floor",
+    description:
+      "the floor of sqlite-commit: no interceptor; a bare claim INSERT, then the payment row and the completion UPDATE in one group-commit transaction",
+    kind: "rpc",
+    server: { kind: "floor", db: "sqlite-normal", handler: "commit" },
+    keys: "new",
+  },
+  {
     name: "baseline-db-full",
     description: "as baseline-db with durability full: synchronous = FULL, the WAL synced at every commit",
     kind: "rpc",
@@ -284,6 +292,12 @@ export const scenarios: readonly Scenario[] = [
     description: "sqlite-commit in-process, no RPC: the row and the completion in one commit (durability normal)",
     kind: "layer",
     server: { kind: "interceptor", store: "sqlite-normal", prefillRows: 0, handler: "commit" },
+  },
+  {
+    name: "layer-sqlite-commit-floor",
+    description: "sqlite-commit-floor in-process, no RPC",
+    kind: "layer",
+    server: { kind: "floor", db: "sqlite-normal", handler: "commit" },
   },
   {
     name: "layer-sqlite-10k",

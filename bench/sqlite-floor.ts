@@ -1,7 +1,10 @@
 import Database from "better-sqlite3";
 import { quoteSqliteIdentifier, sqliteDefaultTable } from "../src/store/sqlite/sqlite-schema.js";
 import { createSqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import type { CreatePaymentRequest } from "../gen/demo/v1/payments_pb.js";
+import { createPaymentsTable } from "../demo/payment-service.js";
 import { paymentRecordMethod, paymentRecordScope } from "./payment-request.js";
+import { insertSqlite, rowValues } from "./payment-row-services.js";
 
 /**
  * The least a SQLite-backed idempotency layer writes per call, as bare
@@ -17,6 +20,11 @@ export interface SqliteFloor {
   claim(key: string, owner: string): Promise<void>;
   /** Stores `outcome` in the record `claim` inserted. */
   complete(key: string, owner: string, outcome: Uint8Array): Promise<void>;
+  /**
+   * Inserts the payment row of `req` and stores `outcome` in its record, in
+   * the same transaction (the floor of a `commit`).
+   */
+  commitRow(req: CreatePaymentRequest, owner: string, outcome: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -48,9 +56,16 @@ export async function openSqliteFloor(path: string): Promise<SqliteFloor> {
     `UPDATE ${table} SET status = 'completed', outcome = ?, updated_at = ?, lease_until = updated_at
   WHERE scope = ? AND method = ? AND key = ? AND owner = ? AND status = 'in_progress'`,
   );
+  createPaymentsTable(db);
+  const insertRow = db.prepare<ReturnType<typeof rowValues>>(insertSqlite);
   const begin = db.prepare("BEGIN IMMEDIATE");
   const commit = db.prepare("COMMIT");
   let queue: FloorJob[] = [];
+  const completeRecord = (key: string, owner: string, outcome: Uint8Array) => {
+    if (update.run(outcome, Date.now(), paymentRecordScope, paymentRecordMethod, key, owner).changes !== 1) {
+      throw new Error(`the floor's completion found no claim of ${key}`);
+    }
+  };
 
   const flush = () => {
     const batch = queue;
@@ -90,10 +105,12 @@ export async function openSqliteFloor(path: string): Promise<SqliteFloor> {
       });
     },
     complete(key, owner, outcome) {
+      return submit(() => completeRecord(key, owner, outcome));
+    },
+    commitRow(req, owner, outcome) {
       return submit(() => {
-        if (update.run(outcome, Date.now(), paymentRecordScope, paymentRecordMethod, key, owner).changes !== 1) {
-          throw new Error(`the floor's completion found no claim of ${key}`);
-        }
+        insertRow.run(...rowValues(req));
+        completeRecord(req.requestId, owner, outcome);
       });
     },
     async close() {

@@ -103,6 +103,38 @@ describe("the bench's floor scenarios", () => {
     expect(answers.map((a) => a.message.payment?.paymentId)).toEqual(requestIds.map((id) => `pay_${id}`));
   });
 
+  it("sqlite-commit-floor inserts the payment row and the outcome in one transaction, after the claim", async () => {
+    const sqlitePath = join(dir, "commit.db");
+    const service = await createBenchService({
+      setup: { kind: "floor", db: "sqlite-normal", handler: "commit" },
+      store: { kind: "sqlite-normal", sqlitePath },
+    });
+    const requestIds = Array.from({ length: 10 }, () => crypto.randomUUID()).sort();
+    let answers: Awaited<ReturnType<typeof invokeInProcess>>[];
+    try {
+      answers = await Promise.all(requestIds.map((id) => invokeInProcess(service, paymentRequest(id))));
+    } finally {
+      await service.close();
+    }
+    const db = new Database(sqlitePath, { readonly: true });
+    try {
+      const rows = db
+        .prepare(
+          `SELECT r.key, r.status, r.outcome, p.payment_id FROM connect_idempotency_records AS r
+           JOIN payments AS p ON p.request_id = r.key ORDER BY r.key`,
+        )
+        .all() as { key: string; status: string; outcome: Uint8Array; payment_id: string }[];
+      expect(rows.map((r) => [r.key, r.status, r.payment_id])).toEqual(
+        requestIds.map((id) => [id, "completed", `pay_${id}`]),
+      );
+      expect(rows.map((r) => fromBinary(CreatePaymentResponseSchema, r.outcome))).toEqual(
+        answers.map((a) => a.message),
+      );
+    } finally {
+      db.close();
+    }
+  });
+
   it("postgres-commit-floor commits the payment row and the outcome together, after the claim", async () => {
     const schema = await createTestSchema("bench_floor");
     const service = await createBenchService({
