@@ -3,7 +3,6 @@ import { type DescMessage, type Message, type MessageShape, isMessage, toBinary 
 import {
   type Code,
   ConnectError,
-  type ContextValues,
   type HandlerContext,
   createContextKey,
 } from "@connectrpc/connect";
@@ -147,7 +146,12 @@ interface MemoizedEffects {
 }
 
 // Per call: a handler may ask more than once, and must get the same state.
-const effectsOfCall = new WeakMap<ContextValues, MemoizedEffects>();
+// Kept in the call's own context values rather than a WeakMap keyed by them:
+// with a WeakMap entry per call, V8's young-generation collections took about
+// 15 us more per call (docs/benchmark.md, "Where the layer's CPU goes").
+const effectsOfCallKey = createContextKey<MemoizedEffects | undefined>(undefined, {
+  description: "connect-idempotency: the call's atomic effects",
+});
 
 /**
  * The atomic effects of the call a handler runs, typed for `store`, which
@@ -179,7 +183,7 @@ export function atomicEffects<Tx, Mode extends TransactionMode>(
   ctx: HandlerContext,
   store: AtomicIdempotencyStore<Tx, Mode>,
 ): AtomicEffects<Tx, Mode> {
-  const memo = effectsOfCall.get(ctx.values);
+  const memo = ctx.values.get(effectsOfCallKey);
   if (memo !== undefined && memo.store !== store) {
     throw new Error("atomicEffects: called with two different stores in one call");
   }
@@ -193,7 +197,7 @@ export function atomicEffects<Tx, Mode extends TransactionMode>(
     );
   }
   const effects = createAtomicEffects(ctx, store, claim);
-  effectsOfCall.set(ctx.values, {
+  ctx.values.set(effectsOfCallKey, {
     store: store as AtomicIdempotencyStore<unknown, TransactionMode>,
     effects: effects as AtomicEffects<unknown, TransactionMode>,
   });

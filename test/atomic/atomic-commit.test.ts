@@ -260,6 +260,46 @@ describe("commit", () => {
     expect(String(second)).toMatch(/commit was already called/);
   });
 
+  it("gives a handler that asks again the same effects, and every call effects of its own", async () => {
+    const seen: ReturnType<typeof atomicEffects<Database, "sync">>[] = [];
+    const refusals: unknown[] = [];
+    const other = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0 });
+    handler = async (_req, ctx) => {
+      const first = atomicEffects(ctx, store);
+      seen.push(first, atomicEffects(ctx, store));
+      const response = await first.commit((db) => {
+        insertPayment(db, `pay_${runs}`);
+        return paymentResponse(`pay_${runs}`);
+      });
+      // The state is the call's: the second handle sees the commit of the first.
+      refusals.push(
+        await atomicEffects(ctx, store)
+          .commit(() => response)
+          .catch((error: unknown) => error),
+      );
+      try {
+        atomicEffects(ctx, other);
+      } catch (error) {
+        refusals.push(error);
+      }
+      return response;
+    };
+    await client().createPayment(request);
+    await client().createPayment({ ...request, requestId: "b7e2a1c4-0d3f-4e5a-8b6c-9d0e1f2a3b4c" });
+    await other.close();
+    expect(seen).toHaveLength(4);
+    expect(seen[1]).toBe(seen[0]);
+    expect(seen[3]).toBe(seen[2]);
+    expect(seen[2]).not.toBe(seen[0]);
+    expect(refusals.map(String)).toEqual([
+      expect.stringMatching(/commit was already called/),
+      expect.stringMatching(/called with two different stores in one call/),
+      expect.stringMatching(/commit was already called/),
+      expect.stringMatching(/called with two different stores in one call/),
+    ]);
+    expect(countPayments()).toBe(2);
+  });
+
   it("refuses a store that is not the interceptor's", async () => {
     const other = createSqliteStore({ path: ":memory:", sweepIntervalMs: 0 });
     let refused: unknown;
