@@ -1,11 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { type DescMessage, type Message, type MessageShape, isMessage, toBinary } from "@bufbuild/protobuf";
-import {
-  type Code,
-  ConnectError,
-  type HandlerContext,
-  createContextKey,
-} from "@connectrpc/connect";
+import { type Code, ConnectError, type HandlerContext, createContextKey } from "@connectrpc/connect";
 import { ErrorReason } from "../errors/error-reason.js";
 import { createIdempotencyError } from "../errors/idempotency-error.js";
 import type {
