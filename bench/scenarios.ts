@@ -186,7 +186,7 @@ export const scenarios: readonly Scenario[] = [
   {
     name: "postgres-commit-floor",
     description:
-      "the floor of postgres-commit: no interceptor; a bare claim INSERT, then the payment row and the outcome's UPDATE in one transaction, one round trip",
+      "the floor of postgres-commit: no interceptor; the claims of a turn in one bare INSERT, then the payment row and the outcome's UPDATE in one transaction, one round trip",
     kind: "rpc",
     server: { kind: "floor", db: "postgres", handler: "commit" },
     keys: "new",
