@@ -20,7 +20,8 @@ type CreatePaymentImpl = MethodImpl<typeof PaymentService.method.createPayment>;
  * idempotency layer with a durable record makes around the handler (a claim
  * before it, the serialized response after it), as bare statements. Their
  * ratio to a target's reference is the most any implementation reaches on
- * this machine with these writes: a target above it is out of reach.
+ * this machine with these writes: a target that even the floor misses is
+ * out of reach.
  *
  * - SQLite (`sqlite-normal`): `SqliteFloor`'s claim, the handler, its
  *   completion (`commit`: the payment row and the completion in one job of

@@ -11,9 +11,9 @@ import { insertSqlite, rowValues } from "./payment-row-services.js";
  * better-sqlite3 statements on the store's own table: the claim's `INSERT`
  * and the completion's `UPDATE` of a new key, with what one turn of the event
  * loop submits sharing one transaction (as the store's group commit does),
- * durability normal. No fingerprint check, lease, fencing, checksum, expiry update, savepoint
- * or error handling beyond rejecting a failed batch: what the store does
- * beyond this is what the floor rows leave out.
+ * durability normal. No fingerprint check, lease, fencing, checksum, expiry
+ * update, savepoint or error handling beyond rejecting a failed batch: what
+ * the store does beyond this is what the floor rows leave out.
  */
 export interface SqliteFloor {
   /** Inserts the in-progress record of a new key. */
